@@ -1,0 +1,140 @@
+"""The typed architecture config: YAML -> ``ArchConfig`` -> ``build_model``.
+
+Block, skip and skip-attention params are tagged unions over the registries
+(``type`` picks the class), so a typo or an unknown key fails when the file is
+loaded, with the field's path, never an hour into a study.
+
+Example (YAML)::
+
+    spatial_dims: 2
+    in_channels: 3
+    out_channels: 1
+    stem: {kernel_size: 3}
+    stages:
+      - {width: 16, block: {type: cmunext, kernel_size: 3}, decoder_depth: 0, skip: {type: skip_fusion}}
+      - {width: 32, block: {type: cmunext, kernel_size: 7}}
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, model_validator
+
+from nasseg.blocks import BLOCKS, KernelSize
+from nasseg.errors import ConfigError
+from nasseg.layers import ACTS, NORMS
+from nasseg.skips import ATTENTIONS, SKIPS
+
+
+def _tagged(registry) -> Any:
+    types = registry.params_types()
+    if len(types) == 1:
+        return types[0]
+    return Annotated[Union[types], Field(discriminator="type")]  # noqa: UP007
+
+
+BlockParams = _tagged(BLOCKS)
+SkipParams = _tagged(SKIPS)
+AttentionParams = _tagged(ATTENTIONS)
+Norm = Literal[NORMS]  # type: ignore[valid-type]
+Activation = Literal[ACTS]  # type: ignore[valid-type]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StemConfig(_Strict):
+    """A conv + norm + act at full resolution before the first stage (CMUNeXt's stem)."""
+
+    kernel_size: KernelSize = 3
+
+
+class StageConfig(_Strict):
+    """One resolution level: encoder blocks, and the decoder's skip and blocks at that level.
+
+    ``skip``, ``skip_attention`` and ``decoder_depth`` are unused at the deepest stage.
+    """
+
+    width: PositiveInt
+    depth: PositiveInt = 1
+    block: BlockParams = Field(default_factory=lambda: BLOCKS.get("conv").Params())
+    decoder_depth: NonNegativeInt = 1
+    skip: SkipParams = Field(default_factory=lambda: SKIPS.get("concat").Params())
+    skip_attention: AttentionParams | None = None
+
+
+class ArchConfig(_Strict):
+    """A U-shaped network. ``out_channels`` 1 means binary (sigmoid), K > 1 means K classes
+    including background (softmax)."""
+
+    name: str | None = Field(default=None, description="a label; not part of arch_id")
+    spatial_dims: Literal[2, 3]
+    in_channels: PositiveInt
+    out_channels: PositiveInt
+    stem: StemConfig | None = None
+    stages: list[StageConfig] = Field(min_length=2)
+    down: Literal["maxpool", "strided_conv"] = "maxpool"
+    up: Literal["interp_conv", "transposed"] = "interp_conv"
+    norm: Norm = "batch"
+    act: Activation = "relu"
+    deep_supervision: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> ArchConfig:
+        for i, stage in enumerate(self.stages):
+            for where, params in (("block", stage.block), ("skip_attention", stage.skip_attention)):
+                k = getattr(params, "kernel_size", None)
+                if isinstance(k, tuple) and len(k) != self.spatial_dims:
+                    raise ValueError(
+                        f"stages.{i}.{where}.kernel_size: {list(k)} has {len(k)} entries but "
+                        f"spatial_dims is {self.spatial_dims}"
+                    )
+            last = i == len(self.stages) - 1
+            if not last and stage.decoder_depth == 0 and stage.skip.type == "concat":
+                raise ValueError(
+                    f"stages.{i}.decoder_depth: 0 needs a skip that fuses to the stage width "
+                    "(skip_fusion or irsc), not 'concat'"
+                )
+        if self.stem is not None and isinstance(self.stem.kernel_size, tuple) \
+                and len(self.stem.kernel_size) != self.spatial_dims:
+            raise ValueError(f"stem.kernel_size: {list(self.stem.kernel_size)} has "
+                             f"{len(self.stem.kernel_size)} entries but spatial_dims is {self.spatial_dims}")
+        return self
+
+    def canonical(self) -> dict[str, Any]:
+        """The config with every default filled in and the label dropped: what arch_id hashes."""
+        return self.model_dump(mode="json", exclude={"name"})
+
+    def min_input_multiple(self) -> int:
+        """Every spatial input size must be a multiple of this: ``2 ** (stages - 1)``."""
+        return 2 ** (len(self.stages) - 1)
+
+
+def arch_id(config: ArchConfig) -> str:
+    """A stable 12-hex-digit id: sha256 of the canonical JSON (sorted keys, defaults filled).
+
+    Two configs that build the same network have the same id, however they were written.
+    """
+    text = json.dumps(config.canonical(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def check_input_shape(config: ArchConfig, shape: tuple[int, ...] | list[int]) -> tuple[int, ...]:
+    """Validate ``(B, C, *spatial)`` against the config; return it as a tuple of ints."""
+    shape = tuple(int(n) for n in shape)
+    want = 2 + config.spatial_dims
+    if len(shape) != want:
+        raise ConfigError(f"input shape {list(shape)} has {len(shape)} dims; a {config.spatial_dims}D "
+                         f"network takes {want} (batch, channels, {config.spatial_dims} spatial)")
+    if shape[1] != config.in_channels:
+        raise ConfigError(f"input shape {list(shape)} has {shape[1]} channels; the network takes "
+                         f"in_channels={config.in_channels}")
+    m = config.min_input_multiple()
+    for n in shape[2:]:
+        if n <= 0 or n % m:
+            raise ConfigError(f"input size {n} is not divisible by 2^(stages-1) = {m} "
+                             f"({len(config.stages)} stages)")
+    return shape

@@ -1,0 +1,95 @@
+"""``nasseg presets`` and ``nasseg profile``: the architecture zoo and its costs."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from rich.console import Console
+from rich.table import Table
+
+from nasseg.errors import ConfigError
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """``"1,3,256,256"`` -> ``(1, 3, 256, 256)``; a clear error otherwise."""
+    try:
+        shape = tuple(int(p) for p in text.replace("x", ",").split(","))
+    except ValueError:
+        raise ConfigError(f"--input '{text}': expected comma-separated integers like 1,3,256,256") from None
+    if any(n <= 0 for n in shape):
+        raise ConfigError(f"--input '{text}': every size must be positive")
+    return shape
+
+
+def _default_shape(cfg) -> tuple[int, ...]:
+    side = 256 if cfg.spatial_dims == 2 else 96
+    return (1, cfg.in_channels, *([side] * cfg.spatial_dims))
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    from nasseg.arch import arch_id, load_arch, preset_names
+    from nasseg.cost import profile
+
+    rows = []
+    for name in preset_names():
+        cfg = load_arch(name)
+        shape = _default_shape(cfg)
+        cost = profile(cfg, shape, latency=False)
+        rows.append({"preset": name, "id": arch_id(cfg), "dims": cfg.spatial_dims,
+                     "input": list(shape), "params": cost.params, "macs": cost.macs})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    table = Table(title="nasseg presets (MACs: ptflops, pytorch backend)")
+    for col in ("preset", "id", "input", "params", "GMACs"):
+        table.add_column(col, justify="right" if col in ("params", "GMACs") else "left")
+    for r in rows:
+        table.add_row(r["preset"], r["id"], "x".join(map(str, r["input"])), f"{r['params']:,}",
+                      f"{r['macs'] / 1e9:.2f}")
+    Console().print(table)
+    return 0
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from nasseg.arch import load_arch
+    from nasseg.cost import profile
+
+    cfg = load_arch(args.arch)
+    shape = parse_shape(args.input) if args.input else _default_shape(cfg)
+    cost = profile(cfg, shape, device=args.device, latency=not args.no_latency,
+                   cache=not args.no_cache)
+    d = cost.to_dict() | {"name": cfg.name or str(args.arch), "cached": cost.cached}
+    if args.json:
+        print(json.dumps(d, indent=2))
+        return 0
+    table = Table(title=f"{d['name']} at {'x'.join(map(str, shape))} ({cost.arch_id})")
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    table.add_column("how")
+    table.add_row("params", f"{cost.params:,}", "trainable parameters")
+    table.add_row("MACs", f"{cost.macs:,}", "ptflops (pytorch backend)")
+    table.add_row("FLOPs", f"{cost.flops:,}", "fvcore")
+    lat = "-" if cost.latency_ms is None else f"{cost.latency_ms:.2f} ms"
+    table.add_row("latency", lat, f"median forward on {cost.device or '-'}")
+    table.add_row("memory", f"{cost.memory_mb:,.1f} MB",
+                  "CUDA allocator peak" if cost.memory_kind == "cuda_peak"
+                  else "training-step estimate from feature maps")
+    Console().print(table)
+    if cost.cached:
+        Console().print("[dim](from the cost cache)[/dim]")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("presets", help="list the preset architectures with params and MACs")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_presets)
+
+    p = sub.add_parser("profile", help="params, MACs, FLOPs, latency and memory of a network")
+    p.add_argument("arch", help="a preset name or an architecture YAML")
+    p.add_argument("--input", help="input shape B,C,H,W[,D] (default 1,C,256,256 / 1,C,96,96,96)")
+    p.add_argument("--device", default="cpu", help="device for latency/memory: cpu or cuda")
+    p.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
+    p.add_argument("--no-cache", action="store_true", help="count again, ignoring the cost cache")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_profile)

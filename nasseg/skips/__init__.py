@@ -1,0 +1,18 @@
+"""Registered skip connections and skip attentions: the ``skip.type`` and
+``skip_attention.type`` vocabulary of architecture configs."""
+from nasseg.registry import Registry
+from nasseg.skips.base import Skip, UpMode, make_up
+from nasseg.skips.concat import ConcatSkip
+from nasseg.skips.csab import CSAB
+from nasseg.skips.irsc import IRSC
+from nasseg.skips.skip_fusion import SkipFusion
+
+SKIPS = Registry("skip")
+SKIPS.register(ConcatSkip)
+SKIPS.register(SkipFusion)
+SKIPS.register(IRSC)
+
+ATTENTIONS = Registry("skip attention")
+ATTENTIONS.register(CSAB)
+
+__all__ = ["ATTENTIONS", "SKIPS", "Skip", "UpMode", "make_up"]
