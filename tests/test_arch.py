@@ -41,14 +41,21 @@ def test_presets_cli_lists_every_preset(capsys) -> None:
     assert rows["cmunext_s"]["params"] == 417_505 and rows["cmunext_s"]["macs"] == 1_088_471_040
 
 
-def test_glims_3d_preset_runs_with_deep_supervision() -> None:
+def test_glims_3d_preset_structure_and_deep_supervision() -> None:
     cfg = load_arch("glims")
     assert (cfg.spatial_dims, cfg.in_channels, cfg.out_channels) == (3, 4, 3)
-    model = build_model(cfg)
-    outs = model.train()(torch.randn(1, 4, 32, 32, 32))
-    assert [tuple(o.shape) for o in outs] == [(1, 3, 32, 32, 32), (1, 3, 16, 16, 16),
-                                              (1, 3, 8, 8, 8), (1, 3, 4, 4, 4)]
-    assert tuple(model.eval()(torch.randn(1, 4, 32, 32, 32)).shape) == (1, 3, 32, 32, 32)
+    assert [s.block.type for s in cfg.stages] == ["dacb"] * 4 + ["swin"] * 2
+    assert cfg.min_input_multiple() == 32  # six resolutions: 96^3 -> 3^3 as in GLIMS
+    assert sum(p.numel() for p in build_model(cfg).parameters()) == 44_073_394
+    # the same topology at 1/12 of the width, so the forward pass stays cheap
+    small = cfg.model_copy(update={"stages": [s.model_copy(update={"width": s.width // 12})
+                                              for s in cfg.stages]})
+    model = build_model(small)
+    outs = model.train()(torch.randn(1, 4, 32, 32, 64))  # 1x1x2 at the bottom: norms need > 1 voxel
+    assert [tuple(o.shape) for o in outs] == [(1, 3, 32, 32, 64), (1, 3, 16, 16, 32),
+                                              (1, 3, 8, 8, 16), (1, 3, 4, 4, 8)]
+    with torch.no_grad():
+        assert tuple(model.eval()(torch.randn(1, 4, 32, 32, 64)).shape) == (1, 3, 32, 32, 64)
 
 
 def test_cost_is_cached(tmp_path) -> None:

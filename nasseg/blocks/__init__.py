@@ -8,6 +8,7 @@ from nasseg.blocks.cmunext import CMUNeXtBlock
 from nasseg.blocks.conv import ConvBlock
 from nasseg.blocks.dacb import DACB
 from nasseg.blocks.segnetr import SegNetrBlock
+from nasseg.blocks.swin import SwinBlock
 from nasseg.registry import Registry
 
 BLOCKS = Registry("block")
@@ -15,5 +16,6 @@ BLOCKS.register(ConvBlock)
 BLOCKS.register(CMUNeXtBlock)
 BLOCKS.register(SegNetrBlock)
 BLOCKS.register(DACB)
+BLOCKS.register(SwinBlock)
 
 __all__ = ["BLOCKS", "Block", "KernelSize", "Params"]
