@@ -167,3 +167,15 @@ def depth_to_space(x: torch.Tensor, r: int = 2) -> torch.Tensor:
     for i in range(d):
         perm += [2 + d + i, 2 + i]
     return x.permute(perm).reshape(b, c, *[n * r for n in s])
+
+
+def depthwise_friendly(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in the memory layout where PyTorch's CPU depthwise 3D convs are fast.
+
+    On CPU, a dilated depthwise Conv3d on an NCDHW tensor takes a slow path
+    (18 s vs 0.9 s for 24 channels at 96^3, same values): channels-last-3d
+    avoids it. Other tensors are returned unchanged.
+    """
+    if x.ndim == 5 and x.device.type == "cpu":
+        return x.contiguous(memory_format=torch.channels_last_3d)
+    return x

@@ -23,7 +23,7 @@ from pydantic import PositiveInt
 from torch import nn
 
 from nasseg.blocks.base import Block, KernelSize, Params
-from nasseg.layers import Act, Norm, conv_norm_act
+from nasseg.layers import Act, Norm, conv_norm_act, depthwise_friendly
 
 
 class DACBParams(Params):
@@ -56,5 +56,6 @@ class DACB(Block):
         self.out = nn.Sequential(Norm("instance", spatial_dims, c), Act("prelu"))
 
     def forward(self, x):
-        y = self.mix(torch.cat([b(x) for b in self.branches], dim=1))
+        xd = depthwise_friendly(x)
+        y = self.mix(torch.cat([b(xd) for b in self.branches], dim=1))
         return self.out(y + x)

@@ -57,7 +57,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     cfg = load_arch(args.arch)
     shape = parse_shape(args.input) if args.input else _default_shape(cfg)
     cost = profile(cfg, shape, device=args.device, latency=not args.no_latency,
-                   cache=not args.no_cache)
+                   cache=not args.no_cache, warmup=args.warmup, repeats=args.repeats)
     d = cost.to_dict() | {"name": cfg.name or str(args.arch), "cached": cost.cached}
     if args.json:
         print(json.dumps(d, indent=2))
@@ -90,6 +90,8 @@ def register(sub) -> None:
     p.add_argument("--input", help="input shape B,C,H,W[,D] (default 1,C,256,256 / 1,C,96,96,96)")
     p.add_argument("--device", default="cpu", help="device for latency/memory: cpu or cuda")
     p.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
+    p.add_argument("--warmup", type=int, default=3, help="untimed forward passes before timing")
+    p.add_argument("--repeats", type=int, default=10, help="timed forward passes (median reported)")
     p.add_argument("--no-cache", action="store_true", help="count again, ignoring the cost cache")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_profile)
