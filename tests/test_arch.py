@@ -34,11 +34,22 @@ def test_profile_cli_json(capsys) -> None:
     assert out["versions"]["ptflops_backend"] == "pytorch"
 
 
+def test_presets_cli_lists_presets(capsys) -> None:
+    assert set(preset_names()) >= {"unet", "cmunext", "cmunext_s", "cmunext_l", "segnetr", "glims"}
+    assert main(["presets", "cmunext_s", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert (row["preset"], row["params"], row["macs"], row["input"]) == ("cmunext_s", 417_505, 1_088_471_040,
+                                                                        [1, 3, 256, 256])
+    assert main(["presets", "cmunxt"]) == 2
+    assert "did you mean 'cmunext'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
 def test_presets_cli_lists_every_preset(capsys) -> None:
     assert main(["presets", "--json"]) == 0
     rows = {r["preset"]: r for r in json.loads(capsys.readouterr().out)}
-    assert set(rows) == set(preset_names()) >= {"unet", "cmunext", "cmunext_s", "cmunext_l", "segnetr", "glims"}
-    assert rows["cmunext_s"]["params"] == 417_505 and rows["cmunext_s"]["macs"] == 1_088_471_040
+    assert set(rows) == set(preset_names())
+    assert rows["glims"]["input"] == [1, 4, 96, 96, 96] and rows["glims"]["params"] == 44_073_394
 
 
 def test_glims_3d_preset_structure_and_deep_supervision() -> None:

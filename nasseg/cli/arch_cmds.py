@@ -30,8 +30,11 @@ def cmd_presets(args: argparse.Namespace) -> int:
     from nasseg.arch import arch_id, load_arch, preset_names
     from nasseg.cost import profile
 
+    unknown = [n for n in args.names if n not in preset_names()]
+    if unknown:
+        load_arch(unknown[0])  # raises the "did you mean" error
     rows = []
-    for name in preset_names():
+    for name in args.names or preset_names():
         cfg = load_arch(name)
         shape = _default_shape(cfg)
         cost = profile(cfg, shape, latency=False)
@@ -82,6 +85,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("presets", help="list the preset architectures with params and MACs")
+    p.add_argument("names", nargs="*", help="only these presets (default: all)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_presets)
 

@@ -1,0 +1,162 @@
+"""Read an ablation back from its Optuna storage and compute its statistics table.
+
+The storage format is the one searches use (``study.user_attrs["nasseg_kind"] ==
+"ablation"``; each trial's ``user_attrs`` hold ``variant``, ``seed``, ``factors``,
+``per_case``, ``cost``, ``split``), so the numbers here come only from what was stored.
+
+Example:
+    >>> study = optuna.load_study(study_name="skips", storage="sqlite:///runs/skips/study.db")
+    >>> result = analyze(study)
+    >>> result.table[["variant", "dice_mean", "p_holm"]]   # doctest: +SKIP
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import optuna
+import pandas as pd
+
+from nasseg.ablation.config import AblationConfig
+from nasseg.ablation.design import Contrast, Variant, plan_contrasts, plan_variants
+from nasseg.ablation.stats import compare, holm, significance, summarize_variant, tidy
+from nasseg.errors import NassegError
+
+__all__ = ["AblationResult", "analyze", "per_case_frame", "runs_frame", "stored_config"]
+
+
+def stored_config(study: optuna.Study) -> AblationConfig:
+    """The (profile-merged) study config saved in the storage when the study was created."""
+    attrs = study.user_attrs
+    if attrs.get("nasseg_kind") != "ablation":
+        raise NassegError(f"study '{study.study_name}' is a {attrs.get('nasseg_kind', 'plain Optuna')} "
+                          "study, not an ablation")
+    return AblationConfig.model_validate(attrs["config"])
+
+
+def runs_frame(study: optuna.Study) -> pd.DataFrame:
+    """One row per completed run: ``trial, variant, seed, dice, params, macs, split_hash,
+    stopped_early, train_seconds``; when a (variant, seed) ran twice, the later trial wins."""
+    rows = []
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        a = t.user_attrs
+        if "variant" not in a:
+            continue
+        cost = a.get("cost") or {}
+        rows.append({
+            "trial": t.number, "variant": a["variant"], "seed": a.get("seed"),
+            "dice": t.values[0] if t.values else np.nan,
+            "params": cost.get("params", np.nan), "macs": cost.get("macs", np.nan),
+            "split_hash": (a.get("split") or {}).get("hash"),
+            "stopped_early": bool(a.get("stopped_early", False)),
+            "train_seconds": a.get("train_seconds", np.nan),
+        })
+    cols = ["trial", "variant", "seed", "dice", "params", "macs", "split_hash", "stopped_early",
+            "train_seconds"]
+    frame = pd.DataFrame(rows, columns=cols)
+    return frame.sort_values("trial").drop_duplicates(["variant", "seed"], keep="last")
+
+
+def per_case_frame(study: optuna.Study) -> pd.DataFrame:
+    """The tidy per-case table of every completed run (``variant, seed, case_id, class,
+    dice, iou, hd95, trial``), from the trials' stored ``per_case`` lists.
+
+    Raises:
+        NassegError: runs were evaluated on different splits (their split hashes differ),
+            so they cannot be paired.
+    """
+    runs = runs_frame(study)
+    hashes = set(runs["split_hash"].dropna())
+    if len(hashes) > 1:
+        raise NassegError(f"study '{study.study_name}': runs were evaluated on {len(hashes)} different "
+                          "data splits; paired statistics need the same held-out cases for all")
+    keep = set(runs["trial"])
+    rows = []
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        if t.number not in keep:
+            continue
+        for case in t.user_attrs.get("per_case") or []:
+            rows.append({"variant": t.user_attrs["variant"], "seed": t.user_attrs["seed"],
+                         "case_id": str(case["case_id"]), "class": case.get("class", 1),
+                         "dice": case.get("dice"), "iou": case.get("iou"),
+                         "hd95": case.get("hd95"), "trial": t.number})
+    cols = ["variant", "seed", "case_id", "class", "dice", "iou", "hd95", "trial"]
+    frame = pd.DataFrame(rows, columns=cols)
+    for c in ("dice", "iou", "hd95"):
+        frame[c] = pd.to_numeric(frame[c], errors="coerce")
+    return frame
+
+
+@dataclass
+class AblationResult:
+    """Everything the tables and the report show about an ablation.
+
+    Attributes:
+        config: the stored study config.
+        variants: the planned variants, baseline first.
+        contrasts: the planned comparisons.
+        runs: :func:`runs_frame`.
+        per_case: :func:`per_case_frame`.
+        table: one row per variant and contrast (see :func:`analyze`).
+    """
+
+    config: AblationConfig
+    variants: list[Variant]
+    contrasts: list[Contrast]
+    runs: pd.DataFrame
+    per_case: pd.DataFrame
+    table: pd.DataFrame
+
+    def seed_means(self) -> pd.DataFrame:
+        """Per (variant, seed): the mean Dice over the held-out cases."""
+        t = tidy(self.per_case)
+        return t.groupby(["variant", "seed"], as_index=False)["dice"].mean()
+
+
+TABLE_COLUMNS = ["variant", "is_baseline", "n_seeds", "n_cases", "dice_mean", "dice_sd",
+                 "dice_ci_low", "dice_ci_high", "reference", "factor", "n_pairs", "mean_diff",
+                 "diff_ci_low", "diff_ci_high", "test", "statistic", "p_value", "p_holm",
+                 "effect_size", "effect_measure", "significance", "params", "macs"]
+
+
+def analyze(study: optuna.Study, config: AblationConfig | None = None) -> AblationResult:
+    """Compute the statistics table of an ablation study from its storage.
+
+    The table has one row per variant (baseline first) and, for ``contrasts: simple``,
+    one row per (variant, contrast). Columns: :data:`TABLE_COLUMNS` plus one column per
+    factor with the variant's level. Comparisons of variants without runs get NaN and do
+    not count in the Holm correction.
+    """
+    cfg = config or stored_config(study)
+    variants = plan_variants(cfg)
+    contrasts = plan_contrasts(cfg, variants)
+    runs = runs_frame(study)
+    per_case = per_case_frame(study)
+    frame = tidy(per_case)
+    boot = cfg.stats.bootstrap
+    kw = {"n_resamples": boot.n_resamples, "confidence": boot.confidence, "seed": boot.seed}
+    summary = {v.name: summarize_variant(frame, v.name, **kw) for v in variants}
+    cost = runs.groupby("variant")[["params", "macs"]].first()
+    comps = [compare(frame, c.variant, c.reference, test=cfg.stats.test,
+                     pairing=cfg.stats.pairing, **kw) for c in contrasts]
+    p_holm = holm([c.p_value for c in comps])
+    rows = []
+    for v in variants:
+        base_row = {**summary[v.name], **v.levels, "is_baseline": v.is_baseline,
+                    "params": cost["params"].get(v.name, np.nan),
+                    "macs": cost["macs"].get(v.name, np.nan)}
+        mine = [(c, r, ph) for c, r, ph in zip(contrasts, comps, p_holm, strict=True)
+                if c.variant == v.name]
+        if not mine:
+            rows.append(base_row)
+        for c, r, ph in mine:
+            rows.append({**base_row, "reference": c.reference, "factor": c.factor,
+                         "n_pairs": r.n_pairs, "mean_diff": r.mean_diff,
+                         "diff_ci_low": r.diff_ci_low, "diff_ci_high": r.diff_ci_high,
+                         "test": r.test, "statistic": r.statistic, "p_value": r.p_value,
+                         "p_holm": float(ph), "effect_size": r.effect_size,
+                         "effect_measure": r.effect_measure,
+                         "significance": significance(float(ph), cfg.stats.alpha)})
+    cols = ["variant", *cfg.factors, *TABLE_COLUMNS[1:]]
+    table = pd.DataFrame(rows).reindex(columns=cols)
+    return AblationResult(cfg, variants, contrasts, runs, per_case, table)

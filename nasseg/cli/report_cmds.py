@@ -1,0 +1,141 @@
+"""Sub-commands ``nasseg ablate`` (run an ablation study) and ``nasseg report`` (one HTML file).
+
+Examples::
+
+    nasseg ablate studies/cmunext_skip_ablation.yaml --profile cpu
+    nasseg report studies/cmunext_skip_ablation.yaml --profile cpu -o reports/skips --check
+    nasseg report runs/quickstart/study.db
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+from pathlib import Path
+from typing import Any
+
+from nasseg.errors import NassegError
+
+_FLAGS = ("profile", "name", "seeds", "epochs", "max_cases", "storage", "out_dir", "max_runs")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``ablate`` and ``report`` to the ``nasseg`` command line."""
+    ab = sub.add_parser("ablate", help="run an ablation study (variants x seeds) and report it",
+                        description="Train every variant of an ablation study with every seed, store each "
+                                    "run in the study's Optuna storage (a killed run resumes where it "
+                                    "stopped), then write the statistics tables and the HTML report.")
+    ab.add_argument("study", help="the study YAML (see studies/)")
+    ab.add_argument("--profile", help="a profile of the study file, e.g. 'cpu' (a small setting)")
+    ab.add_argument("--name", help="override the study name (a new storage entry)")
+    ab.add_argument("--seeds", type=int, help="override the number of training seeds per variant")
+    ab.add_argument("--epochs", type=int, help="override train.epochs")
+    ab.add_argument("--max-cases", type=int, dest="max_cases", help="override data.max_cases")
+    ab.add_argument("--storage", help="Optuna storage URL (default sqlite:///OUT_DIR/study.db)")
+    ab.add_argument("--out-dir", dest="out_dir", help="output folder (default runs/NAME)")
+    ab.add_argument("--max-runs", type=int, dest="max_runs", help="stop after this many runs")
+    ab.add_argument("-o", "--output", help="report folder or .html file (default reports/NAME)")
+    ab.add_argument("--dry-run", action="store_true",
+                    help="validate the study and list its variants with params and MACs; train nothing")
+    ab.add_argument("--no-report", action="store_true", help="do not write the tables and report")
+    ab.add_argument("--progress", action="store_true", help="show per-epoch training progress")
+    ab.set_defaults(func=_ablate)
+
+    rp = sub.add_parser("report", help="write one self-contained HTML report of a search or ablation",
+                        description="Write ONE HTML file (plotly.js inlined, opens offline) for a search "
+                                    "or an ablation study; for an ablation also stats.csv/.md/.tex.")
+    rp.add_argument("study", help="a study YAML, an Optuna storage URL, a .db file or a run folder")
+    rp.add_argument("-o", "--output", help="report folder or .html file (default reports/STUDY_NAME)")
+    rp.add_argument("--study-name", "--study", dest="study_name",
+                    help="which study, if the storage holds several")
+    rp.add_argument("--profile", help="the profile the study YAML was run with")
+    rp.add_argument("--check", action="store_true",
+                    help="open the report in headless Chromium, check it renders without errors and "
+                         "save a screenshot under OUTPUT/artifacts/")
+    rp.set_defaults(func=_report)
+
+
+def _command(args: argparse.Namespace, verb: str, extra: list[str]) -> str:
+    parts = ["nasseg", verb, args.study]
+    for name in extra:
+        value = getattr(args, name, None)
+        if value is not None and value is not False:
+            parts += [f"--{name.replace('_', '-')}"] + ([] if value is True else [str(value)])
+    return shlex.join(parts)
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    over: dict[str, Any] = {}
+    if args.name:
+        over["name"] = args.name
+    if args.seeds is not None:
+        over["seeds"] = args.seeds
+    if args.epochs is not None:
+        over["train"] = {"epochs": args.epochs}
+    if args.max_cases is not None:
+        over["data"] = {"max_cases": args.max_cases}
+    if args.storage:
+        over["storage"] = args.storage
+    if args.out_dir:
+        over["out_dir"] = args.out_dir
+    return over
+
+
+def _ablate(args: argparse.Namespace) -> int:
+    import optuna
+
+    from nasseg.ablation.config import load_ablation
+    from nasseg.ablation.runner import describe_plan, plan, run_ablation
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    cfg = load_ablation(args.study, profile=args.profile, overrides=_overrides(args))
+    if args.dry_run:
+        from nasseg.ablation.tables import fmt_count
+
+        p = plan(cfg, args.study)
+        print(f"study '{cfg.name}' ({cfg.design}): {len(p.variants)} variants x {len(cfg.seed_list())} seeds; "
+              f"costs at input {p.input_shape}; storage {cfg.storage_url()}")
+        for row in describe_plan(p):
+            mark = " (baseline)" if row["baseline"] else ""
+            print(f"  {row['variant']}{mark}: arch {row['arch_id']}, params {fmt_count(row['params'])}, "
+                  f"MACs {fmt_count(row['macs'])}")
+        for c in p.contrasts:
+            print(f"  compare {c.variant} with {c.reference}")
+        return 0
+    command = _command(args, "ablate", list(_FLAGS))
+    study = run_ablation(cfg, where=args.study, command=command, progress=args.progress,
+                         max_runs=args.max_runs)
+    if args.no_report:
+        return 0
+    from nasseg.ablation.tables import to_markdown
+    from nasseg.report.html import write_report
+
+    out = Path(args.output) if args.output else Path("reports") / cfg.name
+    path = write_report(study, out)
+    from nasseg.ablation.results import analyze
+
+    print(to_markdown(analyze(study)))
+    print(f"tables: {path.parent / 'stats.csv'} (.md, .tex)")
+    print(f"report: {path}  (open it in a browser; it works offline)")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from nasseg.report.source import open_study
+    from nasseg.report.html import write_report
+
+    study = open_study(args.study, study_name=args.study_name, profile=args.profile)
+    safe = "".join(ch if ch.isalnum() or ch in "_.-" else "_" for ch in study.study_name)
+    out = Path(args.output) if args.output else Path("reports") / safe
+    path = write_report(study, out)
+    print(f"report: {path}  (open it in a browser; it works offline)")
+    if args.check:
+        from nasseg.report.browser import check_report
+
+        shot = path.parent / "artifacts" / f"{path.stem}.png"
+        check = check_report(path, screenshot=shot)
+        print(f"chromium: {len(check.figures)} figures rendered in {check.seconds:.1f} s; screenshot {shot}")
+        problems = check.problems()
+        if problems:
+            raise NassegError(f"{path}: the report has problems in Chromium:\n  " + "\n  ".join(problems))
+    return 0

@@ -1,0 +1,161 @@
+"""``nasseg search``, ``nasseg pareto``, ``nasseg export`` and ``nasseg bench search``.
+
+Examples::
+
+    nasseg search studies/quickstart.yaml                 # run, or resume, the study
+    nasseg search studies/quickstart.yaml --backend ray --workers 2
+    nasseg pareto studies/quickstart.yaml                 # the Pareto set as a table
+    nasseg export studies/quickstart.yaml --trial 8 -o arch.yaml
+    nasseg bench search                                   # NSGA-II + stopping vs random search
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+
+def register(sub: Any) -> None:
+    """Add ``search``, ``pareto`` and ``export`` to the top-level sub-parsers."""
+    p = sub.add_parser("search", help="run or resume a multi-objective architecture search",
+                       description="Run the study a YAML describes; running it again resumes it.")
+    p.add_argument("study", help="study YAML (e.g. studies/quickstart.yaml)")
+    p.add_argument("--backend", choices=["optuna", "ray"], default="optuna",
+                   help="optuna: worker processes sharing the storage; ray: Ray Tune + OptunaSearch")
+    p.add_argument("--workers", type=int, default=None, help="parallel trials (default: the study's)")
+    p.add_argument("--trials", type=int, default=None, help="override the study's trial budget")
+    p.add_argument("--address", default=None, help="ray: address of an existing cluster (default: local)")
+    p.add_argument("--no-progress", action="store_true", help="no progress display")
+    p.set_defaults(func=_search)
+
+    p = sub.add_parser("pareto", help="print a study's Pareto set",
+                       description="Print the Pareto set (feasible trials, one per architecture).")
+    _target(p)
+    p.add_argument("--all", action="store_true", help="print every trial, not only the Pareto set")
+    p.add_argument("--csv", default=None, help="also write the table to this CSV file")
+    p.set_defaults(func=_pareto)
+
+    p = sub.add_parser("export", help="write one trial's network as an architecture YAML",
+                       description="Write a trial's architecture, ready for `nasseg train` and `nasseg profile`.")
+    _target(p)
+    p.add_argument("--trial", type=int, required=True, help="trial number (see `nasseg pareto`)")
+    p.add_argument("-o", "--output", required=True, help="the YAML file to write")
+    p.set_defaults(func=_export)
+
+
+def add_bench(bench_sub: Any) -> None:
+    """Add ``search`` to the sub-parsers of ``nasseg bench``."""
+    p = bench_sub.add_parser("search", help="benchmark the default search against random search",
+                             description="On dsb2018_96 at an equal budget of trial-epochs: NSGA-II with "
+                                         "Pareto-aware early stopping vs Optuna's random sampler, 3 seeds each.")
+    p.add_argument("--data", default="../shared/data/dsb2018_96", help="dataset folder")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--budget-epochs", type=int, default=40, help="trained epochs per run")
+    p.add_argument("--epochs", type=int, default=4, help="epochs per trial")
+    p.add_argument("--max-cases", type=int, default=120, help="cases of the dataset used")
+    p.add_argument("--size", type=int, default=64, help="resize images to this size (0 = native)")
+    p.add_argument("--methods", nargs="+", default=["default", "random"],
+                   choices=["default", "random", "nsga2_nostop"],
+                   help="arms to run (nsga2_nostop: NSGA-II without early stopping, an ablation)")
+    p.add_argument("--out", default="reports/bench/search", help="output folder")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_bench)
+
+
+def _target(p: argparse.ArgumentParser) -> None:
+    p.add_argument("study", help="study YAML, run folder, study.db/.log file or storage URL")
+    p.add_argument("--study", dest="study_name", default=None,
+                   help="study name, when the storage holds several")
+
+
+def _search(args: argparse.Namespace) -> int:
+    command = "nasseg " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    if args.backend == "ray":
+        from nasseg.search.ray_backend import run_search_ray
+
+        summary = run_search_ray(args.study, workers=args.workers, trials=args.trials, address=args.address,
+                                 progress=not args.no_progress, command=command)
+    else:
+        from nasseg.search.runner import run_search
+
+        summary = run_search(args.study, workers=args.workers, trials=args.trials,
+                             progress=not args.no_progress, command=command)
+    console = _console()
+    states = ", ".join(f"{n} {k}" for k, n in sorted(summary["states"].items()))
+    console.print(f"study [bold]{summary['study']}[/]: {states}; storage {escape(summary['storage'])}")
+    _print_front(summary["storage"], summary["study"], console)
+    return 0
+
+
+def _print_front(target: str, name: str | None, console: Console, every: bool = False,
+                 csv: str | None = None) -> None:
+    from nasseg.search.results import front_table, hypervolume, open_result, trial_table
+
+    study = open_result(target, name)
+    table = trial_table(study) if every else front_table(study)
+    if csv:
+        table.to_csv(csv, index=False)
+    names = [o["name"] for o in study.user_attrs.get("objectives", [])]
+    out = Table(title=f"{study.study_name}: {'all trials' if every else 'Pareto set'} "
+                      f"(normalised HV {hypervolume(study):.4f})")
+    cols = ["trial", *names, "epochs", "arch"] + (["state", "note"] if every else ["note"])
+    for c in cols:
+        out.add_column(_header(c), justify="right" if c in ("trial", "epochs", *names) else "left")
+    for _, row in table.iterrows():
+        out.add_row(*[escape(_cell(c, row.get(c))) for c in cols])
+    console.print(out)
+
+
+def _header(c: str) -> str:
+    return {"macs": "GMACs", "params": "params (M)", "latency": "latency (ms)", "memory": "memory (MB)"}.get(c, c)
+
+
+def _cell(c: str, v: Any) -> str:
+    if v is None or (isinstance(v, float) and v != v):
+        return "-"
+    if c == "dice":
+        return f"{v:.4f}"
+    if c == "params":
+        return f"{v / 1e6:.3f}"
+    if c in ("macs",):
+        return f"{v:.3f}"
+    if c in ("latency", "memory"):
+        return f"{v:.1f}"
+    if c == "note":
+        return str(v)[:70]
+    return str(v)
+
+
+def _console() -> Console:
+    """A console that does not fold tables to 80 columns when the output is not a terminal."""
+    console = Console()
+    return console if console.is_terminal else Console(width=200)
+
+
+def _pareto(args: argparse.Namespace) -> int:
+    _print_front(args.study, args.study_name, _console(), every=args.all, csv=args.csv)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from nasseg.search.results import export_trial, open_result
+
+    study = open_result(args.study, args.study_name)
+    cfg = export_trial(study, args.trial, args.output)
+    Console().print(f"wrote {escape(args.output)}: trial {args.trial} of {study.study_name} "
+                    f"({len(cfg.stages)} stages); try `nasseg profile {escape(args.output)}`")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from nasseg.search.bench import run_bench
+
+    run_bench(data=args.data, seeds=args.seeds, budget_epochs=args.budget_epochs, epochs=args.epochs,
+              max_cases=args.max_cases, size=args.size or None, out=args.out, progress=not args.no_progress,
+              methods=args.methods)
+    return 0

@@ -1,0 +1,203 @@
+"""``nasseg train`` and ``nasseg bench train``: train one network, or time the training loop.
+
+Examples::
+
+    nasseg train cmunext_s --data ../shared/data/dsb2018_96 --size 96 --epochs 5
+    nasseg train cmunext_s --data ../shared/data/busi_256 --size 128 --recipe cmunext --epochs 10
+    nasseg train studies/arch/unet3d_small.yaml --data ../shared/data/msd_hippocampus --epochs 6
+    nasseg bench train cmunext_s --data ../shared/data/dsb2018_96 --size 96
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from nasseg.errors import ConfigError
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(p) for p in text.replace("x", ",").split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}': expected integers like 96 or 40,56,40") from None
+    if any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"'{text}': sizes must be positive")
+    return values
+
+
+def _ints_or_zero(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(p) for p in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--flip '{text}': expected all, none, or axes like 0,2") from None
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", default="synthetic",
+                   help="'synthetic' (default), 'synthetic3d', a dataset folder, or a data-config YAML")
+    p.add_argument("--size", type=_ints, help="2D: resize to this size (96 or 128,96); synthetic: image size")
+    p.add_argument("--patch-size", type=_ints, help="3D training patch, e.g. 40,56,40 (default: median shape)")
+    p.add_argument("--window-size", type=_ints, help="3D evaluation sliding window (default: the patch)")
+    p.add_argument("--flip", type=str, help="flip axes: 'all' (default), 'none', or spatial axes like 0 or 0,2")
+    p.add_argument("--max-cases", type=int, help="use only the first N cases (quick runs)")
+    p.add_argument("--val-fraction", type=float, help="held-out fraction of the random split (default 0.3)")
+    p.add_argument("--kfold", type=int, metavar="K", help="k-fold split with K folds (with --fold)")
+    p.add_argument("--fold", type=int, help="held-out fold of --kfold (0-based)")
+    p.add_argument("--split-file", help="JSON with 'train' and 'val' case-id lists (e.g. a run's split.json)")
+    p.add_argument("--split-seed", type=int, help="seed of the random/k-fold split (default 0)")
+
+
+def _resolve_data(args: argparse.Namespace):
+    from nasseg.data import DataConfig, resolve_data
+
+    size = args.size[0] if args.size and len(args.size) == 1 else args.size
+    spec: Any = args.data
+    if str(spec).endswith((".yaml", ".yml")):
+        spec = DataConfig.from_yaml(spec)
+    method = "kfold" if args.kfold else ("file" if args.split_file else None)
+    flip = None
+    if args.flip:
+        flip = {"all": True, "none": False}.get(args.flip.lower()) if args.flip.lower() in ("all", "none") \
+            else list(_ints_or_zero(args.flip))
+    cfg = resolve_data(spec, size=size, patch_size=args.patch_size, window_size=args.window_size, max_cases=args.max_cases,
+                       val_fraction=args.val_fraction, k=args.kfold, fold=args.fold,
+                       file=args.split_file, method=method, flip=flip)
+    if args.split_seed is not None:
+        cfg = cfg.model_copy(update={"split": cfg.split.model_copy(update={"seed": args.split_seed})})
+    return cfg
+
+
+def _train_config(args: argparse.Namespace):
+    from nasseg.train import TrainConfig
+
+    base: dict[str, Any] = {}
+    if args.train_config:
+        base = TrainConfig.from_yaml(args.train_config).model_dump(exclude_unset=True)
+    if args.recipe:
+        base["recipe"] = args.recipe
+    flags = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "optimizer": args.optimizer,
+             "schedule": args.schedule, "weight_decay": args.weight_decay, "patience": args.patience,
+             "eval_every": args.eval_every, "seed": args.seed, "device": args.device, "amp": args.amp,
+             "num_threads": args.threads, "ce_weight": args.ce_weight, "dice_weight": args.dice_weight}
+    base.update({k: v for k, v in flags.items() if v is not None})
+    return TrainConfig.build(base, where="nasseg train")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from nasseg.arch import load_arch
+    from nasseg.train import train
+
+    arch = load_arch(args.arch)
+    cfg = _train_config(args)
+    data = _resolve_data(args)
+    name = arch.name or Path(str(args.arch)).stem
+    run_dir = Path(args.run_dir) if args.run_dir else \
+        Path("runs/train") / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}-{data.name}"
+    console = Console()
+    console.print(f"[bold]nasseg train[/] {name} on {data.name}: {cfg.epochs} epochs, batch {cfg.batch_size}, "
+                  f"{cfg.optimizer} lr {cfg.lr} ({cfg.schedule}) -> {run_dir}")
+    res = train(arch, data, cfg, run_dir=run_dir, progress=not args.no_progress)
+    console.print(metrics_table(res))
+    stop = f", stopped early ({res.stop_reason})" if res.stopped_early else ""
+    console.print(f"best epoch {res.best_epoch}: mean per-case Dice {res.best['dice']:.4f} over "
+                  f"{len(res.split['val'])} held-out cases; {res.num_params:,} parameters, "
+                  f"{res.seconds:.1f} s{stop}\nrun folder: {run_dir}")
+    return 0
+
+
+def metrics_table(res) -> Table:
+    """Per-epoch validation metrics, the best epoch marked."""
+    extra = sorted(k for k in res.best if k.startswith("dice_"))
+    table = Table(title="held-out metrics (per-case means; HD95 in voxels)")
+    for col in ["epoch", "train loss", "Dice", "IoU", "HD95", *extra, "lr", "s"]:
+        table.add_column(col, justify="right")
+    for h in res.history:
+        mark = " *" if h["epoch"] == res.best_epoch else ""
+        table.add_row(f"{h['epoch']}{mark}", f"{h['train_loss']:.4f}", f"{h['dice']:.4f}", f"{h['iou']:.4f}",
+                      f"{h['hd95']:.2f}", *[f"{h[k]:.4f}" for k in extra], f"{h['lr']:.2e}",
+                      f"{h['seconds']:.1f}")
+    return table
+
+
+def cmd_bench_train(args: argparse.Namespace) -> int:
+    from nasseg.arch import load_arch
+    from nasseg.train.bench import bench_train
+
+    arch = load_arch(args.arch)
+    data = _resolve_data(args)
+    if args.epochs < 2:
+        raise ConfigError("--epochs: bench train needs at least 2 (the first is warm-up)")
+    console = Console()
+    console.print(f"[bold]nasseg bench train[/] {arch.name or args.arch} on {data.name}, batch {args.batch_size}, "
+                  f"{args.epochs} epochs x {args.repeats} repeats per loop, device {args.device}")
+    r = bench_train(arch, data, epochs=args.epochs, batch_size=args.batch_size, repeats=args.repeats,
+                    device=args.device, num_threads=args.threads, seed=args.seed or 0,
+                    out_dir=Path(args.out))
+    table = Table(title=f"training throughput on {r['device']} ({r['threads']} threads)")
+    for col in ("loop", "images/s (median)", "runs", "val Dice"):
+        table.add_column(col, justify="right")
+    for loop in ("plain", "nasseg"):
+        mine = [x for x in r["runs"] if x["loop"] == loop]
+        table.add_row(loop, f"{r[loop + '_images_per_s']:.1f}", ", ".join(f"{x['images_per_s']:.1f}" for x in mine),
+                      ", ".join(f"{x['dice']:.3f}" for x in mine))
+    console.print(table)
+    console.print(f"ratio nasseg / plain: [bold]{r['ratio']:.3f}[/]   saved: {args.out}/train_{r['device'].split(':')[0]}.json, .md")
+    return 0
+
+
+def bench_subparsers(sub):
+    """The sub-commands of ``nasseg bench``, created here or reused if another module made them."""
+    parser = sub.choices.get("bench")
+    if parser is None:
+        parser = sub.add_parser("bench", help="benchmarks that print numbers and save them under reports/bench/")
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action
+    return parser.add_subparsers(dest="bench", required=True, metavar="WHAT")
+
+
+def register(sub) -> None:
+    """Add ``train`` and ``bench train`` to the ``nasseg`` command line."""
+    p = sub.add_parser("train", help="train one network and report held-out Dice/IoU/HD95",
+                       description="Train a preset or architecture YAML on a dataset; writes a run folder "
+                                   "(config.json, split.json, history.csv, metrics.json, per_case.csv, checkpoint.pt).")
+    p.add_argument("arch", metavar="PRESET_OR_YAML")
+    _data_args(p)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--optimizer", choices=["adamw", "sgd"])
+    p.add_argument("--schedule", choices=["cosine", "poly", "constant"])
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--ce-weight", type=float, help="weight of BCE/CE (CMUNeXt: 0.5)")
+    p.add_argument("--dice-weight", type=float)
+    p.add_argument("--recipe", choices=["default", "cmunext"],
+                   help="cmunext = SGD 0.01, momentum 0.9, wd 1e-4, poly 0.9, batch 8, 0.5*BCE + Dice")
+    p.add_argument("--train-config", help="YAML of TrainConfig fields (flags override it)")
+    p.add_argument("--patience", type=int, help="stop after N evaluations without a better Dice")
+    p.add_argument("--eval-every", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="cpu, cuda or auto (default)")
+    p.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"])
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--run-dir", help="output folder (default runs/train/<time>-<arch>-<data>)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+    bench = bench_subparsers(sub)
+    b = bench.add_parser("train", help="nasseg's training loop vs a plain PyTorch loop (images/s and ratio)")
+    b.add_argument("arch", metavar="PRESET_OR_YAML", nargs="?", default="cmunext_s")
+    _data_args(b)
+    b.add_argument("--epochs", type=int, default=3, help="per run; the first is not timed")
+    b.add_argument("--batch-size", type=int, default=8)
+    b.add_argument("--repeats", type=int, default=2, help="alternating (plain, nasseg) pairs")
+    b.add_argument("--device", default="cpu")
+    b.add_argument("--threads", type=int)
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--out", default="reports/bench")
+    b.set_defaults(func=cmd_bench_train)

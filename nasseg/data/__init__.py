@@ -1,0 +1,70 @@
+"""Datasets: synthetic (default), 2D image folders and Decathlon 3D volumes.
+
+Every loader decodes its files once into a :class:`SegDataset` held in memory; a
+training run then moves it to the device (the GPU when it fits) and draws augmented
+batches there. The same config loads the same data: :func:`load_dataset` keeps the
+last few decoded datasets, so the trials of a search decode their data only once.
+
+Example:
+    >>> cfg = resolve_data("synthetic", n_cases=8, size=32)
+    >>> ds = load_dataset(cfg)
+    >>> ds[0].image.shape, ds[0].label.shape, ds[0].case_id
+    (torch.Size([1, 32, 32]), torch.Size([32, 32]), 'synth_0000')
+"""
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from pathlib import Path
+
+from nasseg.data.augment import augment_batch
+from nasseg.data.base import Sample, SegDataset
+from nasseg.data.batches import BatchFeeder, sliding_window
+from nasseg.data.config import AugmentConfig, DataConfig, SplitConfig, SyntheticConfig, resolve_data
+from nasseg.data.splits import make_split
+
+_CACHE: OrderedDict[str, SegDataset] = OrderedDict()
+_CACHE_SIZE = 2
+_DECODE_KEYS = ("kind", "path", "size", "max_cases", "mask_encoding", "synthetic")
+
+
+def load_dataset(cfg: DataConfig, *, cache: bool = True) -> SegDataset:
+    """Decode the dataset ``cfg`` describes (on the CPU).
+
+    Args:
+        cfg: the data config.
+        cache: reuse a dataset decoded earlier in this process with the same decoding
+            settings (the 2 most recent are kept). Treat the returned tensors as read-only.
+
+    Returns:
+        The whole dataset; split it with :func:`make_split` and :meth:`SegDataset.subset`.
+
+    Raises:
+        DataError: the files are missing or broken (the message names the file).
+    """
+    fields = {k: v for k, v in cfg.model_dump(mode="json").items() if k in _DECODE_KEYS}
+    if cfg.path:
+        fields["path"] = str(Path(cfg.path).resolve())
+    key = json.dumps(fields, sort_keys=True)
+    if cache and key in _CACHE:
+        _CACHE.move_to_end(key)
+        return _CACHE[key]
+    if cfg.kind == "synthetic":
+        from nasseg.data.synthetic import make_synthetic as load
+    elif cfg.kind == "folder":
+        from nasseg.data.folder import load_folder as load
+    else:
+        from nasseg.data.decathlon import load_decathlon as load
+    ds = load(cfg)
+    if cache:
+        _CACHE[key] = ds
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return ds
+
+
+__all__ = [
+    "AugmentConfig", "BatchFeeder", "DataConfig", "Sample", "SegDataset", "SplitConfig",
+    "SyntheticConfig", "augment_batch", "load_dataset", "make_split", "resolve_data",
+    "sliding_window",
+]

@@ -1,0 +1,138 @@
+"""The in-memory dataset every loader returns, and the sample it yields.
+
+Data is decoded once: images are stored as normalised ``float32`` tensors and labels
+as ``uint8`` class indices, either stacked (all cases the same size: 2D datasets,
+synthetic volumes) or as a list of tensors (Decathlon volumes of varying shape).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+class Sample(NamedTuple):
+    """One case.
+
+    Attributes:
+        image: ``[C, *spatial]`` float32, normalised per case.
+        label: ``[*spatial]`` int64 class indices (binary: 0/1).
+        case_id: stable identifier (file stem or ``synth_0007``).
+    """
+
+    image: Tensor
+    label: Tensor
+    case_id: str
+
+
+@dataclass
+class SegDataset:
+    """A decoded segmentation dataset held in memory.
+
+    Attributes:
+        kind: ``synthetic``, ``folder`` or ``decathlon``.
+        spatial_dims: 2 or 3.
+        in_channels: image channels.
+        num_classes: label classes including background (2 = binary).
+        case_ids: one id per case, unique.
+        images: ``[N, C, *S]`` float32 when every case has the same size, else a
+            list of ``[C, *S_i]`` tensors.
+        labels: ``[N, *S]`` uint8, or a list of ``[*S_i]`` uint8 tensors.
+        sources: the file each case was read from (for messages; ``""`` if generated).
+        class_names: names of the classes, background first.
+        info: how the data was decoded (encoding, original sizes, ...).
+
+    Example:
+        >>> ds = load_dataset(resolve_data("synthetic", n_cases=8, size=32))  # doctest: +SKIP
+        >>> ds[0].image.shape, ds.out_channels
+        (torch.Size([1, 32, 32]), 1)
+    """
+
+    kind: str
+    spatial_dims: int
+    in_channels: int
+    num_classes: int
+    case_ids: list[str]
+    images: Tensor | list[Tensor]
+    labels: Tensor | list[Tensor]
+    sources: list[str] = field(default_factory=list)
+    class_names: list[str] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if len(set(self.case_ids)) != len(self.case_ids):
+            raise ValueError("case ids must be unique")
+        if not self.class_names:
+            self.class_names = ["background"] + [f"class_{i}" for i in range(1, self.num_classes)]
+
+    @property
+    def out_channels(self) -> int:
+        """Network output channels: 1 for binary (sigmoid), else ``num_classes`` (softmax)."""
+        return 1 if self.num_classes == 2 else self.num_classes
+
+    @property
+    def fixed_size(self) -> bool:
+        """True when every case has the same spatial size (stacked tensors)."""
+        return isinstance(self.images, Tensor)
+
+    @property
+    def device(self) -> torch.device:
+        return self.images.device if self.fixed_size else self.images[0].device
+
+    def shapes(self) -> list[tuple[int, ...]]:
+        """Spatial shape of every case."""
+        if self.fixed_size:
+            return [tuple(self.images.shape[2:])] * len(self)
+        return [tuple(im.shape[1:]) for im in self.images]
+
+    def __len__(self) -> int:
+        return len(self.case_ids)
+
+    def __getitem__(self, i: int) -> Sample:
+        return Sample(self.images[i], self.labels[i].long(), self.case_ids[i])
+
+    def subset(self, indices: list[int] | np.ndarray) -> SegDataset:
+        """The cases at ``indices``, in that order (no copy of unselected cases)."""
+        idx = [int(i) for i in indices]
+        if self.fixed_size:
+            t = torch.as_tensor(idx, dtype=torch.long, device=self.images.device)
+            images, labels = self.images.index_select(0, t), self.labels.index_select(0, t)
+        else:
+            images, labels = [self.images[i] for i in idx], [self.labels[i] for i in idx]
+        sources = [self.sources[i] for i in idx] if self.sources else []
+        return replace(self, case_ids=[self.case_ids[i] for i in idx], images=images,
+                       labels=labels, sources=sources)
+
+    def to(self, device: torch.device | str) -> SegDataset:
+        """A copy resident on ``device``."""
+        if self.fixed_size:
+            return replace(self, images=self.images.to(device), labels=self.labels.to(device))
+        return replace(self, images=[t.to(device) for t in self.images],
+                       labels=[t.to(device) for t in self.labels])
+
+    def nbytes(self) -> int:
+        """Memory held by images and labels."""
+        ims = [self.images] if self.fixed_size else self.images
+        lbs = [self.labels] if self.fixed_size else self.labels
+        return sum(t.numel() * t.element_size() for t in [*ims, *lbs])
+
+
+def normalise(image: np.ndarray) -> np.ndarray:
+    """Z-score one case over all its channels and voxels (keeps colour ratios).
+
+    Args:
+        image: ``[C, *S]`` any numeric dtype.
+
+    Returns:
+        float32 array of the same shape, mean 0 and std 1 (std floored at 1e-6).
+
+    Example:
+        >>> normalise(np.array([[0, 2]])).tolist()
+        [[-1.0, 1.0]]
+    """
+    x = np.asarray(image, dtype=np.float32)
+    mean, std = float(x.mean(dtype=np.float64)), float(x.std(dtype=np.float64))
+    return ((x - mean) / max(std, 1e-6)).astype(np.float32)

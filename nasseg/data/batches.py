@@ -1,0 +1,192 @@
+"""Training batches from an in-memory dataset, and evaluation over whole cases.
+
+:class:`BatchFeeder` draws training batches where the data lives (CPU or GPU): whole
+cases for fixed-size data, random patches (with foreground oversampling) for volumes
+of varying shape or when a patch size is set. :func:`sliding_window` predicts a whole
+volume from patch-sized windows with Gaussian-weighted overlap.
+"""
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from nasseg.data.augment import augment_batch
+from nasseg.data.base import SegDataset
+from nasseg.data.config import AugmentConfig
+
+
+def default_patch(shapes: list[tuple[int, ...]], divisor: int) -> tuple[int, ...]:
+    """The median case shape rounded up to a multiple of ``divisor`` (per axis).
+
+    Example:
+        >>> default_patch([(35, 51, 35), (31, 40, 24), (43, 59, 47)], 8)
+        (40, 56, 40)
+    """
+    med = np.median(np.array(shapes), axis=0)
+    return tuple(int(np.ceil(m / divisor) * divisor) for m in med)
+
+
+class BatchFeeder:
+    """Yields augmented training batches ``(image [B, C, *P], label [B, *P] long)``.
+
+    Args:
+        ds: the training cases (already on the training device).
+        batch_size: cases per batch; a trailing batch of one case is dropped
+            (batch norm cannot train on it).
+        augment: augmentations, applied on ``ds.device``.
+        seed: seeds the order, the patch positions and the augmentations.
+        patch_size: sample random patches of this size instead of whole cases.
+        fg_fraction: share of patches centred on a random foreground voxel.
+        device: where batches go and are augmented (default: where ``ds`` is).
+
+    Example:
+        >>> feeder = BatchFeeder(ds, batch_size=8, augment=AugmentConfig(), seed=0)  # doctest: +SKIP
+        >>> x, y = next(iter(feeder.epoch()))  # doctest: +SKIP
+    """
+
+    def __init__(self, ds: SegDataset, batch_size: int, augment: AugmentConfig, seed: int = 0,
+                 patch_size: tuple[int, ...] | None = None, fg_fraction: float = 0.33,
+                 device: torch.device | str | None = None) -> None:
+        if len(ds) < 1:
+            raise ValueError("no training cases")
+        self.ds, self.batch_size, self.augment = ds, batch_size, augment
+        self.patch_size = tuple(patch_size) if patch_size else None
+        self.fg_fraction = fg_fraction
+        self.rng = np.random.default_rng(seed)
+        self.device = torch.device(device) if device is not None else ds.device
+        self.gen = torch.Generator(device=self.device).manual_seed(seed)
+        self._fg: list[np.ndarray] = []
+        if self.patch_size is not None:
+            labels = ds.labels if not ds.fixed_size else list(ds.labels)
+            self._fg = [np.argwhere(lb.cpu().numpy() > 0) for lb in labels]
+
+    def __len__(self) -> int:
+        n, b = len(self.ds), self.batch_size
+        return n // b + (1 if n % b > 1 else 0)
+
+    def epoch(self) -> Iterator[tuple[Tensor, Tensor]]:
+        """One pass over the training cases in a fresh random order."""
+        order = self.rng.permutation(len(self.ds))
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start: start + self.batch_size]
+            if len(idx) < 2 and len(order) > 1:
+                break
+            if self.patch_size is None:
+                t = torch.from_numpy(idx).to(self.ds.device)
+                image = self.ds.images.index_select(0, t)
+                label = self.ds.labels.index_select(0, t)
+            else:
+                image, label = self._patches(idx)
+            if image.device != self.device:
+                image = image.to(self.device, non_blocking=True)
+                label = label.to(self.device, non_blocking=True)
+            image, label = augment_batch(image, label, self.augment, self.gen)
+            yield image, label.long()
+
+    def _patches(self, idx: np.ndarray) -> tuple[Tensor, Tensor]:
+        ims, lbs = [], []
+        for i in idx:
+            image, label = self.ds.images[i], self.ds.labels[i]
+            start = self._start(tuple(label.shape), self._fg[i])
+            ims.append(crop(image, start, self.patch_size))
+            lbs.append(crop(label[None], start, self.patch_size)[0])
+        return torch.stack(ims), torch.stack(lbs)
+
+    def _start(self, shape: tuple[int, ...], fg: np.ndarray) -> tuple[int, ...]:
+        lo = [min(0, s - p) for s, p in zip(shape, self.patch_size)]
+        hi = [max(0, s - p) for s, p in zip(shape, self.patch_size)]
+        if len(fg) and self.rng.random() < self.fg_fraction:
+            centre = fg[self.rng.integers(len(fg))]
+            want = [c - p // 2 + int(self.rng.integers(-p // 4, p // 4 + 1))
+                    for c, p in zip(centre, self.patch_size)]
+            return tuple(int(np.clip(w, a, b)) for w, a, b in zip(want, lo, hi))
+        return tuple(int(self.rng.integers(a, b + 1)) for a, b in zip(lo, hi))
+
+
+def crop(x: Tensor, start: tuple[int, ...], size: tuple[int, ...]) -> Tensor:
+    """Crop ``x [C, *S]`` at ``start`` (may be negative or run past the end: zero padding).
+
+    Example:
+        >>> crop(torch.ones(1, 2, 2), (-1, 0), (3, 3))[0].tolist()
+        [[0.0, 0.0, 0.0], [1.0, 1.0, 0.0], [1.0, 1.0, 0.0]]
+    """
+    out = x.new_zeros((x.shape[0], *size))
+    src, dst = [slice(None)], [slice(None)]
+    for s, n, total in zip(start, size, x.shape[1:]):
+        a, b = max(s, 0), min(s + n, total)
+        src.append(slice(a, b))
+        dst.append(slice(a - s, b - s))
+    out[tuple(dst)] = x[tuple(src)]
+    return out
+
+
+def _gaussian(size: tuple[int, ...], device: torch.device) -> Tensor:
+    axes = []
+    for n in size:
+        r = torch.arange(n, device=device, dtype=torch.float32) - (n - 1) / 2
+        axes.append(torch.exp(-0.5 * (r / (n / 8)) ** 2))
+    w = axes[0]
+    for a in axes[1:]:
+        w = w[..., None] * a
+    return (w / w.max()).clamp_min(1e-3)
+
+
+def window_starts(total: int, patch: int, overlap: float) -> list[int]:
+    """Start positions covering ``total`` with windows of ``patch`` (last one flush).
+
+    Example:
+        >>> window_starts(50, 32, 0.5), window_starts(20, 32, 0.5)
+        ([0, 16, 18], [0])
+    """
+    if total <= patch:
+        return [0]
+    step = max(1, int(patch * (1 - overlap)))
+    starts = list(range(0, total - patch + 1, step))
+    if starts[-1] != total - patch:
+        starts.append(total - patch)
+    return starts
+
+
+@torch.no_grad()
+def sliding_window(predict: Callable[[Tensor], Tensor], image: Tensor, patch: tuple[int, ...],
+                   overlap: float = 0.5, batch_size: int = 4) -> Tensor:
+    """Predict a whole case from overlapping patch-sized windows.
+
+    Windows smaller than the case are zero-padded; outputs are averaged with a Gaussian
+    weight that trusts window centres more than edges.
+
+    Args:
+        predict: maps ``[B, C, *patch]`` to logits ``[B, K, *patch]``.
+        image: ``[C, *S]``.
+        patch: window size.
+        overlap: fraction of a window shared with its neighbour.
+        batch_size: windows per forward pass.
+
+    Returns:
+        Logits ``[K, *S]`` (float32).
+
+    Example:
+        >>> sliding_window(lambda x: x * 2, torch.ones(1, 5, 6, 7), (4, 4, 4)).shape
+        torch.Size([1, 5, 6, 7])
+    """
+    shape = tuple(image.shape[1:])
+    starts = list(itertools.product(*[window_starts(s, p, overlap) for s, p in zip(shape, patch)]))
+    weight = _gaussian(patch, image.device)
+    out: Tensor | None = None
+    norm = torch.zeros(shape, device=image.device)
+    for i in range(0, len(starts), batch_size):
+        chunk = starts[i: i + batch_size]
+        logits = predict(torch.stack([crop(image, s, patch) for s in chunk])).float()
+        if out is None:
+            out = torch.zeros((logits.shape[1], *shape), device=image.device)
+        for s, lg in zip(chunk, logits):
+            src = tuple(slice(0, min(p, n - a)) for a, p, n in zip(s, patch, shape))
+            dst = tuple(slice(a, a + sl.stop) for a, sl in zip(s, src))
+            out[(slice(None), *dst)] += lg[(slice(None), *src)] * weight[src]
+            norm[dst] += weight[src]
+    assert out is not None
+    return out / norm

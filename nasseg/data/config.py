@@ -1,0 +1,248 @@
+"""Typed dataset configs: what to load, how to split it, how to augment it.
+
+A :class:`DataConfig` is plain data (pydantic, ``extra="forbid"``): it is stored
+with every result, so a run can be reproduced from its ``config.json``.
+:func:`resolve_data` turns what a user types (``"synthetic"``, a folder) into one.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from nasseg.errors import ConfigError, DataError, did_you_mean
+
+Size2 = tuple[int, int]
+Size3 = tuple[int, int, int]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SplitConfig(_Strict):
+    """How cases are divided into training and held-out validation cases.
+
+    Attributes:
+        method: ``random`` (seeded shuffle, ``val_fraction`` held out), ``kfold``
+            (seeded shuffle into ``k`` folds, fold ``fold`` held out) or ``file``
+            (a JSON file with ``train`` and ``val`` lists of case ids).
+        val_fraction: held-out fraction for ``random`` (0.3 = the CMUNeXt paper's 70/30).
+        seed: shuffle seed of ``random`` and ``kfold``.
+        k: number of folds for ``kfold``.
+        fold: held-out fold for ``kfold`` (0-based).
+        file: split file for ``file``.
+    """
+
+    method: Literal["random", "kfold", "file"] = "random"
+    val_fraction: float = Field(0.3, gt=0.0, lt=1.0)
+    seed: int = 0
+    k: int = Field(5, ge=2)
+    fold: int = Field(0, ge=0)
+    file: str | None = None
+
+
+class SyntheticConfig(_Strict):
+    """Settings of the procedural generator (see :mod:`nasseg.data.synthetic`).
+
+    Attributes:
+        spatial_dims: 2 (images) or 3 (volumes).
+        n_cases: number of generated cases.
+        classes: number of *foreground* classes; 1 = binary (sigmoid output),
+            K > 1 gives labels 0..K and a K+1-channel (softmax) output.
+        channels: image channels.
+        seed: generator seed; case ``i`` depends only on (seed, i).
+        noise: scale of the noise and contrast difficulty (1.0 = default).
+
+    The image size is the top-level :attr:`DataConfig.size` (default 64 in 2D, 32 in 3D).
+    """
+
+    spatial_dims: Literal[2, 3] = 2
+    n_cases: int = Field(96, ge=4)
+    classes: int = Field(1, ge=1, le=8)
+    channels: int = Field(1, ge=1, le=4)
+    seed: int = 0
+    noise: float = Field(1.0, ge=0.0)
+
+
+class AugmentConfig(_Strict):
+    """Training-time augmentations, run on the batch's device.
+
+    Attributes:
+        flip: random flips along every spatial axis (``True``), none (``False``), or
+            along the listed spatial axes only (0-based, e.g. ``[0]`` for left-right
+            when the other axes carry anatomy that must not be mirrored).
+        rot90: random 90-degree rotations in the image plane (2D, square images only).
+        intensity: strength of the per-sample intensity jitter (scale ``1 +- s``,
+            shift ``+- s`` in normalised units); 0 turns it off.
+    """
+
+    flip: bool | list[int] = True
+    rot90: bool = True
+    intensity: float = Field(0.1, ge=0.0)
+
+
+class DataConfig(_Strict):
+    """A dataset, its split and its augmentations.
+
+    Attributes:
+        kind: ``synthetic`` (generated), ``folder`` (2D images/ + masks/) or
+            ``decathlon`` (3D NIfTI with dataset.json).
+        path: dataset folder for ``folder`` and ``decathlon``.
+        size: 2D: resize every image to this size (int = square); synthetic:
+            the generated size. ``None`` keeps the native size (must be uniform).
+        patch_size: 3D training patch; ``None`` = the median volume shape rounded
+            up to what the network needs.
+        window_size: sliding-window size for evaluating whole volumes (``None`` = the
+            training patch). Along an axis where a volume (rounded up to what the
+            network needs) is smaller, the window shrinks to it: small volumes are
+            predicted in one pass with no wasted padding.
+        max_cases: load only the first N cases in sorted order (small test subsets).
+        mask_encoding: ``auto`` detects 0/255 masks (binarised at > 127) or class
+            index masks; ``binary255`` or ``index`` force one.
+        resident: keep the decoded data on the training device: ``auto`` = when it
+            fits in a quarter of the free GPU memory.
+        split: the train/validation split.
+        synthetic: generator settings (``kind="synthetic"`` only).
+        augment: training augmentations.
+
+    Example:
+        >>> DataConfig(kind="folder", path="../shared/data/dsb2018_96", size=96).split.val_fraction
+        0.3
+    """
+
+    kind: Literal["synthetic", "folder", "decathlon"] = "synthetic"
+    path: str | None = None
+    size: int | Size2 | Size3 | None = None
+    patch_size: Size3 | None = None
+    window_size: Size3 | None = None
+    max_cases: int | None = Field(None, ge=2)
+    mask_encoding: Literal["auto", "binary255", "index"] = "auto"
+    resident: Literal["auto", "always", "never"] = "auto"
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+
+    @field_validator("size")
+    @classmethod
+    def _positive(cls, v: Any) -> Any:
+        sizes = (v,) if isinstance(v, int) else (v or ())
+        if any(s < 1 for s in sizes):
+            raise ValueError(f"size must be positive, got {v}")
+        return v
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides: Any) -> DataConfig:
+        """Load a YAML mapping of fields (``path`` inside it is relative to the working directory).
+
+        Raises:
+            ConfigError: unreadable file, unknown or bad field (named).
+        """
+        from nasseg.configio import read_yaml
+
+        data = read_yaml(path)
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: a data config must be a mapping of fields")
+        return resolve_data({**data, "_source": str(path)}, **overrides)
+
+    @property
+    def name(self) -> str:
+        """Short name for run folders and tables (``synthetic2d``, ``dsb2018_96``)."""
+        if self.kind == "synthetic":
+            return f"synthetic{self.synthetic.spatial_dims}d"
+        return Path(self.path or "data").resolve().name
+
+
+_SPLIT_KEYS = set(SplitConfig.model_fields)
+_SYNTH_KEYS = set(SyntheticConfig.model_fields) - {"seed"}
+_AUG_KEYS = {"flip", "rot90", "intensity"}
+
+
+def parse_config(model: type[BaseModel], data: dict[str, Any], where: str) -> Any:
+    """Validate ``data`` into ``model``; errors become one :class:`ConfigError` naming
+    ``where`` and each bad field (with "did you mean" for unknown keys).
+
+    Example:
+        >>> parse_config(SplitConfig, {"method": "kfold", "k": 3}, "split").k
+        3
+    """
+    from nasseg.configio import validate
+
+    return validate(model, data, where)
+
+
+def resolve_data(spec: str | Path | DataConfig | dict, **overrides: Any) -> DataConfig:
+    """Turn a dataset name, folder or mapping into a :class:`DataConfig`.
+
+    ``"synthetic"`` gives the generated default; a folder with ``dataset.json`` is a
+    Decathlon dataset; a folder with ``images/`` is an image folder. Overrides may
+    name any field of :class:`DataConfig`, :class:`SplitConfig`,
+    :class:`SyntheticConfig` or :class:`AugmentConfig` directly; ``seed`` sets both
+    the split seed and the generator seed. ``None`` values are ignored.
+
+    Args:
+        spec: ``"synthetic"``, ``"synthetic3d"``, a path, a mapping or a DataConfig.
+        **overrides: e.g. ``size=96, max_cases=20, val_fraction=0.2, spatial_dims=3``.
+
+    Returns:
+        The validated config.
+
+    Raises:
+        DataError: the path does not exist or holds neither layout.
+        ConfigError: an override names no field or has a bad value.
+
+    Example:
+        >>> resolve_data("synthetic", spatial_dims=3, classes=2).synthetic.classes
+        2
+    """
+    if isinstance(spec, DataConfig):
+        base: dict[str, Any] = spec.model_dump()
+    elif isinstance(spec, dict):
+        base = dict(spec)
+        where = str(base.pop("_source", "data config"))
+    else:
+        base = _detect(str(spec))
+    nested = {k: dict(base.get(k) or {}) for k in ("split", "synthetic", "augment")}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key == "seed":
+            nested["split"]["seed"] = value
+            nested["synthetic"]["seed"] = value
+        elif key in DataConfig.model_fields and key not in nested:
+            base[key] = value
+        elif key in _SPLIT_KEYS:
+            nested["split"][key] = value
+        elif key in _SYNTH_KEYS:
+            nested["synthetic"][key] = value
+        elif key in _AUG_KEYS:
+            nested["augment"][key] = value
+        else:
+            known = set(DataConfig.model_fields) | _SPLIT_KEYS | _SYNTH_KEYS | _AUG_KEYS
+            raise ConfigError(f"unknown data option '{key}'" + did_you_mean(key, known))
+    if nested["split"].get("file"):
+        nested["split"].setdefault("method", "file")
+    base.update({k: v for k, v in nested.items() if v})
+    if not isinstance(spec, dict):
+        where = f"data '{spec}'"
+    return parse_config(DataConfig, base, where)
+
+
+def _detect(spec: str) -> dict[str, Any]:
+    low = spec.lower()
+    if low in ("synthetic", "synthetic2d", "synthetic3d"):
+        dims = 3 if low.endswith("3d") else 2
+        return {"kind": "synthetic", "synthetic": {"spatial_dims": dims}}
+    path = Path(spec)
+    if path.is_file() and path.name == "dataset.json":
+        return {"kind": "decathlon", "path": str(path.parent)}
+    if not path.exists():
+        raise DataError(f"{path}: no such dataset folder (use 'synthetic' for generated data)")
+    if (path / "dataset.json").is_file():
+        return {"kind": "decathlon", "path": str(path)}
+    if (path / "images").is_dir():
+        return {"kind": "folder", "path": str(path)}
+    raise DataError(
+        f"{path}: not a dataset folder: expected images/ and masks/ (2D) or dataset.json (Decathlon 3D)"
+    )

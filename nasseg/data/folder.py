@@ -1,0 +1,287 @@
+"""2D image folders: ``images/`` and ``masks/`` matched by file stem.
+
+Accepted layouts (checked in this order for each image ``images/<stem>.<ext>``):
+
+- ``masks/<stem>.<ext>`` (any image extension),
+- ``masks/0/<stem>.<ext>`` (the CMUNeXt code's layout, one sub-folder per class),
+- ``masks/<stem>_mask.<ext>`` or ``images/<stem>_mask.<ext>`` (raw BUSI; ``*_mask_1``
+  files of extra lesions are merged by union).
+
+Images may be gray or RGB (RGBA and palette images are converted, 16-bit gray is scaled);
+the dataset uses 3 channels if any image is in colour. Masks are decoded with one
+encoding for the whole dataset (see :func:`mask_encoding`): 0/255 masks are binarised
+at > 127, small integer masks are kept as class indices. Every case is resized to
+``size`` (bilinear image, nearest mask) and normalised per image.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from nasseg.data.base import SegDataset, normalise
+from nasseg.data.config import DataConfig
+from nasseg.errors import DataError
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif")
+MAX_CLASS_INDEX = 31
+"""Masks whose values all lie in 0..31 are read as class-index masks."""
+
+
+def load_folder(cfg: DataConfig) -> SegDataset:
+    """Decode a 2D image folder into memory.
+
+    Args:
+        cfg: a config with ``kind="folder"`` and ``path``.
+
+    Returns:
+        A fixed-size :class:`SegDataset` (images ``[N, 1|3, H, W]``).
+
+    Raises:
+        DataError: empty folder, a mask missing for an image, image and mask of
+            different sizes, an unreadable file, mask values fitting no encoding,
+            or images of different sizes with no ``size`` set. The message names the file.
+
+    Example:
+        >>> ds = load_folder(resolve_data("../shared/data/dsb2018_96", max_cases=4))  # doctest: +SKIP
+        >>> tuple(ds.images.shape)
+        (4, 3, 96, 96)
+    """
+    root = Path(cfg.path or ".")
+    pairs = find_pairs(root)
+    if cfg.max_cases is not None:
+        pairs = pairs[: cfg.max_cases]
+    raw = []
+    for img_path, mask_paths in pairs:
+        image = read_image(img_path)
+        masks = [read_mask(p) for p in mask_paths]
+        for p, m in zip(mask_paths, masks):
+            if m.shape != image.shape[:2]:
+                raise DataError(
+                    f"{p}: mask is {m.shape[1]}x{m.shape[0]} but its image {img_path.name} is "
+                    f"{image.shape[1]}x{image.shape[0]} (width x height)"
+                )
+        raw.append((image, masks))
+    encoding, num_classes = mask_encoding([(ms, mp) for (_, ms), (_, mp) in zip(raw, pairs)], cfg.mask_encoding)
+    size = _target_size(cfg.size, [(im.shape[:2], p) for (im, _), (p, _) in zip(raw, pairs)])
+    channels = 3 if any(im.shape[2] == 3 for im, _ in raw) else 1
+    images = np.empty((len(raw), channels, *size), np.float32)
+    labels = np.empty((len(raw), *size), np.uint8)
+    for i, (image, masks) in enumerate(raw):
+        label = _decode_mask(masks, encoding)
+        if image.shape[2] != channels:
+            image = np.repeat(image, channels, axis=2)
+        images[i] = normalise(_resize(image, size, Image.BILINEAR).transpose(2, 0, 1))
+        labels[i] = _resize(label[..., None], size, Image.NEAREST)[..., 0]
+    stems = [p.stem for p, _ in pairs]
+    names = ["background"] + (["foreground"] if num_classes == 2 else [f"class_{k}" for k in range(1, num_classes)])
+    return SegDataset(
+        kind="folder", spatial_dims=2, in_channels=channels, num_classes=num_classes,
+        case_ids=stems, images=torch.from_numpy(images), labels=torch.from_numpy(labels),
+        sources=[str(p) for p, _ in pairs], class_names=names,
+        info={"mask_encoding": encoding, "size": list(size), "root": str(root)},
+    )
+
+
+def find_pairs(root: Path) -> list[tuple[Path, list[Path]]]:
+    """Match every image under ``root/images`` with its mask file(s), sorted by stem.
+
+    Raises:
+        DataError: no images folder, no images in it, or an image without a mask.
+    """
+    img_dir, mask_dir = root / "images", root / "masks"
+    if not img_dir.is_dir():
+        raise DataError(f"{root}: no images/ folder")
+    files = sorted(p for p in img_dir.iterdir() if p.suffix.lower() in IMAGE_EXTS)
+    mask_re = re.compile(r"_mask(_\d+)?$")
+    images = [p for p in files if not mask_re.search(p.stem)]
+    if not images:
+        raise DataError(f"{img_dir}: empty folder: no image files ({', '.join(IMAGE_EXTS)})")
+    by_stem = {folder: _by_stem(folder, mask_re) for folder in (mask_dir, mask_dir / "0", img_dir)}
+    pairs = []
+    for img in images:
+        found = by_stem[mask_dir][0].get(img.stem) or by_stem[mask_dir / "0"][0].get(img.stem)
+        if not found:
+            found = by_stem[mask_dir][1].get(img.stem) or by_stem[img_dir][1].get(img.stem)
+        if not found:
+            raise DataError(
+                f"{img}: no mask found (looked for masks/{img.stem}.*, masks/0/{img.stem}.*, "
+                f"masks/{img.stem}_mask.*)"
+            )
+        if len(found) > 1 and not all(mask_re.search(p.stem) for p in found):
+            raise DataError(f"{img}: several masks match: {', '.join(str(p) for p in found)}")
+        pairs.append((img, sorted(found)))
+    return pairs
+
+
+def _by_stem(folder: Path, mask_re: re.Pattern) -> tuple[dict[str, list[Path]], dict[str, list[Path]]]:
+    """Image files of ``folder`` by stem, and ``<stem>_mask[_N]`` files by their base stem."""
+    plain: dict[str, list[Path]] = {}
+    suffixed: dict[str, list[Path]] = {}
+    if folder.is_dir():
+        for p in folder.iterdir():
+            if p.is_file() and p.suffix.lower() in IMAGE_EXTS:
+                plain.setdefault(p.stem, []).append(p)
+                m = mask_re.search(p.stem)
+                if m:
+                    suffixed.setdefault(p.stem[: m.start()], []).append(p)
+    return plain, suffixed
+
+
+def read_image(path: Path) -> np.ndarray:
+    """Decode an image file to ``[H, W, 1|3]`` uint8 or float32.
+
+    Raises:
+        DataError: the file cannot be decoded (truncated, not an image, unsupported mode).
+    """
+    im = _open(path)
+    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(im, dtype=np.float32)
+        return (arr / max(float(arr.max()), 1.0) * 255.0)[..., None]
+    if im.mode in ("RGBA", "P", "CMYK", "YCbCr", "LA", "1"):
+        im = im.convert("RGB" if im.mode not in ("LA", "1") else "L")
+    if im.mode not in ("L", "RGB"):
+        raise DataError(f"{path}: unsupported image mode {im.mode}")
+    arr = np.asarray(im)
+    return arr[..., None] if arr.ndim == 2 else arr
+
+
+def read_mask(path: Path) -> np.ndarray:
+    """Decode a mask file to ``[H, W]`` integers (RGB masks must be gray in colour).
+
+    Raises:
+        DataError: unreadable file, or a colour mask whose channels differ.
+    """
+    im = _open(path)
+    if im.mode == "P":
+        arr = np.asarray(im)  # palette index = class index
+    elif im.mode in ("RGB", "RGBA"):
+        arr = np.asarray(im.convert("RGB"))
+        if not (np.array_equal(arr[..., 0], arr[..., 1]) and np.array_equal(arr[..., 0], arr[..., 2])):
+            raise DataError(f"{path}: colour mask with differing channels; expected a gray or index mask")
+        arr = arr[..., 0]
+    else:
+        arr = np.asarray(im.convert("L") if im.mode in ("1", "LA") else im)
+    if arr.ndim != 2:
+        raise DataError(f"{path}: mask has shape {arr.shape}, expected a 2D array")
+    return arr.astype(np.int64)
+
+
+def _open(path: Path) -> Image.Image:
+    try:
+        im = Image.open(path)
+        im.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise DataError(f"{path}: unreadable or truncated image file ({err})") from None
+    return im
+
+
+def mask_encoding(masks: list[tuple[list[np.ndarray], list[Path]]], forced: str = "auto") -> tuple[str, int]:
+    """Choose one mask encoding for the whole dataset.
+
+    A mask fits ``binary255`` when it contains 255 and at least 75% of its pixels are
+    exactly 0 or 255 (resized masks carry some interpolated grey values); it fits
+    ``index`` when all its values lie in 0..31. An all-zero mask fits both.
+
+    Args:
+        masks: per case, its decoded mask arrays and their files.
+        forced: ``auto``, ``binary255`` or ``index``.
+
+    Returns:
+        ``(encoding, num_classes)``; num_classes includes background (2 = binary).
+
+    Raises:
+        DataError: a mask fits no encoding, or two masks fit different ones (both named).
+    """
+    first: dict[str, Path] = {}
+    max_index = 1
+    for arrays, paths in masks:
+        for arr, path in zip(arrays, paths):
+            values = np.unique(arr)
+            fits = _fits(arr, values)
+            if forced != "auto":
+                if forced not in fits and len(values) > 1:
+                    raise DataError(f"{path}: mask values {_show(values)} do not fit mask_encoding={forced}")
+                fits = {forced}
+            if not fits:
+                raise DataError(
+                    f"{path}: mask values {_show(values)} fit no encoding: expected 0/255 "
+                    f"(binarised at > 127) or class indices 0..{MAX_CLASS_INDEX}"
+                )
+            if fits == {"binary255"}:
+                first.setdefault("binary255", path)
+            elif fits == {"index"} and values.max() > 1:
+                first.setdefault("index", path)
+            elif fits == {"index"}:
+                first.setdefault("index01", path)
+            if "index" in fits:
+                max_index = max(max_index, int(values.max()))
+    if "binary255" in first and ("index" in first or "index01" in first):
+        other = first.get("index") or first["index01"]
+        raise DataError(
+            f"{other}: mask uses class indices but {first['binary255']} uses 0/255; "
+            "all masks of a dataset must share one encoding"
+        )
+    if forced == "binary255" or "binary255" in first:
+        return "binary255", 2
+    return "index", max_index + 1
+
+
+def _fits(arr: np.ndarray, values: np.ndarray) -> set[str]:
+    if values.max() == 0:
+        return {"binary255", "index"}
+    fits = set()
+    if values.max() == 255 and np.isin(arr, (0, 255)).mean() >= 0.75:
+        fits.add("binary255")
+    if values.min() >= 0 and values.max() <= MAX_CLASS_INDEX:
+        fits.add("index")
+    return fits
+
+
+def _show(values: np.ndarray) -> str:
+    shown = ", ".join(str(int(v)) for v in values[:8])
+    return "{" + shown + (", ..." if len(values) > 8 else "") + "}"
+
+
+def _decode_mask(masks: list[np.ndarray], encoding: str) -> np.ndarray:
+    if encoding == "binary255":
+        out = np.zeros(masks[0].shape, bool)
+        for m in masks:
+            out |= m > 127
+        return out.astype(np.uint8)
+    out = masks[0].copy()
+    for m in masks[1:]:
+        out = np.where(m > 0, m, out)
+    return out.astype(np.uint8)
+
+
+def _target_size(size: int | tuple[int, ...] | None, shapes: list[tuple[tuple[int, int], Path]]) -> tuple[int, int]:
+    if size is None:
+        first_shape, first_path = shapes[0]
+        for shape, path in shapes:
+            if shape != first_shape:
+                raise DataError(
+                    f"{path}: image is {shape[1]}x{shape[0]} but {first_path.name} is "
+                    f"{first_shape[1]}x{first_shape[0]}; set a size (--size) to resize them all"
+                )
+        return first_shape
+    if isinstance(size, int):
+        return (size, size)
+    if len(size) != 2:
+        raise DataError(f"size {size} has {len(size)} axes; 2D images need one or two")
+    return (size[0], size[1])
+
+
+def _resize(arr: np.ndarray, size: tuple[int, int], resample: int) -> np.ndarray:
+    """Resize ``[H, W, C]`` to ``size`` (height, width) channel by channel with PIL."""
+    if arr.shape[:2] == tuple(size):
+        return arr
+    out = np.empty((*size, arr.shape[2]), arr.dtype)
+    for c in range(arr.shape[2]):
+        ch = arr[..., c]
+        ch = ch.astype(np.float32 if ch.dtype.kind == "f" else np.uint8)
+        out[..., c] = np.asarray(Image.fromarray(ch).resize((size[1], size[0]), resample))
+    return out

@@ -1,0 +1,203 @@
+"""The Optuna backend: ``nasseg search STUDY.yaml [--workers N]``.
+
+``--workers N`` starts N processes that share the study storage (a SQLite file or a
+journal file by default). Processes rather than threads: each trial is a CPU- or
+GPU-bound torch training that should own its threads and device, a crash (out of
+memory, a segfault in a kernel) takes down one worker and not the study, and the
+same recovery that survives a killed run covers a killed worker.
+
+Each worker repeats, holding a lock file in the output folder: recover stale trials
+(:func:`~nasseg.search.storage.recover_stale`), check the budget, ``study.ask()``; then,
+without the lock, it runs :func:`~nasseg.search.objective.run_objective` and tells the
+result. Running the same command again continues the same study: finished trials are
+kept, trials of dead processes are failed and re-queued, and the budget counts what is
+already done.
+
+Example:
+    >>> summary = run_search("studies/quickstart.yaml")
+    >>> summary["complete"], summary["front"]
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import multiprocessing as mp
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from nasseg.search.samplers import exhausted
+from nasseg.search.objective import Outcome, Trainer, TrialHandle, run_objective
+from nasseg.search.setup import Prepared, open_study, prepare
+from nasseg.search.sources import TrialSource
+from nasseg.search.storage import counted, identity, open_storage, recover_stale
+
+GRACE_S = 600.0
+"""Seconds without heartbeat after which a trial owned by another host is stale."""
+
+
+@contextlib.contextmanager
+def ask_lock(output_dir: Path) -> Iterator[None]:
+    """An exclusive lock file, so that budget checks and asks of local workers do not race."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with open(output_dir / ".ask.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def budget_left(prep: Prepared, study: optuna.Study) -> int | None:
+    """Trials still allowed by the budget (``None`` when trials are not what limits it).
+
+    With a ``trial_epochs`` budget, 0 once the epochs trained (running trials counted in
+    full) reach it.
+    """
+    from nasseg.search.results import epochs_trained
+
+    budget = prep.cfg.budget
+    trials = study.get_trials(deepcopy=False)
+    if budget.trial_epochs is not None:
+        spent = sum(prep.setup.train.epochs if t.state == TrialState.RUNNING else epochs_trained(t)
+                    for t in trials)
+        if spent >= budget.trial_epochs:
+            return 0
+    if budget.trials is None:
+        return None
+    return max(0, budget.trials - sum(counted(t) for t in trials))
+
+
+def tell(study: optuna.Study, number: int, outcome: Outcome) -> None:
+    """Tell Optuna a trial's outcome (COMPLETE with values, or FAIL)."""
+    if outcome.state == "complete":
+        study.tell(number, outcome.values)
+    else:
+        study.tell(number, state=TrialState.FAIL)
+
+
+def requeue(study: optuna.Study, handle: TrialHandle, reason: str) -> None:
+    """Fail our own interrupted trial and enqueue its params again."""
+    handle.set("fail_reason", f"interrupted: {reason}; re-queued")
+    handle.set("requeued", True)
+    params = handle.params()
+    attrs = handle.storage.get_trial(handle.trial_id).user_attrs
+    study.tell(handle.number, state=TrialState.FAIL)
+    extra = {"initial_arch": attrs["initial_arch"]} if "initial_arch" in attrs else {}
+    study.enqueue_trial(params, user_attrs={**extra, "retry_of": handle.number})
+
+
+def worker_loop(prep: Prepared, worker: int = 0, device: str = "cpu", trainer: Trainer | None = None,
+                deadline: float | None = None, num_threads: int | None = None) -> int:
+    """Run trials until the budget or the deadline is reached; returns how many it ran."""
+    if num_threads:
+        import torch
+
+        torch.set_num_threads(num_threads)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study, storage = open_study(prep, create=False)
+    setup = prep.setup
+    if num_threads and setup.train.num_threads is None:
+        setup = _replace(setup, train=setup.train.model_copy(update={"num_threads": num_threads}))
+    ran = 0
+    while True:
+        with ask_lock(prep.output_dir):
+            recover_stale(study, storage, GRACE_S)
+            left = budget_left(prep, study)
+            if (left is not None and left <= 0) or (deadline is not None and time.time() >= deadline) \
+                    or exhausted(study):
+                return ran
+            trial = study.ask()
+            handle = TrialHandle(storage, prep.cfg.name, trial.number)
+            handle.set("owner", identity())
+            handle.set("worker", worker)
+        try:
+            outcome = run_objective(
+                setup, handle, study,
+                lambda: prep.space.build(TrialSource(trial), setup.in_channels, setup.out_channels),
+                device, trainer)
+        except KeyboardInterrupt:
+            requeue(study, handle, "stopped by the user (Ctrl-C)")
+            raise
+        tell(study, trial.number, outcome)
+        ran += 1
+
+
+def _replace(setup: Any, **kw: Any) -> Any:
+    from dataclasses import replace
+
+    return replace(setup, **kw)
+
+
+def _worker_main(prep: Prepared, worker: int, device: str, trainer: Trainer | None,
+                 deadline: float | None, num_threads: int) -> None:
+    with contextlib.suppress(KeyboardInterrupt):
+        worker_loop(prep, worker, device, trainer, deadline, num_threads)
+
+
+def run_search(study_path: str | Path, *, workers: int | None = None, trials: int | None = None,
+               trainer: Trainer | None = None, progress: bool = True, command: str = "",
+               on_trial: Callable[[Any], None] | None = None) -> dict[str, Any]:
+    """Create or resume the study of ``study_path`` and run it to its budget.
+
+    Args:
+        study_path: the study YAML.
+        workers: processes sharing the storage (default: the study's ``workers``).
+        trials: override the study's trial budget.
+        trainer: the training function (tests pass a counting wrapper of the real one).
+        progress: show the rich progress display.
+        command: the command line, stored with a new study.
+
+    Returns:
+        A summary: counts by state, the storage URL, the Pareto set's trial numbers.
+    """
+    from nasseg.search.monitor import Monitor
+
+    prep = prepare(study_path, workers=workers, trials=trials, command=command)
+    study, storage = open_study(prep, create=True)
+    recover_stale(study, storage, GRACE_S)
+    n = prep.cfg.workers
+    deadline = time.time() + prep.cfg.budget.time_s if prep.cfg.budget.time_s else None
+    devices = prep.cfg.devices
+    threads = max(1, (os.cpu_count() or 1) // n)
+    with Monitor(prep, enabled=progress, on_trial=on_trial):
+        if n == 1:
+            worker_loop(prep, 0, devices[0], trainer, deadline, None)
+        else:
+            ctx = mp.get_context("spawn")
+            procs = [ctx.Process(target=_worker_main, args=(prep, i, devices[i % len(devices)], trainer,
+                                                            deadline, threads), daemon=False)
+                     for i in range(n)]
+            for p in procs:
+                p.start()
+            try:
+                for p in procs:
+                    p.join()
+            except KeyboardInterrupt:
+                for p in procs:
+                    p.join(timeout=60)
+                raise
+    return summarise(prep)
+
+
+def summarise(prep: Prepared) -> dict[str, Any]:
+    """Counts by state and the Pareto set of the study (read back from the storage)."""
+    from nasseg.search.results import front_trials
+
+    storage = open_storage(prep.storage_url)
+    study = optuna.load_study(study_name=prep.cfg.name, storage=storage)
+    trials = study.get_trials(deepcopy=False)
+    states: dict[str, int] = {}
+    for t in trials:
+        states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
+    return {"study": prep.cfg.name, "storage": prep.storage_url, "states": states,
+            "counted": sum(counted(t) for t in trials),
+            "front": [t.number for t in front_trials(study)]}
+
+
+__all__ = ["prepare", "run_search", "summarise", "worker_loop"]

@@ -1,0 +1,208 @@
+"""The study YAML: what to search, on which data, for which objectives, with which budget.
+
+Example (``studies/quickstart.yaml``)::
+
+    name: quickstart
+    data: {source: synthetic, n_cases: 64, size: 64}
+    space: search_spaces/lightweight_2d.yaml
+    objectives: [dice, macs, params]
+    sampler: nsga2
+    budget: {trials: 12}
+    epochs: 4
+    train: {batch_size: 8, lr: 0.003}
+    seed: 0
+    initial_archs: [cmunext_s]
+    early_stopping: {warmup_epochs: 2, min_dominators: 2, margin: 0.02}
+
+Relative paths (``space``, a data folder, ``output_dir``) are read relative to the
+current directory, then to the study file's folder. Units of the objectives: ``dice``
+is a fraction (0..1, maximised), ``macs`` GMACs (10^9 multiply-accumulates at the
+space's ``constraints.input_size``), ``params`` a raw count, ``latency`` milliseconds,
+``memory`` MB (all minimised).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from nasseg.configio import read_yaml, validate
+from nasseg.errors import ConfigError, did_you_mean
+
+OBJECTIVES: dict[str, str] = {"dice": "maximize", "macs": "minimize", "params": "minimize",
+                              "latency": "minimize", "memory": "minimize"}
+"""Every objective a study can name, with its direction."""
+SAMPLERS = ("nsga2", "nsga3", "tpe", "gp", "random", "grid")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SamplerConfig(_Strict):
+    """Which Optuna sampler proposes the architectures.
+
+    Attributes:
+        name: ``nsga2`` (default), ``nsga3``, ``tpe``, ``gp``, ``random`` or ``grid``.
+        population_size: NSGA-II/III generation size (Optuna's default 50 is too large for
+            small budgets; ``None`` = ``max(4, min(50, trials // 3))``).
+        n_startup_trials: TPE/GP random start (``None`` = Optuna's default).
+    """
+
+    name: Literal["nsga2", "nsga3", "tpe", "gp", "random", "grid"] = "nsga2"
+    population_size: int | None = Field(None, ge=2)
+    n_startup_trials: int | None = Field(None, ge=0)
+
+
+class BudgetConfig(_Strict):
+    """When the study stops: whichever of ``trials``, ``trial_epochs``, ``time_s`` comes first.
+
+    ``trials`` counts every finished trial (complete, infeasible, reused, failed) except
+    those re-queued after their worker died. ``trial_epochs`` counts epochs actually
+    trained, summed over trials (reused and infeasible trials cost none; a running trial
+    counts all its epochs), so early stopping buys more trials. ``time_s`` is the wall
+    time of one ``nasseg search`` invocation. Only the start of new trials is stopped:
+    a running trial finishes.
+    """
+
+    trials: int | None = Field(None, ge=1)
+    trial_epochs: int | None = Field(None, ge=1)
+    time_s: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _some(self) -> BudgetConfig:
+        if self.trials is None and self.time_s is None and self.trial_epochs is None:
+            raise ValueError("give trials, trial_epochs and/or time_s")
+        return self
+
+
+class EarlyStoppingConfig(_Strict):
+    """The Pareto-aware stopping rule (see :mod:`nasseg.search.stopping`).
+
+    Attributes:
+        enabled: False trains every trial for all its epochs.
+        warmup_epochs: never stop at an epoch below this.
+        min_dominators: stop when at least this many earlier trials (distinct
+            architectures) dominate the trial at the same epoch.
+        margin: Dice margin a dominating trial must lead by (absolute, 0..1).
+    """
+
+    enabled: bool = True
+    warmup_epochs: int = Field(2, ge=1)
+    min_dominators: int = Field(3, ge=1)
+    margin: float = Field(0.01, ge=0, le=1)
+
+
+class ResourcesConfig(_Strict):
+    """Per-trial resources of the Ray backend (fractional GPUs share one GPU)."""
+
+    cpus_per_trial: float = Field(1.0, gt=0)
+    gpus_per_trial: float = Field(0.0, ge=0)
+
+
+class DataSpec(_Strict):
+    """A dataset (``synthetic`` or a folder) plus :func:`nasseg.data.resolve_data` overrides."""
+
+    model_config = ConfigDict(extra="allow")
+    source: str = "synthetic"
+
+    def overrides(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class StudyConfig(_Strict):
+    """A search study (see the module docstring for an example)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+    data: DataSpec = Field(default_factory=DataSpec)
+    space: str
+    objectives: list[str] = Field(default_factory=lambda: ["dice", "macs", "params"], min_length=1)
+    sampler: SamplerConfig = Field(default_factory=SamplerConfig)
+    budget: BudgetConfig
+    epochs: int = Field(ge=1)
+    train: dict[str, Any] = Field(default_factory=dict)
+    seed: int = 0
+    storage: str | None = None
+    output_dir: str | None = None
+    initial_archs: list[str] = Field(default_factory=list)
+    early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
+    device: str | list[str] = "cpu"
+    workers: int = Field(1, ge=1)
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+    reference_point: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("data", mode="before")
+    @classmethod
+    def _data(cls, v: Any) -> Any:
+        return {"source": v} if isinstance(v, str) else v
+
+    @field_validator("sampler", mode="before")
+    @classmethod
+    def _sampler(cls, v: Any) -> Any:
+        return {"name": v} if isinstance(v, str) else v
+
+    @field_validator("objectives")
+    @classmethod
+    def _objectives(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if name not in OBJECTIVES:
+                raise ValueError(f"unknown objective '{name}'{did_you_mean(name, OBJECTIVES)}; "
+                                 f"expected some of: {', '.join(OBJECTIVES)}")
+        if len(set(v)) != len(v):
+            raise ValueError(f"{v} names an objective twice")
+        if "dice" not in v:
+            raise ValueError("must include 'dice' (the quality objective)")
+        return v
+
+    @field_validator("train")
+    @classmethod
+    def _train(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for key in ("epochs", "seed", "device"):
+            if key in v:
+                raise ValueError(f"'{key}' is set at the top level of the study, not under train")
+        return v
+
+    @field_validator("reference_point")
+    @classmethod
+    def _ref(cls, v: dict[str, float]) -> dict[str, float]:
+        for key in v:
+            if key not in OBJECTIVES:
+                raise ValueError(f"unknown objective '{key}'{did_you_mean(key, OBJECTIVES)}")
+        return v
+
+    @property
+    def devices(self) -> list[str]:
+        return [self.device] if isinstance(self.device, str) else list(self.device)
+
+    def directions(self) -> list[str]:
+        return [OBJECTIVES[o] for o in self.objectives]
+
+    def objective_dicts(self) -> list[dict[str, str]]:
+        """``[{name, direction}]`` in value order (stored as the study's ``objectives``)."""
+        return [{"name": o, "direction": OBJECTIVES[o]} for o in self.objectives]
+
+
+def resolve_path(value: str, study_file: Path | None, what: str) -> Path:
+    """A path from a study: as given if it exists, else next to the study file.
+
+    Raises:
+        ConfigError: neither exists (both tried are named).
+    """
+    p = Path(value).expanduser()
+    if p.is_absolute() or p.exists() or study_file is None:
+        return p
+    beside = study_file.resolve().parent / p
+    if beside.exists():
+        return beside
+    raise ConfigError(f"{study_file}: {what}: '{value}' not found (looked in {Path.cwd()} and "
+                      f"{study_file.resolve().parent})")
+
+
+def load_study_config(path: str | Path) -> StudyConfig:
+    """Read and validate a study YAML; errors name the file and the field."""
+    raw = read_yaml(path)
+    if isinstance(raw, dict) and "name" not in raw:
+        raw = {**raw, "name": Path(path).stem}
+    return validate(StudyConfig, raw, str(path))

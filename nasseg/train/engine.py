@@ -1,0 +1,281 @@
+"""The training loop every trial, ablation and benchmark runs through."""
+from __future__ import annotations
+
+import copy
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from nasseg.data import BatchFeeder, DataConfig, SegDataset, load_dataset, make_split
+from nasseg.data.batches import default_patch
+from nasseg.errors import ConfigError
+from nasseg.train.config import TrainConfig
+from nasseg.train.evaluate import evaluate
+from nasseg.train.losses import SegLoss
+from nasseg.train.progress import Progress
+from nasseg.train.result import RunWriter, TrainingFailed, TrainResult, versions
+from nasseg.train.setup import Runtime, prepare_model, resident_device
+
+Callback = Callable[[int, dict], "bool | None"]
+
+
+def train(arch: Any, data: DataConfig, cfg: TrainConfig, *, run_dir: Path | None = None,
+          callback: Callback | None = None, progress: bool = True) -> TrainResult:
+    """Train a network on a dataset's training split and validate it on the held-out split.
+
+    The data is decoded once (and cached for later calls), moved to the training device
+    when it fits, and batches are drawn and augmented there. After every ``eval_every``
+    epochs (and the last) the held-out cases are predicted whole and scored per case;
+    the epoch with the best mean Dice is kept (weights in memory, ``checkpoint.pt`` in
+    ``run_dir``).
+
+    Args:
+        arch: an ``ArchConfig`` (its ``in_channels``/``out_channels`` are set from the
+            data) or a ready ``nn.Module`` whose channels already match the data.
+        data: the dataset and its split.
+        cfg: optimiser, schedule, loss, stopping, device settings.
+        run_dir: folder for ``config.json``, ``split.json``, ``history.csv``,
+            ``metrics.json``, ``per_case.csv`` and ``checkpoint.pt``; ``None`` writes nothing.
+        callback: ``callback(epoch, metrics)`` after each validation, ``metrics`` holding
+            ``epoch, dice, iou, hd95, train_loss, lr, seconds`` (+ per class); returning
+            True stops training (``stop_reason="callback"``).
+        progress: show a rich progress bar.
+
+    Returns:
+        A :class:`TrainResult`; ``res.model`` holds the best weights.
+
+    Raises:
+        TrainingFailed: non-finite loss or CUDA out of memory (``reason`` says where).
+        ConfigError: network and data disagree (dimensions, sizes the network cannot take).
+        DataError: the dataset files are broken.
+
+    Example:
+        >>> res = train(load_arch("cmunext_s"), resolve_data("synthetic"), TrainConfig(epochs=2))  # doctest: +SKIP
+        >>> sorted(res.best), len(res.split["val"])  # doctest: +SKIP
+        (['dice', 'hd95', 'iou'], 29)
+    """
+    t_start = time.perf_counter()
+    rt = Runtime.create(cfg)
+    try:
+        return _train(arch, data, cfg, rt, run_dir, callback, progress, t_start)
+    except TrainingFailed as err:
+        RunWriter(run_dir).json("failed.json", {"reason": err.reason, "history": err.history})
+        raise
+    finally:
+        rt.close()
+
+
+def _train(arch: Any, data: DataConfig, cfg: TrainConfig, rt: Runtime, run_dir: Path | None,
+           callback: Callback | None, show: bool, t_start: float) -> TrainResult:
+    _seed_everything(cfg.seed)
+    ds = load_dataset(data)
+    model, arch_json = prepare_model(arch, ds)
+    divisor = _divisor(arch)
+    patch = _patch_size(data, ds, divisor)
+    window = tuple(data.window_size) if data.window_size and patch else patch
+    if window and any(w % divisor for w in window):
+        raise ConfigError(f"data.window_size {window} is not divisible by {divisor}, which the network needs")
+    split = make_split(ds.case_ids, data.split)
+    index = {c: i for i, c in enumerate(ds.case_ids)}
+    store = resident_device(ds, rt.device, data.resident)
+    train_ds = ds.subset([index[c] for c in split["train"]]).to(store)
+    val_ds = ds.subset([index[c] for c in split["val"]]).to(store)
+    model = model.to(rt.device, memory_format=rt.memory_format(ds.spatial_dims))
+    num_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+    if store.type == "cpu" and rt.device.type == "cuda":
+        train_ds, val_ds = _pinned(train_ds), _pinned(val_ds)
+    feeder = BatchFeeder(train_ds, cfg.batch_size, data.augment, seed=cfg.seed, patch_size=patch,
+                         device=rt.device)
+    total_steps = len(feeder) * cfg.epochs
+    optimizer, scheduler = _optimizer(model, cfg, total_steps)
+    loss_fn = SegLoss(ds.out_channels, cfg.ce_weight, cfg.dice_weight, cfg.ds_weights)
+    scaler = torch.amp.GradScaler("cuda") if rt.amp_dtype == torch.float16 else None
+    writer = RunWriter(run_dir)
+    config = {"arch": arch_json, "data": data.model_dump(mode="json"), "train": cfg.model_dump(mode="json"),
+              "resolved": {"device": str(rt.device), "amp": str(rt.amp_dtype), "patch_size": patch,
+                           "window_size": window,
+                           "data_on": str(store), "in_channels": ds.in_channels,
+                           "out_channels": ds.out_channels, "num_params": num_params,
+                           "train_cases": len(train_ds), "val_cases": len(val_ds)},
+              "versions": versions()}
+    writer.json("config.json", config)
+    writer.json("split.json", split)
+
+    history: list[dict] = []
+    epoch_seconds: list[float] = []
+    epoch_images: list[int] = []
+    best: dict[str, Any] = {"dice": -math.inf}
+    stop_reason, epochs_run, bad_evals = None, 0, 0
+    mem_format = rt.memory_format(ds.spatial_dims)
+    with Progress(show, cfg.epochs, len(feeder)) as bar:
+        for epoch in range(1, cfg.epochs + 1):
+            t0 = time.perf_counter()
+            try:
+                losses, n_images = _train_epoch(model, feeder, loss_fn, optimizer, scheduler, scaler,
+                                                cfg, rt, mem_format, epoch, history, bar)
+            except torch.OutOfMemoryError:
+                raise TrainingFailed(
+                    f"CUDA out of memory at epoch {epoch} (batch {cfg.batch_size}, "
+                    f"patch {patch or ds.shapes()[0]}, {num_params:,} parameters)", history) from None
+            train_seconds = time.perf_counter() - t0
+            epochs_run = epoch
+            epoch_seconds.append(train_seconds)
+            epoch_images.append(n_images)
+            if epoch % cfg.eval_every and epoch != cfg.epochs:
+                continue
+            t1 = time.perf_counter()
+            try:
+                summary, rows = evaluate(model, val_ds, device=rt.device, patch=window, divisor=divisor,
+                                         batch_size=cfg.eval_batch_size, overlap=cfg.sw_overlap,
+                                         autocast=rt.autocast, memory_format=mem_format)
+            except torch.OutOfMemoryError:
+                raise TrainingFailed(f"CUDA out of memory validating epoch {epoch} "
+                                     f"(eval_batch_size {cfg.eval_batch_size})", history) from None
+            eval_seconds = time.perf_counter() - t1
+            record = {"epoch": epoch, "train_loss": float(torch.stack(losses).mean()), **summary,
+                      "lr": optimizer.param_groups[0]["lr"], "seconds": train_seconds + eval_seconds,
+                      "train_seconds": train_seconds, "eval_seconds": eval_seconds,
+                      "images_per_s": n_images / max(train_seconds, 1e-9)}
+            history.append(record)
+            writer.csv("history.csv", history)
+            bar.epoch_done(epoch, record)
+            if summary["dice"] > best["dice"] + cfg.min_delta or not best.get("rows"):
+                best = {"dice": summary["dice"], "epoch": epoch, "summary": summary, "rows": rows,
+                        "state": copy.deepcopy(model.state_dict())}
+                bad_evals = 0
+                writer.checkpoint({"model": best["state"], "epoch": epoch, "metrics": summary, **config})
+            else:
+                bad_evals += 1
+            if callback is not None and callback(epoch, dict(record)):
+                stop_reason = "callback"
+            elif cfg.patience is not None and bad_evals >= cfg.patience:
+                stop_reason = "patience"
+            elif cfg.max_seconds is not None and sum(epoch_seconds) >= cfg.max_seconds:
+                stop_reason = "time"
+            if stop_reason:
+                break
+
+    model.load_state_dict(best["state"])
+    model.eval()
+    result = TrainResult(best_epoch=best["epoch"], best=best["summary"], history=history,
+                         per_case=best["rows"], split=split, stopped_early=stop_reason is not None,
+                         stop_reason=stop_reason, seconds=time.perf_counter() - t_start,
+                         epochs_run=epochs_run, num_params=num_params, config=config,
+                         run_dir=str(run_dir) if run_dir is not None else None, model=model,
+                         epoch_seconds=epoch_seconds, epoch_images=epoch_images)
+    writer.csv("per_case.csv", result.per_case)
+    writer.json("metrics.json", {k: v for k, v in result.to_dict().items() if k not in ("config", "split")})
+    return result
+
+
+def _pinned(ds: SegDataset) -> SegDataset:
+    if ds.fixed_size:
+        return replace(ds, images=ds.images.pin_memory(), labels=ds.labels.pin_memory())
+    return replace(ds, images=[t.pin_memory() for t in ds.images], labels=[t.pin_memory() for t in ds.labels])
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _divisor(arch: Any) -> int:
+    stages = getattr(arch, "stages", None)
+    return 2 ** (len(stages) - 1) if stages else 1
+
+
+def _patch_size(data: DataConfig, ds: SegDataset, divisor: int) -> tuple[int, ...] | None:
+    """Training patch (None = whole cases); checks sizes against the network's divisor."""
+    if data.patch_size is not None:
+        patch = tuple(data.patch_size)
+        if len(patch) != ds.spatial_dims:
+            raise ConfigError(f"data.patch_size {patch} has {len(patch)} axes but the data is {ds.spatial_dims}D")
+    elif not ds.fixed_size:
+        patch = default_patch(ds.shapes(), divisor)
+    else:
+        patch = None
+    sizes = patch or ds.shapes()[0]
+    bad = [s for s in sizes if s % divisor]
+    if bad:
+        what = f"data.patch_size {patch}" if patch else f"image size {tuple(sizes)}"
+        raise ConfigError(
+            f"{what} is not divisible by {divisor}, which the network's "
+            f"{int(math.log2(divisor)) + 1} stages need; choose a size that is (e.g. --size)"
+        )
+    return patch
+
+
+def _optimizer(model: nn.Module, cfg: TrainConfig, total_steps: int):
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    else:
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    warm, total = cfg.warmup_steps, max(total_steps, 1)
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        t = min(1.0, (step - warm) / max(total - warm, 1))
+        if cfg.schedule == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * t))
+        if cfg.schedule == "poly":
+            return (1 - t) ** cfg.poly_power
+        return 1.0
+
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def _train_epoch(model, feeder, loss_fn, optimizer, scheduler, scaler, cfg: TrainConfig, rt: Runtime,
+                 mem_format, epoch: int, history: list[dict], bar: Progress) -> tuple[list[torch.Tensor], int]:
+    """One pass over the training batches; returns the per-step losses and the image count."""
+    model.train()
+    losses: list[torch.Tensor] = []
+    n_images, checked = 0, 0
+    for step, (x, y) in enumerate(feeder.epoch(), start=1):
+        x = x.to(rt.device, non_blocking=True).contiguous(memory_format=mem_format)
+        y = y.to(rt.device, non_blocking=True)
+        with rt.autocast():
+            loss = loss_fn(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+        else:
+            loss.backward()
+        if cfg.max_grad_norm:
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        scheduler.step()
+        losses.append(loss.detach())
+        n_images += x.shape[0]
+        if step % rt.check_interval == 0:
+            checked = _check_finite(losses, checked, epoch, history)
+        bar.step(loss)
+    _check_finite(losses, checked, epoch, history)
+    return losses, n_images
+
+
+def _check_finite(losses: list[torch.Tensor], start: int, epoch: int, history: list[dict]) -> int:
+    """Raise :class:`TrainingFailed` if a loss since ``start`` is NaN/inf; returns the new start."""
+    if len(losses) <= start:
+        return start
+    bad = ~torch.isfinite(torch.stack(losses[start:]))
+    if bool(bad.any()):
+        first = start + int(bad.nonzero()[0, 0]) + 1
+        raise TrainingFailed(f"non-finite loss at epoch {epoch}, step {first}", history)
+    return len(losses)

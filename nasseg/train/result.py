@@ -1,0 +1,128 @@
+"""What a training run returns, how it fails, and the run folder it writes."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import platform
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import nasseg
+from nasseg.errors import NassegError
+
+
+class TrainingFailed(NassegError):
+    """A run could not finish: non-finite loss, CUDA out of memory, ...
+
+    Attributes:
+        reason: one line, e.g. ``"non-finite loss at epoch 3, step 12"``.
+        history: the per-epoch metrics completed before the failure.
+    """
+
+    def __init__(self, reason: str, history: list[dict] | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.history = history or []
+
+
+@dataclass
+class TrainResult:
+    """The outcome of :func:`nasseg.train.train`.
+
+    Attributes:
+        best_epoch: epoch with the highest validation Dice.
+        best: mean validation metrics at that epoch (``dice``, ``iou``, ``hd95`` and,
+            for multi-class data, ``dice_1``, ``iou_1``, ``hd95_1``, ...).
+        history: per evaluated epoch: ``epoch, train_loss, dice, iou, hd95, lr, seconds,
+            train_seconds, eval_seconds, images_per_s`` (+ per-class entries).
+        per_case: ``{case_id, class, dice, iou, hd95}`` of every held-out case and
+            foreground class at the best epoch.
+        split: ``{method, seed, train: [ids], val: [ids]}``, the split actually used.
+        stopped_early: True when the callback, the patience or the time limit ended the run.
+        stop_reason: ``"callback"``, ``"patience"``, ``"time"`` or ``None``.
+        seconds: wall time of the whole run (loading included).
+        epochs_run: epochs trained.
+        num_params: trainable parameters of the network.
+        config: the resolved ``arch``/``data``/``train`` configs and versions.
+        run_dir: where the run was written, if anywhere.
+        epoch_seconds: training time (no validation) of every epoch run.
+        epoch_images: images (2D) or patches (3D) trained on in every epoch run.
+        model: the trained network with the best epoch's weights (not serialised).
+    """
+
+    best_epoch: int
+    best: dict[str, float]
+    history: list[dict]
+    per_case: list[dict]
+    split: dict[str, Any]
+    stopped_early: bool = False
+    stop_reason: str | None = None
+    seconds: float = 0.0
+    epochs_run: int = 0
+    num_params: int = 0
+    config: dict[str, Any] = field(default_factory=dict)
+    run_dir: str | None = None
+    epoch_seconds: list[float] = field(default_factory=list)
+    epoch_images: list[int] = field(default_factory=list)
+    model: torch.nn.Module | None = field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable dict (NaN/inf become ``None``; the model is left out)."""
+        return _json_safe({f.name: getattr(self, f.name) for f in fields(self) if f.name != "model"})
+
+
+def _json_safe(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_json_safe(v) for v in x]
+    if isinstance(x, (float, np.floating)):
+        return float(x) if math.isfinite(x) else None
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
+def versions() -> dict[str, str]:
+    """Versions of what produced a result."""
+    out = {"nasseg": nasseg.__version__, "torch": torch.__version__, "numpy": np.__version__,
+           "python": sys.version.split()[0], "platform": platform.platform()}
+    if torch.cuda.is_available():
+        out["cuda"] = str(torch.version.cuda)
+        out["gpu"] = torch.cuda.get_device_name()
+    return out
+
+
+class RunWriter:
+    """Writes a run folder: ``config.json``, ``split.json``, ``history.csv``,
+    ``metrics.json``, ``per_case.csv``, ``checkpoint.pt`` (and ``failed.json``)."""
+
+    def __init__(self, run_dir: Path | None) -> None:
+        self.dir = Path(run_dir) if run_dir is not None else None
+        if self.dir is not None:
+            self.dir.mkdir(parents=True, exist_ok=True)
+
+    def json(self, name: str, data: Any) -> None:
+        if self.dir is not None:
+            (self.dir / name).write_text(json.dumps(_json_safe(data), indent=1) + "\n")
+
+    def csv(self, name: str, rows: list[dict]) -> None:
+        if self.dir is None or not rows:
+            return
+        keys = list(dict.fromkeys(k for r in rows for k in r))
+        with open(self.dir / name, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=keys)
+            w.writeheader()
+            w.writerows(rows)
+
+    def checkpoint(self, payload: dict[str, Any]) -> None:
+        if self.dir is not None:
+            tmp = self.dir / "checkpoint.pt.tmp"
+            torch.save(payload, tmp)
+            tmp.replace(self.dir / "checkpoint.pt")

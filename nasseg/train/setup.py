@@ -1,0 +1,120 @@
+"""Device, precision, threads and model preparation for a training run."""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from nasseg.data.base import SegDataset
+from nasseg.errors import ConfigError
+from nasseg.train.config import TrainConfig
+
+
+@dataclass
+class Runtime:
+    """Where and how the run computes; :meth:`close` restores the thread count.
+
+    Attributes:
+        device: the training device.
+        amp_dtype: autocast dtype on CUDA (``None`` = full precision).
+        channels_last: use channels-last tensors (``NHWC``/``NDHWC``).
+        check_interval: steps between NaN checks (1 on CPU; 25 on CUDA, where a check
+            waits for the GPU).
+    """
+
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    channels_last: bool
+    check_interval: int
+    _threads_before: int
+
+    @classmethod
+    def create(cls, cfg: TrainConfig) -> Runtime:
+        """Resolve ``cfg.device``/``amp``/``channels_last``/``num_threads``.
+
+        Raises:
+            ConfigError: CUDA requested but not available, or an unknown device.
+        """
+        name = cfg.device
+        if name == "auto":
+            name = "cuda" if torch.cuda.is_available() else "cpu"
+        try:
+            device = torch.device(name)
+        except RuntimeError:
+            raise ConfigError(f"train.device: unknown device '{cfg.device}' (cpu, cuda, cuda:N, auto)") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"train.device: '{cfg.device}' requested but CUDA is not available here")
+        if device.type not in ("cpu", "cuda"):
+            raise ConfigError(f"train.device: unsupported device '{cfg.device}' (cpu, cuda, auto)")
+        amp = None
+        if device.type == "cuda" and cfg.amp != "off":
+            if cfg.amp == "fp16" or (cfg.amp == "auto" and not torch.cuda.is_bf16_supported()):
+                amp = torch.float16
+            else:
+                amp = torch.bfloat16
+        before = torch.get_num_threads()
+        if cfg.num_threads:
+            torch.set_num_threads(cfg.num_threads)
+        return cls(device, amp, cfg.channels_last, 1 if device.type == "cpu" else 25, before)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """Mixed-precision context (a no-op on the CPU or with ``amp="off"``)."""
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type="cuda", dtype=self.amp_dtype)
+
+    def memory_format(self, spatial_dims: int) -> torch.memory_format:
+        """``channels_last`` (2D) / ``channels_last_3d`` (3D) when enabled, else contiguous."""
+        if not self.channels_last:
+            return torch.contiguous_format
+        return torch.channels_last if spatial_dims == 2 else torch.channels_last_3d
+
+    def close(self) -> None:
+        torch.set_num_threads(self._threads_before)
+
+
+def prepare_model(arch: Any, ds: SegDataset) -> tuple[nn.Module, dict[str, Any]]:
+    """Build the network for ``ds``: channels set from the data, dimensions checked.
+
+    Args:
+        arch: an ``ArchConfig`` or an ``nn.Module``.
+        ds: the dataset it will be trained on.
+
+    Returns:
+        ``(module, description)``; the description is the resolved config as JSON
+        (with its ``arch_id``) or, for a module, its class name and parameter count.
+
+    Raises:
+        ConfigError: the network is 2D and the data 3D (or the reverse).
+    """
+    if isinstance(arch, nn.Module):
+        return arch, {"module": type(arch).__name__,
+                      "num_params": sum(p.numel() for p in arch.parameters())}
+    from nasseg.arch import arch_id, build_model
+
+    if arch.spatial_dims != ds.spatial_dims:
+        raise ConfigError(
+            f"the network is {arch.spatial_dims}D but the data ({ds.kind}) is {ds.spatial_dims}D; "
+            f"use a {ds.spatial_dims}D architecture"
+        )
+    if (arch.in_channels, arch.out_channels) != (ds.in_channels, ds.out_channels):
+        arch = arch.model_copy(update={"in_channels": ds.in_channels, "out_channels": ds.out_channels})
+    desc = arch.model_dump(mode="json")
+    desc["arch_id"] = arch_id(arch)
+    return build_model(arch), desc
+
+
+def resident_device(ds: SegDataset, device: torch.device, policy: str) -> torch.device:
+    """Where the decoded data should live: the GPU when it fits (``auto``), else the CPU.
+
+    ``auto`` keeps it on the GPU when it takes under a quarter of the free GPU memory.
+    """
+    if device.type != "cuda" or policy == "never":
+        return torch.device("cpu")
+    if policy == "always":
+        return device
+    free, _ = torch.cuda.mem_get_info(device)
+    return device if ds.nbytes() < free // 4 else torch.device("cpu")

@@ -1,0 +1,103 @@
+"""Trials against a real SQLite/journal storage and the real trainer (counted, never mocked)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+from test_search_helpers import TINY_SPACE, CountingTrainer, arch_yaml, make_study
+
+from nasseg.arch import arch_id, load_arch
+from nasseg.search.results import open_result
+from nasseg.search.runner import run_search
+from nasseg.train import TrainingFailed
+
+STUDY_ATTRS = {"nasseg_kind", "config", "objectives", "reference_point", "ideal_point", "dataset",
+               "versions", "command", "created"}
+TRIAL_ATTRS = {"arch", "arch_id", "cost", "history", "stopped_early", "stop_reason", "seed", "split",
+               "per_case", "train_seconds", "constraints"}
+
+
+def test_over_budget_is_not_trained_duplicates_are_reused_and_attrs_stored(tmp_path: Path) -> None:
+    small, big = arch_yaml(tmp_path, "small", 4), arch_yaml(tmp_path, "big", 48)
+    study_yaml = make_study(tmp_path, initial_archs=[small, big], budget={"trials": 5})
+    trainer = CountingTrainer()
+    summary = run_search(study_yaml, trainer=trainer, progress=False, command="pytest")
+    assert summary["states"] == {"complete": 5}
+    # only one architecture is feasible and it is trained exactly once
+    assert trainer.calls == [arch_id(load_arch(small))]
+
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 'run' / 'study.db'}")
+    assert STUDY_ATTRS <= set(study.user_attrs)
+    assert study.user_attrs["objectives"] == [{"name": "dice", "direction": "maximize"},
+                                              {"name": "params", "direction": "minimize"}]
+    assert study.user_attrs["reference_point"] == {"dice": 0.0, "params": 60000.0}
+    t0, t1, *rest = study.trials
+    assert t0.user_attrs["initial_arch"] == small and t1.user_attrs["initial_arch"] == big
+    assert TRIAL_ATTRS <= set(t0.user_attrs)
+    assert t0.user_attrs["arch_id"] == arch_id(load_arch(small))
+    assert len(t0.user_attrs["history"]) == 2 and 0 <= t0.values[0] <= 1
+    assert t0.values[1] == t0.user_attrs["cost"]["params"]
+    assert t0.user_attrs["split"]["n_train"] + t0.user_attrs["split"]["n_val"] == 8
+    # the over-budget network: costs and constraint values recorded, no training
+    assert t1.user_attrs["trained"] is False and "history" not in t1.user_attrs
+    assert "params" in t1.user_attrs["constraint_violation"]
+    assert t1.constraints["params"] > 0 >= t0.constraints["params"]  # Optuna sees the constraint
+    for t in rest:  # later trials repeat one of the two networks
+        assert t.user_attrs.get("reused_from") == 0 or t.user_attrs["trained"] is False
+    assert any(t.user_attrs.get("reused_from") == 0 for t in rest)
+    # resuming with the budget met runs nothing
+    again = run_search(study_yaml, trainer=trainer, progress=False)
+    assert again["counted"] == 5 and len(trainer.calls) == 1
+
+
+def test_failures_are_recorded_and_the_study_goes_on(tmp_path: Path) -> None:
+    space = {**TINY_SPACE, "stages": {**TINY_SPACE["stages"], "width": 4,
+                                      "decoder_depth": {"choice": [0, 1]}}}
+    study_yaml = make_study(tmp_path, space_dict=space, budget={"trials": 3}, sampler="grid")
+
+    def failing(arch, data, cfg, **kw):
+        raise TrainingFailed("non-finite loss at epoch 1, step 1")
+
+    summary = run_search(study_yaml, trainer=failing, progress=False)
+    assert summary["states"] == {"fail": 2}  # the grid has 2 points: it stops when they are done
+    reasons = [t.user_attrs["fail_reason"] for t in open_result(study_yaml).trials]
+    assert any(r.startswith("invalid network:") and "decoder_depth" in r for r in reasons)
+    assert "non-finite loss at epoch 1, step 1" in reasons
+
+
+def test_real_nan_loss_fails_the_trial_with_its_reason(tmp_path: Path) -> None:
+    study_yaml = make_study(tmp_path, budget={"trials": 1},
+                            initial_archs=[arch_yaml(tmp_path, "small", 4)],
+                            train={"batch_size": 4, "num_threads": 1, "lr": 1.0e+30})
+    summary = run_search(study_yaml, progress=False)
+    assert summary["states"] == {"fail": 1}
+    (t,) = open_result(study_yaml).trials
+    assert "non-finite loss" in t.user_attrs["fail_reason"]
+
+
+def test_journal_storage_and_changed_study_is_refused(tmp_path: Path) -> None:
+    log = tmp_path / "j" / "study.log"
+    study_yaml = make_study(tmp_path, storage=f"journal://{log}", budget={"trials": 1},
+                            initial_archs=[arch_yaml(tmp_path, "small", 4)])
+    assert run_search(study_yaml, progress=False)["states"] == {"complete": 1}
+    assert log.exists()
+    study = open_result(str(log))
+    assert study.user_attrs["nasseg_kind"] == "search" and len(study.trials) == 1
+    changed = make_study(tmp_path, storage=f"journal://{log}", epochs=3, budget={"trials": 2})
+    from nasseg.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="was created with a different train"):
+        run_search(changed, progress=False)
+
+
+def test_trial_epoch_budget_counts_trained_epochs_only(tmp_path: Path) -> None:
+    from nasseg.search.results import epochs_trained
+
+    space = {**TINY_SPACE, "stages": {**TINY_SPACE["stages"], "width": {"choice": [4, 6]}}}
+    study_yaml = make_study(tmp_path, space_dict=space, budget={"trial_epochs": 3}, sampler="random")
+    trainer = CountingTrainer()
+    run_search(study_yaml, trainer=trainer, progress=False)
+    trials = open_result(study_yaml).trials
+    assert sum(epochs_trained(t) for t in trials) == 4  # 2 + 2: the second trial starts at 2 < 3
+    assert len(trainer.calls) == 2 and epochs_trained(trials[-1]) == 2

@@ -1,0 +1,35 @@
+"""The Ray Tune backend: a real local Ray instance, 2 concurrent trials, read back by pareto."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from optuna.trial import TrialState
+from test_search_helpers import TINY_SPACE, make_study
+
+from nasseg.cli import main
+from nasseg.search.results import open_result
+
+pytest.importorskip("ray.tune")
+
+
+def test_ray_backend_two_workers_then_pareto(tmp_path: Path, capsys) -> None:
+    space = {**TINY_SPACE, "stages": {**TINY_SPACE["stages"], "width": {"choice": [4, 6, 48]}}}
+    study_yaml = make_study(tmp_path, space_dict=space, budget={"trials": 4}, sampler="nsga2",
+                            objectives=["dice", "params", "macs"],
+                            reference_point={"macs": 0.01})
+    code = main(["search", str(study_yaml), "--backend", "ray", "--workers", "2", "--no-progress"])
+    assert code == 0
+    trials = open_result(study_yaml).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
+    # sampled in this process (the driver), run in Ray worker processes
+    assert {t.user_attrs["owner"]["pid"] for t in trials} == {os.getpid()}
+    workers = {t.user_attrs["worker"] for t in trials}
+    assert all(w.startswith("ray pid ") for w in workers) and str(os.getpid()) not in " ".join(workers)
+    spans = sorted((t.datetime_start, t.datetime_complete) for t in trials)
+    assert any(b[0] < a[1] for a, b in zip(spans, spans[1:]))  # two trials ran at the same time
+    capsys.readouterr()
+    assert main(["pareto", str(study_yaml)]) == 0
+    out = capsys.readouterr().out
+    assert "tiny: Pareto set" in out and "conv k3-3-3" in out
