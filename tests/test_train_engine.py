@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 
 import pytest
 import torch
@@ -62,6 +63,14 @@ def test_callback_stops_and_patience_stops():
     assert res.stop_reason == "patience" and res.epochs_run == 2 and res.best_epoch == 1
     res = train(tiny_arch(), _data(), TrainConfig(epochs=4, max_seconds=1e-6, **FAST), progress=False)
     assert res.stop_reason == "time" and res.epochs_run == 1
+
+
+def test_threads_set_for_the_run_and_restored():
+    before = torch.get_num_threads()
+    res = train(tiny_arch(), _data(n_cases=6), TrainConfig(epochs=1, **FAST), progress=False)
+    assert res.config["resolved"]["threads"] == 1 and torch.get_num_threads() == before
+    from nasseg.train.setup import auto_threads
+    assert 1 <= auto_threads() <= (os.cpu_count() or 1)
 
 
 def test_same_seed_same_result_and_eval_every():

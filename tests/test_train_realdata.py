@@ -54,12 +54,12 @@ def test_busi_cmunext_recipe_dice_rises(tmp_path):
 def test_hippocampus_small_3d_unet_reaches_dice_080_in_5_minutes(tmp_path):
     arch = load_arch(ROOT / "studies" / "arch" / "unet3d_small.yaml")
     data = resolve_data(str(DATA / "msd_hippocampus"), patch_size=(32, 48, 32), window_size=(48, 64, 48), flip=False)
-    cfg = TrainConfig(epochs=2, batch_size=2, lr=3e-3, device="cpu")
+    cfg = TrainConfig(epochs=8, batch_size=2, lr=3e-3, device="cpu")
     res = train(arch, data, cfg, run_dir=tmp_path, progress=False)
     _save("hippocampus_unet3d_small", res, {
         "command": "nasseg train studies/arch/unet3d_small.yaml --data ../shared/data/msd_hippocampus "
                    "--patch-size 32,48,32 --window-size 48,64,48 --flip none --batch-size 2 --lr 3e-3 "
-                   "--epochs 2 --device cpu"})
+                   "--epochs 8 --device cpu"})
     assert 1.4e6 < res.num_params < 1.7e6 and len(res.split["val"]) == 78
     assert res.best["dice"] >= 0.80  # mean over the two foreground classes
-    assert sum(h["train_seconds"] for h in res.history) <= 300
+    assert sum(h["train_seconds"] for h in res.history) <= 300  # 5 minutes of training (validation excluded)

@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in _MODULES:
         module.register(sub)
+    search_cmds.add_bench(train_cmds.bench_subparsers(sub))  # `nasseg bench train|search`
     return parser
 
 

@@ -147,7 +147,7 @@ def _export(args: argparse.Namespace) -> int:
 
     study = open_result(args.study, args.study_name)
     cfg = export_trial(study, args.trial, args.output)
-    Console().print(f"wrote {escape(args.output)}: trial {args.trial} of {study.study_name} "
+    _console().print(f"wrote {escape(args.output)}: trial {args.trial} of {study.study_name} "
                     f"({len(cfg.stages)} stages); try `nasseg profile {escape(args.output)}`")
     return 0
 

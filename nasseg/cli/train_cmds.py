@@ -136,7 +136,7 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     console.print(f"[bold]nasseg bench train[/] {arch.name or args.arch} on {data.name}, batch {args.batch_size}, "
                   f"{args.epochs} epochs x {args.repeats} repeats per loop, device {args.device}")
     r = bench_train(arch, data, epochs=args.epochs, batch_size=args.batch_size, repeats=args.repeats,
-                    device=args.device, num_threads=args.threads, seed=args.seed or 0,
+                    device=args.device, num_threads=args.threads or "auto", seed=args.seed or 0,
                     out_dir=Path(args.out))
     table = Table(title=f"training throughput on {r['device']} ({r['threads']} threads)")
     for col in ("loop", "images/s (median)", "runs", "val Dice"):
@@ -184,7 +184,7 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="cpu, cuda or auto (default)")
     p.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"])
-    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: auto, the cores other processes leave idle)")
     p.add_argument("--run-dir", help="output folder (default runs/train/<time>-<arch>-<data>)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_train)
@@ -197,7 +197,7 @@ def register(sub) -> None:
     b.add_argument("--batch-size", type=int, default=8)
     b.add_argument("--repeats", type=int, default=2, help="alternating (plain, nasseg) pairs")
     b.add_argument("--device", default="cpu")
-    b.add_argument("--threads", type=int)
+    b.add_argument("--threads", type=int, help="torch CPU threads of both loops (default: auto)")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--out", default="reports/bench")
     b.set_defaults(func=cmd_bench_train)

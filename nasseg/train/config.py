@@ -41,7 +41,9 @@ class TrainConfig(_Strict):
             by default: faster with cuDNN, and on the CPU too with oneDNN (measured here,
             fwd+bwd per step: 1.37x for cmunext_s at 8x3x96x96, 1.65x for the small 3D
             U-Net at 4x1x32x48x32).
-        num_threads: torch CPU threads (``None`` = leave torch's setting).
+        num_threads: torch CPU threads: a number, ``None`` (leave torch's setting) or
+            ``"auto"`` (default): all cores on an idle machine, fewer when other processes
+            already keep cores busy (see :func:`nasseg.train.setup.auto_threads`).
         eval_batch_size: cases per validation forward pass (2D and fixed-size data).
         sw_overlap: sliding-window overlap for volumes evaluated by patches.
         max_grad_norm: clip gradients to this norm (``None`` = no clipping).
@@ -71,7 +73,7 @@ class TrainConfig(_Strict):
     device: str = "auto"
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
     channels_last: bool = True
-    num_threads: int | None = Field(None, ge=1)
+    num_threads: int | Literal["auto"] | None = "auto"
     eval_batch_size: int = Field(16, ge=1)
     sw_overlap: float = Field(0.5, ge=0, lt=1)
     max_grad_norm: float | None = Field(None, gt=0)

@@ -102,7 +102,7 @@ def _train(arch: Any, data: DataConfig, cfg: TrainConfig, rt: Runtime, run_dir: 
     writer = RunWriter(run_dir)
     config = {"arch": arch_json, "data": data.model_dump(mode="json"), "train": cfg.model_dump(mode="json"),
               "resolved": {"device": str(rt.device), "amp": str(rt.amp_dtype), "patch_size": patch,
-                           "window_size": window,
+                           "window_size": window, "threads": torch.get_num_threads(),
                            "data_on": str(store), "in_channels": ds.in_channels,
                            "out_channels": ds.out_channels, "num_params": num_params,
                            "train_cases": len(train_ds), "val_cases": len(val_ds)},
