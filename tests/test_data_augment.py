@@ -3,7 +3,14 @@ from __future__ import annotations
 
 import torch
 
-from nasseg.data import AugmentConfig, BatchFeeder, augment_batch, load_dataset, resolve_data, sliding_window
+from nasseg.data import (
+    AugmentConfig,
+    BatchFeeder,
+    augment_batch,
+    load_dataset,
+    resolve_data,
+    sliding_window,
+)
 from nasseg.data.base import SegDataset
 from nasseg.data.batches import crop, default_patch, window_starts
 

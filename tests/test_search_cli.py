@@ -61,8 +61,10 @@ def test_pareto_and_export_errors(tmp_path: Path, capsys) -> None:
 def test_two_worker_processes_share_the_storage_and_the_budget(tmp_path: Path) -> None:
     from test_search_helpers import TINY_SPACE
 
-    space = {**TINY_SPACE, "stages": {**TINY_SPACE["stages"], "width": {"choice": [4, 6]}}}
-    study_yaml = make_study(tmp_path, space_dict=space, budget={"trials": 4}, sampler="random")
+    # four distinct networks of ~2 s each, so that the second process starts before the first
+    # has used the whole budget
+    space = {**TINY_SPACE, "stages": {**TINY_SPACE["stages"], "width": {"choice": [4, 5, 6, 7]}}}
+    study_yaml = make_study(tmp_path, space_dict=space, budget={"trials": 4}, sampler="grid", epochs=40)
     assert main(["search", str(study_yaml), "--workers", "2", "--no-progress"]) == 0
     trials = open_result(study_yaml).trials
     assert len(trials) == 4 and {t.user_attrs["worker"] for t in trials} == {0, 1}

@@ -27,7 +27,8 @@ def _search(study_yaml: Path) -> subprocess.Popen:
 
 def test_sigkill_during_a_trial_then_resume(tmp_path: Path) -> None:
     space = {**TINY_SPACE, "stages": {**TINY_SPACE["stages"], "width": {"choice": [4, 6]}}}
-    study_yaml = make_study(tmp_path, space_dict=space, budget={"trials": 4}, epochs=8, sampler="random")
+    # 60 epochs of a tiny network: a few seconds per trial, time to kill one mid-training
+    study_yaml = make_study(tmp_path, space_dict=space, budget={"trials": 4}, epochs=60, sampler="random")
     proc = _search(study_yaml)
     t0, killed = time.monotonic(), None
     try:

@@ -14,7 +14,7 @@ from nasseg.data import resolve_data
 from nasseg.errors import ConfigError
 from nasseg.train import TrainConfig, TrainingFailed, train
 
-FAST = dict(device="cpu", num_threads=1, batch_size=4, lr=5e-3)
+FAST = {"device": "cpu", "num_threads": 1, "batch_size": 4, "lr": 5e-3}
 
 
 def tiny_arch(dims: int = 2, deep_supervision: bool = False, stages: int = 2, out: int = 1):
@@ -47,7 +47,8 @@ def test_run_folder_result_and_callback_metrics(tmp_path):
     assert cfg["train"]["epochs"] == 2 and cfg["data"]["kind"] == "synthetic" and "arch_id" in cfg["arch"]
     assert cfg["versions"]["torch"] == torch.__version__ and cfg["arch"]["in_channels"] == 1
     assert json.loads((tmp_path / "split.json").read_text())["val"] == res.split["val"]
-    rows = list(csv.DictReader(open(tmp_path / "history.csv")))
+    with open(tmp_path / "history.csv") as f:
+        rows = list(csv.DictReader(f))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["best_epoch"] == res.best_epoch and len(metrics["per_case"]) == 4

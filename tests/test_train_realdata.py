@@ -24,6 +24,15 @@ def _save(name: str, res, extra: dict) -> None:
     out = ROOT / "reports" / "bench"
     out.mkdir(parents=True, exist_ok=True)
     keep = ("epoch", "train_loss", "dice", "iou", "hd95", "dice_1", "dice_2", "lr", "train_seconds", "seconds")
+    cols = [k for k in keep if k in res.history[0]]
+    lines = [f"# {name}", "", f"`{extra['command']}`", "",
+             (f"{res.num_params:,} parameters, {len(res.split['val'])} held-out cases, "
+              f"{res.config['resolved']['threads']} torch thread(s), wall {res.seconds:.0f} s "
+              f"(training {sum(res.epoch_seconds):.0f} s). Best epoch {res.best_epoch}: Dice {res.best['dice']:.4f}."),
+             "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(f"{h[k]:.4g}" if isinstance(h[k], float) else str(h[k]) for k in cols) + " |"
+              for h in res.history]
+    (out / f"train_realdata_{name}.md").write_text("\n".join(lines) + "\n")
     (out / f"train_realdata_{name}.json").write_text(json.dumps({
         **extra, "best_epoch": res.best_epoch, "best": res.best, "epochs_run": res.epochs_run,
         "wall_seconds": res.seconds, "num_params": res.num_params, "val_cases": len(res.split["val"]),

@@ -137,7 +137,8 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
                   f"{args.epochs} epochs x {args.repeats} repeats per loop, device {args.device}")
     r = bench_train(arch, data, epochs=args.epochs, batch_size=args.batch_size, repeats=args.repeats,
                     device=args.device, num_threads=args.threads or "auto", seed=args.seed or 0,
-                    out_dir=Path(args.out))
+                    out_dir=Path(args.out), channels_last=not args.contiguous,
+                    name="train_contiguous" if args.contiguous else "train")
     table = Table(title=f"training throughput on {r['device']} ({r['threads']} threads)")
     for col in ("loop", "images/s (median)", "runs", "val Dice"):
         table.add_column(col, justify="right")
@@ -146,7 +147,8 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
         table.add_row(loop, f"{r[loop + '_images_per_s']:.1f}", ", ".join(f"{x['images_per_s']:.1f}" for x in mine),
                       ", ".join(f"{x['dice']:.3f}" for x in mine))
     console.print(table)
-    console.print(f"ratio nasseg / plain: [bold]{r['ratio']:.3f}[/]   saved: {args.out}/train_{r['device'].split(':')[0]}.json, .md")
+    stem = ("train_contiguous_" if args.contiguous else "train_") + r["device"].split(":")[0]
+    console.print(f"ratio nasseg / plain: [bold]{r['ratio']:.3f}[/]   saved: {args.out}/{stem}.json, .md")
     return 0
 
 
@@ -200,4 +202,6 @@ def register(sub) -> None:
     b.add_argument("--threads", type=int, help="torch CPU threads of both loops (default: auto)")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--out", default="reports/bench")
+    b.add_argument("--contiguous", action="store_true",
+                   help="nasseg without channels-last tensors: compare the loops alone (saved as train_contiguous_*)")
     b.set_defaults(func=cmd_bench_train)

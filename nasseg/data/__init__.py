@@ -20,7 +20,13 @@ from pathlib import Path
 from nasseg.data.augment import augment_batch
 from nasseg.data.base import Sample, SegDataset
 from nasseg.data.batches import BatchFeeder, sliding_window
-from nasseg.data.config import AugmentConfig, DataConfig, SplitConfig, SyntheticConfig, resolve_data
+from nasseg.data.config import (
+    AugmentConfig,
+    DataConfig,
+    SplitConfig,
+    SyntheticConfig,
+    resolve_data,
+)
 from nasseg.data.splits import make_split
 
 _CACHE: OrderedDict[str, SegDataset] = OrderedDict()

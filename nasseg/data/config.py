@@ -59,7 +59,7 @@ class SyntheticConfig(_Strict):
     """
 
     spatial_dims: Literal[2, 3] = 2
-    n_cases: int = Field(96, ge=4)
+    n_cases: int = Field(192, ge=4)
     classes: int = Field(1, ge=1, le=8)
     channels: int = Field(1, ge=1, le=4)
     seed: int = 0

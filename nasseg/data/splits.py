@@ -51,7 +51,7 @@ def make_split(case_ids: list[str], cfg: SplitConfig) -> dict[str, Any]:
     else:
         perm = np.random.default_rng(cfg.seed).permutation(n)
         if cfg.method == "random":
-            n_val = min(n - 1, max(1, int(round(cfg.val_fraction * n))))
+            n_val = min(n - 1, max(1, round(cfg.val_fraction * n)))
             held = set(perm[:n_val].tolist())
         else:
             if cfg.fold >= cfg.k:

@@ -79,10 +79,9 @@ def synth_case(rng: np.random.Generator, shape: tuple[int, ...], *, classes: int
     Returns:
         ``(image [channels, *shape] float32, label [*shape] uint8)``.
     """
-    dims = len(shape)
     size = float(min(shape))
     grid = np.stack(np.meshgrid(*[np.arange(n, dtype=np.float32) for n in shape], indexing="ij"))
-    base = _smooth_noise(rng, shape, size / 6) * rng.uniform(0.5, 1.5)
+    base = _smooth_noise(rng, shape, size / 6) * rng.uniform(0.3, 1.0)
     base += _smooth_noise(rng, shape, rng.uniform(0.7, 1.5)) * rng.uniform(0.1, 0.4) * noise
     label = np.zeros(shape, np.uint8)
     image = base
@@ -161,7 +160,7 @@ def _appearance(rng: np.random.Generator, mask: np.ndarray, shape: tuple[int, ..
     sign = 1.0 if (cls % 2 == 1) else -1.0
     if rng.random() < 0.2:
         sign = -sign  # overlapping appearance: class is not readable from sign alone
-    contrast = rng.uniform(0.6, 1.6) / max(noise, 0.25) ** 0.5
+    contrast = rng.uniform(0.8, 1.8) / max(noise, 0.25) ** 0.5
     texture_scale = 0.6 + 0.5 * ((cls - 1) % 3)
     texture = _smooth_noise(rng, shape, texture_scale) * rng.uniform(0.1, 0.5)
     return mask * (sign * contrast + texture)

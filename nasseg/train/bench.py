@@ -90,7 +90,8 @@ def _rate(times: list[tuple[float, int]]) -> float:
 
 def bench_train(arch: Any, data: DataConfig, *, epochs: int = 3, batch_size: int = 8, repeats: int = 2,
                 device: str = "cpu", num_threads: int | str | None = "auto", lr: float = 2e-3, seed: int = 0,
-                out_dir: Path | None = Path("reports/bench"), name: str = "train") -> dict[str, Any]:
+                out_dir: Path | None = Path("reports/bench"), name: str = "train",
+                channels_last: bool = True) -> dict[str, Any]:
     """Measure nasseg's and the plain loop's training throughput side by side.
 
     Args:
@@ -106,6 +107,7 @@ def bench_train(arch: Any, data: DataConfig, *, epochs: int = 3, batch_size: int
         seed: weights, order, augmentations.
         out_dir: where ``<name>_<device>.json`` and ``.md`` go (``None``: nowhere).
         name: file stem.
+        channels_last: nasseg's setting (False compares the loops alone, same tensor layout).
 
     Returns:
         ``{"plain_images_per_s", "nasseg_images_per_s", "ratio", "runs": [...], ...}``;
@@ -121,7 +123,7 @@ def bench_train(arch: Any, data: DataConfig, *, epochs: int = 3, batch_size: int
     if num_threads == "auto":
         num_threads = auto_threads()
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
-                      num_threads=num_threads, eval_every=1, amp="off")
+                      num_threads=num_threads, eval_every=1, amp="off", channels_last=channels_last)
     ds = load_dataset(data)
     if not ds.fixed_size or data.patch_size is not None:
         raise ConfigError("bench train needs cases of one size (2D folders or synthetic data), "
@@ -139,7 +141,11 @@ def bench_train(arch: Any, data: DataConfig, *, epochs: int = 3, batch_size: int
             plain = PlainLoop(model, train_ds.images, train_ds.labels, batch_size=batch_size, lr=lr,
                               weight_decay=cfg.weight_decay, epochs=epochs, device=rt.device, seed=seed)
             plain_times: list[tuple[float, int]] = []
-            res = train(arch, data, cfg, progress=False, callback=lambda e, m: plain_times.append(plain.epoch()))
+            def plain_epoch(epoch: int, metrics: dict, loop: PlainLoop = plain,
+                            times: list[tuple[float, int]] = plain_times) -> None:
+                times.append(loop.epoch())
+
+            res = train(arch, data, cfg, progress=False, callback=plain_epoch)
             plain_dice = evaluate(plain.model, val_ds, device=rt.device)[0]["dice"]
             runs.append({"loop": "plain", "repeat": r, "images_per_s": _rate(plain_times),
                          "epoch_seconds": [t for t, _ in plain_times], "dice": plain_dice})
@@ -172,12 +178,13 @@ def write_report(report: dict[str, Any], out_dir: Path, stem: str) -> tuple[Path
     js.write_text(json.dumps(report, indent=1) + "\n")
     lines = [
         f"# Training throughput: nasseg vs plain PyTorch ({report['device']})", "",
-        f"{report['arch']} on {report['data'].get('path') or report['data']['kind']}, "
-        f"{report['train_cases']} training cases of {'x'.join(map(str, report['size']))}, "
-        f"batch {report['batch_size']}, {report['epochs']} epochs per loop alternating epoch by epoch "
-        f"(first not timed), {report['repeats']} repeat(s), {report['threads']} torch thread(s). "
-        "Plain loop: preloaded TensorDataset + shuffling DataLoader, no augmentation, contiguous tensors; "
-        "nasseg: train() with on-device augmentation and channels-last tensors.", "",
+        (f"{report['arch']} on {report['data'].get('path') or report['data']['kind']}, "
+         f"{report['train_cases']} training cases of {'x'.join(map(str, report['size']))}, "
+         f"batch {report['batch_size']}, {report['epochs']} epochs per loop alternating epoch by epoch "
+         f"(first not timed), {report['repeats']} repeat(s), {report['threads']} torch thread(s). "
+         "Plain loop: preloaded TensorDataset + shuffling DataLoader, no augmentation, contiguous tensors; "
+         f"nasseg: train() with on-device augmentation, "
+         f"{'channels-last' if report['channels_last']['nasseg'] else 'contiguous'} tensors."), "",
         "| loop | images/s (median) | runs (images/s) | val Dice after run |", "|---|---|---|---|",
     ]
     for loop in ("plain", "nasseg"):
@@ -186,7 +193,7 @@ def write_report(report: dict[str, Any], out_dir: Path, stem: str) -> tuple[Path
         dice = ", ".join(f"{r['dice']:.3f}" for r in mine)
         lines.append(f"| {loop} | {report[loop + '_images_per_s']:.1f} | {rates} | {dice} |")
     lines += ["", f"**ratio nasseg / plain: {report['ratio']:.3f}**", "",
-              f"torch {report['versions']['torch']}, python {report['versions']['python']}, "
-              f"nasseg {report['versions']['nasseg']}."]
+              (f"torch {report['versions']['torch']}, python {report['versions']['python']}, "
+               f"nasseg {report['versions']['nasseg']}.")]
     md.write_text("\n".join(lines) + "\n")
     return js, md

@@ -82,8 +82,9 @@ class TrainConfig(_Strict):
     def cmunext(cls, **overrides: Any) -> TrainConfig:
         """The CMUNeXt authors' recipe: SGD 0.01, momentum 0.9, wd 1e-4, poly 0.9,
         batch 8, loss 0.5 * BCE + Dice (they train 300 epochs)."""
-        recipe = dict(optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=1e-4, schedule="poly",
-                      poly_power=0.9, batch_size=8, ce_weight=0.5, dice_weight=1.0)
+        recipe: dict[str, Any] = {"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 1e-4,
+                                  "schedule": "poly", "poly_power": 0.9, "batch_size": 8, "ce_weight": 0.5,
+                                  "dice_weight": 1.0}
         recipe.update(overrides)
         return cls(**recipe)
 

@@ -265,7 +265,7 @@ def _train_epoch(model, feeder, loss_fn, optimizer, scheduler, scaler, cfg: Trai
         n_images += x.shape[0]
         if step % rt.check_interval == 0:
             checked = _check_finite(losses, checked, epoch, history)
-        bar.step(loss)
+        bar.step(losses[-1])
     _check_finite(losses, checked, epoch, history)
     return losses, n_images
 

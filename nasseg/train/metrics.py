@@ -133,9 +133,9 @@ def summarise(rows: list[dict], num_classes: int) -> dict[str, float]:
     per_class = {m: [] for m in ("dice", "iou", "hd95")}
     for c in range(1, num_classes):
         mine = [r for r in rows if r["class"] == c]
-        for m in per_class:
+        for m, values in per_class.items():
             v = float(np.mean([r[m] for r in mine])) if mine else float("nan")
-            per_class[m].append(v)
+            values.append(v)
             if num_classes > 2:
                 out[f"{m}_{c}"] = v
     summary = {m: float(np.mean(v)) for m, v in per_class.items()}
