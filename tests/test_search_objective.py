@@ -101,3 +101,12 @@ def test_trial_epoch_budget_counts_trained_epochs_only(tmp_path: Path) -> None:
     trials = open_result(study_yaml).trials
     assert sum(epochs_trained(t) for t in trials) == 4  # 2 + 2: the second trial starts at 2 < 3
     assert len(trainer.calls) == 2 and epochs_trained(trials[-1]) == 2
+
+
+def test_resume_check_tolerates_new_config_fields_but_not_changed_values() -> None:
+    from nasseg.search.setup import _relevant_data, _same
+
+    assert _same({"lr": 0.1, "split": {"seed": 0}}, {"lr": 0.1, "split": {"seed": 0, "new_field": 1}})
+    assert not _same({"lr": 0.1, "split": {"seed": 0}}, {"lr": 0.1, "split": {"seed": 1}})
+    folder = {"kind": "folder", "path": "/d", "synthetic": {"n_cases": 96}}
+    assert _relevant_data(folder) == {"kind": "folder", "path": "/d"}  # generator defaults don't matter

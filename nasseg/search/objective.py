@@ -62,6 +62,8 @@ class TrialSetup:
     seed: int
     run_root: str | None = None
     heartbeat_s: float = 30.0
+    stored_train_key: str | None = None
+    """The key a resumed study was created with (kept when config schemas gain fields)."""
 
     @property
     def cost_objectives(self) -> list[str]:
@@ -74,6 +76,8 @@ class TrialSetup:
     @property
     def train_key(self) -> str:
         """Hash of what determines a trained result besides the network (device excluded)."""
+        if self.stored_train_key:
+            return self.stored_train_key
         payload = {"data": self.data.model_dump(mode="json"), "seed": self.seed,
                    "train": self.train.model_dump(mode="json", exclude={"device", "num_threads"})}
         text = json.dumps(payload, sort_keys=True)

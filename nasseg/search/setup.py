@@ -192,20 +192,42 @@ def open_study(prep: Prepared, *, create: bool, sampler: optuna.samplers.BaseSam
                 study.enqueue_trial(params, user_attrs={"initial_arch": label}, skip_if_exists=True)
         return study, storage
     check_same(prep, study)
+    prep.setup.stored_train_key = study.user_attrs.get("train_key")
     return study, storage
 
 
 def check_same(prep: Prepared, study: optuna.Study) -> None:
-    """Refuse to resume a study whose identity (see IDENTITY_KEYS) changed."""
+    """Refuse to resume a study whose identity (see IDENTITY_KEYS) changed.
+
+    Values are compared where both sides have them: a field that a newer nasseg added to
+    (or dropped from) a config schema does not block a resume, a changed value does; the
+    generator settings of a folder dataset are ignored.
+    """
     stored, now = study.user_attrs, study_attrs(prep)
     if stored.get("nasseg_kind") != "search":
         raise ConfigError(f"study '{prep.cfg.name}' in {prep.storage_url} is not a nasseg search study")
     for key in IDENTITY_KEYS:
-        if _plain(stored.get(key)) != _plain(now[key]):
+        old, new = _plain(stored.get(key)), _plain(now[key])
+        if key == "dataset":
+            old, new = _relevant_data(old), _relevant_data(new)
+        if not _same(old, new):
             raise ConfigError(
                 f"{prep.source}: study '{prep.cfg.name}' in {prep.storage_url} was created with a "
                 f"different {key}; resuming would mix incomparable trials. Rename the study, or "
                 f"set another output_dir/storage (stored {key}: {_short(stored.get(key))})")
+
+
+def _relevant_data(d: Any) -> Any:
+    if isinstance(d, dict) and d.get("kind") != "synthetic":
+        return {k: v for k, v in d.items() if k != "synthetic"}
+    return d
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal on the keys both mappings have (recursively); other values compared as is."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return all(_same(a[k], b[k]) for k in a.keys() & b.keys())
+    return a == b
 
 
 def _plain(x: Any) -> Any:
