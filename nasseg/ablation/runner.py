@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import platform
 import re
 import time
 from collections.abc import Callable
@@ -27,29 +26,21 @@ from typing import Any
 import optuna
 
 from nasseg.ablation.config import AblationConfig
-from nasseg.ablation.design import Contrast, Variant, build_archs, plan_contrasts, plan_variants
+from nasseg.ablation.design import (
+    Contrast,
+    Variant,
+    build_archs,
+    plan_contrasts,
+    plan_variants,
+)
 from nasseg.errors import ConfigError
+from nasseg.versions import versions
 
 __all__ = ["AblationPlan", "open_study", "plan", "recover_interrupted", "run_ablation",
-           "software_versions", "split_summary"]
+           "split_summary"]
 
 _ANALYSIS_ONLY = ("seeds", "stats", "profiles", "description", "storage", "out_dir")
 """Config fields that may change between resumptions without invalidating stored runs."""
-
-
-def software_versions() -> dict[str, str]:
-    """Versions of nasseg, Python and the libraries a result depends on."""
-    from importlib import metadata
-
-    import nasseg
-
-    out = {"nasseg": nasseg.__version__, "python": platform.python_version()}
-    for pkg in ("torch", "optuna", "numpy", "scipy", "pandas", "plotly", "pydantic"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
 
 
 def split_summary(split: dict[str, Any]) -> dict[str, Any]:
@@ -170,7 +161,7 @@ def open_study(p: AblationPlan, command: str) -> optuna.Study:
         study.set_user_attr("dataset", p.data.model_dump(mode="json"))
         study.set_user_attr("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     study.set_user_attr("config", config)
-    study.set_user_attr("versions", software_versions())
+    study.set_user_attr("versions", versions())
     study.set_user_attr("command", command)
     return study
 

@@ -14,9 +14,7 @@ Example:
 """
 from __future__ import annotations
 
-import platform
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +26,14 @@ from nasseg.errors import ConfigError, NassegError
 from nasseg.search.objective import COST_UNITS, TrialSetup
 from nasseg.search.space import SearchSpace
 from nasseg.search.space_parse import load_space
-from nasseg.search.storage import default_storage_url, normalise_url, now_iso, open_storage
+from nasseg.search.storage import (
+    default_storage_url,
+    normalise_url,
+    now_iso,
+    open_storage,
+)
 from nasseg.search.study import StudyConfig, load_study_config, resolve_path
+from nasseg.versions import versions
 
 IDENTITY_KEYS = ("space", "objectives", "dataset", "train", "input_shape", "limits")
 """Stored attrs that must match when a study is resumed (a change means a new study)."""
@@ -150,19 +154,6 @@ def study_attrs(prep: Prepared) -> dict[str, Any]:
         "train": s.train.model_dump(mode="json", exclude={"device", "num_threads"}),
         "train_key": s.train_key, "versions": versions(), "command": prep.command, "created": now_iso(),
     }
-
-
-def versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for pkg in ("nasseg", "torch", "optuna", "ray"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            if pkg == "nasseg":
-                import nasseg
-
-                out[pkg] = nasseg.__version__
-    return out
 
 
 def open_study(prep: Prepared, *, create: bool, sampler: optuna.samplers.BaseSampler | None = None,

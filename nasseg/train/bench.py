@@ -27,8 +27,8 @@ from nasseg.errors import ConfigError
 from nasseg.train.config import TrainConfig
 from nasseg.train.engine import train
 from nasseg.train.evaluate import evaluate
-from nasseg.train.result import versions
 from nasseg.train.setup import Runtime, auto_threads, prepare_model
+from nasseg.versions import versions
 
 
 class PlainLoop:

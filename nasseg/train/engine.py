@@ -21,8 +21,9 @@ from nasseg.train.config import TrainConfig
 from nasseg.train.evaluate import evaluate
 from nasseg.train.losses import SegLoss
 from nasseg.train.progress import Progress
-from nasseg.train.result import RunWriter, TrainingFailed, TrainResult, versions
+from nasseg.train.result import RunWriter, TrainingFailed, TrainResult
 from nasseg.train.setup import Runtime, prepare_model, resident_device
+from nasseg.versions import versions
 
 Callback = Callable[[int, dict], "bool | None"]
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import platform
-import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -13,7 +11,6 @@ from typing import Any
 import numpy as np
 import torch
 
-import nasseg
 from nasseg.errors import NassegError
 
 
@@ -87,16 +84,6 @@ def _json_safe(x: Any) -> Any:
     if isinstance(x, np.integer):
         return int(x)
     return x
-
-
-def versions() -> dict[str, str]:
-    """Versions of what produced a result."""
-    out = {"nasseg": nasseg.__version__, "torch": torch.__version__, "numpy": np.__version__,
-           "python": sys.version.split()[0], "platform": platform.platform()}
-    if torch.cuda.is_available():
-        out["cuda"] = str(torch.version.cuda)
-        out["gpu"] = torch.cuda.get_device_name()
-    return out
 
 
 class RunWriter:
