@@ -62,6 +62,8 @@ def test_bench_train_saves_json_and_markdown(tmp_path, capsys):
     assert code == 0 and "ratio nasseg / plain" in out
     report = json.loads((tmp_path / "train_cpu.json").read_text())
     assert report["plain_images_per_s"] > 0 and report["nasseg_images_per_s"] > 0
-    assert report["ratio"] == report["nasseg_images_per_s"] / report["plain_images_per_s"]
+    assert report["ratio_of_medians"] == report["nasseg_images_per_s"] / report["plain_images_per_s"]
+    assert report["repeat_ratios"] == [report["ratio"]] == report["ratio_range"][:1]  # one repeat
+    assert "no augmentation" in report["baseline"] and "understates" in report["baseline"]
     assert [r["loop"] for r in report["runs"]] == ["plain", "nasseg"]
     assert "ratio nasseg / plain" in (tmp_path / "train_cpu.md").read_text()

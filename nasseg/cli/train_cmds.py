@@ -148,7 +148,10 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
                       ", ".join(f"{x['dice']:.3f}" for x in mine))
     console.print(table)
     stem = ("train_contiguous_" if args.contiguous else "train_") + r["device"].split(":")[0]
-    console.print(f"ratio nasseg / plain: [bold]{r['ratio']:.3f}[/]   saved: {args.out}/{stem}.json, .md")
+    lo, hi = r["ratio_range"]
+    console.print(f"ratio nasseg / plain: [bold]{r['ratio']:.3f}[/] (median of per-repeat ratios, range "
+                  f"{lo:.3f}-{hi:.3f})   saved: {args.out}/{stem}.json, .md")
+    console.print(f"[dim]plain loop: {r['baseline']}[/]")
     return 0
 
 

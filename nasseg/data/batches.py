@@ -59,6 +59,7 @@ class BatchFeeder:
         self.rng = np.random.default_rng(seed)
         self.device = torch.device(device) if device is not None else ds.device
         self.gen = torch.Generator(device=self.device).manual_seed(seed)
+        self._order_gen = torch.Generator(device=ds.device).manual_seed(seed)
         self._fg: list[np.ndarray] = []
         if self.patch_size is not None:
             labels = ds.labels if not ds.fixed_size else list(ds.labels)
@@ -69,23 +70,40 @@ class BatchFeeder:
         return n // b + (1 if n % b > 1 else 0)
 
     def epoch(self) -> Iterator[tuple[Tensor, Tensor]]:
-        """One pass over the training cases in a fresh random order."""
+        """One pass over the training cases in a fresh random order.
+
+        Whole cases are gathered with an order drawn where the data lives (no index
+        copied from the host per batch); patches are cut on the host's orders and,
+        from CPU data to a GPU, staged in pinned memory so the copy is asynchronous.
+        """
+        if self.patch_size is None:
+            yield from self._whole_cases()
+            return
         order = self.rng.permutation(len(self.ds))
         for start in range(0, len(order), self.batch_size):
             idx = order[start: start + self.batch_size]
             if len(idx) < 2 and len(order) > 1:
                 break
-            if self.patch_size is None:
-                t = torch.from_numpy(idx).to(self.ds.device)
-                image = self.ds.images.index_select(0, t)
-                label = self.ds.labels.index_select(0, t)
-            else:
-                image, label = self._patches(idx)
-            if image.device != self.device:
-                image = image.to(self.device, non_blocking=True)
-                label = label.to(self.device, non_blocking=True)
-            image, label = augment_batch(image, label, self.augment, self.gen)
-            yield image, label.long()
+            image, label = self._patches(idx)
+            yield self._finish(image, label)
+
+    def _whole_cases(self) -> Iterator[tuple[Tensor, Tensor]]:
+        n = len(self.ds)
+        order = torch.randperm(n, generator=self._order_gen, device=self.ds.device)
+        for start in range(0, n, self.batch_size):
+            if n - start < 2 and n > 1:
+                break
+            idx = order[start: start + self.batch_size]
+            yield self._finish(self.ds.images.index_select(0, idx), self.ds.labels.index_select(0, idx))
+
+    def _finish(self, image: Tensor, label: Tensor) -> tuple[Tensor, Tensor]:
+        if image.device != self.device:
+            if self.device.type == "cuda":
+                image, label = image.pin_memory(), label.pin_memory()
+            image = image.to(self.device, non_blocking=True)
+            label = label.to(self.device, non_blocking=True)
+        image, label = augment_batch(image, label, self.augment, self.gen)
+        return image, label.long()
 
     def _patches(self, idx: np.ndarray) -> tuple[Tensor, Tensor]:
         ims, lbs = [], []

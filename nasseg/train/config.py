@@ -47,6 +47,9 @@ class TrainConfig(_Strict):
         eval_batch_size: cases per validation forward pass (2D and fixed-size data).
         sw_overlap: sliding-window overlap for volumes evaluated by patches.
         max_grad_norm: clip gradients to this norm (``None`` = no clipping).
+        compile: train through :func:`torch.compile` (off by default: compiling takes
+            tens of seconds per network, which a short search trial does not earn back;
+            validation runs the uncompiled network, whose batch shapes vary).
 
     Example:
         >>> TrainConfig.cmunext().optimizer, TrainConfig.cmunext().ce_weight
@@ -77,6 +80,7 @@ class TrainConfig(_Strict):
     eval_batch_size: int = Field(16, ge=1)
     sw_overlap: float = Field(0.5, ge=0, lt=1)
     max_grad_norm: float | None = Field(None, gt=0)
+    compile: bool = False
 
     @classmethod
     def cmunext(cls, **overrides: Any) -> TrainConfig:

@@ -1,7 +1,7 @@
 """The training loop every trial, ablation and benchmark runs through."""
 from __future__ import annotations
 
-import copy
+import contextlib
 import math
 import random
 import time
@@ -35,8 +35,14 @@ def train(arch: Any, data: DataConfig, cfg: TrainConfig, *, run_dir: Path | None
     The data is decoded once (and cached for later calls), moved to the training device
     when it fits, and batches are drawn and augmented there. After every ``eval_every``
     epochs (and the last) the held-out cases are predicted whole and scored per case;
-    the epoch with the best mean Dice is kept (weights in memory, ``checkpoint.pt`` in
-    ``run_dir``).
+    the epoch with the best mean Dice is kept (a copy of the weights where they live,
+    written once to ``run_dir/checkpoint.pt`` when training ends).
+
+    On CUDA a training step never waits for the GPU: batches are drawn and augmented on
+    the device, mixed precision is bf16 (fp16 with a gradient scaler whose inf check
+    the fused optimiser reads on the device), the optimiser is fused, the losses stay on
+    the device and are read once per epoch. ``cfg.compile`` wraps the network in
+    :func:`torch.compile`; cuDNN's autotuner is on while batch shapes are fixed.
 
     Args:
         arch: an ``ArchConfig`` (its ``in_channels``/``out_channels`` are set from the
@@ -90,6 +96,8 @@ def _train(arch: Any, data: DataConfig, cfg: TrainConfig, rt: Runtime, run_dir: 
     train_ds = ds.subset([index[c] for c in split["train"]]).to(store)
     val_ds = ds.subset([index[c] for c in split["val"]]).to(store)
     model = model.to(rt.device, memory_format=rt.memory_format(ds.spatial_dims))
+    rt.fixed_shapes(ds.fixed_size or patch is not None)
+    step_model = torch.compile(model) if cfg.compile else model
     num_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
 
     if store.type == "cpu" and rt.device.type == "cuda":
@@ -104,6 +112,7 @@ def _train(arch: Any, data: DataConfig, cfg: TrainConfig, rt: Runtime, run_dir: 
     config = {"arch": arch_json, "data": data.model_dump(mode="json"), "train": cfg.model_dump(mode="json"),
               "resolved": {"device": str(rt.device), "amp": str(rt.amp_dtype), "patch_size": patch,
                            "window_size": window, "threads": torch.get_num_threads(),
+                           "compile": cfg.compile, "fused_optimizer": _fused(optimizer),
                            "data_on": str(store), "in_channels": ds.in_channels,
                            "out_channels": ds.out_channels, "num_params": num_params,
                            "train_cases": len(train_ds), "val_cases": len(val_ds)},
@@ -121,7 +130,7 @@ def _train(arch: Any, data: DataConfig, cfg: TrainConfig, rt: Runtime, run_dir: 
         for epoch in range(1, cfg.epochs + 1):
             t0 = time.perf_counter()
             try:
-                losses, n_images = _train_epoch(model, feeder, loss_fn, optimizer, scheduler, scaler,
+                losses, n_images = _train_epoch(step_model, feeder, loss_fn, optimizer, scheduler, scaler,
                                                 cfg, rt, mem_format, epoch, history, bar)
             except torch.OutOfMemoryError:
                 raise TrainingFailed(
@@ -151,9 +160,8 @@ def _train(arch: Any, data: DataConfig, cfg: TrainConfig, rt: Runtime, run_dir: 
             bar.epoch_done(epoch, record)
             if summary["dice"] > best["dice"] + cfg.min_delta or not best.get("rows"):
                 best = {"dice": summary["dice"], "epoch": epoch, "summary": summary, "rows": rows,
-                        "state": copy.deepcopy(model.state_dict())}
+                        "state": _snapshot(model)}
                 bad_evals = 0
-                writer.checkpoint({"model": best["state"], "epoch": epoch, "metrics": summary, **config})
             else:
                 bad_evals += 1
             if callback is not None and callback(epoch, dict(record)):
@@ -167,6 +175,7 @@ def _train(arch: Any, data: DataConfig, cfg: TrainConfig, rt: Runtime, run_dir: 
 
     model.load_state_dict(best["state"])
     model.eval()
+    writer.checkpoint({"model": best["state"], "epoch": best["epoch"], "metrics": best["summary"], **config})
     result = TrainResult(best_epoch=best["epoch"], best=best["summary"], history=history,
                          per_case=best["rows"], split=split, stopped_early=stop_reason is not None,
                          stop_reason=stop_reason, seconds=time.perf_counter() - t_start,
@@ -176,6 +185,15 @@ def _train(arch: Any, data: DataConfig, cfg: TrainConfig, rt: Runtime, run_dir: 
     writer.csv("per_case.csv", result.per_case)
     writer.json("metrics.json", {k: v for k, v in result.to_dict().items() if k not in ("config", "split")})
     return result
+
+
+def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of the weights on their own device (no host copy, no file)."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _fused(optimizer: torch.optim.Optimizer) -> bool:
+    return bool(optimizer.defaults.get("fused"))
 
 
 def _pinned(ds: SegDataset) -> SegDataset:
@@ -217,11 +235,18 @@ def _patch_size(data: DataConfig, ds: SegDataset, divisor: int) -> tuple[int, ..
 
 
 def _optimizer(model: nn.Module, cfg: TrainConfig, total_steps: int):
+    """The optimiser (fused: one kernel per step, no host read of the step count or of
+    the gradient scaler's inf flag; the unfused one where a device lacks it) and the
+    per-step learning-rate schedule."""
     params = [p for p in model.parameters() if p.requires_grad]
     if cfg.optimizer == "sgd":
-        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        kind, kw = torch.optim.SGD, {"lr": cfg.lr, "momentum": cfg.momentum, "weight_decay": cfg.weight_decay}
     else:
-        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        kind, kw = torch.optim.AdamW, {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
+    try:
+        opt = kind(params, fused=True, **kw)
+    except RuntimeError:  # fused kernels missing for this device or dtype
+        opt = kind(params, **kw)
     warm, total = cfg.warmup_steps, max(total_steps, 1)
 
     def factor(step: int) -> float:
@@ -239,36 +264,56 @@ def _optimizer(model: nn.Module, cfg: TrainConfig, total_steps: int):
 
 def _train_epoch(model, feeder, loss_fn, optimizer, scheduler, scaler, cfg: TrainConfig, rt: Runtime,
                  mem_format, epoch: int, history: list[dict], bar: Progress) -> tuple[list[torch.Tensor], int]:
-    """One pass over the training batches; returns the per-step losses and the image count."""
+    """One pass over the training batches; returns the per-step losses (device tensors,
+    not read here) and the image count."""
     model.train()
     losses: list[torch.Tensor] = []
     n_images, checked = 0, 0
     for step, (x, y) in enumerate(feeder.epoch(), start=1):
         x = x.to(rt.device, non_blocking=True).contiguous(memory_format=mem_format)
         y = y.to(rt.device, non_blocking=True)
-        with rt.autocast():
-            loss = loss_fn(model(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-        else:
-            loss.backward()
-        if cfg.max_grad_norm:
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-        if scaler is not None:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
-        scheduler.step()
-        losses.append(loss.detach())
+        losses.append(train_step(model, x, y, loss_fn, optimizer, scheduler, scaler, rt.autocast,
+                                 cfg.max_grad_norm))
         n_images += x.shape[0]
-        if step % rt.check_interval == 0:
+        if rt.check_interval and step % rt.check_interval == 0:
             checked = _check_finite(losses, checked, epoch, history)
         bar.step(losses[-1])
     _check_finite(losses, checked, epoch, history)
     return losses, n_images
+
+
+def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: nn.Module,
+               optimizer: torch.optim.Optimizer, scheduler, scaler: torch.amp.GradScaler | None,
+               autocast: Callable = contextlib.nullcontext, max_grad_norm: float | None = None) -> torch.Tensor:
+    """One optimiser step on a batch; returns the loss as a detached tensor on the device.
+
+    Nothing here reads a value back to the host (no ``.item()``, no data-dependent
+    shapes), so on CUDA the CPU queues the next batch while the GPU still computes
+    (``tests/test_train_gpu_path.py`` checks this op by op).
+
+    Example:
+        >>> loss = train_step(net, x, y, SegLoss(1), opt, sched, None)  # doctest: +SKIP
+        >>> loss.device == x.device, loss.requires_grad  # doctest: +SKIP
+        (True, False)
+    """
+    with autocast():
+        loss = loss_fn(model(x), y)
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        if max_grad_norm:
+            scaler.unscale_(optimizer)
+    else:
+        loss.backward()
+    if max_grad_norm:
+        nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    scheduler.step()
+    return loss.detach()
 
 
 def _check_finite(losses: list[torch.Tensor], start: int, epoch: int, history: list[dict]) -> int:

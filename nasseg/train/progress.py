@@ -45,14 +45,15 @@ class Progress:
             self._bar.__exit__(*exc)
 
     def step(self, loss: torch.Tensor | None) -> None:
-        """Advance one step; show ``loss`` (read from CUDA only every 20 steps)."""
+        """Advance one step; show ``loss`` when it is on the CPU (a CUDA loss is shown
+        at the end of the epoch: reading it here would make the step wait for the GPU)."""
         self.n += 1
         if self._bar is None:
             return
         fields: dict[str, Any] = {}
         if (self.n - 1) % self._spe == 0:
             fields["description"] = f"epoch {(self.n - 1) // self._spe + 1}/{self.epochs}"
-        if loss is not None and (loss.device.type == "cpu" or self.n % 20 == 0):
+        if loss is not None and loss.device.type == "cpu":
             fields["status"] = f"loss {float(loss):.4f}{self._last}"
         self._bar.update(self._task, advance=1, **fields)
 

@@ -22,8 +22,8 @@ class Runtime:
         device: the training device.
         amp_dtype: autocast dtype on CUDA (``None`` = full precision).
         channels_last: use channels-last tensors (``NHWC``/``NDHWC``).
-        check_interval: steps between NaN checks (1 on CPU; 25 on CUDA, where a check
-            waits for the GPU).
+        check_interval: steps between NaN checks: 1 on the CPU; 0 on CUDA, where a check
+            waits for the GPU, so the losses are checked once, at the end of the epoch.
     """
 
     device: torch.device
@@ -31,6 +31,7 @@ class Runtime:
     channels_last: bool
     check_interval: int
     _threads_before: int
+    _cudnn_benchmark_before: bool = False
 
     @classmethod
     def create(cls, cfg: TrainConfig) -> Runtime:
@@ -62,7 +63,15 @@ class Runtime:
             raise ConfigError(f"train.num_threads: must be at least 1, got {threads}")
         if threads:
             torch.set_num_threads(threads)
-        return cls(device, amp, cfg.channels_last, 1 if device.type == "cpu" else 25, before)
+        return cls(device, amp, cfg.channels_last, 1 if device.type == "cpu" else 0, before,
+                   torch.backends.cudnn.benchmark)
+
+    def fixed_shapes(self, fixed: bool) -> None:
+        """Turn on cuDNN's autotuner (``cudnn.benchmark``) when every training batch has
+        one shape: it times the convolution algorithms once per shape and keeps the
+        fastest; with varying shapes it would re-time at every new one."""
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = fixed
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """Mixed-precision context (a no-op on the CPU or with ``amp="off"``)."""
@@ -77,7 +86,9 @@ class Runtime:
         return torch.channels_last if spatial_dims == 2 else torch.channels_last_3d
 
     def close(self) -> None:
+        """Restore the thread count and the cuDNN autotuner setting of the process."""
         torch.set_num_threads(self._threads_before)
+        torch.backends.cudnn.benchmark = self._cudnn_benchmark_before
 
 
 _AUTO_THREADS: int | None = None

@@ -1,0 +1,96 @@
+"""Trials per device: memory admission on a simulated device (CPU), shared by threads and processes."""
+from __future__ import annotations
+
+import multiprocessing as mp
+import random
+import threading
+import time
+
+import pytest
+
+from nasseg.search.admission import Admission, Ticket, is_oom, training_memory_mb
+
+
+def test_admission_never_exceeds_the_budget_or_the_slots(tmp_path):
+    adm = Admission(tmp_path / "ledger.json", capacity_mb=1000, slots=3, poll_s=0.005)
+    rng = random.Random(0)
+    needs = [rng.choice([100, 250, 400, 700, 1500]) for _ in range(24)]  # 1500: larger than the device
+    seen: list[tuple[int, float, float]] = []
+    lock = threading.Lock()
+
+    def trial(i: int) -> None:
+        with adm.admitted("cuda:0", i, needs[i]):
+            count, mb = adm.usage("cuda:0")
+            with lock:
+                seen.append((count, mb, needs[i]))
+            time.sleep(0.01)
+
+    threads = [threading.Thread(target=trial, args=(i,)) for i in range(len(needs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(seen) == len(needs)
+    for count, mb, need in seen:
+        assert count <= 3
+        assert mb <= 1000 or (count == 1 and need > 1000)  # an oversized trial only alone
+    assert max(c for c, _, _ in seen) >= 2  # it does pack several trials
+    assert adm.usage("cuda:0") == (0, 0.0)
+
+
+def test_a_trial_marked_alone_waits_for_an_empty_device_and_blocks_newcomers(tmp_path):
+    adm = Admission(tmp_path / "ledger.json", capacity_mb=1000, slots=4, poll_s=0.005)
+    first = adm.try_acquire("cuda:0", 1, 100)
+    assert first is not None
+    assert adm.try_acquire("cuda:0", 2, 100, alone=True) is None  # registered as waiting
+    assert adm.try_acquire("cuda:0", 3, 100) is None  # newcomers wait behind it
+    assert adm.try_acquire("cuda:1", 4, 100) is not None  # other devices are not affected
+    adm.release(first)
+    alone = adm.try_acquire("cuda:0", 2, 100, alone=True)
+    assert alone is not None and adm.usage("cuda:0") == (1, 100.0)
+    assert adm.try_acquire("cuda:0", 3, 100) is None
+    adm.release(alone)
+    assert adm.try_acquire("cuda:0", 3, 100) is not None
+
+
+def test_acquire_times_out_and_leaves_nothing_behind(tmp_path):
+    adm = Admission(tmp_path / "ledger.json", capacity_mb=100, slots=1, poll_s=0.005)
+    held = adm.acquire("cpu", 1, 50)
+    with pytest.raises(TimeoutError, match="no room on cpu for trial 2"):
+        adm.acquire("cpu", 2, 50, alone=True, timeout_s=0.05)
+    adm.release(held)
+    assert adm.usage("cpu") == (0, 0.0)
+
+
+def _hold(path: str, ready) -> None:
+    Admission(path, capacity_mb=100, slots=1).acquire("cuda:0", 7, 90)
+    ready.set()
+    time.sleep(60)
+
+
+def test_a_dead_workers_room_is_freed(tmp_path):
+    ctx = mp.get_context("fork")
+    ready = ctx.Event()
+    proc = ctx.Process(target=_hold, args=(str(tmp_path / "ledger.json"), ready))
+    proc.start()
+    try:
+        assert ready.wait(30)
+        adm = Admission(tmp_path / "ledger.json", capacity_mb=100, slots=1)
+        assert adm.usage("cuda:0") == (1, 90.0) and adm.try_acquire("cuda:0", 8, 50) is None
+    finally:
+        proc.kill()
+        proc.join()
+    assert isinstance(adm.try_acquire("cuda:0", 8, 50), Ticket)
+
+
+def test_training_memory_scales_feature_maps_not_weights():
+    params = 2**20
+    cost = {"memory_mb": 64.0 + 16.0, "params": params, "input_shape": [1, 1, 64, 64]}
+    assert training_memory_mb(cost, batch_size=1) == pytest.approx(80.0)
+    assert training_memory_mb(cost, batch_size=4) == pytest.approx(4 * 64 + 16)
+    assert training_memory_mb(cost, batch_size=2, patch=(32, 32), overhead_mb=10) == pytest.approx(32 + 16 + 10)
+
+
+def test_is_oom():
+    assert is_oom("CUDA out of memory at epoch 1 (batch 8, patch (64, 64), 1,000 parameters)")
+    assert is_oom("OutOfMemoryError: simulated") and not is_oom("non-finite loss at epoch 3") and not is_oom(None)
