@@ -22,11 +22,40 @@ class DataError(NassegError, ValueError):
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
-    """Return ``" (did you mean 'x'?)"`` for the closest choice, or ``""``.
+    """Return ``" (did you mean 'x'?)"`` for the closest *other* choice, or ``""``.
+
+    A name that is itself among ``choices`` (a key valid in another section of the same
+    config) is never suggested back to the user: the hint says it belongs elsewhere.
 
     Example:
         >>> did_you_mean("cmunxt", ["conv", "cmunext"])
         " (did you mean 'cmunext'?)"
+        >>> did_you_mean("n_cases", ["n_cases", "max_cases"])
+        " ('n_cases' is valid in another section, not here)"
     """
-    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
+    choices = list(choices)
+    if name in choices:
+        return f" ('{name}' is valid in another section, not here)"
+    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.5)
     return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+class ResourceError(NassegError):
+    """The machine ran out of a resource (memory); the message names the setting to lower."""
+
+
+MEMORY_HINT = "lower --batch-size (train.batch_size), --size/--patch-size or the network width"
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` is an out-of-memory failure of the CPU or GPU allocator.
+
+    Example:
+        >>> is_out_of_memory(RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried ..."))
+        True
+    """
+    if isinstance(err, MemoryError):
+        return True
+    text = str(err)
+    return isinstance(err, RuntimeError) and any(
+        k in text for k in ("can't allocate memory", "out of memory", "not enough memory", "std::bad_alloc"))

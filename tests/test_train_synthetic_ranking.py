@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import pytest
 
@@ -11,7 +10,6 @@ from nasseg.arch import load_arch
 from nasseg.data import resolve_data
 from nasseg.train import TrainConfig, train
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def conv_unet(widths: list[int]):
@@ -20,14 +18,13 @@ def conv_unet(widths: list[int]):
 
 
 @pytest.mark.slow
-def test_bigger_networks_score_better_on_synthetic():
+def test_bigger_networks_score_better_on_synthetic(bench_out):
     rows = []
     for arch in (conv_unet([4, 8]), conv_unet([8, 16, 32]), load_arch("cmunext_s"), conv_unet([16, 32, 64, 128])):
         res = train(arch, resolve_data("synthetic"), TrainConfig(epochs=10, device="cpu"), progress=False)
         rows.append({"arch": arch.name, "params": res.num_params, "dice": res.best["dice"],
                      "curve": [h["dice"] for h in res.history], "seconds": res.seconds})
-    out = ROOT / "reports" / "bench" / "train_synthetic_ranking.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = bench_out / "train_synthetic_ranking.json"  # reports/bench only with NASSEG_BENCH=1
     out.write_text(json.dumps({"data": "synthetic (default: 192 cases of 64x64, 58 held out)", "epochs": 10,
                                "rows": rows, "measured_at": time.strftime("%Y-%m-%d %H:%M")}, indent=1) + "\n")
     tiny = rows[0]["dice"]

@@ -1,20 +1,28 @@
 """The ``nasseg`` command line.
 
 Each pipeline stage owns one module here that adds its sub-commands through
-``register(subparsers)``; this file only assembles them. Errors that users can
-fix (:class:`nasseg.errors.NassegError`) are printed as one clear message with
-exit code 2, never as a traceback.
+``register(subparsers)``; this file only assembles them and decides how a run ends:
+
+- exit 0: done;
+- exit 2: an error the user can fix (:class:`nasseg.errors.NassegError`, a bad count
+  such as ``--trials -3``, out of memory): one line naming the cause and the fix;
+- exit 1: an internal error (a bug): one line, and the traceback only with ``--debug``;
+- exit 130: interrupted (Ctrl-C).
 """
 from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 
-from nasseg.errors import NassegError
+from nasseg.errors import MEMORY_HINT, NassegError, is_out_of_memory
 
 from . import arch_cmds, report_cmds, search_cmds, train_cmds
 
 _MODULES = (arch_cmds, train_cmds, search_cmds, report_cmds)
+_COUNTS = ("trials", "workers", "epochs", "batch_size", "max_cases", "repeats", "eval_every", "patience",
+           "threads", "budget_epochs", "seeds", "max_runs")
+"""Options that count something: 0 or a negative value is refused before anything is created."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="nasseg",
         description="Architecture search and ablation studies for U-shaped segmentation networks.",
     )
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of internal errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in _MODULES:
         module.register(sub)
@@ -29,10 +38,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_counts(args: argparse.Namespace) -> None:
+    """Refuse a count option (``--trials``, ``--workers``, ``--epochs`` ...) below 1.
+
+    Raises:
+        NassegError: naming the option and the value.
+
+    Example:
+        >>> check_counts(argparse.Namespace(trials=-3))
+        Traceback (most recent call last):
+        nasseg.errors.NassegError: --trials -3: must be at least 1
+    """
+    for name in _COUNTS:
+        value = getattr(args, name, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value < 1:
+            raise NassegError(f"--{name.replace('_', '-')} {value}: must be at least 1")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        check_counts(args)
         return int(args.func(args) or 0)
     except NassegError as err:
         print(f"nasseg: error: {err}", file=sys.stderr)
@@ -40,6 +67,21 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("nasseg: interrupted; everything completed so far is saved.", file=sys.stderr)
         return 130
+    except Exception as err:  # noqa: BLE001 - the last line of defence: one line, not a traceback
+        if is_out_of_memory(err):
+            print(f"nasseg: error: out of memory ({_first_line(err)}); {MEMORY_HINT}", file=sys.stderr)
+            return 2
+        if args.debug:
+            traceback.print_exc()
+        print(f"nasseg: internal error: {type(err).__name__}: {_first_line(err)}"
+              + ("" if args.debug else " (rerun with --debug for the traceback; please report it)"),
+              file=sys.stderr)
+        return 1
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0][:300] if lines else ""
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -31,7 +31,7 @@ from nasseg.data.splits import make_split
 
 _CACHE: OrderedDict[str, SegDataset] = OrderedDict()
 _CACHE_SIZE = 2
-_DECODE_KEYS = ("kind", "path", "size", "max_cases", "mask_encoding", "synthetic")
+_DECODE_KEYS = ("kind", "path", "size", "max_cases", "mask_encoding", "labels", "unknown_labels", "synthetic")
 
 
 def load_dataset(cfg: DataConfig, *, cache: bool = True) -> SegDataset:

@@ -101,6 +101,10 @@ class DataConfig(_Strict):
         max_cases: load only the first N cases in sorted order (small test subsets).
         mask_encoding: ``auto`` detects 0/255 masks (binarised at > 127) or class
             index masks; ``binary255`` or ``index`` force one.
+        labels: class names, background first (mask value ``i`` = ``labels[i]``); ``None``
+            infers them from the masks (Decathlon: ``dataset.json``), see :mod:`nasseg.data.labels`.
+        unknown_labels: a mask value outside the classes is an ``error`` (naming the file
+            and value), or is mapped to ``background`` with a warning.
         resident: keep the decoded data on the training device: ``auto`` = when it
             fits in a quarter of the free GPU memory.
         split: the train/validation split.
@@ -119,6 +123,8 @@ class DataConfig(_Strict):
     window_size: Size3 | None = None
     max_cases: int | None = Field(None, ge=2)
     mask_encoding: Literal["auto", "binary255", "index"] = "auto"
+    labels: list[str] | None = None
+    unknown_labels: Literal["error", "background"] = "error"
     resident: Literal["auto", "always", "never"] = "auto"
     split: SplitConfig = Field(default_factory=SplitConfig)
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import zlib
 from pathlib import Path
 
@@ -18,7 +19,10 @@ import torch
 
 from nasseg.data.base import SegDataset, normalise
 from nasseg.data.config import DataConfig
+from nasseg.data.labels import FIX
 from nasseg.errors import DataError
+
+log = logging.getLogger(__name__)
 
 
 def load_decathlon(cfg: DataConfig) -> SegDataset:
@@ -46,6 +50,7 @@ def load_decathlon(cfg: DataConfig) -> SegDataset:
     entries, class_names = read_dataset_json(meta_path)
     if cfg.max_cases is not None:
         entries = entries[: cfg.max_cases]
+    class_names = list(cfg.labels) if cfg.labels else class_names
     num_classes = len(class_names)
     images, labels, ids, sources = [], [], [], []
     for image_path, label_path in entries:
@@ -65,10 +70,15 @@ def load_decathlon(cfg: DataConfig) -> SegDataset:
         if not np.all(np.isfinite(label)) or np.any(label != np.round(label)):
             raise DataError(f"{label_path}: label holds non-integer values")
         values = np.unique(label)
-        if values.min() < 0 or values.max() >= num_classes:
+        unknown = [int(v) for v in values if v < 0 or v >= num_classes]
+        if unknown and cfg.unknown_labels == "background":
+            log.warning("%s: label values %s are not classes 0..%d; mapped to background (unknown_labels: "
+                        "background)", label_path, unknown, num_classes - 1)
+            label = np.where(np.isin(label, unknown), 0, label)
+        elif unknown:
             raise DataError(
-                f"{label_path}: label values {[int(v) for v in values]} outside 0..{num_classes - 1} "
-                f"(the classes named in {meta_path})"
+                f"{label_path}: label value {unknown[0]} is not one of the classes 0..{num_classes - 1} named in "
+                f"{'the data config labels' if cfg.labels else meta_path}: {FIX}"
             )
         if not np.all(np.isfinite(image)):
             raise DataError(f"{image_path}: image holds NaN or infinite values")

@@ -10,7 +10,9 @@ Accepted layouts (checked in this order for each image ``images/<stem>.<ext>``):
 Images may be gray or RGB (RGBA and palette images are converted, 16-bit gray is scaled);
 the dataset uses 3 channels if any image is in colour. Masks are decoded with one
 encoding for the whole dataset (see :func:`mask_encoding`): 0/255 masks are binarised
-at > 127, small integer masks are kept as class indices. Every case is resized to
+at > 127, small integer masks are kept as class indices. The classes are declared
+(``labels`` in the data config) or inferred from the values of all masks and reported
+once (see :mod:`nasseg.data.labels`): a stray value is an error naming its file. Every case is resized to
 ``size`` (bilinear image, nearest mask) and normalised per image.
 """
 from __future__ import annotations
@@ -24,6 +26,7 @@ from PIL import Image, UnidentifiedImageError
 
 from nasseg.data.base import SegDataset, normalise
 from nasseg.data.config import DataConfig
+from nasseg.data.labels import count_values, declare_labels, map_unknown
 from nasseg.errors import DataError
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif")
@@ -43,7 +46,8 @@ def load_folder(cfg: DataConfig) -> SegDataset:
     Raises:
         DataError: empty folder, a mask missing for an image, image and mask of
             different sizes, an unreadable file, mask values fitting no encoding,
-            or images of different sizes with no ``size`` set. The message names the file.
+            images of different sizes with no ``size`` set, or a mask value that is not a
+            declared (or contiguous inferred) class. The message names the file.
 
     Example:
         >>> ds = load_folder(resolve_data("../shared/data/dsb2018_96", max_cases=4))  # doctest: +SKIP
@@ -65,19 +69,24 @@ def load_folder(cfg: DataConfig) -> SegDataset:
                     f"{image.shape[1]}x{image.shape[0]} (width x height)"
                 )
         raw.append((image, masks))
-    encoding, num_classes = mask_encoding([(ms, mp) for (_, ms), (_, mp) in zip(raw, pairs)], cfg.mask_encoding)
+    encoding, _ = mask_encoding([(ms, mp) for (_, ms), (_, mp) in zip(raw, pairs)], cfg.mask_encoding)
+    decoded = [_decode_mask(masks, encoding) for _, masks in raw]
+    names, unknown = declare_labels(count_values([(lab, mp[0]) for lab, (_, mp) in zip(decoded, pairs)]),
+                                    cfg.labels, cfg.unknown_labels, where=str(root), total=len(decoded))
+    if encoding == "binary255" and len(names) != 2:
+        raise DataError(f"{root}: labels: {names} has {len(names)} classes but the masks are 0/255 (binary)")
+    num_classes = len(names)
     size = _target_size(cfg.size, [(im.shape[:2], p) for (im, _), (p, _) in zip(raw, pairs)])
     channels = 3 if any(im.shape[2] == 3 for im, _ in raw) else 1
     images = np.empty((len(raw), channels, *size), np.float32)
     labels = np.empty((len(raw), *size), np.uint8)
-    for i, (image, masks) in enumerate(raw):
-        label = _decode_mask(masks, encoding)
+    for i, ((image, _), label) in enumerate(zip(raw, decoded)):
+        label = map_unknown(label, unknown)
         if image.shape[2] != channels:
             image = np.repeat(image, channels, axis=2)
         images[i] = normalise(_resize(image, size, Image.BILINEAR).transpose(2, 0, 1))
         labels[i] = _resize(label[..., None], size, Image.NEAREST)[..., 0]
     stems = [p.stem for p, _ in pairs]
-    names = ["background"] + (["foreground"] if num_classes == 2 else [f"class_{k}" for k in range(1, num_classes)])
     return SegDataset(
         kind="folder", spatial_dims=2, in_channels=channels, num_classes=num_classes,
         case_ids=stems, images=torch.from_numpy(images), labels=torch.from_numpy(labels),

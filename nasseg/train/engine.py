@@ -16,8 +16,10 @@ from torch import nn
 
 from nasseg.data import BatchFeeder, DataConfig, SegDataset, load_dataset, make_split
 from nasseg.data.batches import default_patch
-from nasseg.errors import ConfigError
+from nasseg.data.labels import check_trainable
+from nasseg.errors import MEMORY_HINT, ConfigError, is_out_of_memory
 from nasseg.train.config import TrainConfig
+from nasseg.train.divergence import DivergenceGuard
 from nasseg.train.evaluate import evaluate
 from nasseg.train.losses import SegLoss
 from nasseg.train.progress import Progress
@@ -60,9 +62,11 @@ def train(arch: Any, data: DataConfig, cfg: TrainConfig, *, run_dir: Path | None
         A :class:`TrainResult`; ``res.model`` holds the best weights.
 
     Raises:
-        TrainingFailed: non-finite loss or CUDA out of memory (``reason`` says where).
+        TrainingFailed: non-finite, exploding or collapsed training (see
+            :mod:`nasseg.train.divergence`) or out of memory (``reason`` says where and
+            which setting to lower).
         ConfigError: network and data disagree (dimensions, sizes the network cannot take).
-        DataError: the dataset files are broken.
+        DataError: the dataset files are broken, or every training mask is empty.
 
     Example:
         >>> res = train(load_arch("cmunext_s"), resolve_data("synthetic"), TrainConfig(epochs=2))  # doctest: +SKIP
@@ -93,8 +97,13 @@ def _train(arch: Any, data: DataConfig, cfg: TrainConfig, rt: Runtime, run_dir: 
     split = make_split(ds.case_ids, data.split)
     index = {c: i for i, c in enumerate(ds.case_ids)}
     store = resident_device(ds, rt.device, data.resident)
-    train_ds = ds.subset([index[c] for c in split["train"]]).to(store)
+    train_ds = ds.subset([index[c] for c in split["train"]])
+    check_trainable(train_ds.labels if not train_ds.fixed_size else [train_ds.labels], split["train"],
+                    data.path or data.name)
+    train_ds = train_ds.to(store)
     val_ds = ds.subset([index[c] for c in split["val"]]).to(store)
+    guard = DivergenceGuard()
+    guard.set_empty_dice(val_ds.labels, ds.num_classes)
     model = model.to(rt.device, memory_format=rt.memory_format(ds.spatial_dims))
     rt.fixed_shapes(ds.fixed_size or patch is not None)
     step_model = torch.compile(model) if cfg.compile else model
@@ -131,11 +140,14 @@ def _train(arch: Any, data: DataConfig, cfg: TrainConfig, rt: Runtime, run_dir: 
             t0 = time.perf_counter()
             try:
                 losses, n_images = _train_epoch(step_model, feeder, loss_fn, optimizer, scheduler, scaler,
-                                                cfg, rt, mem_format, epoch, history, bar)
-            except torch.OutOfMemoryError:
+                                                cfg, rt, mem_format, epoch, history, bar, guard)
+            except (torch.OutOfMemoryError, RuntimeError, MemoryError) as err:
+                if not is_out_of_memory(err):
+                    raise
                 raise TrainingFailed(
-                    f"CUDA out of memory at epoch {epoch} (batch {cfg.batch_size}, "
-                    f"patch {patch or ds.shapes()[0]}, {num_params:,} parameters)", history) from None
+                    f"{rt.device.type.upper()} out of memory at epoch {epoch} (batch {cfg.batch_size}, "
+                    f"patch {patch or ds.shapes()[0]}, {num_params:,} parameters); {MEMORY_HINT}",
+                    history) from None
             train_seconds = time.perf_counter() - t0
             epochs_run = epoch
             epoch_seconds.append(train_seconds)
@@ -147,9 +159,11 @@ def _train(arch: Any, data: DataConfig, cfg: TrainConfig, rt: Runtime, run_dir: 
                 summary, rows = evaluate(model, val_ds, device=rt.device, patch=window, divisor=divisor,
                                          batch_size=cfg.eval_batch_size, overlap=cfg.sw_overlap,
                                          autocast=rt.autocast, memory_format=mem_format)
-            except torch.OutOfMemoryError:
-                raise TrainingFailed(f"CUDA out of memory validating epoch {epoch} "
-                                     f"(eval_batch_size {cfg.eval_batch_size})", history) from None
+            except (torch.OutOfMemoryError, RuntimeError, MemoryError) as err:
+                if not is_out_of_memory(err):
+                    raise
+                raise TrainingFailed(f"{rt.device.type.upper()} out of memory validating epoch {epoch}; lower "
+                                     f"train.eval_batch_size ({cfg.eval_batch_size})", history) from None
             eval_seconds = time.perf_counter() - t1
             record = {"epoch": epoch, "train_loss": float(torch.stack(losses).mean()), **summary,
                       "lr": optimizer.param_groups[0]["lr"], "seconds": train_seconds + eval_seconds,
@@ -157,6 +171,7 @@ def _train(arch: Any, data: DataConfig, cfg: TrainConfig, rt: Runtime, run_dir: 
                       "images_per_s": n_images / max(train_seconds, 1e-9)}
             history.append(record)
             writer.csv("history.csv", history)
+            guard.check_dice(history)
             bar.epoch_done(epoch, record)
             if summary["dice"] > best["dice"] + cfg.min_delta or not best.get("rows"):
                 best = {"dice": summary["dice"], "epoch": epoch, "summary": summary, "rows": rows,
@@ -263,9 +278,10 @@ def _optimizer(model: nn.Module, cfg: TrainConfig, total_steps: int):
 
 
 def _train_epoch(model, feeder, loss_fn, optimizer, scheduler, scaler, cfg: TrainConfig, rt: Runtime,
-                 mem_format, epoch: int, history: list[dict], bar: Progress) -> tuple[list[torch.Tensor], int]:
+                 mem_format, epoch: int, history: list[dict], bar: Progress,
+                 guard: DivergenceGuard) -> tuple[list[torch.Tensor], int]:
     """One pass over the training batches; returns the per-step losses (device tensors,
-    not read here) and the image count."""
+    not read here except by the divergence checks) and the image count."""
     model.train()
     losses: list[torch.Tensor] = []
     n_images, checked = 0, 0
@@ -276,9 +292,9 @@ def _train_epoch(model, feeder, loss_fn, optimizer, scheduler, scaler, cfg: Trai
                                  cfg.max_grad_norm))
         n_images += x.shape[0]
         if rt.check_interval and step % rt.check_interval == 0:
-            checked = _check_finite(losses, checked, epoch, history)
+            checked = guard.check(losses, checked, epoch, history)
         bar.step(losses[-1])
-    _check_finite(losses, checked, epoch, history)
+    guard.check(losses, checked, epoch, history)
     return losses, n_images
 
 
@@ -315,13 +331,3 @@ def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: nn.M
     scheduler.step()
     return loss.detach()
 
-
-def _check_finite(losses: list[torch.Tensor], start: int, epoch: int, history: list[dict]) -> int:
-    """Raise :class:`TrainingFailed` if a loss since ``start`` is NaN/inf; returns the new start."""
-    if len(losses) <= start:
-        return start
-    bad = ~torch.isfinite(torch.stack(losses[start:]))
-    if bool(bad.any()):
-        first = start + int(bad.nonzero()[0, 0]) + 1
-        raise TrainingFailed(f"non-finite loss at epoch {epoch}, step {first}", history)
-    return len(losses)

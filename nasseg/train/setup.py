@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -12,6 +13,8 @@ from torch import nn
 from nasseg.data.base import SegDataset
 from nasseg.errors import ConfigError
 from nasseg.train.config import TrainConfig
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -119,7 +122,7 @@ def auto_threads() -> int:
 
 
 def prepare_model(arch: Any, ds: SegDataset) -> tuple[nn.Module, dict[str, Any]]:
-    """Build the network for ``ds``: channels set from the data, dimensions checked.
+    """Build the network for ``ds``: channels set from the data (printed when they change), dimensions checked.
 
     Args:
         arch: an ``ArchConfig`` or an ``nn.Module``.
@@ -130,9 +133,14 @@ def prepare_model(arch: Any, ds: SegDataset) -> tuple[nn.Module, dict[str, Any]]
         (with its ``arch_id``) or, for a module, its class name and parameter count.
 
     Raises:
-        ConfigError: the network is 2D and the data 3D (or the reverse).
+        ConfigError: the network is 2D and the data 3D (or the reverse), or a ready
+            module's first convolution takes other channels than the data has.
     """
     if isinstance(arch, nn.Module):
+        first = next((m for m in arch.modules() if isinstance(m, (nn.Conv2d, nn.Conv3d))), None)
+        if first is not None and first.in_channels != ds.in_channels:
+            raise ConfigError(f"the network's first convolution takes {first.in_channels} channels but the data "
+                              f"({ds.kind}) has {ds.in_channels}; build it with in_channels={ds.in_channels}")
         return arch, {"module": type(arch).__name__,
                       "num_params": sum(p.numel() for p in arch.parameters())}
     from nasseg.arch import arch_id, build_model
@@ -143,6 +151,13 @@ def prepare_model(arch: Any, ds: SegDataset) -> tuple[nn.Module, dict[str, Any]]
             f"use a {ds.spatial_dims}D architecture"
         )
     if (arch.in_channels, arch.out_channels) != (ds.in_channels, ds.out_channels):
+        kind = {1: "gray", 3: "RGB"}.get(ds.in_channels, f"{ds.in_channels}-channel")
+        changes = []
+        if arch.in_channels != ds.in_channels:
+            changes.append(f"in_channels {arch.in_channels} -> {ds.in_channels} ({kind} images)")
+        if arch.out_channels != ds.out_channels:
+            changes.append(f"out_channels {arch.out_channels} -> {ds.out_channels} ({ds.num_classes} classes)")
+        log.warning("%s: network converted to fit the data: %s", arch.name or "network", ", ".join(changes))
         arch = arch.model_copy(update={"in_channels": ds.in_channels, "out_channels": ds.out_channels})
     desc = arch.model_dump(mode="json")
     desc["arch_id"] = arch_id(arch)

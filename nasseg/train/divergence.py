@@ -1,0 +1,98 @@
+"""Divergence detection: a run that blew up fails with the reason, it is never COMPLETE.
+
+Three signs, checked as the run goes (the loss after every step on the CPU, every
+``check_interval`` steps on CUDA; Dice after every validation):
+
+- a non-finite loss (NaN or inf);
+- an exploding loss: above ``factor`` (1000) times the run's first loss, which is measured
+  before any update and so is the loss of the initial weights (about 1.6 for BCE + Dice;
+  a learning rate of 1e6 reaches 1e25 within a few steps while staying finite);
+- a collapsed Dice: validation Dice back at exactly the value an empty prediction scores
+  (every case predicted as background) after an earlier validation was clearly above it.
+
+Example:
+    >>> guard = DivergenceGuard()
+    >>> guard.check([torch.tensor(1.5), torch.tensor(2e4)], 0, epoch=1, history=[])
+    Traceback (most recent call last):
+    nasseg.train.result.TrainingFailed: diverged: loss 2e+04 at epoch 1, step 2 is over 1000x the first loss 1.5; lower train.lr (--lr) or set train.max_grad_norm
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from nasseg.train.result import TrainingFailed
+
+COLLAPSE_MARGIN = 0.05
+"""How far above the empty-prediction Dice an earlier validation must have been."""
+
+
+class DivergenceGuard:
+    """Per-run state of the divergence checks.
+
+    Args:
+        factor: a loss above ``factor`` times the first loss is a divergence.
+    """
+
+    def __init__(self, factor: float = 1e3) -> None:
+        self.factor = factor
+        self.first: float | None = None
+        self.empty_dice: float | None = None
+
+    def check(self, losses: list[Tensor], start: int, epoch: int, history: list[dict]) -> int:
+        """Check the losses from ``start`` on; returns the new start.
+
+        Raises:
+            TrainingFailed: a non-finite or exploding loss (the reason names the step).
+        """
+        if len(losses) <= start:
+            return start
+        recent = torch.stack(losses[start:]).float()
+        bad = ~torch.isfinite(recent)
+        if bool(bad.any()):
+            step = start + int(bad.nonzero()[0, 0]) + 1
+            raise TrainingFailed(f"non-finite loss at epoch {epoch}, step {step}; lower train.lr (--lr)", history)
+        if self.first is None:
+            self.first = max(float(recent[0]), 1e-3)
+        over = recent > self.factor * self.first
+        if bool(over.any()):
+            i = int(over.nonzero()[0, 0])
+            raise TrainingFailed(
+                f"diverged: loss {float(recent[i]):.3g} at epoch {epoch}, step {start + i + 1} is over "
+                f"{self.factor:.0f}x the first loss {self.first:.3g}; lower train.lr (--lr) or set "
+                "train.max_grad_norm", history)
+        return len(losses)
+
+    def set_empty_dice(self, labels: Tensor | list[Tensor], num_classes: int) -> None:
+        """Record the Dice an empty prediction scores on these held-out labels.
+
+        Per case and foreground class an empty prediction scores 1 when the class is
+        absent and 0 otherwise (see :mod:`nasseg.train.metrics`); averaged over cases,
+        then over classes.
+        """
+        cases = labels if isinstance(labels, list) else list(labels)
+        if not cases:
+            return
+        per_class = []
+        for k in range(1, num_classes):
+            absent = [0.0 if bool((lab == k).any()) else 1.0 for lab in cases]
+            per_class.append(sum(absent) / len(absent))
+        self.empty_dice = sum(per_class) / len(per_class)
+
+    def check_dice(self, history: list[dict]) -> None:
+        """Fail when the latest validation Dice collapsed to the empty-prediction value.
+
+        Raises:
+            TrainingFailed: naming the epoch, the value and the best earlier Dice.
+        """
+        if self.empty_dice is None or len(history) < 2:
+            return
+        last = history[-1]
+        if abs(last["dice"] - self.empty_dice) > 1e-9:
+            return
+        best = max(history[:-1], key=lambda h: h["dice"])
+        if best["dice"] > self.empty_dice + COLLAPSE_MARGIN:
+            raise TrainingFailed(
+                f"diverged: validation Dice collapsed at epoch {last['epoch']} to {last['dice']:.3f}, the score "
+                f"of predicting nothing, after {best['dice']:.3f} at epoch {best['epoch']}; lower train.lr (--lr)",
+                history)

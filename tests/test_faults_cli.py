@@ -1,0 +1,58 @@
+"""Fault injection, command line: exit codes, one line per error, counts checked first.
+
+Issue 10, cases 3 and 7: negative ``--trials`` gave ``KeyError: 'trial'`` after creating an
+empty study; internal errors printed raw tracebacks; a hint read ``unknown key 'n_cases'
+(did you mean 'n_cases'?)``.
+"""
+from __future__ import annotations
+
+import pytest
+
+from nasseg.cli import main, train_cmds
+from nasseg.data import DataConfig
+from nasseg.errors import ConfigError, did_you_mean
+
+
+@pytest.mark.parametrize("flag,value", [("--trials", "-3"), ("--trials", "0"), ("--workers", "0"),
+                                        ("--workers", "-1")])
+def test_bad_counts_are_refused_before_anything_is_created(tmp_path, capsys, monkeypatch, flag, value):
+    monkeypatch.chdir(tmp_path)
+    study = tmp_path / "s.yaml"
+    study.write_text("name: s\nspace: nowhere.yaml\n")
+    assert main(["search", str(study), flag, value]) == 2
+    assert capsys.readouterr().err.strip() == f"nasseg: error: {flag} {value}: must be at least 1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.yaml"]  # no runs/, no study.db
+
+
+def test_internal_error_is_one_line_exit_1_and_traceback_only_with_debug(capsys, monkeypatch):
+    def broken(args):
+        raise KeyError("trial")
+
+    monkeypatch.setattr(train_cmds, "cmd_train", broken)
+    assert main(["train", "cmunext_s"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert err.startswith("nasseg: internal error: KeyError: 'trial' (rerun with --debug")
+    assert main(["--debug", "train", "cmunext_s"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "raise KeyError" in err
+
+
+def test_out_of_memory_anywhere_names_the_setting(capsys, monkeypatch):
+    def hungry(args):
+        raise MemoryError()
+
+    monkeypatch.setattr(train_cmds, "cmd_train", hungry)
+    assert main(["train", "cmunext_s"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nasseg: error: out of memory") and "lower --batch-size (train.batch_size)" in err
+
+
+def test_did_you_mean_never_suggests_the_same_word(tmp_path):
+    assert did_you_mean("n_cases", ["n_cases", "max_cases"]) == " ('n_cases' is valid in another section, not here)"
+    assert did_you_mean("max_case", ["n_cases", "max_cases"]) == " (did you mean 'max_cases'?)"
+    path = tmp_path / "data.yaml"
+    path.write_text("kind: synthetic\nn_cases: 8\n")
+    with pytest.raises(ConfigError) as err:
+        DataConfig.from_yaml(path)
+    assert "unknown key 'n_cases'" in str(err.value) and "did you mean 'n_cases'" not in str(err.value)
