@@ -36,7 +36,7 @@ class DivergenceGuard:
 
     def __init__(self, factor: float = 1e3) -> None:
         self.factor = factor
-        self.first: float | None = None
+        self.first: Tensor | None = None
         self.empty_dice: float | None = None
 
     def check(self, losses: list[Tensor], start: int, epoch: int, history: list[dict]) -> int:
@@ -48,20 +48,20 @@ class DivergenceGuard:
         if len(losses) <= start:
             return start
         recent = torch.stack(losses[start:]).float()
+        if self.first is None:  # kept on the device: one host read per check, not three
+            self.first = recent[0].abs().clamp_min(1e-3)
         bad = ~torch.isfinite(recent)
+        over = recent > self.factor * self.first
+        if not int(bad.any() * 2 + over.any()):
+            return len(losses)
         if bool(bad.any()):
             step = start + int(bad.nonzero()[0, 0]) + 1
             raise TrainingFailed(f"non-finite loss at epoch {epoch}, step {step}; lower train.lr (--lr)", history)
-        if self.first is None:
-            self.first = max(float(recent[0]), 1e-3)
-        over = recent > self.factor * self.first
-        if bool(over.any()):
-            i = int(over.nonzero()[0, 0])
-            raise TrainingFailed(
-                f"diverged: loss {float(recent[i]):.3g} at epoch {epoch}, step {start + i + 1} is over "
-                f"{self.factor:.0f}x the first loss {self.first:.3g}; lower train.lr (--lr) or set "
-                "train.max_grad_norm", history)
-        return len(losses)
+        i = int(over.nonzero()[0, 0])
+        raise TrainingFailed(
+            f"diverged: loss {float(recent[i]):.3g} at epoch {epoch}, step {start + i + 1} is over "
+            f"{self.factor:.0f}x the first loss {float(self.first):.3g}; lower train.lr (--lr) or set "
+            "train.max_grad_norm", history)
 
     def set_empty_dice(self, labels: Tensor | list[Tensor], num_classes: int) -> None:
         """Record the Dice an empty prediction scores on these held-out labels.

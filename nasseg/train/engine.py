@@ -279,10 +279,11 @@ def _optimizer(model: nn.Module, cfg: TrainConfig, total_steps: int):
 
 def _train_epoch(model, feeder, loss_fn, optimizer, scheduler, scaler, cfg: TrainConfig, rt: Runtime,
                  mem_format, epoch: int, history: list[dict], bar: Progress,
-                 guard: DivergenceGuard) -> tuple[list[torch.Tensor], int]:
+                 guard: DivergenceGuard | None = None) -> tuple[list[torch.Tensor], int]:
     """One pass over the training batches; returns the per-step losses (device tensors,
     not read here except by the divergence checks) and the image count."""
     model.train()
+    guard = guard or DivergenceGuard()
     losses: list[torch.Tensor] = []
     n_images, checked = 0, 0
     for step, (x, y) in enumerate(feeder.epoch(), start=1):
