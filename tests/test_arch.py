@@ -31,7 +31,11 @@ def test_profile_cli_json(capsys) -> None:
     assert main(["profile", "cmunext", "--input", "1,3,256,256", "--json", "--no-latency"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert (out["params"], out["macs"], out["flops"]) == PUBLISHED["cmunext"]
-    assert out["versions"]["ptflops_backend"] == "pytorch"
+    assert out["versions"]["counter"] == "meta"
+    assert main(["profile", "cmunext_s", "--input", "1,3,64,64", "--json", "--no-latency", "--counter",
+                 "reference", "--no-cache"]) == 0
+    ref = json.loads(capsys.readouterr().out)
+    assert ref["versions"]["ptflops_backend"] == "pytorch" and ref["macs"] == 68_029_440
 
 
 def test_presets_cli_lists_presets(capsys) -> None:
@@ -44,7 +48,6 @@ def test_presets_cli_lists_presets(capsys) -> None:
     assert "did you mean 'cmunext'" in capsys.readouterr().err
 
 
-@pytest.mark.slow
 def test_presets_cli_lists_every_preset(capsys) -> None:
     assert main(["presets", "--json"]) == 0
     rows = {r["preset"]: r for r in json.loads(capsys.readouterr().out)}
@@ -77,7 +80,7 @@ def test_cost_is_cached(tmp_path) -> None:
     assert second.to_dict() == first.to_dict()
     assert len(cache) == 2  # counts + this device's latency
     other = profile("cmunext_s", (2, 3, 64, 64), cache=cache, latency=False)
-    assert not other.cached and other.macs == 2 * first.macs
+    assert other.cached and other.macs == 2 * first.macs  # counts are stored at batch 1
 
 
 def test_arch_id_ignores_name_and_spelled_out_defaults() -> None:

@@ -43,7 +43,7 @@ def cmd_presets(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    table = Table(title="nasseg presets (MACs: ptflops, pytorch backend)")
+    table = Table(title="nasseg presets (MACs counted on the meta device, as ptflops counts them)")
     for col in ("preset", "id", "input", "params", "GMACs"):
         table.add_column(col, justify="right" if col in ("params", "GMACs") else "left")
     for r in rows:
@@ -60,7 +60,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
     cfg = load_arch(args.arch)
     shape = parse_shape(args.input) if args.input else _default_shape(cfg)
     cost = profile(cfg, shape, device=args.device, latency=not args.no_latency,
-                   cache=not args.no_cache, warmup=args.warmup, repeats=args.repeats)
+                   cache=not args.no_cache, warmup=args.warmup, repeats=args.repeats,
+                   threads=args.threads or None, channels_last=not args.contiguous, counter=args.counter)
     d = cost.to_dict() | {"name": cfg.name or str(args.arch), "cached": cost.cached}
     if args.json:
         print(json.dumps(d, indent=2))
@@ -70,10 +71,13 @@ def cmd_profile(args: argparse.Namespace) -> int:
     table.add_column("value", justify="right")
     table.add_column("how")
     table.add_row("params", f"{cost.params:,}", "trainable parameters")
-    table.add_row("MACs", f"{cost.macs:,}", "ptflops (pytorch backend)")
-    table.add_row("FLOPs", f"{cost.flops:,}", "fvcore")
+    how = "meta device, " if args.counter == "meta" else ""
+    table.add_row("MACs", f"{cost.macs:,}", f"{how}as ptflops (pytorch backend)")
+    table.add_row("FLOPs", f"{cost.flops:,}", f"{how}as fvcore")
     lat = "-" if cost.latency_ms is None else f"{cost.latency_ms:.2f} ms"
-    table.add_row("latency", lat, f"median forward on {cost.device or '-'}")
+    threads = f", {args.threads} thread(s)" if args.threads and args.device == "cpu" else ""
+    table.add_row("latency", lat, f"median forward on {cost.device or '-'}{threads}, "
+                  f"{'contiguous' if args.contiguous else 'channels-last'}")
     table.add_row("memory", f"{cost.memory_mb:,.1f} MB",
                   "CUDA allocator peak" if cost.memory_kind == "cuda_peak"
                   else "training-step estimate from feature maps")
@@ -84,7 +88,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("presets", help="list the preset architectures with params and MACs")
+    p = sub.add_parser("presets", help="list the preset architectures with params and MACs "
+                                        "(counted on the meta device: no network runs)")
     p.add_argument("names", nargs="*", help="only these presets (default: all)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_presets)
@@ -96,6 +101,12 @@ def register(sub) -> None:
     p.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
     p.add_argument("--warmup", type=int, default=3, help="untimed forward passes before timing")
     p.add_argument("--repeats", type=int, default=10, help="timed forward passes (median reported)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads while timing (default 1; 0 keeps the process's setting)")
+    p.add_argument("--contiguous", action="store_true",
+                   help="time contiguous tensors instead of channels-last (training's default)")
+    p.add_argument("--counter", choices=["meta", "reference"], default="meta",
+                   help="meta: count on the meta device (default); reference: run ptflops and fvcore")
     p.add_argument("--no-cache", action="store_true", help="count again, ignoring the cost cache")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_profile)

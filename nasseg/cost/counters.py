@@ -1,17 +1,12 @@
-"""The counters behind :func:`nasseg.cost.profile`, one function per quantity.
+"""The measuring side of :func:`nasseg.cost.profile`, and the reference counters.
 
-- params: trainable parameters.
-- MACs: ptflops 0.7.5 with its ``pytorch`` backend pinned (module hooks; counts
-  convolutions, linear layers, norms, activations, pooling and upsampling as
-  ptflops does). This is what the CMUNeXt paper calls "GFLOPs".
-- FLOPs: fvcore's ``FlopCountAnalysis`` (one fused multiply-add = one flop;
-  elementwise activations not counted).
+- MACs by ptflops 0.7.5 with its ``pytorch`` backend pinned, FLOPs by fvcore's
+  ``FlopCountAnalysis``: the references that :mod:`nasseg.cost.meta` matches to the
+  unit (``profile(..., counter="reference")`` and the tests run them; the default
+  path does not). Both run the network on CPU tensors.
 - latency: median wall time of a forward pass in eval mode under ``no_grad``,
-  after warm-up (CUDA: synchronised).
-- memory: the peak of one training step (forward + backward). On CUDA, the
-  allocator's peak; on CPU an estimate from feature-map sizes: every leaf
-  module's output (kept for backward) plus weights, gradients and two AdamW
-  moments, all float32.
+  after warm-up (CUDA: synchronised), at a fixed thread count and memory layout.
+- CUDA memory: the allocator's peak of one forward + backward.
 
 MACs and FLOPs are counted at batch 1 and scaled by the batch size (every
 counted op is linear in the batch).
@@ -59,29 +54,6 @@ def count_flops(model: nn.Module, shape: tuple[int, ...]) -> int:
         return int(analysis.total()) * shape[0]
 
 
-def estimate_memory_mb(model: nn.Module, shape: tuple[int, ...]) -> float:
-    """Training-step memory from feature-map sizes (float32), without running backward."""
-    total = 0
-
-    def hook(_module, _inputs, output):
-        nonlocal total
-        for t in output if isinstance(output, (list, tuple)) else (output,):
-            if isinstance(t, torch.Tensor):
-                total += t.numel()
-
-    leaves = [m for m in model.modules() if not list(m.children())]
-    handles = [m.register_forward_hook(hook) for m in leaves]
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(torch.zeros(shape))
-    finally:
-        for h in handles:
-            h.remove()
-    weights = 4 * count_params(model)  # weights, grads, two AdamW moments
-    return (total + weights) * 4 / 2**20
-
-
 def cuda_peak_memory_mb(model: nn.Module, shape: tuple[int, ...]) -> float:
     """Allocator peak of one forward + backward on CUDA."""
     device = torch.device("cuda")
@@ -99,19 +71,32 @@ def cuda_peak_memory_mb(model: nn.Module, shape: tuple[int, ...]) -> float:
 
 
 def measure_latency_ms(model: nn.Module, shape: tuple[int, ...], device: str = "cpu",
-                       warmup: int = 3, repeats: int = 10) -> float:
-    """Median forward time in milliseconds after ``warmup`` untimed passes."""
+                       warmup: int = 3, repeats: int = 10, *, threads: int | None = 1,
+                       channels_last: bool = True) -> float:
+    """Median forward time in milliseconds after ``warmup`` untimed passes.
+
+    ``threads``: CPU threads while timing (restored afterwards; None keeps the current
+    setting). ``channels_last``: the model and input in ``channels_last(_3d)``, as training.
+    """
     dev = torch.device(device)
-    model = model.to(dev).eval()
-    x = torch.randn(shape, device=dev)
+    fmt = (torch.channels_last if len(shape) == 4 else torch.channels_last_3d) if channels_last \
+        else torch.contiguous_format
+    model = model.to(dev, memory_format=fmt).eval()
+    x = torch.randn(shape, device=dev).contiguous(memory_format=fmt)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    before = torch.get_num_threads()
+    if threads and dev.type == "cpu":
+        torch.set_num_threads(threads)
     times = []
-    with torch.no_grad():
-        for i in range(warmup + repeats):
-            sync()
-            t0 = time.perf_counter()
-            model(x)
-            sync()
-            if i >= warmup:
-                times.append((time.perf_counter() - t0) * 1e3)
+    try:
+        with torch.no_grad():
+            for i in range(warmup + repeats):
+                sync()
+                t0 = time.perf_counter()
+                model(x)
+                sync()
+                if i >= warmup:
+                    times.append((time.perf_counter() - t0) * 1e3)
+    finally:
+        torch.set_num_threads(before)
     return float(statistics.median(times))

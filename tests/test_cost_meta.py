@@ -1,0 +1,105 @@
+"""Meta-device counts equal the reference counters (ptflops MACs, fvcore FLOPs) to the unit.
+
+Every registered block and skip attention, every skip inside a tiny network, and every
+preset (GLIMS under the slow marker: the reference counters take minutes on it) are
+counted both ways. The meta pass allocates nothing, so the same counts come for free
+at any input size.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nasseg.arch import build_model, load_arch, preset_names
+from nasseg.blocks import BLOCKS
+from nasseg.cost import counters, estimate_train_memory_mb, profile
+from nasseg.cost.meta import count
+from nasseg.skips import ATTENTIONS, SKIPS
+
+
+def _reference(make, shape):
+    return (counters.count_params(make()), counters.count_macs(make(), shape),
+            counters.count_flops(make(), shape))
+
+
+def _meta(make, shape):
+    with torch.device("meta"):
+        c = count(make(), shape)
+    return c.params, c.macs, c.flops
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+@pytest.mark.parametrize("name", BLOCKS.names())
+def test_block_counts_match_references(name: str, dims: int) -> None:
+    cls = BLOCKS.get(name)
+    c_in, c_out = (4, 8) if cls.changes_width else (8, 8)
+
+    def make():
+        return cls(spatial_dims=dims, in_channels=c_in, out_channels=c_out, params=cls.Params(), depth=2)
+
+    shape = (1, c_in, *([8] * dims))
+    assert _meta(make, shape) == _reference(make, shape)
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+@pytest.mark.parametrize("up", ["interp_conv", "transposed"])
+@pytest.mark.parametrize("field,name", [("skip", n) for n in SKIPS.names()]
+                         + [("skip_attention", n) for n in ATTENTIONS.names()])
+def test_skip_counts_match_references(field: str, name: str, up: str, dims: int) -> None:
+    stage = {"width": 4, "decoder_depth": 1, field: {"type": name}}
+    cfg = load_arch({"spatial_dims": dims, "in_channels": 2, "out_channels": 3, "up": up,
+                     "stages": [stage, {"width": 8}]})
+    shape = (1, 2, *([8] * dims))
+    assert _meta(lambda: build_model(cfg), shape) == _reference(lambda: build_model(cfg), shape)
+
+
+@pytest.mark.parametrize("name", [n for n in preset_names() if load_arch(n).spatial_dims == 2])
+def test_2d_preset_counts_match_references(name: str) -> None:
+    cfg = load_arch(name)
+    shape = (1, cfg.in_channels, 64, 64)
+    assert _meta(lambda: build_model(cfg), shape) == _reference(lambda: build_model(cfg), shape)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in preset_names() if load_arch(n).spatial_dims == 3])
+def test_3d_preset_counts_match_references(name: str) -> None:
+    cfg = load_arch(name)
+    shape = (1, cfg.in_channels, 64, 64, 64)
+    assert _meta(lambda: build_model(cfg), shape) == _reference(lambda: build_model(cfg), shape)
+
+
+def test_profile_counts_without_running_and_batch_scales(tmp_path) -> None:
+    """The default path is the meta one; batch B is B times batch 1; the memory estimate grows
+    with the batch and halves its activation part in bfloat16."""
+    one = profile("cmunext_s", (1, 3, 64, 64), latency=False, cache=False)
+    four = profile("cmunext_s", (4, 3, 64, 64), latency=False, cache=False)
+    assert one.versions["counter"] == "meta"
+    assert (four.params, four.macs, four.flops) == (one.params, 4 * one.macs, 4 * one.flops)
+    fp32 = estimate_train_memory_mb("cmunext_s", (1, 3, 64, 64), batch_size=4, cache=False)
+    bf16 = estimate_train_memory_mb("cmunext_s", (1, 3, 64, 64), batch_size=4, dtype=torch.bfloat16,
+                                    cache=False)
+    weights = 16 * one.params / 2**20
+    assert fp32 == pytest.approx(four.memory_mb)
+    assert bf16 - weights == pytest.approx((fp32 - weights) / 2)
+
+
+def test_memory_estimate_is_feature_maps_plus_optimizer_state() -> None:
+    """One conv stage by hand: every leaf output of a 2-stage U-Net at 8x8, batch 2."""
+    cfg = load_arch({"spatial_dims": 2, "in_channels": 1, "out_channels": 1,
+                     "stages": [{"width": 2}, {"width": 4}]})
+    model = build_model(cfg)
+    outs = []
+    hooks = [m.register_forward_hook(lambda m, i, o: outs.append(o.numel()))
+             for m in model.modules() if not list(m.children())]
+    model.eval()(torch.zeros(2, 1, 8, 8))
+    for h in hooks:
+        h.remove()
+    params = sum(p.numel() for p in model.parameters())
+    expected = (sum(outs) * 4 + params * 16) / 2**20
+    assert estimate_train_memory_mb(cfg, (2, 1, 8, 8), cache=False) == pytest.approx(expected)
+
+
+def test_glims_counts_at_full_size_are_cheap() -> None:
+    """128^3 GLIMS would need gigabytes on CPU; on the meta device it needs nothing."""
+    cost = profile("glims", (1, 4, 128, 128, 128), latency=False, cache=False)
+    assert cost.macs > 1e11 and cost.memory_mb > 1e4
