@@ -179,3 +179,14 @@ def depthwise_friendly(x: torch.Tensor) -> torch.Tensor:
     if x.ndim == 5 and x.device.type == "cpu":
         return x.contiguous(memory_format=torch.channels_last_3d)
     return x
+
+
+def fit_window(size: int, p: int) -> int:
+    """The largest divisor of ``size`` that is at most ``p``: the attention window (or grid)
+    that tiles a feature map of side ``size`` when the configured window is ``p``.
+
+    Example:
+        >>> fit_window(12, 8), fit_window(7, 4)
+        (6, 1)
+    """
+    return max(d for d in range(1, min(size, p) + 1) if size % d == 0)

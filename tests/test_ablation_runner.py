@@ -15,6 +15,7 @@ from nasseg.ablation.results import analyze
 from nasseg.ablation.runner import run_ablation
 from nasseg.cli import main
 from nasseg.errors import ConfigError
+from nasseg.store import fail_reason
 
 STUDY = {
     "name": "tiny",
@@ -51,7 +52,7 @@ def test_runs_resume_after_a_crash(finished):
     trials = study.get_trials()
     failed = [t for t in trials if t.state == optuna.trial.TrialState.FAIL]
     done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
-    assert [(t.number, t.user_attrs["fail_reason"]) for t in failed] == [(1, "interrupted")]
+    assert [(t.number, fail_reason(t, {})) for t in failed] == [(1, "interrupted")]
     assert sorted((t.user_attrs["variant"], t.user_attrs["seed"]) for t in done) == \
         [("irsc", 0), ("irsc", 1), ("skip_fusion", 0), ("skip_fusion", 1)]
     assert "trial 1 was interrupted; its run will be repeated" in lines

@@ -14,9 +14,15 @@ from nasseg.arch import load_arch
 from nasseg.errors import NassegError
 from nasseg.report.data import (arch_summary, header_info, hypervolume, hypervolume_history_info,
                                 importance_info, learning_curves_info, normalized_losses, objectives_of,
-                                parallel_info, pareto_info, pareto_mask, pareto_table_info)
+                                parallel_info, pareto_info, pareto_table_info)
 from nasseg.report.source import open_study
 from nasseg.report.testing import add_trial, new_study
+from nasseg.store.pareto import pareto_indices
+
+
+def pareto_mask(values, maximize):
+    front = set(pareto_indices(np.asarray(values).tolist(), ["maximize" if m else "minimize" for m in maximize]))
+    return np.array([i in front for i in range(len(values))])
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 OBJECTIVES = [("dice", "maximize"), ("macs", "minimize"), ("params", "minimize")]
@@ -94,9 +100,11 @@ def test_normalised_hypervolume_by_hand():
 
 
 def objectives_of_pairs(pairs):
-    from nasseg.report.data import Objective
+    import dataclasses
 
-    return [Objective(n, d) for n, d in pairs]
+    from nasseg.store.objectives import get
+
+    return [dataclasses.replace(get(n), direction=d) for n, d in pairs]
 
 
 def test_hypervolume_history_is_cumulative_against_the_fixed_reference(search):
@@ -169,7 +177,7 @@ def test_arch_summary_mentions_attention_and_depths():
     arch = load_arch("cmunext").model_dump(mode="json")
     arch["stages"][0]["skip_attention"] = {"type": "csab"}
     assert arch_summary(arch) == ("cmunext x5 | widths 16-32-128-160-256 | k 3-3-7-7-7 | depths 1-1-1-3-1 | "
-                                  "skip skip_fusion | attention csab/none")
+                                  "decoder 0-0-0-0 | skip skip_fusion | attention csab/none")
 
 
 def test_open_study_from_db_folder_url_and_errors(tmp_path):
@@ -178,13 +186,13 @@ def test_open_study_from_db_folder_url_and_errors(tmp_path):
     for source in (tmp_path / "study.db", tmp_path, url):
         assert open_study(str(source)).study_name == "quick"
     make_search_study(url, name="other", n=2)
-    with pytest.raises(NassegError, match=r"holds 2 studies \(quick, other\); choose one with --study-name"):
+    with pytest.raises(NassegError, match=r"several studies: quick, other; name one with --study"):
         open_study(url)
     assert open_study(url, study_name="other").study_name == "other"
-    with pytest.raises(NassegError, match=r"no study 'nope' in .* \(it holds: quick, other\)"):
+    with pytest.raises(NassegError, match=r"no study 'nope' \(studies: quick, other\)"):
         open_study(url, study_name="nope")
     missing = tmp_path / "none" / "study.db"
-    with pytest.raises(NassegError, match=r"no study storage at .*none/study.db \(has the study been run\?\)"):
+    with pytest.raises(NassegError, match=r"no study storage at .*none/study.db \(run `nasseg search` first"):
         open_study(str(missing))
     assert not missing.parent.exists()  # opening never creates a storage
 
@@ -202,7 +210,7 @@ def test_open_study_from_a_study_yaml_resolves_name_profile_and_storage(tmp_path
     (tmp_path / "out").mkdir()
     new_study(f"sqlite:///{tmp_path / 'out' / 'study.db'}", "skips-cpu", "ablation", [("dice", "maximize")])
     assert open_study(path, profile="cpu").study_name == "skips-cpu"
-    with pytest.raises(NassegError, match=r"no study 'skips' in .* \(it holds: skips-cpu\)"):
+    with pytest.raises(NassegError, match=r"no study 'skips' \(studies: skips-cpu\)"):
         open_study(path)
 
 

@@ -14,6 +14,7 @@ from test_search_helpers import TINY_SPACE, make_study
 
 from nasseg.errors import ConfigError
 from nasseg.search.results import open_result
+from nasseg.store import fail_reason, requeued, retries
 
 CLI = [sys.executable, "-c", "import sys; from nasseg.cli import main; sys.exit(main(sys.argv[1:]))"]
 REPO = Path(__file__).resolve().parent.parent
@@ -63,8 +64,9 @@ def test_sigkill_during_a_trial_then_resume(tmp_path: Path) -> None:
         assert trials[number].state == TrialState.COMPLETE
         assert (trials[number].values, trials[number].user_attrs["arch_id"]) == (values, aid)
     dead = trials[killed]
-    assert dead.state == TrialState.FAIL and dead.user_attrs["requeued"] is True
-    assert dead.user_attrs["fail_reason"].startswith("interrupted: its process (pid")
+    retried = retries(trials)
+    assert dead.state == TrialState.FAIL and requeued(dead, retried)
+    assert fail_reason(dead, retried).startswith("interrupted: its process (pid")
     (retry,) = [t for t in trials if t.user_attrs.get("retry_of") == killed]
     assert retry.state == TrialState.COMPLETE and retry.params == dead.params
     complete = [t for t in trials if t.state == TrialState.COMPLETE]

@@ -12,10 +12,10 @@ from nasseg.search.results import open_result
 from nasseg.search.runner import run_search
 from nasseg.train import TrainingFailed
 
-STUDY_ATTRS = {"nasseg_kind", "config", "objectives", "reference_point", "ideal_point", "dataset",
+STUDY_ATTRS = {"nasseg_kind", "format", "config", "objectives", "reference_point", "ideal_point", "dataset",
                "versions", "command", "created"}
 TRIAL_ATTRS = {"arch", "arch_id", "cost", "history", "stopped_early", "stop_reason", "seed", "split",
-               "per_case", "train_seconds", "constraints"}
+               "per_case", "train_seconds", "best", "metrics", "checkpoint"}
 
 
 def test_over_budget_is_not_trained_duplicates_are_reused_and_attrs_stored(tmp_path: Path) -> None:
@@ -32,6 +32,7 @@ def test_over_budget_is_not_trained_duplicates_are_reused_and_attrs_stored(tmp_p
     assert study.user_attrs["objectives"] == [{"name": "dice", "direction": "maximize"},
                                               {"name": "params", "direction": "minimize"}]
     assert study.user_attrs["reference_point"] == {"dice": 0.0, "params": 60000.0}
+    assert study.user_attrs["format"] == 2 and study.metric_names == ["dice", "params"]
     t0, t1, *rest = study.trials
     assert t0.user_attrs["initial_arch"] == small and t1.user_attrs["initial_arch"] == big
     assert TRIAL_ATTRS <= set(t0.user_attrs)

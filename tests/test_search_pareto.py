@@ -6,7 +6,7 @@ import itertools
 import numpy as np
 import pytest
 
-from nasseg.search.pareto import dominates, hypervolume, normalise, normalised_hypervolume, pareto_indices
+from nasseg.store.pareto import dominates, hypervolume, normalise, normalised_hypervolume, pareto_indices
 
 MAX_MIN = ["maximize", "minimize"]
 
@@ -53,21 +53,20 @@ def test_normalisation_maps_reference_to_zero_and_ideal_to_one() -> None:
 
 
 def _stored_study():
-    import optuna
     from optuna.distributions import CategoricalDistribution
-    from optuna.trial import TrialState, create_trial
+    from optuna.trial import TrialState
 
-    study = optuna.create_study(directions=["maximize", "minimize"])
-    study.set_user_attr("objectives", [{"name": "dice", "direction": "maximize"},
-                                       {"name": "params", "direction": "minimize"}])
-    study.set_user_attr("reference_point", {"dice": 0.0, "params": 100.0})
-    study.set_user_attr("ideal_point", {"dice": 1.0, "params": 0.0})
+    from nasseg.report.testing import new_study
+    from nasseg.store import add_trial
+
+    study = new_study(None, "s", "search", [("dice", "maximize"), ("params", "minimize")],
+                      reference_point={"dice": 0.0, "params": 100.0}, ideal_point={"dice": 1.0, "params": 0.0})
     dist = {"w": CategoricalDistribution([1, 2, 3, 4, 5])}
 
-    def add(w, values, state=TrialState.COMPLETE, **attrs):
-        base = {"arch_id": f"a{w}", "trained": True, "epochs_run": 4, "constraints": {"params": -1.0}}
-        study.add_trial(create_trial(state=state, values=values, params={"w": w}, distributions=dist,
-                                     user_attrs={**base, **attrs}))
+    def add(w, values, state=TrialState.COMPLETE, constraints=None, **attrs):
+        base = {"arch_id": f"a{w}", "trained": True, "epochs_run": 4}
+        add_trial(study, values, state=state, params={"w": w}, distributions=dist,
+                  constraints=constraints or {"params": -1.0}, **{**base, **attrs})
 
     add(1, [0.8, 50.0])                                                   # front
     add(2, [0.6, 20.0], epochs_run=2, stopped_early=True)                 # front, stopped after 2

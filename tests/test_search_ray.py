@@ -32,4 +32,4 @@ def test_ray_backend_two_workers_then_pareto(tmp_path: Path, capsys) -> None:
     capsys.readouterr()
     assert main(["pareto", str(study_yaml)]) == 0
     out = capsys.readouterr().out
-    assert "tiny: Pareto set" in out and "conv k3-3-3" in out
+    assert "tiny: Pareto set" in out and "k 3-3-3" in out

@@ -1,8 +1,8 @@
 """Read an ablation back from its Optuna storage and compute its statistics table.
 
-The storage format is the one searches use (``study.user_attrs["nasseg_kind"] ==
-"ablation"``; each trial's ``user_attrs`` hold ``variant``, ``seed``, ``factors``,
-``per_case``, ``cost``, ``split``), so the numbers here come only from what was stored.
+The study store (:mod:`nasseg.store`) holds an ablation record and one trial record per
+run (``variant``, ``seed``, ``factors``, ``per_case``, ``cost``, ``split``), so the
+numbers here come only from what was stored.
 
 Example:
     >>> study = optuna.load_study(study_name="skips", storage="sqlite:///runs/skips/study.db")
@@ -21,17 +21,18 @@ from nasseg.ablation.config import AblationConfig
 from nasseg.ablation.design import Contrast, Variant, plan_contrasts, plan_variants
 from nasseg.ablation.stats import compare, holm, significance, summarize_variant, tidy
 from nasseg.errors import NassegError
+from nasseg.store import study_record, trial_record
 
 __all__ = ["AblationResult", "analyze", "per_case_frame", "runs_frame", "stored_config"]
 
 
 def stored_config(study: optuna.Study) -> AblationConfig:
     """The (profile-merged) study config saved in the storage when the study was created."""
-    attrs = study.user_attrs
-    if attrs.get("nasseg_kind") != "ablation":
-        raise NassegError(f"study '{study.study_name}' is a {attrs.get('nasseg_kind', 'plain Optuna')} "
+    rec = study_record(study)
+    if rec is None or rec.nasseg_kind != "ablation":
+        raise NassegError(f"study '{study.study_name}' is a {rec.nasseg_kind if rec else 'plain Optuna'} "
                           "study, not an ablation")
-    return AblationConfig.model_validate(attrs["config"])
+    return AblationConfig.model_validate(rec.config)
 
 
 def runs_frame(study: optuna.Study) -> pd.DataFrame:
@@ -39,17 +40,17 @@ def runs_frame(study: optuna.Study) -> pd.DataFrame:
     stopped_early, train_seconds``; when a (variant, seed) ran twice, the later trial wins."""
     rows = []
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-        a = t.user_attrs
-        if "variant" not in a:
+        r = trial_record(t)
+        if r.variant is None:
             continue
-        cost = a.get("cost") or {}
+        cost = r.cost or {}
         rows.append({
-            "trial": t.number, "variant": a["variant"], "seed": a.get("seed"),
+            "trial": t.number, "variant": r.variant, "seed": r.seed,
             "dice": t.values[0] if t.values else np.nan,
             "params": cost.get("params", np.nan), "macs": cost.get("macs", np.nan),
-            "split_hash": (a.get("split") or {}).get("hash"),
-            "stopped_early": bool(a.get("stopped_early", False)),
-            "train_seconds": a.get("train_seconds", np.nan),
+            "split_hash": (r.split or {}).get("hash"),
+            "stopped_early": bool(r.stopped_early),
+            "train_seconds": np.nan if r.train_seconds is None else r.train_seconds,
         })
     cols = ["trial", "variant", "seed", "dice", "params", "macs", "split_hash", "stopped_early",
             "train_seconds"]
@@ -75,8 +76,9 @@ def per_case_frame(study: optuna.Study) -> pd.DataFrame:
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         if t.number not in keep:
             continue
-        for case in t.user_attrs.get("per_case") or []:
-            rows.append({"variant": t.user_attrs["variant"], "seed": t.user_attrs["seed"],
+        r = trial_record(t)
+        for case in r.per_case or []:
+            rows.append({"variant": r.variant, "seed": r.seed,
                          "case_id": str(case["case_id"]), "class": case.get("class", 1),
                          "dice": case.get("dice"), "iou": case.get("iou"),
                          "hd95": case.get("hd95"), "trial": t.number})

@@ -1,10 +1,11 @@
 """Run an ablation: every (variant, seed) trained once, each run committed to Optuna storage.
 
-The study lives in the same storage format as a search (see :mod:`nasseg.report.data`):
-``study.user_attrs`` say what it is, every trial's ``user_attrs`` hold the run. Crash
-safety: each run is an ``ask()``, its attributes, then ``tell()``, so a finished run is in
+The study lives in the study store (:mod:`nasseg.store`): an ablation
+:class:`~nasseg.store.records.StudyRecord`, and one trial record per run, trained and
+recorded by :func:`nasseg.runs.train_and_record` (the path search trials take). Crash
+safety: each run is an ``ask()``, its record, then ``tell()``, so a finished run is in
 the storage the moment it ends. On start, trials left RUNNING by a killed process are
-marked FAIL (``fail_reason: interrupted``) and their (variant, seed) runs again; pairs
+told FAIL (read back as ``interrupted``) and their (variant, seed) runs again; pairs
 already COMPLETE are skipped. One process per study at a time.
 
 Example:
@@ -13,14 +14,9 @@ Example:
 """
 from __future__ import annotations
 
-import datetime as _dt
-import hashlib
-import json
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import optuna
@@ -34,22 +30,14 @@ from nasseg.ablation.design import (
     plan_variants,
 )
 from nasseg.errors import ConfigError
+from nasseg.store import StudyRecord, TrialWriter, create_or_open, study_record, trial_record, update_record
+from nasseg.store.storage import now_iso
 from nasseg.versions import versions
 
-__all__ = ["AblationPlan", "open_study", "plan", "recover_interrupted", "run_ablation",
-           "split_summary"]
+__all__ = ["AblationPlan", "open_study", "plan", "recover_interrupted", "run_ablation"]
 
 _ANALYSIS_ONLY = ("seeds", "stats", "profiles", "description", "storage", "out_dir")
 """Config fields that may change between resumptions without invalidating stored runs."""
-
-
-def split_summary(split: dict[str, Any]) -> dict[str, Any]:
-    """``{method, seed, n_train, n_val, hash}`` of a training run's split; ``hash`` identifies
-    the exact held-out and training case ids, so runs on different splits are never paired."""
-    train, val = sorted(map(str, split.get("train", []))), sorted(map(str, split.get("val", [])))
-    digest = hashlib.sha256(json.dumps({"train": train, "val": val}).encode()).hexdigest()[:12]
-    return {"method": split.get("method"), "seed": split.get("seed"), "n_train": len(train),
-            "n_val": len(val), "hash": digest}
 
 
 @dataclass
@@ -130,7 +118,7 @@ def _essential(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def open_study(p: AblationPlan, command: str) -> optuna.Study:
-    """Load the study from its storage, or create it with its ``user_attrs``.
+    """Load the study from its storage, or create it with its record.
 
     Raises:
         ConfigError: the storage holds a study of that name that is not this ablation
@@ -138,44 +126,34 @@ def open_study(p: AblationPlan, command: str) -> optuna.Study:
     """
     cfg = p.config
     url = cfg.storage_url()
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    study = optuna.create_study(study_name=cfg.name, storage=url, directions=["maximize"],
-                                load_if_exists=True)
     config = cfg.model_dump(mode="json")
-    attrs = study.user_attrs
-    if attrs:
-        if attrs.get("nasseg_kind") != "ablation":
-            raise ConfigError(f"storage {url} already holds a study '{cfg.name}' that is not an "
-                              "ablation; give this study another name")
-        old, new = _essential(attrs.get("config", {})), _essential(config)
-        if old != new:
-            diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-            raise ConfigError(
-                f"storage {url} already holds study '{cfg.name}' run with different "
-                f"{', '.join(diff)}; its runs cannot be mixed with these. Give the study a new "
-                "name (or out_dir), or delete the old storage")
-    else:
-        study.set_user_attr("nasseg_kind", "ablation")
-        study.set_user_attr("objectives", [{"name": "dice", "direction": "maximize"}])
-        study.set_user_attr("dataset", p.data.model_dump(mode="json"))
-        study.set_user_attr("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
-    study.set_user_attr("config", config)
-    study.set_user_attr("versions", versions())
-    study.set_user_attr("command", command)
+    record = StudyRecord(nasseg_kind="ablation", objectives=[{"name": "dice", "direction": "maximize"}],
+                         config=config, dataset=p.data.model_dump(mode="json"), versions=versions(),
+                         command=command, created=now_iso())
+    study = create_or_open(url, cfg.name, record)
+    old, new = _essential(study_record(study).config), _essential(config)
+    if old != new:
+        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        raise ConfigError(
+            f"storage {url} already holds study '{cfg.name}' run with different "
+            f"{', '.join(diff)}; its runs cannot be mixed with these. Give the study a new "
+            "name (or out_dir), or delete the old storage")
+    update_record(study, config=config, versions=versions(), command=command)
     return study
 
 
 def recover_interrupted(study: optuna.Study) -> list[int]:
-    """Mark trials left RUNNING by a killed process as FAIL (``fail_reason: interrupted``).
+    """Tell FAIL the trials left RUNNING by a killed process (read back as ``interrupted``).
 
     Returns:
         The numbers of the trials it marked.
     """
     marked = []
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        study._storage.set_trial_user_attr(t._trial_id, "fail_reason", "interrupted")
-        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+        try:
+            study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+        except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError, ValueError):
+            continue
         marked.append(t.number)
     return marked
 
@@ -205,14 +183,15 @@ def run_ablation(cfg: AblationConfig, *, where: str = "study", command: str = ""
     """
     from nasseg.arch import arch_id
     from nasseg.cost import profile
-    from nasseg.train import TrainConfig, TrainingFailed, train
+    from nasseg.runs import train_and_record
+    from nasseg.train import TrainConfig
 
     p = plan(cfg, where)
     study = open_study(p, command)
     for n in recover_interrupted(study):
         echo(f"trial {n} was interrupted; its run will be repeated")
-    done = {(t.user_attrs.get("variant"), t.user_attrs.get("seed"))
-            for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))}
+    done = {(r.variant, r.seed) for r in map(trial_record, study.get_trials(
+        deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))}
     todo = [(s, v) for s in cfg.seed_list() for v in p.variants if (v.name, s) not in done]
     total = len(cfg.seed_list()) * len(p.variants)
     echo(f"study '{cfg.name}': {len(p.variants)} variants x {len(cfg.seed_list())} seeds = {total} runs, "
@@ -221,36 +200,23 @@ def run_ablation(cfg: AblationConfig, *, where: str = "study", command: str = ""
     runs_dir = cfg.resolved_out_dir() / "runs"
     for i, (seed, v) in enumerate(todo[:max_runs] if max_runs is not None else todo, 1):
         arch = p.archs[v.name]
-        trial = study.ask()
-        for key, value in {"variant": v.name, "factors": v.levels, "is_baseline": v.is_baseline,
-                           "seed": seed, "arch": arch.canonical(), "arch_id": arch_id(arch),
-                           "cost": costs[v.name]}.items():
-            trial.set_user_attr(key, value)
+        writer = TrialWriter(study.ask())
+        writer.set(variant=v.name, factors=v.levels, is_baseline=v.is_baseline, seed=seed,
+                   arch=arch.canonical(), arch_id=arch_id(arch), cost=costs[v.name])
         tcfg = TrainConfig.build({**p.train, "seed": seed}, where=f"{where}: train")
-        started = time.perf_counter()
         try:
-            result = train(arch, p.data, tcfg, run_dir=runs_dir / f"{_slug(v.name)}-seed{seed}",
-                           progress=progress)
-        except TrainingFailed as err:
-            trial.set_user_attr("fail_reason", str(err))
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            echo(f"[{i}/{len(todo)}] {v.name} seed {seed}: FAILED ({err})")
-            continue
+            run = train_and_record(writer, arch, p.data, tcfg, progress=progress,
+                                   run_dir=runs_dir / f"{_slug(v.name)}-seed{seed}")
         except BaseException:
-            trial.set_user_attr("fail_reason", "interrupted")
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            writer.set(fail_reason="interrupted")
+            study.tell(writer.trial, state=optuna.trial.TrialState.FAIL)
             raise
-        seconds = time.perf_counter() - started
-        info = result.to_dict()
-        trial.set_user_attr("history", info.get("history", result.history))
-        trial.set_user_attr("per_case", info.get("per_case", result.per_case))
-        trial.set_user_attr("split", split_summary(result.split))
-        trial.set_user_attr("stopped_early", bool(info.get("stopped_early", False)))
-        trial.set_user_attr("stop_reason", info.get("stop_reason"))
-        trial.set_user_attr("train_seconds", round(float(info.get("seconds", seconds)), 3))
-        dice = float(result.best["dice"])
-        study.tell(trial, [dice])
-        echo(f"[{i}/{len(todo)}] {v.name} seed {seed}: dice {dice:.4f} ({seconds:.1f} s)")
+        if not run.ok:
+            study.tell(writer.trial, state=optuna.trial.TrialState.FAIL)
+            echo(f"[{i}/{len(todo)}] {v.name} seed {seed}: FAILED ({run.reason})")
+            continue
+        study.tell(writer.trial, [run.dice])
+        echo(f"[{i}/{len(todo)}] {v.name} seed {seed}: dice {run.dice:.4f} ({run.result.seconds:.1f} s)")
     if not todo:
         echo("nothing to run")
     return study

@@ -35,7 +35,7 @@ from pydantic import PositiveInt
 from torch import nn
 
 from nasseg.blocks.base import Block, KernelSize, Params
-from nasseg.layers import Act, Conv, GlobalAvgPool, Norm, conv_norm_act
+from nasseg.layers import Act, Conv, GlobalAvgPool, Norm, conv_norm_act, fit_window
 
 
 class SegNetrParams(Params):
@@ -59,11 +59,6 @@ class SqueezeExcite(nn.Module):
         return x * self.gate(x)
 
 
-def _window(size: int, p: int) -> int:
-    """The largest divisor of ``size`` that is at most ``p``."""
-    return max(d for d in range(1, min(size, p) + 1) if size % d == 0)
-
-
 class GroupAttention(nn.Module):
     """Self-attention among the P^d tokens of each group (windows or grid)."""
 
@@ -77,7 +72,7 @@ class GroupAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, *s = x.shape
         d = len(s)
-        p = [_window(n, self.window) for n in s]
+        p = [fit_window(n, self.window) for n in s]
         g = [n // w for n, w in zip(s, p)]
         # view each axis as (groups, window) for local, or (window, groups) for the grid
         split = [v for gi, pi in zip(g, p) for v in ((pi, gi) if self.grid else (gi, pi))]

@@ -24,8 +24,8 @@ from pydantic import PositiveInt
 from torch import nn
 
 from nasseg.blocks.base import Block, Params
-from nasseg.blocks.segnetr import GroupAttention, _window
-from nasseg.layers import Conv
+from nasseg.blocks.segnetr import GroupAttention
+from nasseg.layers import Conv, fit_window
 
 
 class SwinParams(Params):
@@ -57,7 +57,7 @@ class _SwinLayer(nn.Module):
 
     def forward(self, x):
         dims = tuple(range(2, x.ndim))
-        shift = [(_window(n, self.window) // 2 if n > self.window else 0) if self.shifted else 0
+        shift = [(fit_window(n, self.window) // 2 if n > self.window else 0) if self.shifted else 0
                  for n in x.shape[2:]]
         y = self.norm1(x)
         if any(shift):

@@ -18,7 +18,7 @@ from nasseg.errors import NassegError
 _FLAGS = ("profile", "name", "seeds", "epochs", "max_cases", "storage", "out_dir", "max_runs")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: Any) -> None:
     """Add ``ablate`` and ``report`` to the ``nasseg`` command line."""
     ab = sub.add_parser("ablate", help="run an ablation study (variants x seeds) and report it",
                         description="Train every variant of an ablation study with every seed, store each "

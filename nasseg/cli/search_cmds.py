@@ -94,38 +94,28 @@ def _search(args: argparse.Namespace) -> int:
 
 def _print_front(target: str, name: str | None, console: Console, every: bool = False,
                  csv: str | None = None) -> None:
-    from nasseg.search.results import front_table, hypervolume, open_result, trial_table
+    from nasseg.search.results import front_table, trial_table
+    from nasseg.store import hypervolume, locate, objectives_of
 
-    study = open_result(target, name)
+    study = locate(target, name)
     table = trial_table(study) if every else front_table(study)
     if csv:
         table.to_csv(csv, index=False)
-    names = [o["name"] for o in study.user_attrs.get("objectives", [])]
+    objs = {o.name: o for o in objectives_of(study)}
     out = Table(title=f"{study.study_name}: {'all trials' if every else 'Pareto set'} "
                       f"(normalised HV {hypervolume(study):.4f})")
-    cols = ["trial", *names, "epochs", "arch"] + (["state", "note"] if every else ["note"])
+    cols = ["trial", *objs, "epochs", "arch"] + (["state", "note"] if every else ["note"])
     for c in cols:
-        out.add_column(_header(c), justify="right" if c in ("trial", "epochs", *names) else "left")
+        out.add_column(objs[c].column if c in objs else c,
+                       justify="right" if c in ("trial", "epochs", *objs) else "left")
     for _, row in table.iterrows():
-        out.add_row(*[escape(_cell(c, row.get(c))) for c in cols])
+        out.add_row(*[escape(objs[c].text(row.get(c)) if c in objs else _cell(c, row.get(c))) for c in cols])
     console.print(out)
-
-
-def _header(c: str) -> str:
-    return {"macs": "GMACs", "params": "params (M)", "latency": "latency (ms)", "memory": "memory (MB)"}.get(c, c)
 
 
 def _cell(c: str, v: Any) -> str:
     if v is None or (isinstance(v, float) and v != v):
         return "-"
-    if c == "dice":
-        return f"{v:.4f}"
-    if c == "params":
-        return f"{v / 1e6:.3f}"
-    if c in ("macs",):
-        return f"{v:.3f}"
-    if c in ("latency", "memory"):
-        return f"{v:.1f}"
     if c == "note":
         return str(v)[:70]
     return str(v)
@@ -143,9 +133,10 @@ def _pareto(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from nasseg.search.results import export_trial, open_result
+    from nasseg.search.results import export_trial
+    from nasseg.store import locate
 
-    study = open_result(args.study, args.study_name)
+    study = locate(args.study, args.study_name)
     cfg = export_trial(study, args.trial, args.output)
     _console().print(f"wrote {escape(args.output)}: trial {args.trial} of {study.study_name} "
                     f"({len(cfg.stages)} stages); try `nasseg profile {escape(args.output)}`")

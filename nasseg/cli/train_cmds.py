@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -155,15 +156,17 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     return 0
 
 
+_BENCH: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+"""The ``nasseg bench`` sub-parsers made for each top-level sub-parsers object."""
+
+
 def bench_subparsers(sub):
-    """The sub-commands of ``nasseg bench``, created here or reused if another module made them."""
-    parser = sub.choices.get("bench")
-    if parser is None:
+    """The sub-commands of ``nasseg bench``: made on the first call for ``sub``, then reused
+    (other modules add their benchmarks to the same ones)."""
+    if sub not in _BENCH:
         parser = sub.add_parser("bench", help="benchmarks that print numbers and save them under reports/bench/")
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return action
-    return parser.add_subparsers(dest="bench", required=True, metavar="WHAT")
+        _BENCH[sub] = parser.add_subparsers(dest="bench", required=True, metavar="WHAT")
+    return _BENCH[sub]
 
 
 def register(sub) -> None:

@@ -4,12 +4,9 @@ Nothing here imports plotly; :mod:`nasseg.report.figures` draws these, and the t
 check them directly. Strings are returned as stored (unescaped): escaping is the
 drawing side's job, see :mod:`nasseg.report.figures` and :mod:`nasseg.report.html`.
 
-Storage format read here (shared with ``nasseg.search``): ``study.user_attrs`` has
-``nasseg_kind`` (``search``/``ablation``), ``config``, ``objectives`` (``[{name,
-direction}]`` in the order of ``trial.values``), ``reference_point`` (objective -> worst
-bound, searches), ``dataset``, ``versions``, ``command``, ``created``; each trial's
-``user_attrs`` has ``arch``, ``arch_id``, ``cost``, ``history``, ``stopped_early``,
-``seed``, ``split``, ``per_case`` and, for ablations, ``variant``, ``factors``.
+Everything is read through the study store (:mod:`nasseg.store`): the study and trial
+records, the objectives (registry records), feasibility, Pareto sets, hypervolume and
+the architecture summary are the ones ``nasseg pareto`` uses.
 """
 from __future__ import annotations
 
@@ -25,108 +22,21 @@ import yaml
 from optuna.trial import FrozenTrial, TrialState
 
 from nasseg.errors import NassegError
+from nasseg.store import Objective, arch_summary, feasible, objectives_of, study_record, trial_record
+from nasseg.store import hypervolume as study_hypervolume
+from nasseg.store.pareto import normalise, pareto_indices
 
 __all__ = ["Header", "Objective", "arch_summary", "feasible", "header_info", "hypervolume",
            "hypervolume_history_info", "importance_info", "learning_curves_info", "normalized_losses",
-           "objectives_of", "parallel_info", "pareto_info", "pareto_mask", "pareto_table_info"]
-
-IDEAL = {"dice": 1.0, "iou": 1.0}
-"""Best possible value of maximised objectives; minimised ones (params, MACs, latency,
-memory) are non-negative with ideal 0. Used to normalise the hypervolume."""
+           "objectives_of", "parallel_info", "pareto_info", "pareto_table_info"]
 
 
 # --- objectives and trials ----------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Objective:
-    """One objective, in the order of ``trial.values``, with the unit of those values
-    (``user_attrs['units']``, e.g. ``GMACs``; empty when not stored)."""
-
-    name: str
-    direction: str  # "maximize" | "minimize"
-    unit: str = ""
-
-    @property
-    def maximize(self) -> bool:
-        return self.direction == "maximize"
-
-
-def objectives_of(study: optuna.Study) -> list[Objective]:
-    """The study's objectives from ``user_attrs['objectives']`` (or its directions)."""
-    stored = study.user_attrs.get("objectives")
-    units = study.user_attrs.get("units") or {}
-    if stored:
-        return [Objective(str(o["name"]), str(o["direction"]), str(units.get(o["name"], "")))
-                for o in stored]
-    return [Objective(f"objective {i}", d.name.lower()) for i, d in enumerate(study.directions)]
-
-
-def feasible(t: FrozenTrial) -> bool:
-    """COMPLETE with finite values, trained, and within every constraint (a search stores
-    ``trained: False`` and positive ``constraints`` for networks over its limits)."""
-    if t.state != TrialState.COMPLETE or not t.values:
-        return False
-    if t.user_attrs.get("trained", True) is False:
-        return False
-    if any(c > 0 for c in (t.user_attrs.get("constraints") or {}).values()):
-        return False
-    return all(v is not None and math.isfinite(v) for v in t.values)
-
 
 def completed(study: optuna.Study) -> list[FrozenTrial]:
     """The :func:`feasible` trials, in trial-number order."""
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     return sorted((t for t in trials if feasible(t)), key=lambda t: t.number)
-
-
-def arch_summary(arch: dict[str, Any] | None) -> str:
-    """One line describing a network: blocks, widths, kernels, skips, attention.
-
-    Example:
-        >>> arch_summary({"stages": [{"width": 8, "block": {"type": "conv", "kernel_size": 3},
-        ...     "skip": {"type": "concat"}}, {"width": 16, "block": {"type": "conv",
-        ...     "kernel_size": 3}, "skip": {"type": "concat"}}]})
-        'conv x2 | widths 8-16 | k 3-3 | skip concat'
-    """
-    if not arch or not arch.get("stages"):
-        return "(no architecture stored)"
-    st = arch["stages"]
-
-    def uniq(values: list[Any]) -> str:
-        return "/".join(dict.fromkeys(str(v) for v in values))
-
-    blocks = uniq([s.get("block", {}).get("type", "?") for s in st])
-    parts = [f"{blocks} x{len(st)}", "widths " + "-".join(str(s.get("width", "?")) for s in st)]
-    kernels = [s.get("block", {}).get("kernel_size") for s in st]
-    if any(k is not None for k in kernels):
-        parts.append("k " + "-".join(str(k) for k in kernels))
-    depths = [s.get("depth", 1) for s in st]
-    if any(d != 1 for d in depths):
-        parts.append("depths " + "-".join(str(d) for d in depths))
-    parts.append("skip " + uniq([s.get("skip", {}).get("type", "?") for s in st[:-1]] or ["-"]))
-    att = [(s.get("skip_attention") or {}).get("type") for s in st[:-1]]
-    if any(att):
-        parts.append("attention " + uniq([a or "none" for a in att]))
-    return " | ".join(parts)
-
-
-def pareto_mask(values: np.ndarray, maximize: list[bool]) -> np.ndarray:
-    """Which rows of ``values`` (n x m) no other row dominates.
-
-    Example:
-        >>> pareto_mask(np.array([[0.9, 5.0], [0.8, 6.0], [0.7, 1.0]]), [True, False]).tolist()
-        [True, False, True]
-    """
-    v = np.asarray(values, dtype=float)
-    if v.size == 0:
-        return np.zeros(0, dtype=bool)
-    loss = np.where(np.asarray(maximize), -v, v)
-    keep = np.ones(len(loss), dtype=bool)
-    for i in range(len(loss)):
-        others = np.delete(loss, i, axis=0)
-        dominated = np.all(others <= loss[i], axis=1) & np.any(others < loss[i], axis=1)
-        keep[i] = not dominated.any()
-    return keep
 
 
 @dataclass
@@ -145,13 +55,13 @@ def pareto_info(study: optuna.Study) -> ParetoInfo:
     objs = objectives_of(study)
     rows = []
     for t in completed(study):
-        row = {"trial": t.number, "arch_id": t.user_attrs.get("arch_id", ""),
-               "summary": arch_summary(t.user_attrs.get("arch"))}
+        r = trial_record(t)
+        row = {"trial": t.number, "arch_id": r.arch_id or "", "summary": arch_summary(r.arch)}
         row.update({o.name: float(v) for o, v in zip(objs, t.values, strict=False)})
         rows.append(row)
     points = pd.DataFrame(rows, columns=["trial", "arch_id", "summary", *[o.name for o in objs]])
-    mask = pareto_mask(points[[o.name for o in objs]].to_numpy(), [o.maximize for o in objs])
-    points["is_pareto"] = mask
+    front = set(pareto_indices(points[[o.name for o in objs]].to_numpy().tolist(), [o.direction for o in objs]))
+    points["is_pareto"] = [i in front for i in range(len(points))]
     return ParetoInfo(objs, points)
 
 
@@ -161,41 +71,38 @@ def normalized_losses(values: np.ndarray, objectives: list[Objective], reference
                       ideal: dict[str, float] | None = None) -> np.ndarray:
     """Map objective values to [0, 1] losses: 0 = ideal, 1 = the reference (worst) bound.
 
-    ``(v - ideal) / (ref - ideal)``, the ideal taken from ``ideal`` (a search stores its
-    ``ideal_point``) or else 1 for maximised Dice/IoU and 0 for the minimised costs; values
-    worse than the reference come out above 1. One minus these is the "1 = best" scale of
-    :mod:`nasseg.search.pareto`, so both give the same hypervolume.
+    One minus :func:`nasseg.store.pareto.normalise` (the ideal from ``ideal``, a search's
+    stored ``ideal_point``, else the registry's), so both give the same hypervolume;
+    values worse than the reference come out above 1.
 
     Raises:
         NassegError: an objective has no reference bound, or its bound equals its ideal.
     """
     v = np.asarray(values, dtype=float).reshape(-1, len(objectives))
-    out = np.empty_like(v)
-    for j, o in enumerate(objectives):
+    best = {o.name: float((ideal or {}).get(o.name, o.ideal)) for o in objectives}
+    for o in objectives:
         if o.name not in reference:
             raise NassegError(f"reference_point has no bound for objective '{o.name}'")
-        best = (ideal or {}).get(o.name)
-        best = float(best) if best is not None else (IDEAL.get(o.name, 1.0) if o.maximize else 0.0)
-        span = float(reference[o.name]) - best
+        span = float(reference[o.name]) - best[o.name]
         if span == 0 or (o.maximize and span > 0) or (not o.maximize and span < 0):
             raise NassegError(f"reference_point['{o.name}'] = {reference[o.name]} is not worse than "
-                              f"the ideal {best}")
-        out[:, j] = (v[:, j] - best) / span
-    return out
+                              f"the ideal {best[o.name]}")
+    names, dirs = [o.name for o in objectives], [o.direction for o in objectives]
+    return 1.0 - np.array([normalise(row, names, dirs, reference, best) for row in v]).reshape(v.shape)
 
 
 def hypervolume(losses: np.ndarray) -> float:
     """Hypervolume dominated by normalised losses inside the unit box (reference 1, ..., 1).
 
     Points outside the box on any axis contribute nothing. Computed exactly by
-    :func:`nasseg.search.pareto.hypervolume` on ``1 - losses``, so the report shows the
+    :func:`nasseg.store.pareto.hypervolume` on ``1 - losses``, so the report shows the
     same numbers as ``nasseg search``.
 
     Example:
         >>> hypervolume(np.array([[0.2, 0.6], [0.5, 0.3]]))  # 0.8*0.4 + 0.5*0.7 - 0.5*0.4
         0.47
     """
-    from nasseg.search.pareto import hypervolume as gain_hypervolume
+    from nasseg.store.pareto import hypervolume as gain_hypervolume
 
     pts = np.asarray(losses, dtype=float)
     if pts.size == 0:
@@ -205,15 +112,13 @@ def hypervolume(losses: np.ndarray) -> float:
 
 def hypervolume_history_info(study: optuna.Study) -> pd.DataFrame:
     """Normalised hypervolume after each completed trial (``trial, hypervolume``), against
-    the stored ``reference_point``; empty for single-objective studies."""
-    objs = objectives_of(study)
-    ref = study.user_attrs.get("reference_point")
+    the stored ``reference_point`` (:func:`nasseg.store.hypervolume`, the number
+    ``nasseg pareto`` prints); empty for single-objective studies."""
+    rec = study_record(study)
     trials = completed(study)
-    if len(objs) < 2 or not ref or not trials:
+    if len(objectives_of(study)) < 2 or rec is None or not rec.reference_point or not trials:
         return pd.DataFrame(columns=["trial", "hypervolume"])
-    losses = normalized_losses(np.array([t.values for t in trials]), objs, ref,
-                               study.user_attrs.get("ideal_point"))
-    rows = [{"trial": t.number, "hypervolume": hypervolume(losses[: i + 1])}
+    rows = [{"trial": t.number, "hypervolume": round(study_hypervolume(study, trials[: i + 1]), 12)}
             for i, t in enumerate(trials)]
     return pd.DataFrame(rows)
 
@@ -260,7 +165,7 @@ def parallel_info(study: optuna.Study) -> ParallelInfo | None:
             vals, ticks = _numeric([t.params[n] for t in trials])
             dims.append(Dimension(n, vals, ticks))
     else:
-        feats = [_arch_features(t.user_attrs.get("arch")) for t in trials]
+        feats = [_arch_features(trial_record(t).arch) for t in trials]
         for key in feats[0]:
             if all(key in f for f in feats):
                 vals, ticks = _numeric([f[key] for f in feats])
@@ -328,15 +233,15 @@ def learning_curves_info(study: optuna.Study, metric: str = "dice") -> pd.DataFr
     stopped_early``. ``label`` is the ablation variant, or the architecture id."""
     rows = []
     for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
-        a = t.user_attrs
-        label = a.get("variant") or a.get("arch_id") or f"trial {t.number}"
-        for h in a.get("history") or []:
+        r = trial_record(t)
+        label = r.variant or r.arch_id or f"trial {t.number}"
+        for h in r.history or []:
             value = h.get(metric)
             if value is None or (isinstance(value, float) and math.isnan(value)):
                 continue
             rows.append({"trial": t.number, "state": t.state.name, "label": str(label),
                          "epoch": int(h.get("epoch", 0)), "value": float(value),
-                         "stopped_early": bool(a.get("stopped_early", False))})
+                         "stopped_early": bool(r.stopped_early)})
     return pd.DataFrame(rows, columns=["trial", "state", "label", "epoch", "value", "stopped_early"])
 
 
@@ -352,13 +257,13 @@ def pareto_table_info(study: optuna.Study) -> pd.DataFrame:
     rows = []
     front = info.points[info.points["is_pareto"]]
     for _, p in front[~(front["arch_id"].astype(bool) & front["arch_id"].duplicated())].iterrows():
-        t = by_number[int(p["trial"])]
-        cost = t.user_attrs.get("cost") or {}
+        r = trial_record(by_number[int(p["trial"])])
+        cost = r.cost or {}
         rows.append({"trial": int(p["trial"]), "arch_id": p["arch_id"],
                      **{c: cost.get(c) for c in extra},  # objectives (in their units) win below
                      **{o.name: p[o.name] for o in info.objectives},
                      "summary": p["summary"],
-                     "config": yaml.safe_dump(t.user_attrs.get("arch") or {}, sort_keys=False)})
+                     "config": yaml.safe_dump(r.arch or {}, sort_keys=False)})
     first = info.objectives[0] if info.objectives else None
     cols = ["trial", "arch_id", *names, *extra, "summary", "config"]
     table = pd.DataFrame(rows, columns=cols)
@@ -387,20 +292,21 @@ class Header:
 
 def header_info(study: optuna.Study) -> Header:
     """Collect the header from the study's attributes and its trials."""
-    a = study.user_attrs
+    rec = study_record(study)
     trials = study.get_trials(deepcopy=False)
+    records = [trial_record(t) for t in trials]
     states: dict[str, int] = {}
     for t in trials:
         states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
-    split = next((t.user_attrs["split"] for t in trials if t.user_attrs.get("split")), {})
-    seeds = sorted({int(t.user_attrs["seed"]) for t in trials if t.user_attrs.get("seed") is not None})
-    config = a.get("config") or {}
-    if a.get("nasseg_kind") == "ablation" and config.get("seeds") is not None:
+    split = next((r.split for r in records if r.split), {})
+    seeds = sorted({int(r.seed) for r in records if r.seed is not None})
+    config = rec.config if rec else {}
+    if rec is not None and rec.nasseg_kind == "ablation" and config.get("seeds") is not None:
         s = config["seeds"]
         seeds = sorted(set(seeds) | set(range(s) if isinstance(s, int) else s))
-    return Header(name=study.study_name, kind=str(a.get("nasseg_kind", "search")),
+    return Header(name=study.study_name, kind=rec.nasseg_kind if rec else "search",
                   description=str(config.get("description", "") or ""),
-                  dataset=dict(a.get("dataset") or {}), split=dict(split), seeds=seeds,
-                  versions={str(k): str(v) for k, v in (a.get("versions") or {}).items()},
-                  command=str(a.get("command", "")), created=str(a.get("created", "")),
-                  objectives=objectives_of(study), states=states, config=config)
+                  dataset=dict(rec.dataset if rec else {}), split=dict(split), seeds=seeds,
+                  versions=dict(rec.versions if rec else {}), command=rec.command if rec else "",
+                  created=rec.created if rec else "", objectives=objectives_of(study), states=states,
+                  config=config)

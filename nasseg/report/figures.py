@@ -17,14 +17,13 @@ import plotly.graph_objects as go
 
 from nasseg.report.ablation_data import BarsInfo
 from nasseg.report.data import ImportanceInfo, ParallelInfo, ParetoInfo
+from nasseg.store.objectives import get
 
 __all__ = ["ablation_bars_figure", "cost_figure", "esc", "forest_figure", "hypervolume_figure",
            "importance_figure", "learning_curves_figure", "parallel_figure", "pareto_figures"]
 
 TEMPLATE = "plotly_white"
 BLUE, ORANGE, GREY, RED = "#1f77b4", "#ff7f0e", "#b0b0b0", "#d62728"
-_LABELS = {"dice": "Dice", "iou": "IoU", "macs": "MACs", "params": "Params",
-           "latency": "Latency (ms)", "memory": "Memory (MB)"}
 
 
 def esc(text: object) -> str:
@@ -33,15 +32,15 @@ def esc(text: object) -> str:
     return html.escape(str(text), quote=False).replace('"', "&#34;").replace("'", "&#39;")
 
 
-def _label(name: str, unit: str = "") -> str:
-    text = _LABELS.get(name, name)
-    return esc(f"{text} ({unit})" if unit and unit not in ("fraction", "parameters") else text)
+def _label(name: str) -> str:
+    """An objective's axis title from the registry (:mod:`nasseg.store.objectives`)."""
+    return esc(get(name).axis)
 
 
 def _hover(points: pd.DataFrame, objectives: list) -> list[str]:
     out = []
     for _, p in points.iterrows():
-        vals = "<br>".join(f"{_label(o.name, o.unit)}: {p[o.name]:.6g}" for o in objectives)
+        vals = "<br>".join(f"{esc(o.axis)}: {p[o.name]:.6g}" for o in objectives)
         out.append(f"<b>trial {int(p['trial'])}</b> · {esc(p['arch_id'])}<br>{esc(p['summary'])}<br>{vals}")
     return out
 
@@ -59,7 +58,7 @@ def pareto_figures(info: ParetoInfo) -> list[go.Figure]:
     front = pts["is_pareto"].to_numpy()
     y = objs[0].name
     x = objs[1].name if len(objs) > 1 else "trial"
-    x_title = _label(objs[1].name, objs[1].unit) if len(objs) > 1 else "trial"
+    x_title = esc(objs[1].axis) if len(objs) > 1 else "trial"
     fig = go.Figure()
     for on_front, name, color in ((False, "dominated", GREY), (True, "Pareto front", RED)):
         sel = front == on_front
@@ -73,11 +72,11 @@ def pareto_figures(info: ParetoInfo) -> list[go.Figure]:
                                  line={"color": RED, "shape": "hv", "width": 1.5}))
     fig.update_layout(template=TEMPLATE, title="Pareto front", height=480,
                       xaxis={"title": x_title, "type": _log_axis(pts[x]) if x != "trial" else "linear"},
-                      yaxis={"title": _label(y, objs[0].unit)})
+                      yaxis={"title": esc(objs[0].axis)})
     figs = [fig]
     if len(objs) >= 3:
         a, b, c = (o.name for o in objs[:3])
-        ta, tb, tc = (_label(o.name, o.unit) for o in objs[:3])
+        ta, tb, tc = (esc(o.axis) for o in objs[:3])
         fig3 = go.Figure(go.Scatter3d(
             x=pts[b], y=pts[c], z=pts[a], mode="markers", hovertext=hover, hoverinfo="text",
             marker={"size": 5, "color": np.where(front, RED, GREY)}))

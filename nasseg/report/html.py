@@ -24,6 +24,7 @@ from plotly.offline import get_plotlyjs
 
 import nasseg
 from nasseg.report import figures as F
+from nasseg.store import study_record
 from nasseg.report.data import (Header, header_info, hypervolume_history_info, importance_info,
                                 learning_curves_info, parallel_info, pareto_info, pareto_table_info)
 
@@ -163,7 +164,7 @@ def _search_sections(study: optuna.Study, page: _Page) -> None:
     if hv.empty:
         page.note("needs two or more objectives, a stored reference point and completed trials")
     else:
-        ref = study.user_attrs.get("reference_point") or {}
+        ref = study_record(study).reference_point or {}
         units = {o.name: f" {o.unit}" if o.unit and o.unit != "fraction" else "" for o in pinfo.objectives}
         page.note("Each objective is mapped linearly onto [0, 1] between its ideal (Dice 1, costs 0) "
                   "and the fixed reference point " + ", ".join(f"{k} = {v:g}{units.get(k, '')}"
@@ -255,7 +256,7 @@ def _ablation_sections(study: optuna.Study, page: _Page):
 
 
 def build_report(study: optuna.Study) -> Report:
-    """Render the report of a search or an ablation study (by ``user_attrs['nasseg_kind']``)."""
+    """Render the report of a search or an ablation study (by its record's ``nasseg_kind``)."""
     header = header_info(study)
     page = _Page()
     ablation = None

@@ -20,37 +20,24 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from nasseg.search.storage import counted, open_storage
+from nasseg.store import (OBJECTIVES, arch_summary, counted, fail_reason, front, hypervolume, open_existing, retries,
+                          trial_record)
 
 
-def trial_line(t: FrozenTrial, names: list[str]) -> str:
+def trial_line(t: FrozenTrial, names: list[str], retried: dict[int, FrozenTrial] | None = None) -> str:
     """One line describing a finished trial."""
-    from nasseg.search.results import arch_summary
-
-    a = t.user_attrs
+    r = trial_record(t)
     if t.state == TrialState.FAIL:
-        return f"#{t.number} failed: {a.get('fail_reason', 'unknown reason')}"
-    vals = ", ".join(_fmt(n, v) for n, v in zip(names, t.values or []))
+        return f"#{t.number} failed: {fail_reason(t, retried or {}) or 'unknown reason'}"
+    vals = ", ".join(OBJECTIVES[n].describe(v) for n, v in zip(names, t.values or []))
     tag = ""
-    if a.get("constraint_violation"):
-        tag = f" [infeasible: {a['constraint_violation']}, not trained]"
-    elif a.get("reused_from") is not None:
-        tag = f" [duplicate of #{a['reused_from']}, not retrained]"
-    elif a.get("stopped_early"):
-        tag = f" [stopped at epoch {a.get('epochs_run')}]"
-    return f"#{t.number} {vals}{tag}  {arch_summary(a.get('arch'))}"
-
-
-def _fmt(name: str, v: float) -> str:
-    if name == "dice":
-        return f"dice {v:.3f}"
-    if name == "params":
-        return f"{v / 1e6:.3f} M params"
-    if name == "macs":
-        return f"{v:.3f} GMACs"
-    if name == "latency":
-        return f"{v:.1f} ms"
-    return f"{v:.1f} MB"
+    if r.constraint_violation:
+        tag = f" [infeasible: {r.constraint_violation}, not trained]"
+    elif r.reused_from is not None:
+        tag = f" [duplicate of #{r.reused_from}, not retrained]"
+    elif r.stopped_early:
+        tag = f" [stopped at epoch {r.epochs_run}]"
+    return f"#{t.number} {vals}{tag}  {arch_summary(r.arch)}"
 
 
 class Monitor:
@@ -75,8 +62,7 @@ class Monitor:
             self.thread.join(timeout=30)
 
     def _run(self) -> None:
-        storage = open_storage(self.prep.storage_url)
-        study = optuna.load_study(study_name=self.prep.cfg.name, storage=storage)
+        study = open_existing(self.prep.storage_url, self.prep.cfg.name)
         names = [o for o in self.prep.cfg.objectives]
         total = self.prep.cfg.budget.trials
         bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -95,20 +81,19 @@ class Monitor:
                     return
 
     def _tick(self, study: optuna.Study, names: list[str], bar: Progress, task: Any) -> None:
-        from nasseg.search.results import front_trials, hypervolume
-
         trials = study.get_trials(deepcopy=False)
+        retried = retries(trials)
         for t in trials:
             if t.state.is_finished() and t.number not in self.seen:
                 self.seen.add(t.number)
-                if self.enabled and not t.user_attrs.get("requeued"):
-                    bar.console.print(escape(trial_line(t, names)), highlight=False)
+                if self.enabled:
+                    bar.console.print(escape(trial_line(t, names, retried)), highlight=False)
                 if self.on_trial:
                     self.on_trial(t)
         running = [t for t in trials if t.state == TrialState.RUNNING]
-        run_info = " ".join(f"#{t.number}@e{len(t.user_attrs.get('history') or [])}" for t in running)
-        front = front_trials(study, trials)
-        hv = hypervolume(study, trials) if "reference_point" in study.user_attrs else float("nan")
-        done = sum(counted(t) and t.state.is_finished() for t in trials)
+        run_info = " ".join(f"#{t.number}@e{len(trial_record(t).history or [])}" for t in running)
+        pareto = front(study, trials)
+        hv = hypervolume(study, trials)
+        done = sum(counted(t, retried) and t.state.is_finished() for t in trials)
         bar.update(task, completed=done,
-                   info=f"front {len(front)} | HV {hv:.3f} | running {run_info or '-'}")
+                   info=f"front {len(pareto)} | HV {hv:.3f} | running {run_info or '-'}")

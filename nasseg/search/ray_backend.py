@@ -3,13 +3,15 @@
 The same objective (:func:`~nasseg.search.objective.run_objective`), space, objectives,
 sampler and stopping rule as the Optuna backend, scheduled by Ray Tune:
 
-- :class:`NassegSearch` is Ray's ``OptunaSearch`` on the study's own storage and sampler.
-  Its define-by-run space samples the architecture in the driver (``study.ask()`` also
-  picks up enqueued presets and re-queued trials) and passes only the trial number on.
-- Each Tune trial runs in a Ray worker: it opens the storage, rebuilds the network from
-  the stored params, runs the objective (attributes written as it goes, per-epoch
-  ``tune.report``), and reports the outcome; the searcher tells Optuna (COMPLETE with
-  the values, or FAIL), so ``nasseg pareto``/``export``/the report read it like any study.
+- :class:`NassegSearcher` implements Ray's public ``Searcher`` interface on the study
+  itself: ``suggest`` asks the study (which also picks up enqueued presets and re-queued
+  trials), samples the architecture in the driver and passes the trial number and params
+  on; ``on_trial_result`` writes what the worker reported into the trial's record;
+  ``on_trial_complete`` tells Optuna (COMPLETE with the values, or FAIL).
+- Each Tune trial runs in a Ray worker: it rebuilds the network from the params, runs the
+  objective and reports the record fields it produces with every ``tune.report`` (the
+  driver, which holds the trial, writes them), so ``nasseg pareto``/``export``/the report
+  read it like any study.
 - Resources per trial: ``resources.cpus_per_trial`` and ``resources.gpus_per_trial``
   (fractional: 0.25 lets four small trials share one GPU); ``--workers`` caps the
   trials running at once. ``--address`` joins an existing cluster, whose nodes must have
@@ -25,7 +27,9 @@ Example:
 """
 from __future__ import annotations
 
+import json
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -39,97 +43,122 @@ try:
     import ray
     from ray import tune
     from ray.tune.search import Searcher
-    from ray.tune.search.optuna import OptunaSearch
 except ImportError:  # pragma: no cover - ray is an optional dependency
     raise ConfigError("--backend ray needs Ray Tune: pip install 'nasseg[ray]'") from None
-from nasseg.search.objective import Trainer, TrialHandle, run_objective
+from nasseg.search.objective import Trainer, run_objective
+from nasseg.search.samplers import exhausted
 from nasseg.search.setup import Prepared, open_study, prepare
 from nasseg.search.sources import FixedSource, TrialSource
-from nasseg.search.storage import identity, open_storage, recover_stale
+from nasseg.store import TrialWriter, open_existing, recover_stale
+from nasseg.store.records import json_safe
+from nasseg.store.storage import identity
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-class NassegSearch(OptunaSearch):
-    """OptunaSearch that tells Optuna what the nasseg trial reported (or FAIL), and
-    stops suggesting once the study's budget (trials or trial-epochs) is used."""
+class NassegSearcher(Searcher):
+    """Ray's public ``Searcher`` interface over the nasseg study (see the module docstring);
+    it stops suggesting once the study's budget (trials or trial-epochs) is used."""
 
-    def __init__(self, *args: Any, prep: Prepared, **kwargs: Any) -> None:
-        self._prep = prep
-        super().__init__(*args, **kwargs)
+    def __init__(self, prep: Prepared, study: optuna.Study, metric: list[str], mode: list[str]) -> None:
+        super().__init__(metric=metric, mode=mode)
+        self.prep, self.study = prep, study
+        self.owner = identity()
+        self.running: dict[str, TrialWriter] = {}
 
     def suggest(self, trial_id: str) -> dict | str | None:
         from nasseg.search.runner import budget_left
 
-        if self._ot_study is not None and budget_left(self._prep, self._ot_study) == 0:
+        if budget_left(self.prep, self.study) == 0 or exhausted(self.study):
             return Searcher.FINISHED
-        return super().suggest(trial_id)
+        writer = TrialWriter(self.study.ask())
+        writer.set(owner=self.owner)
+        s = self.prep.setup
+        try:
+            self.prep.space.sample(TrialSource(writer.trial), s.in_channels, s.out_channels)
+        except ConfigError:
+            pass  # an invalid network: the worker rebuilds it and records why
+        self.running[trial_id] = writer
+        return {"nasseg_trial": writer.number, "nasseg_params": writer.params}
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        writer = self.running.get(trial_id)
+        if writer is not None:
+            _record(writer, result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        if trial_id in self._completed_trials:
+        writer = self.running.pop(trial_id, None)
+        if writer is None:
             return
-        ot_trial = self._ot_trials[trial_id]
-        state = (result or {}).get("nasseg_state")
+        result = result or {}
+        _record(writer, result)
+        state = result.get("nasseg_state")
         if state == "complete" and not error:
-            self._ot_study.tell(ot_trial, list(result["nasseg_values"]))
-        else:
-            if state != "fail":
-                with _suppress():
-                    ot_trial.set_user_attr("fail_reason", "the Ray trial errored before reporting "
-                                                          "(see the Ray logs under the output folder)")
-            self._ot_study.tell(ot_trial, state=TrialState.FAIL)
-        self._completed_trials.add(trial_id)
+            self.study.tell(writer.trial, list(result["nasseg_values"]))
+            return
+        if state != "fail":
+            writer.set(fail_reason="the Ray trial errored before reporting (see the Ray logs under "
+                                   "the output folder)")
+        self.study.tell(writer.trial, state=TrialState.FAIL)
 
 
-class SampleSpace:
-    """The define-by-run space handed to OptunaSearch (picklable: Tune checkpoints it).
-
-    Samples the network in the driver, records the driver as the trial's owner, and
-    passes only the trial number to the worker.
-    """
-
-    def __init__(self, prep: Prepared) -> None:
-        self.prep = prep
-        self.owner = identity()
-
-    def __call__(self, trial: Any) -> dict[str, Any]:
-        trial.set_user_attr("owner", self.owner)
-        s = self.prep.setup
-        self.prep.space.sample(TrialSource(trial), s.in_channels, s.out_channels)
-        return {"nasseg_trial": trial.number}
+def _record(writer: TrialWriter, result: dict) -> None:
+    fields = json.loads(result.get("nasseg_record") or "{}")  # a string: Tune flattens nested results
+    limits = fields.pop("_constraints", None)
+    if fields:
+        writer.set(**fields)
+    if limits:
+        writer.constrain(limits)
 
 
-class _suppress:
-    def __enter__(self) -> None:
-        return None
+class ReportWriter:
+    """A trial writer inside a Ray worker: collects record fields and hands them to the
+    driver with the next ``tune.report`` (:meth:`pending`)."""
 
-    def __exit__(self, *exc: Any) -> bool:
-        return exc[0] is not None and issubclass(exc[0], Exception)
+    def __init__(self, number: int, params: dict[str, Any]) -> None:
+        self.number, self.params = number, params
+        self.fields: dict[str, Any] = {}
+        self.lock = threading.Lock()
+
+    def set(self, **fields: Any) -> None:
+        with self.lock:
+            self.fields.update(json_safe(fields))
+
+    def get(self, key: str) -> Any:
+        return self.fields.get(key)
+
+    def constrain(self, values: dict[str, float]) -> None:
+        self.set(_constraints={k: float(v) for k, v in values.items()})
+
+    def pending(self) -> str:
+        """The fields set since the last call, as JSON."""
+        with self.lock:
+            out, self.fields = self.fields, {}
+            return json.dumps(out)
 
 
 def _trainable(config: dict[str, Any], prep: Prepared, trainer: Trainer | None, gpus: float) -> None:
-    """One Tune trial: rebuild the sampled network from the storage and run the objective."""
+    """One Tune trial: rebuild the sampled network from its params and run the objective."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = open_storage(prep.storage_url)
-    study = optuna.load_study(study_name=prep.cfg.name, storage=storage)
-    handle = TrialHandle(storage, prep.cfg.name, int(config["nasseg_trial"]))
+    study = open_existing(prep.storage_url, prep.cfg.name)
+    writer = ReportWriter(int(config["nasseg_trial"]), dict(config["nasseg_params"]))
     setup = prep.setup
-    handle.set("worker", f"ray pid {os.getpid()}")
-    params = handle.params()
+    writer.set(worker=f"ray pid {os.getpid()}")
     device = "cuda" if gpus > 0 else "cpu"
     names = setup.objectives
     nan = float("nan")
 
     def on_epoch(epoch: int, metrics: dict) -> None:
         tune.report({**dict.fromkeys(names, nan), "epoch": epoch, "dice": float(metrics["dice"]),
-                     "nasseg_state": "running"})
+                     "nasseg_state": "running", "nasseg_record": writer.pending()})
 
-    outcome = run_objective(setup, handle, study,
-                            lambda: prep.space.build(FixedSource(params), setup.in_channels, setup.out_channels),
+    outcome = run_objective(setup, writer, study,
+                            lambda: prep.space.build(FixedSource(writer.params), setup.in_channels,
+                                                     setup.out_channels),
                             device, trainer, on_epoch)
     values = outcome.values or [nan] * len(names)
     tune.report({**dict(zip(names, values)), "nasseg_state": outcome.state, "nasseg_values": values,
-                 "fail_reason": outcome.reason or ""})
+                 "fail_reason": outcome.reason or "", "nasseg_record": writer.pending()})
 
 
 def run_search_ray(study_path: str | Path, *, workers: int | None = None, trials: int | None = None,
@@ -140,8 +169,8 @@ def run_search_ray(study_path: str | Path, *, workers: int | None = None, trials
     from nasseg.search.runner import GRACE_S, budget_left, summarise
 
     prep = prepare(study_path, workers=workers, trials=trials, command=command)
-    study, storage = open_study(prep, create=True)
-    recover_stale(study, storage, GRACE_S)
+    study = open_study(prep, create=True)
+    recover_stale(study, GRACE_S)
     left = budget_left(prep, study)
     if left == 0:
         return summarise(prep)
@@ -161,8 +190,7 @@ def run_search_ray(study_path: str | Path, *, workers: int | None = None, trials
             prep.setup.train = prep.setup.train.model_copy(
                 update={"num_threads": max(1, int(res.cpus_per_trial))})
         names, modes = prep.cfg.objectives, ["max" if d == "maximize" else "min" for d in prep.cfg.directions()]
-        searcher = NassegSearch(prep=prep, space=SampleSpace(prep), metric=names, mode=modes, sampler=study.sampler,
-                                     study_name=prep.cfg.name, storage=storage)
+        searcher = NassegSearcher(prep, study, metric=names, mode=modes)
         fn = tune.with_resources(
             tune.with_parameters(_trainable, prep=prep, trainer=trainer, gpus=res.gpus_per_trial),
             {"cpu": res.cpus_per_trial, "gpu": res.gpus_per_trial})

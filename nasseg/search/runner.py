@@ -7,7 +7,7 @@ memory, a segfault in a kernel) takes down one worker and not the study, and the
 same recovery that survives a killed run covers a killed worker.
 
 Each worker repeats, holding a lock file in the output folder: recover stale trials
-(:func:`~nasseg.search.storage.recover_stale`), check the budget, ``study.ask()``; then,
+(:func:`~nasseg.store.study.recover_stale`), check the budget, ``study.ask()``; then,
 without the lock, it runs :func:`~nasseg.search.objective.run_objective` and tells the
 result. Running the same command again continues the same study: finished trials are
 kept, trials of dead processes are failed and re-queued, and the budget counts what is
@@ -31,11 +31,13 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from nasseg.search.objective import Outcome, Trainer, run_objective
 from nasseg.search.samplers import exhausted
-from nasseg.search.objective import Outcome, Trainer, TrialHandle, run_objective
 from nasseg.search.setup import Prepared, open_study, prepare
 from nasseg.search.sources import TrialSource
-from nasseg.search.storage import counted, identity, open_storage, recover_stale
+from nasseg.store import TrialWriter, counted, epochs_trained, front, open_existing, recover_stale, retries
+from nasseg.store.storage import identity
+from nasseg.store.study import enqueue_retry
 
 GRACE_S = 600.0
 """Seconds without heartbeat after which a trial owned by another host is stale."""
@@ -59,8 +61,6 @@ def budget_left(prep: Prepared, study: optuna.Study) -> int | None:
     With a ``trial_epochs`` budget, 0 once the epochs trained (running trials counted in
     full) reach it.
     """
-    from nasseg.search.results import epochs_trained
-
     budget = prep.cfg.budget
     trials = study.get_trials(deepcopy=False)
     if budget.trial_epochs is not None:
@@ -70,7 +70,8 @@ def budget_left(prep: Prepared, study: optuna.Study) -> int | None:
             return 0
     if budget.trials is None:
         return None
-    return max(0, budget.trials - sum(counted(t) for t in trials))
+    retried = retries(trials)
+    return max(0, budget.trials - sum(counted(t, retried) for t in trials))
 
 
 def tell(study: optuna.Study, number: int, outcome: Outcome) -> None:
@@ -81,15 +82,11 @@ def tell(study: optuna.Study, number: int, outcome: Outcome) -> None:
         study.tell(number, state=TrialState.FAIL)
 
 
-def requeue(study: optuna.Study, handle: TrialHandle, reason: str) -> None:
+def requeue(study: optuna.Study, writer: TrialWriter, reason: str) -> None:
     """Fail our own interrupted trial and enqueue its params again."""
-    handle.set("fail_reason", f"interrupted: {reason}; re-queued")
-    handle.set("requeued", True)
-    params = handle.params()
-    attrs = handle.storage.get_trial(handle.trial_id).user_attrs
-    study.tell(handle.number, state=TrialState.FAIL)
-    extra = {"initial_arch": attrs["initial_arch"]} if "initial_arch" in attrs else {}
-    study.enqueue_trial(params, user_attrs={**extra, "retry_of": handle.number})
+    writer.set(fail_reason=f"interrupted: {reason}; re-queued")
+    study.tell(writer.trial, state=TrialState.FAIL)
+    enqueue_retry(study, writer.params, writer.number, reason, writer.get("initial_arch"))
 
 
 def worker_loop(prep: Prepared, worker: int = 0, device: str = "cpu", trainer: Trainer | None = None,
@@ -100,29 +97,28 @@ def worker_loop(prep: Prepared, worker: int = 0, device: str = "cpu", trainer: T
 
         torch.set_num_threads(num_threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study, storage = open_study(prep, create=False)
+    study = open_study(prep, create=False)
     setup = prep.setup
     if num_threads and setup.train.num_threads is None:
         setup = _replace(setup, train=setup.train.model_copy(update={"num_threads": num_threads}))
     ran = 0
     while True:
         with ask_lock(prep.output_dir):
-            recover_stale(study, storage, GRACE_S)
+            recover_stale(study, GRACE_S)
             left = budget_left(prep, study)
             if (left is not None and left <= 0) or (deadline is not None and time.time() >= deadline) \
                     or exhausted(study):
                 return ran
             trial = study.ask()
-            handle = TrialHandle(storage, prep.cfg.name, trial.number)
-            handle.set("owner", identity())
-            handle.set("worker", worker)
+            writer = TrialWriter(trial)
+            writer.set(owner=identity(), worker=worker)
         try:
             outcome = run_objective(
-                setup, handle, study,
+                setup, writer, study,
                 lambda: prep.space.build(TrialSource(trial), setup.in_channels, setup.out_channels),
                 device, trainer)
         except KeyboardInterrupt:
-            requeue(study, handle, "stopped by the user (Ctrl-C)")
+            requeue(study, writer, "stopped by the user (Ctrl-C)")
             raise
         tell(study, trial.number, outcome)
         ran += 1
@@ -159,8 +155,8 @@ def run_search(study_path: str | Path, *, workers: int | None = None, trials: in
     from nasseg.search.monitor import Monitor
 
     prep = prepare(study_path, workers=workers, trials=trials, command=command)
-    study, storage = open_study(prep, create=True)
-    recover_stale(study, storage, GRACE_S)
+    study = open_study(prep, create=True)
+    recover_stale(study, GRACE_S)
     n = prep.cfg.workers
     deadline = time.time() + prep.cfg.budget.time_s if prep.cfg.budget.time_s else None
     devices = prep.cfg.devices
@@ -187,17 +183,15 @@ def run_search(study_path: str | Path, *, workers: int | None = None, trials: in
 
 def summarise(prep: Prepared) -> dict[str, Any]:
     """Counts by state and the Pareto set of the study (read back from the storage)."""
-    from nasseg.search.results import front_trials
-
-    storage = open_storage(prep.storage_url)
-    study = optuna.load_study(study_name=prep.cfg.name, storage=storage)
+    study = open_existing(prep.storage_url, prep.cfg.name)
     trials = study.get_trials(deepcopy=False)
     states: dict[str, int] = {}
     for t in trials:
         states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
+    retried = retries(trials)
     return {"study": prep.cfg.name, "storage": prep.storage_url, "states": states,
-            "counted": sum(counted(t) for t in trials),
-            "front": [t.number for t in front_trials(study)]}
+            "counted": sum(counted(t, retried) for t in trials),
+            "front": [t.number for t in front(study, trials)]}
 
 
 __all__ = ["prepare", "run_search", "summarise", "worker_loop"]

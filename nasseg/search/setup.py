@@ -1,16 +1,12 @@
 """From a study YAML to an Optuna study: resolve data, space, costs, storage; create or resume.
 
-What the study stores (``study.user_attrs``, read by ``nasseg pareto``, ``export`` and the
-report): ``nasseg_kind`` ("search"), ``config`` (the study YAML), ``space`` (the space
-YAML), ``objectives`` ([{name, direction}] in value order), ``reference_point`` and
-``ideal_point`` (the fixed bounds of normalised hypervolume, see
-:mod:`nasseg.search.pareto`), ``normalisation`` ("linear"), ``units``, ``input_shape``,
-``limits``, ``dataset`` (the DataConfig), ``train`` (the TrainConfig), ``train_key``,
-``versions``, ``command`` and ``created``.
+What the study stores is a search :class:`~nasseg.store.records.StudyRecord` (the study
+YAML, the space, the objectives, the hypervolume bounds, the data and training settings,
+versions, the command); :func:`make_record` builds it.
 
 Example:
     >>> prep = prepare("studies/quickstart.yaml")
-    >>> study, storage = open_study(prep, create=True)
+    >>> study = open_study(prep, create=True)
 """
 from __future__ import annotations
 
@@ -19,20 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.storages import BaseStorage
 
 from nasseg.arch import load_arch
 from nasseg.errors import ConfigError, NassegError
-from nasseg.search.objective import COST_UNITS, TrialSetup
+from nasseg.search.objective import TrialSetup
 from nasseg.search.space import SearchSpace
 from nasseg.search.space_parse import load_space
-from nasseg.search.storage import (
-    default_storage_url,
-    normalise_url,
-    now_iso,
-    open_storage,
-)
 from nasseg.search.study import StudyConfig, load_study_config, resolve_path
+from nasseg.store import OBJECTIVES, StudyRecord, create_or_open, open_existing, study_record
+from nasseg.store.storage import now_iso
 from nasseg.versions import versions
 
 IDENTITY_KEYS = ("space", "objectives", "dataset", "train", "input_shape", "limits")
@@ -90,19 +81,20 @@ def prepare(path: str | Path, *, workers: int | None = None, trials: int | None 
     size = space.constraints.input_size or list(data.patch_size or ds.shapes()[0])
     input_shape = (space.constraints.batch, ds.in_channels, *map(int, size))
     limits = space.constraints.limits()
-    reference, ideal = {"dice": 0.0}, {"dice": 1.0}
+    reference, ideal = {}, {}
     for name in cfg.objectives:
-        if name == "dice":
+        obj = OBJECTIVES[name]
+        ideal[name] = obj.ideal
+        if obj.maximize:  # a metric in [0, 1]: its worst bound is 0 unless the study says
+            reference[name] = float(cfg.reference_point.get(name, 0.0))
             continue
         bound = cfg.reference_point.get(name, limits.get(name))
         if bound is None:
             raise ConfigError(f"{src}: reference_point.{name}: needed for the hypervolume; set it, "
-                              f"or a max_{name} constraint in {space.source}")
-        reference[name], ideal[name] = float(bound), 0.0
-    if "dice" in cfg.reference_point:
-        reference["dice"] = cfg.reference_point["dice"]
-    output_dir = resolve_out(cfg, path)
-    url = normalise_url(cfg.storage) if cfg.storage else default_storage_url(output_dir)
+                              f"or a {obj.constraint} constraint in {space.source}")
+        reference[name] = float(bound)
+    output_dir = cfg.out_dir()
+    url = cfg.storage_url()
     initial = []
     for i, name in enumerate(cfg.initial_archs):
         try:
@@ -137,28 +129,21 @@ def resolve_devices(devices: list[str], src: str) -> list[str]:
     return out
 
 
-def resolve_out(cfg: StudyConfig, path: Path) -> Path:
-    return Path(cfg.output_dir).expanduser().resolve() if cfg.output_dir else (Path("runs") / cfg.name).resolve()
-
-
-def study_attrs(prep: Prepared) -> dict[str, Any]:
-    """The ``study.user_attrs`` written when the study is created."""
+def make_record(prep: Prepared) -> StudyRecord:
+    """The record stored with a new study (see :class:`~nasseg.store.records.StudyRecord`)."""
     s = prep.setup
-    return {
-        "nasseg_kind": "search", "config": prep.cfg.model_dump(mode="json"), "space": prep.space.raw,
-        "objectives": prep.cfg.objective_dicts(), "reference_point": prep.reference,
-        "ideal_point": prep.ideal, "normalisation": "linear",
-        "units": {"dice": "fraction", **{k: v for k, v in COST_UNITS.items()}},
-        "input_shape": list(s.input_shape), "limits": s.limits,
-        "dataset": s.data.model_dump(mode="json"),
-        "train": s.train.model_dump(mode="json", exclude={"device", "num_threads"}),
-        "train_key": s.train_key, "versions": versions(), "command": prep.command, "created": now_iso(),
-    }
+    return StudyRecord(
+        nasseg_kind="search", config=prep.cfg.model_dump(mode="json"), space=prep.space.raw,
+        objectives=prep.cfg.objective_dicts(), reference_point=prep.reference, ideal_point=prep.ideal,
+        normalisation="linear", units={o: OBJECTIVES[o].unit for o in prep.cfg.objectives},
+        input_shape=list(s.input_shape), limits=s.limits, dataset=s.data.model_dump(mode="json"),
+        train=s.train.model_dump(mode="json", exclude={"device", "num_threads"}),
+        train_key=s.train_key, versions=versions(), command=prep.command, created=now_iso())
 
 
 def open_study(prep: Prepared, *, create: bool, sampler: optuna.samplers.BaseSampler | None = None,
-               ) -> tuple[optuna.Study, BaseStorage]:
-    """Load the study, or create it (``create``) with its attrs and initial architectures.
+               ) -> optuna.Study:
+    """Load the study, or create it (``create``) with its record and initial architectures.
 
     Raises:
         ConfigError: the stored study was made with a different space, data, objectives
@@ -166,25 +151,16 @@ def open_study(prep: Prepared, *, create: bool, sampler: optuna.samplers.BaseSam
     """
     from nasseg.search.samplers import make_sampler
 
-    storage = open_storage(prep.storage_url)
     sampler = sampler or make_sampler(prep.cfg, prep.space)
-    name = prep.cfg.name
-    try:
-        study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
-    except KeyError:
-        if not create:
-            raise ConfigError(f"no study '{name}' in {prep.storage_url}") from None
-        study = optuna.create_study(study_name=name, storage=storage, sampler=sampler,
-                                    directions=prep.cfg.directions(), load_if_exists=True)
-        if "nasseg_kind" not in study.user_attrs:
-            for key, value in study_attrs(prep).items():
-                study.set_user_attr(key, value)
-            for label, params in prep.initial_params:
-                study.enqueue_trial(params, user_attrs={"initial_arch": label}, skip_if_exists=True)
-        return study, storage
+    if create:
+        enqueue = [(params, {"initial_arch": label}) for label, params in prep.initial_params]
+        study = create_or_open(prep.storage_url, prep.cfg.name, make_record(prep), sampler=sampler,
+                               enqueue=enqueue)
+    else:
+        study = open_existing(prep.storage_url, prep.cfg.name, sampler=sampler)
     check_same(prep, study)
-    prep.setup.stored_train_key = study.user_attrs.get("train_key")
-    return study, storage
+    prep.setup.stored_train_key = study_record(study).train_key
+    return study
 
 
 def check_same(prep: Prepared, study: optuna.Study) -> None:
@@ -194,7 +170,7 @@ def check_same(prep: Prepared, study: optuna.Study) -> None:
     (or dropped from) a config schema does not block a resume, a changed value does; the
     generator settings of a folder dataset are ignored.
     """
-    stored, now = study.user_attrs, study_attrs(prep)
+    stored, now = study_record(study).attrs(), make_record(prep).attrs()
     if stored.get("nasseg_kind") != "search":
         raise ConfigError(f"study '{prep.cfg.name}' in {prep.storage_url} is not a nasseg search study")
     for key in IDENTITY_KEYS:

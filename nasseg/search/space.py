@@ -41,7 +41,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, PositiveFloat, PositiveInt
+from pydantic import BaseModel, ConfigDict, PositiveFloat, PositiveInt, create_model
 
 from nasseg.arch.config import ArchConfig, arch_id
 from nasseg.blocks import BLOCKS
@@ -50,32 +50,35 @@ from nasseg.errors import ConfigError
 from nasseg.search.dists import Dist, Fixed, Leaf
 from nasseg.search.sources import ArchSource, FixedSource, Source
 from nasseg.skips import ATTENTIONS, SKIPS
+from nasseg.store.objectives import limit_fields
 
 _DECODER_SIDE = ("decoder_depth", "skip", "skip_attention")
 _COMPONENTS = {"block": BLOCKS, "skip": SKIPS, "skip_attention": ATTENTIONS}
 
 
-class Constraints(BaseModel):
-    """Hard limits on a sampled network, measured at ``input_size`` (spatial) and ``batch``.
+_CONSTRAINTS_DOC = """Hard limits on a sampled network, measured at ``input_size`` (spatial) and ``batch``.
 
-    A network over any limit is recorded with its costs and never trained. Units are
-    those of the objectives: raw parameter count, GMACs (10^9 multiply-accumulates),
-    milliseconds, MB.
-    """
+A network over any limit is recorded with its costs and never trained. The limit fields
+are the ``constraint`` keys of the objective registry (:mod:`nasseg.store.objectives`:
+``max_params``, ``max_gmacs``, ``max_latency_ms``, ``max_memory_mb``, ...), each in the
+unit of its objective.
+"""
 
+
+class _ConstraintsBase(BaseModel):
     model_config = ConfigDict(extra="forbid")
     input_size: list[PositiveInt] | None = None
     batch: PositiveInt = 1
-    max_params: PositiveInt | None = None
-    max_gmacs: PositiveFloat | None = None
-    max_latency_ms: PositiveFloat | None = None
-    max_memory_mb: PositiveFloat | None = None
 
     def limits(self) -> dict[str, float]:
         """``{objective name: max}`` for the limits that are set."""
-        pairs = {"params": self.max_params, "macs": self.max_gmacs,
-                 "latency": self.max_latency_ms, "memory": self.max_memory_mb}
-        return {k: float(v) for k, v in pairs.items() if v is not None}
+        return {o.name: float(getattr(self, key)) for key, o in limit_fields().items()
+                if getattr(self, key) is not None}
+
+
+Constraints = create_model(
+    "Constraints", __base__=_ConstraintsBase, __doc__=_CONSTRAINTS_DOC,
+    **{key: (PositiveFloat | None, None) for key in limit_fields()})
 
 
 @dataclass

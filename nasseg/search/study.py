@@ -15,10 +15,8 @@ Example (``studies/quickstart.yaml``)::
     early_stopping: {warmup_epochs: 2, min_dominators: 2, margin: 0.02}
 
 Relative paths (``space``, a data folder, ``output_dir``) are read relative to the
-current directory, then to the study file's folder. Units of the objectives: ``dice``
-is a fraction (0..1, maximised), ``macs`` GMACs (10^9 multiply-accumulates at the
-space's ``constraints.input_size``), ``params`` a raw count, ``latency`` milliseconds,
-``memory`` MB (all minimised).
+current directory, then to the study file's folder. The objectives a study can name,
+their directions and units are those of the registry, :mod:`nasseg.store.objectives`.
 """
 from __future__ import annotations
 
@@ -29,10 +27,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from nasseg.configio import read_yaml, validate
 from nasseg.errors import ConfigError, did_you_mean
+from nasseg.store.objectives import OBJECTIVES
+from nasseg.store.storage import default_storage_url, normalise_url
 
-OBJECTIVES: dict[str, str] = {"dice": "maximize", "macs": "minimize", "params": "minimize",
-                              "latency": "minimize", "memory": "minimize"}
-"""Every objective a study can name, with its direction."""
 SAMPLERS = ("nsga2", "nsga3", "tpe", "gp", "random", "grid")
 
 
@@ -177,11 +174,19 @@ class StudyConfig(_Strict):
         return [self.device] if isinstance(self.device, str) else list(self.device)
 
     def directions(self) -> list[str]:
-        return [OBJECTIVES[o] for o in self.objectives]
+        return [OBJECTIVES[o].direction for o in self.objectives]
 
     def objective_dicts(self) -> list[dict[str, str]]:
         """``[{name, direction}]`` in value order (stored as the study's ``objectives``)."""
-        return [{"name": o, "direction": OBJECTIVES[o]} for o in self.objectives]
+        return [{"name": o, "direction": OBJECTIVES[o].direction} for o in self.objectives]
+
+    def out_dir(self) -> Path:
+        """The output folder: ``output_dir``, or ``runs/NAME`` (absolute)."""
+        return Path(self.output_dir).expanduser().resolve() if self.output_dir else (Path("runs") / self.name).resolve()
+
+    def storage_url(self) -> str:
+        """``storage`` (normalised), or ``sqlite:///<out_dir>/study.db``."""
+        return normalise_url(self.storage) if self.storage else default_storage_url(self.out_dir())
 
 
 def resolve_path(value: str, study_file: Path | None, what: str) -> Path:

@@ -8,6 +8,9 @@ Normalisation (what ``nasseg`` reports as "normalised hypervolume"): each object
 - minimised (macs, params, latency, memory): ``(ref - v) / (ref - ideal)``, with ideal 0
   and ref = the space's constraint maximum (or the study's ``reference_point``).
 
+The ideal of each objective is its registry record's ``ideal``
+(:mod:`nasseg.store.objectives`) unless the study stored its own ``ideal_point``.
+
 The hypervolume of the normalised points with respect to the origin is then a
 fraction of the unit box: 0 = nothing better than the reference, 1 = a perfect network
 that costs nothing. Points outside the box on any axis contribute nothing.

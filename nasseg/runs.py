@@ -1,0 +1,133 @@
+"""Train one configuration, evaluate it, record it: the one path of search trials and
+ablation runs.
+
+:func:`train_and_record` trains a network with :func:`nasseg.train.train` (or a given
+trainer), writes a ``heartbeat`` into the trial's record while it trains, and records
+what the training result holds: per-epoch ``history``, the best validation metrics
+(``best``; ``metrics["val"]``) and, when the run was evaluated on a test split,
+``metrics["test"]`` (the sampler and the front only ever see validation values),
+``best_epoch``, ``epochs_run``, ``stopped_early``/``stop_reason``, the ``split`` summary,
+``per_case``, ``train_seconds`` and the best weights' ``checkpoint`` path (``run_dir/
+checkpoint.pt``, for ``nasseg predict study.yaml#N``). A failure records ``fail_reason``.
+
+Example:
+    >>> run = train_and_record(TrialWriter(study.ask()), arch, data, tcfg, run_dir=Path("runs/x"))
+    >>> run.ok, run.dice
+    (True, 0.81)
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nasseg.errors import ConfigError
+from nasseg.store.read import split_summary
+from nasseg.store.storage import now_iso
+
+Trainer = Callable[..., Any]
+"""``train(arch, data, cfg, run_dir=, callback=, progress=)`` -> TrainResult."""
+
+__all__ = ["Run", "Trainer", "train_and_record"]
+
+
+@dataclass
+class Run:
+    """What one training run gave: ``ok`` with the best validation ``dice``, or ``reason``."""
+
+    ok: bool
+    dice: float = float("nan")
+    reason: str | None = None
+    epochs: int = 0
+    result: Any = None
+
+
+def train_and_record(writer: Any, arch: Any, data: Any, tcfg: Any, *, run_dir: Path | None = None,
+                     trainer: Trainer | None = None, callback: Callable[[int, dict], bool] | None = None,
+                     progress: bool = False, heartbeat_s: float = 30.0) -> Run:
+    """Train ``arch`` on ``data`` with ``tcfg`` and record the run through ``writer``.
+
+    Args:
+        writer: a :class:`~nasseg.store.write.TrialWriter` (or anything with ``set(**fields)``).
+        arch, data, tcfg: the ArchConfig, DataConfig and TrainConfig.
+        run_dir: the run folder (its ``checkpoint.pt`` is recorded as ``checkpoint``).
+        trainer: default :func:`nasseg.train.train`.
+        callback: per-validation hook; True stops training.
+        heartbeat_s: seconds between heartbeats.
+
+    Returns:
+        A :class:`Run`; failures (non-finite loss, out of memory, network and data that do
+        not fit) are recorded and returned, never raised.
+    """
+    from nasseg.train import TrainingFailed
+
+    if trainer is None:
+        from nasseg.train import train as trainer
+    history: list[dict] = []
+
+    def on_epoch(epoch: int, metrics: dict) -> bool:
+        history.append(dict(metrics))
+        writer.set(history=history, heartbeat=now_iso())
+        return bool(callback(epoch, metrics)) if callback is not None else False
+
+    t0 = time.perf_counter()
+    with _Heartbeat(writer, heartbeat_s):
+        try:
+            res = trainer(arch, data, tcfg, run_dir=run_dir, callback=on_epoch, progress=progress)
+        except TrainingFailed as err:
+            writer.set(train_seconds=time.perf_counter() - t0)
+            return _fail(writer, err.reason, len(err.history) or len(history))
+        except ConfigError as err:
+            return _fail(writer, f"network and data do not fit: {err}")
+        except (RuntimeError, ValueError, MemoryError) as err:
+            return _fail(writer, f"{type(err).__name__}: {err}", len(history))
+    dice = float(res.best.get("dice", float("nan")))
+    metrics = {"val": res.best}
+    for name in ("test", "test_best", "test_metrics"):
+        if getattr(res, name, None):
+            metrics["test"] = getattr(res, name)
+            break
+    checkpoint = Path(run_dir) / "checkpoint.pt" if run_dir is not None else None
+    writer.set(history=res.history, best=res.best, metrics=metrics, best_epoch=res.best_epoch,
+               epochs_run=res.epochs_run, stopped_early=bool(res.stopped_early), stop_reason=res.stop_reason,
+               split=split_summary(res.split), per_case=res.per_case, train_seconds=float(res.seconds),
+               trained=True)
+    if checkpoint is not None and checkpoint.exists():
+        writer.set(checkpoint=str(checkpoint.resolve()))
+    if not math.isfinite(dice):
+        return _fail(writer, "validation Dice is not finite", res.epochs_run)
+    return Run(True, dice, epochs=res.epochs_run, result=res)
+
+
+def _fail(writer: Any, reason: str, epochs: int = 0) -> Run:
+    writer.set(fail_reason=reason)
+    return Run(False, reason=reason, epochs=epochs)
+
+
+class _Heartbeat:
+    """Write ``heartbeat`` every ``interval`` seconds in a daemon thread while training."""
+
+    def __init__(self, writer: Any, interval: float) -> None:
+        self.writer, self.interval = writer, interval
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.wait(self.interval):
+            try:
+                self.writer.set(heartbeat=now_iso())
+            except Exception:  # noqa: BLE001 - a missed heartbeat must not kill training
+                pass
+
+    def __enter__(self) -> _Heartbeat:
+        self.writer.set(heartbeat=now_iso())
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)

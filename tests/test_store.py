@@ -1,0 +1,165 @@
+"""The study store: old formats read or refused by name, bad files reported and left
+untouched, concurrent creation of a new SQLite file, records checked, the registry."""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from nasseg.cli import main
+from nasseg.errors import ConfigError
+from nasseg.store import (OBJECTIVES, StudyRecord, TrialWriter, create_or_open, fail_reason, feasible, front,
+                          hypervolume, locate, objectives_of, retries, split_summary, study_record)
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+FIXTURE = Path(__file__).parent / "fixtures" / "study_format1.db"
+"""A 4-trial search written by nasseg before the store existed (format 1, no ``format`` key):
+trials 0 and 3 the same trained 4-wide network, 1 and 2 a 48-wide one over max_params."""
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def old_db(tmp_path: Path) -> Path:
+    path = tmp_path / "study.db"
+    shutil.copy(FIXTURE, path)  # never open the tracked file itself
+    return path
+
+
+def test_format_1_study_is_read_by_pareto_and_the_readers(old_db: Path, capsys) -> None:
+    study = locate(old_db)
+    rec = study_record(study)
+    assert rec.format == 1 and rec.nasseg_kind == "search"
+    assert [o.name for o in objectives_of(study)] == ["dice", "macs", "params"]
+    trials = study.get_trials()
+    assert [feasible(t) for t in trials] == [True, False, False, True]
+    assert [t.number for t in front(study)] == [0]  # trial 3 reused trial 0's result
+    assert 0 < hypervolume(study) < 1
+    assert main(["pareto", str(old_db), "--all"]) == 0
+    out = capsys.readouterr().out
+    assert "quickstart: all trials" in out and "params 0.272 M params > max 0.060 M params" not in out
+    assert "conv x3 | widths 4-4-4 | k 3-3-3 | skip concat" in out
+
+
+def test_format_1_study_renders_a_report(old_db: Path, tmp_path: Path, capsys) -> None:
+    assert main(["report", str(old_db), "-o", str(tmp_path / "r")]) == 0
+    html = (tmp_path / "r" / "report.html").read_text()
+    assert "Pareto front" in html and "quickstart" in html
+
+
+def test_unknown_format_is_refused_naming_it(old_db: Path, capsys) -> None:
+    optuna.load_study(study_name="quickstart", storage=f"sqlite:///{old_db}").set_user_attr("format", 99)
+    assert main(["pareto", str(old_db)]) == 2
+    err = capsys.readouterr().err
+    assert "study 'quickstart' is stored in nasseg format 99; this nasseg reads formats 1, 2" in err
+    assert main(["report", str(old_db), "-o", str(old_db.parent / "r")]) == 2
+    assert "nasseg format 99" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "an empty file (0 bytes), not a study database"),
+    (b"hello, not a database\n" * 10, "not a SQLite database"),
+    (None, "a SQLite database without Optuna's tables"),
+])
+def test_bad_storage_files_are_reported_and_left_untouched(tmp_path: Path, capsys, content, message) -> None:
+    path = tmp_path / "study.db"
+    if content is None:
+        import sqlite3
+
+        with sqlite3.connect(path) as con:
+            con.execute("CREATE TABLE notes (x TEXT)")
+    else:
+        path.write_bytes(content)
+    before = path.read_bytes()
+    assert main(["pareto", str(path)]) == 2
+    assert message in capsys.readouterr().err
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        create_or_open(f"sqlite:///{path}", "s", _record())
+    assert path.read_bytes() == before  # never written
+
+
+def _record() -> StudyRecord:
+    return StudyRecord(nasseg_kind="search", objectives=[{"name": "dice", "direction": "maximize"}])
+
+
+_CREATE = """
+import sys, time
+from pathlib import Path
+from nasseg.store import StudyRecord, create_or_open
+go = Path(sys.argv[2])
+while not go.exists():
+    time.sleep(0.01)
+rec = StudyRecord(nasseg_kind="search", objectives=[{"name": "dice", "direction": "maximize"}])
+study = create_or_open(sys.argv[1], "race", rec, enqueue=[({"w": 1}, {})])
+print(study.study_name)
+"""
+
+
+def test_concurrent_first_use_of_a_new_sqlite_file(tmp_path: Path) -> None:
+    url, go = f"sqlite:///{tmp_path / 'new' / 'study.db'}", tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", _CREATE, url, str(go)], cwd=REPO, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(3)]
+    go.touch()
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], outs
+    study = locate(tmp_path / "new" / "study.db")
+    assert study.study_name == "race" and len(study.get_trials()) == 1  # enqueued once
+    assert study.metric_names == ["dice"] and study.user_attrs["format"] == 2
+
+
+def test_writer_refuses_unknown_fields_and_stores_constraints_where_optuna_reads_them() -> None:
+    study = create_or_open(optuna.storages.InMemoryStorage(), "w", _record())
+    writer = TrialWriter(study.ask())
+    with pytest.raises(KeyError, match="'arch_idd' is not a TrialRecord field"):
+        writer.set(arch_idd="x")
+    writer.set(arch_id="a", history=[{"epoch": 1, "dice": float("nan")}])
+    writer.constrain({"params": 5.0})
+    study.tell(writer.trial, [0.5])
+    (t,) = study.get_trials()
+    assert t.constraints == {"params": 5.0} and not feasible(t)
+    assert t.user_attrs["history"] == [{"epoch": 1, "dice": None}]
+
+
+def test_recovery_reason_is_read_from_the_requeued_copy() -> None:
+    from nasseg.store import recover_stale
+
+    study = create_or_open(optuna.storages.InMemoryStorage(), "r", _record())
+    writer = TrialWriter(study.ask({"w": optuna.distributions.IntDistribution(1, 4)}))
+    writer.set(owner={"host": "elsewhere", "pid": 1, "start": 0})
+    assert recover_stale(study, grace_s=0.0) == [0]
+    dead, retry = study.get_trials()
+    assert dead.state == TrialState.FAIL and retry.state == TrialState.WAITING
+    assert retry.user_attrs["retry_of"] == 0
+    assert fail_reason(dead, retries([dead, retry])).startswith("interrupted: no heartbeat for")
+
+
+def test_split_summary_hashes_ids_as_strings() -> None:
+    a = split_summary({"method": "random", "seed": 0, "train": [1, 2, 10], "val": [3]})
+    b = split_summary({"method": "random", "seed": 0, "train": ["1", "10", "2"], "val": ["3"]})
+    assert a == b and a["n_train"] == 3 and "n_test" not in a
+    assert split_summary({"train": [1], "val": [2], "test": [3]})["n_test"] == 1
+
+
+def test_every_objective_is_one_complete_record() -> None:
+    from nasseg.search.space import Constraints
+
+    for name, o in OBJECTIVES.items():
+        assert o.name == name and o.direction in ("maximize", "minimize") and o.label and o.column
+        if o.constraint:
+            assert Constraints(**{o.constraint: 1.0}).limits() == {name: 1.0}
+    assert OBJECTIVES["macs"].value({"macs": 2.5e9}) == 2.5
+    assert OBJECTIVES["params"].describe(41750.0) == "0.042 M params"
+
+
+def test_pareto_on_a_stored_study_imports_neither_torch_nor_ray(old_db: Path) -> None:
+    code = ("import sys; from nasseg.cli import main; code = main(['pareto', sys.argv[1]]); "
+            "print('LOADED', [m for m in ('torch', 'ray') if m in sys.modules]); sys.exit(code)")
+    out = subprocess.run([sys.executable, "-c", code, str(old_db)], cwd=REPO, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "LOADED []" in out.stdout
