@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nasseg.search.storage import alive, identity
+from nasseg.store.storage import alive, identity
 
 OOM_MARKERS = ("out of memory", "outofmemoryerror")
 CAPACITY_FRACTION = 0.9
