@@ -7,7 +7,7 @@ what the training result holds: per-epoch ``history``, the best validation metri
 (``best``; ``metrics["val"]``) and, when the run was evaluated on a test split,
 ``metrics["test"]`` (the sampler and the front only ever see validation values),
 ``best_epoch``, ``epochs_run``, ``stopped_early``/``stop_reason``, the ``split`` summary,
-``per_case``, ``train_seconds`` and the best weights' ``checkpoint`` path (``run_dir/
+``per_case`` (and ``test_per_case``), ``train_seconds`` and the best weights' ``checkpoint`` path (``run_dir/
 checkpoint.pt``, for ``nasseg predict study.yaml#N``). A failure records ``fail_reason``.
 
 Example:
@@ -96,6 +96,8 @@ def train_and_record(writer: Any, arch: Any, data: Any, tcfg: Any, *, run_dir: P
                epochs_run=res.epochs_run, stopped_early=bool(res.stopped_early), stop_reason=res.stop_reason,
                split=split_summary(res.split), per_case=res.per_case, train_seconds=float(res.seconds),
                trained=True)
+    if getattr(res, "test_per_case", None):
+        writer.set(test_per_case=res.test_per_case)
     if checkpoint is not None and checkpoint.exists():
         writer.set(checkpoint=str(checkpoint.resolve()))
     if not math.isfinite(dice):

@@ -12,8 +12,7 @@ import optuna
 import pandas as pd
 import pytest
 import yaml
-from scipy import stats as sps
-
+from nasseg.ablation.stats import fit_crossed
 from nasseg.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
@@ -32,7 +31,7 @@ def ablation(tmp_path_factory):
                  description="CMUNeXt-S on dsb2018_96: Skip-Fusion vs concat vs IRSC (CPU smoke size).",
                  data={"kind": "folder", "path": str(DSB), "size": 32, "max_cases": 40, "split": {"seed": 0}},
                  train={"epochs": 3, "batch_size": 8, "lr": 0.01, "device": "cpu", "num_threads": 1},
-                 stats={"test": "wilcoxon", "bootstrap": {"n_resamples": 2000}})
+                 stats={"test": "mixed"})
     study.pop("profiles")
     path = tmp / "dsb2018_skips.yaml"
     path.write_text(yaml.safe_dump(study, sort_keys=False))
@@ -48,9 +47,10 @@ def test_statistics_table_equals_direct_computation_from_storage(ablation):
         [(v, s) for v in ("concat", "irsc", "skip_fusion") for s in (0, 1, 2)]
     dice = {}  # (variant, seed) -> per-case Dice, cases in sorted order
     for t in trials:
-        rows = sorted(t.user_attrs["per_case"], key=lambda r: str(r["case_id"]))
+        rows = sorted(t.user_attrs["test_per_case"], key=lambda r: str(r["case_id"]))
         dice[(t.user_attrs["variant"], t.user_attrs["seed"])] = np.array([r["dice"] for r in rows], dtype=float)
-    assert {len(d) for d in dice.values()} == {12}  # 30% of 40 cases held out, the same for all
+    assert {len(d) for d in dice.values()} == {8}  # the 20% test cases of 40, the same for all
+    assert all(len(t.user_attrs["per_case"]) == 8 for t in trials)  # the val cases chose the epoch
     table = pd.read_csv(report / "stats.csv").set_index("variant")
     assert table.index.tolist() == ["skip_fusion", "concat", "irsc"]
     p_raw = []
@@ -64,30 +64,31 @@ def test_statistics_table_equals_direct_computation_from_storage(ablation):
         if v == "skip_fusion":
             assert pd.isna(table.loc[v, "p_value"])
             continue
-        d = np.concatenate([dice[(v, s)] - dice[("skip_fusion", s)] for s in range(3)])
-        assert table.loc[v, "n_pairs"] == 36
+        d = np.stack([dice[(v, s)] - dice[("skip_fusion", s)] for s in range(3)])  # seeds x cases
+        assert table.loc[v, "n_pairs"] == 24 and table.loc[v, "test"] == "mixed"
         assert table.loc[v, "mean_diff"] == pytest.approx(d.mean(), abs=1e-12)
-        nz = d[d != 0]
-        ranks = sps.rankdata(np.abs(nz))
-        r_rb = (ranks[nz > 0].sum() - ranks[nz < 0].sum()) / ranks.sum()
-        assert table.loc[v, "effect_size"] == pytest.approx(r_rb, abs=1e-12)
-        p = sps.wilcoxon(d).pvalue
-        assert table.loc[v, "p_value"] == pytest.approx(p, rel=1e-9)
+        fit = fit_crossed(d)
+        p = fit.t_p()[1]
+        assert table.loc[v, "p_value"] == pytest.approx(p, rel=1e-9, abs=1e-15)
+        assert (table.loc[v, "diff_ci_low"], table.loc[v, "diff_ci_high"]) == pytest.approx(fit.ci(0.95), abs=1e-12)
         p_raw.append(p)
     # Holm over the two comparisons, by hand
     lo, hi = sorted(p_raw)
     holm = {lo: min(1.0, 2 * lo), hi: max(min(1.0, 2 * lo), min(1.0, hi))}
     assert table.loc[["concat", "irsc"], "p_holm"].tolist() == pytest.approx([holm[p] for p in p_raw], rel=1e-9)
+    assert table["warning"].str.contains("only 3 training seeds").all()
 
 
 def test_tables_and_report_are_written(ablation):
     _, report = ablation
-    assert sorted(p.name for p in report.iterdir()) == ["report.html", "stats.csv", "stats.md", "stats.tex"]
+    assert sorted(p.name for p in report.iterdir()) == ["per_case.csv", "report.html", "stats.csv", "stats.md",
+                                                        "stats.tex"]
     md = (report / "stats.md").read_text()
     assert "| skip_fusion (baseline) |" in md and "Holm-corrected over 2 comparisons" in md
+    assert "crossed random seed and case effects" in md and "Warning: only 3 training seeds" in md
     assert r"\toprule" in (report / "stats.tex").read_text()
     html = (report / "report.html").read_text()
-    assert "dsb2018_96 (folder:" in html and "12 held-out cases" in html
+    assert "dsb2018_96 (folder:" in html and "8 test cases" in html
 
 
 @pytest.mark.browser
@@ -102,7 +103,7 @@ def test_ablation_report_renders_in_chromium(ablation):
     print(f"screenshot: {check.screenshot}")
     assert check.problems() == []
     assert [f.title for f in check.figures] == [
-        "Mean Dice per variant (95% bootstrap CI; grey = baseline)",
+        "Mean Dice per variant (95% CI, mixed model; grey = baseline)",
         "Paired difference in Dice (variant − reference, 95% CI)",
         "Dice against cost (marker area ~ params)", "Learning curves (validation Dice)"]
     assert check.figures[0].points == [3, 9]  # 3 bars, 9 seed means

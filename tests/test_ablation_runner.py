@@ -88,7 +88,7 @@ def test_statistics_table_matches_the_stored_runs(finished):
     study = optuna.load_study(study_name="tiny", storage=cfg.storage_url())
     cells = {}
     for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)):
-        per = pd.DataFrame(t.user_attrs["per_case"]).groupby("case_id")["dice"].mean().sort_index()
+        per = pd.DataFrame(t.user_attrs["test_per_case"]).groupby("case_id")["dice"].mean().sort_index()
         cells[(t.user_attrs["variant"], t.user_attrs["seed"])] = per.to_numpy()
     table = analyze(study).table.set_index("variant")
     for v in ("skip_fusion", "irsc"):
@@ -120,7 +120,8 @@ def test_cli_ablate_writes_tables_and_report(finished, tmp_path, capsys):
     text = capsys.readouterr().out
     assert "nothing to run" in text and f"report: {out / 'report.html'}" in text
     assert "| irsc |" in text
-    assert sorted(p.name for p in out.iterdir()) == ["report.html", "stats.csv", "stats.md", "stats.tex"]
+    assert sorted(p.name for p in out.iterdir()) == ["per_case.csv", "report.html", "stats.csv", "stats.md",
+                                                     "stats.tex"]
     csv = pd.read_csv(out / "stats.csv")
     assert csv["variant"].tolist() == ["skip_fusion", "irsc"]
 

@@ -1,14 +1,16 @@
-"""Each statistic of nasseg.ablation.stats against a direct computation on constructed data."""
+"""Each statistic of nasseg.ablation.stats against statsmodels, SciPy or a direct computation,
+and the default test's error rates on simulated null data."""
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from nasseg.ablation.stats import (case_matrix, compare, crossed_bootstrap_ci, holm, rank_biserial,
+from nasseg.ablation.stats import (case_matrix, compare, crossed_reml, fit_crossed, holm, rank_biserial,
                                    significance, summarize_variant, tidy)
 from nasseg.errors import NassegError
 
@@ -23,16 +25,157 @@ def frame_from(matrices: dict[str, np.ndarray]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def statsmodels_fit(y: np.ndarray):
+    """REML fit of the crossed model by statsmodels' MixedLM (one group, two variance components)."""
+    import statsmodels.formula.api as smf
+
+    s, c = y.shape
+    df = pd.DataFrame({"y": y.ravel(), "seed": np.repeat(np.arange(s), c), "case": np.tile(np.arange(c), s),
+                       "g": 1})
+    model = smf.mixedlm("y ~ 1", df, groups="g", re_formula="0",
+                        vc_formula={"seed": "0 + C(seed)", "case": "0 + C(case)"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return model.fit(reml=True, method="bfgs", gtol=1e-14)
+
+
 RNG = np.random.default_rng(7)
 BASE = RNG.uniform(0.5, 0.9, size=(3, 12))
-BETTER = BASE + RNG.normal(0.03, 0.02, size=(3, 12))
+BETTER = BASE + RNG.normal(0.03, 0.02, size=(3, 12)) + RNG.normal(0, 0.02, size=(3, 1))
+
+
+def test_closed_form_reml_equals_statsmodels_mixedlm():
+    rng = np.random.default_rng(1)
+    for s, c in ((5, 20), (3, 36), (4, 9)):
+        y = 0.01 + rng.normal(0, 0.02, (s, 1)) + rng.normal(0, 0.03, (1, c)) + rng.normal(0, 0.03, (s, c))
+        fit, ref = fit_crossed(y), statsmodels_fit(y)
+        var_case, var_seed = ref.vcomp  # statsmodels orders the components by name
+        assert fit.mean == pytest.approx(ref.fe_params.iloc[0], abs=1e-12)
+        assert fit.se == pytest.approx(ref.bse_fe.iloc[0], rel=1e-6)
+        assert (fit.var_seed, fit.var_case, fit.var_res) == pytest.approx((var_seed, var_case, ref.scale), rel=1e-5)
+
+
+def _reml_by_optimizer(y: np.ndarray) -> np.ndarray:
+    """Maximise the restricted likelihood -1/2 (log|V| + log|X'V^-1 X| + r'V^-1 r) over
+    (s2_seed, s2_case, s2_res) >= 0 numerically, from the dense covariance matrix."""
+    from scipy.optimize import minimize
+
+    s, c = y.shape
+    zs, zc = np.kron(np.eye(s), np.ones((c, 1))), np.kron(np.ones((s, 1)), np.eye(c))
+    x, v = np.ones((s * c, 1)), y.ravel()
+
+    def nll(theta):
+        cov = theta[0] * zs @ zs.T + theta[1] * zc @ zc.T + theta[2] * np.eye(s * c)
+        inv = np.linalg.inv(cov)
+        xtx = x.T @ inv @ x
+        beta = np.linalg.solve(xtx, x.T @ inv @ v)
+        r = v - x @ beta
+        return 0.5 * (np.linalg.slogdet(cov)[1] + np.linalg.slogdet(xtx)[1] + r @ inv @ r)
+
+    start = np.full(3, y.var())
+    res = minimize(nll, start, method="L-BFGS-B", bounds=[(0, None), (0, None), (1e-12, None)],
+                   options={"ftol": 1e-15, "gtol": 1e-12, "maxiter": 5000})
+    return res.x
+
+
+def test_boundary_component_is_zero_at_the_reml_maximum():
+    # seeds that do not differ beyond noise: the ANOVA estimate of the seed variance is negative;
+    # REML puts it at 0 and pools its mean square with the residual one
+    rng = np.random.default_rng(3)
+    y = rng.normal(0, 0.03, (1, 15)) + rng.normal(0, 0.03, (4, 15))
+    y -= y.mean(axis=1, keepdims=True) - y.mean()  # seed means exactly equal: MS_seed = 0
+    fit = fit_crossed(y)
+    r = y - y.mean(1, keepdims=True) - y.mean(0, keepdims=True) + y.mean()
+    assert fit.var_seed == 0.0  # the pooled residual: (SS_seed + SS_res) / (df_seed + df_res)
+    assert fit.var_res == pytest.approx((r ** 2).sum() / (3 + 3 * 14), rel=1e-12)
+    numeric = _reml_by_optimizer(y)
+    assert numeric[0] < 1e-7
+    assert (fit.var_case, fit.var_res) == pytest.approx(tuple(numeric[1:]), rel=1e-4)
+    # and the interior case agrees with the optimizer too
+    y2 = y + rng.normal(0, 0.03, (4, 1))
+    assert (fit_crossed(y2).var_seed, fit_crossed(y2).var_case, fit_crossed(y2).var_res) == \
+        pytest.approx(tuple(_reml_by_optimizer(y2)), rel=1e-4)
+
+
+def test_mixed_comparison_ci_and_p_come_from_one_model():
+    frame = tidy(frame_from({"base": BASE, "new": BETTER}))
+    r = compare(frame, "new", "base")
+    fit = fit_crossed(BETTER - BASE)
+    assert r.test == "mixed" and r.n_pairs == 36 and r.mean_diff == pytest.approx((BETTER - BASE).mean(), abs=1e-15)
+    t = fit.mean / fit.se
+    assert (r.statistic, r.df) == pytest.approx((t, fit.df), rel=1e-12)
+    assert r.p_value == pytest.approx(2 * sps.t.sf(abs(t), fit.df), rel=1e-12)
+    half = sps.t.ppf(0.975, fit.df) * fit.se
+    assert (r.diff_ci_low, r.diff_ci_high) == pytest.approx((fit.mean - half, fit.mean + half), rel=1e-12)
+    # agreement: the interval excludes 0 exactly when p < 0.05, on many random tables
+    rng = np.random.default_rng(11)
+    for _ in range(200):
+        d = rng.normal(rng.normal(0, 0.01), 0.02, (3, 10)) + rng.normal(0, 0.02, (3, 1))
+        f = fit_crossed(d)
+        low, high = f.ci(0.95)
+        assert (f.t_p()[1] < 0.05) == (low > 0 or high < 0)
+
+
+def test_satterthwaite_df_of_the_unconstrained_fit_by_hand():
+    # grand 3; seed means 1.5, 4.5 -> MS_seed 9; case means 2, 4 -> MS_case 4; MS_res 1
+    # Var(mean) = (9 + 4 - 1) / 4 = 3; df = 12^2 / (81 + 16 + 1)
+    fit = fit_crossed(np.array([[1.0, 2.0], [3.0, 6.0]]))
+    assert fit.se == pytest.approx(math.sqrt(3.0), rel=1e-12) and fit.df == pytest.approx(144 / 98, rel=1e-12)
+    assert fit.t_p()[1] == pytest.approx(2 * sps.t.sf(math.sqrt(3.0), 144 / 98), rel=1e-12)
+
+
+def test_one_seed_reduces_to_a_paired_t_test_over_cases():
+    d = BETTER[:1] - BASE[:1]
+    fit = fit_crossed(d)
+    ref = sps.ttest_1samp(d[0], 0.0)
+    assert fit.t_p() == pytest.approx((ref.statistic, ref.pvalue), rel=1e-10) and fit.df == 11
+
+
+def _null_tables(rng, reps, seeds, cases, seed_sd, case_sd=0.03, res_sd=0.02):
+    """Two variants with no true difference: Dice = 0.75 + shared case difficulty (sd 0.1)
+    + variant-specific case effect (case_sd) + training-seed effect (seed_sd) + noise."""
+    shared = rng.normal(0, 0.1, (reps, 1, 1, cases))
+    y = (0.75 + shared + rng.normal(0, case_sd, (reps, 2, 1, cases)) + rng.normal(0, seed_sd, (reps, 2, seeds, 1))
+         + rng.normal(0, res_sd, (reps, 2, seeds, cases)))
+    return y[:, 1] - y[:, 0]
+
+
+@pytest.mark.parametrize("seeds,cases", [(3, 36), (5, 60)])
+@pytest.mark.parametrize("seed_sd", [0.01, 0.02])
+def test_null_simulation_false_positives_and_coverage(seeds, cases, seed_sd):
+    rng = np.random.default_rng(seeds * 1000 + int(seed_sd * 1000))
+    reps = 2000
+    d = _null_tables(rng, reps, seeds, cases, seed_sd)
+    fit = crossed_reml(d)
+    p = 2 * sps.t.sf(np.abs(fit["mean"] / fit["se"]), fit["df"])
+    half = sps.t.ppf(0.975, fit["df"]) * fit["se"]
+    fpr = float((p < 0.05).mean())
+    coverage = float(((fit["mean"] - half <= 0) & (0 <= fit["mean"] + half)).mean())
+    assert fpr <= 0.08 and coverage >= 0.90, (fpr, coverage)
+    assert fpr >= 0.01  # not a test that can never reject
+    # the vectorised fit is the per-table fit
+    one = fit_crossed(d[0])
+    assert (one.mean, one.se, one.df) == pytest.approx((fit["mean"][0], fit["se"][0], fit["df"][0]), rel=1e-12)
+
+
+def test_pseudo_replicated_wilcoxon_fails_the_same_simulation():
+    d = _null_tables(np.random.default_rng(5), 500, 3, 36, 0.02)
+    p = sps.wilcoxon(d.reshape(500, -1), axis=-1).pvalue  # every (seed, case) pair as independent
+    assert (p < 0.05).mean() > 0.15
+
+
+def test_mixed_model_detects_a_real_difference():
+    rng = np.random.default_rng(2)
+    d = _null_tables(rng, 500, 5, 60, 0.01) + 0.03
+    fit = crossed_reml(d)
+    power = (2 * sps.t.sf(np.abs(fit["mean"] / fit["se"]), fit["df"]) < 0.05).mean()
+    assert power > 0.8
 
 
 def test_holm_matches_hand_computation():
     # sorted: 0.005*4 = 0.02, 0.01*3 = 0.03, 0.03*2 = 0.06, 0.04*1 -> max(0.06, 0.04) = 0.06
     np.testing.assert_allclose(holm([0.01, 0.04, 0.03, 0.005]), [0.03, 0.06, 0.06, 0.02])
-    # NaN does not count in m; the cap is 1
-    out = holm([float("nan"), 0.02, 0.7])
+    out = holm([float("nan"), 0.02, 0.7])  # NaN does not count in m; the cap is 1
     assert math.isnan(out[0])
     np.testing.assert_allclose(out[1:], [0.04, 0.7])
     np.testing.assert_allclose(holm([0.6, 0.9]), [1.0, 1.0])
@@ -42,96 +185,45 @@ def test_rank_biserial_matches_rank_sums():
     # |d| ranks 1, 2, 3, 4 (zero dropped): R+ = 1 + 2 + 4 = 7, R- = 3 -> (7 - 3) / 10
     assert rank_biserial(np.array([0.1, 0.2, -0.3, 0.4, 0.0])) == pytest.approx(0.4, abs=1e-15)
     assert rank_biserial(np.array([0.5, 0.1])) == 1.0
-    # ties get average ranks: |d| = 1, 1, 2 -> ranks 1.5, 1.5, 3; R+ = 1.5 + 3, R- = 1.5
     assert rank_biserial(np.array([1.0, -1.0, 2.0])) == pytest.approx(0.5, abs=1e-15)
 
 
-def test_bootstrap_ci_equals_explicit_resampling_loop():
-    m = BASE
-    low, high = crossed_bootstrap_ci(m, n_resamples=500, confidence=0.9, seed=3)
-    rng = np.random.default_rng(3)
-    rows = rng.integers(0, 3, size=(500, 3))
-    cols = rng.integers(0, 12, size=(500, 12))
-    means = [m[rows[b]][:, cols[b]].mean() for b in range(500)]
-    exp_low, exp_high = np.percentile(means, [5.0, 95.0])
-    assert low == pytest.approx(exp_low, abs=1e-12)
-    assert high == pytest.approx(exp_high, abs=1e-12)
-    assert low < m.mean() < high
-
-
-def test_bootstrap_ci_of_constant_table_is_a_point():
-    assert crossed_bootstrap_ci(np.full((2, 5), 0.25), n_resamples=100) == (0.25, 0.25)
-
-
-def test_summary_is_mean_of_seed_means_with_seed_sd():
+def test_summary_is_mean_of_seed_means_with_the_models_interval():
     frame = tidy(frame_from({"a": BASE}))
-    s = summarize_variant(frame, "a", n_resamples=200, seed=1)
+    s = summarize_variant(frame, "a")
     seed_means = BASE.mean(axis=1)
     assert s["n_seeds"] == 3 and s["n_cases"] == 12
     assert s["dice_mean"] == pytest.approx(seed_means.mean(), abs=1e-15)
     assert s["dice_sd"] == pytest.approx(np.std(seed_means, ddof=1), abs=1e-15)
-    assert (s["dice_ci_low"], s["dice_ci_high"]) == crossed_bootstrap_ci(BASE, n_resamples=200, seed=1)
+    assert (s["dice_ci_low"], s["dice_ci_high"]) == pytest.approx(fit_crossed(BASE).ci(0.95), abs=1e-15)
 
 
-def test_wilcoxon_comparison_matches_scipy_on_seed_case_pairs():
+def test_per_case_tests_average_seeds_first():
     frame = tidy(frame_from({"base": BASE, "new": BETTER}))
-    r = compare(frame, "new", "base", test="wilcoxon", n_resamples=300, seed=2)
-    d = (BETTER - BASE).ravel()  # seed-major, case order c00, c01, ... as the table sorts them
-    ref = sps.wilcoxon(d)
-    assert r.n_pairs == 36
-    assert r.mean_diff == pytest.approx(d.mean(), abs=1e-15)
-    assert r.p_value == ref.pvalue and r.statistic == ref.statistic
-    assert r.effect_size == rank_biserial(d) and r.effect_measure == "r_rb"
-    assert (r.diff_ci_low, r.diff_ci_high) == crossed_bootstrap_ci(BETTER - BASE, n_resamples=300, seed=2)
-
-
-def test_wilcoxon_exact_p_on_small_hand_example():
-    # 5 positive paired differences of distinct size: exact two-sided p = 2 / 2**5
-    base = np.array([[0.5, 0.6, 0.7, 0.4, 0.8]])
-    new = base + np.array([[0.01, 0.02, 0.03, 0.04, 0.05]])
-    r = compare(tidy(frame_from({"b": base, "n": new})), "n", "b", n_resamples=100)
-    assert r.p_value == pytest.approx(0.0625, abs=1e-12)
-    assert r.statistic == 0.0 and r.effect_size == 1.0
-    assert r.mean_diff == pytest.approx(0.03, abs=1e-12)
-
-
-def test_paired_ttest_and_cohens_dz_by_hand():
-    base = np.array([[0.5, 0.6], [0.7, 0.4]])
-    new = base + np.array([[0.01, 0.02], [0.03, 0.04]])
-    r = compare(tidy(frame_from({"b": base, "n": new})), "n", "b", test="ttest", n_resamples=100)
-    d = np.array([0.01, 0.02, 0.03, 0.04])
-    # mean 0.025, sd = sqrt(5e-4 / 3): d_z = 0.025 / 0.0129099... = 1.93649...
-    assert r.effect_size == pytest.approx(0.025 / math.sqrt(5e-4 / 3), rel=1e-9)
-    assert r.effect_size == pytest.approx(1.9364916731, rel=1e-9)
-    assert r.p_value == pytest.approx(sps.ttest_rel(new.ravel(), base.ravel()).pvalue, rel=1e-12)
-    assert r.statistic == pytest.approx(d.mean() / (d.std(ddof=1) / 2), rel=1e-9)
-    assert r.effect_measure == "d_z" and r.test == "ttest"
-
-
-def test_case_pairing_averages_seeds_first():
-    frame = tidy(frame_from({"base": BASE, "new": BETTER}))
-    r = compare(frame, "new", "base", pairing="case", n_resamples=100)
     d = (BETTER - BASE).mean(axis=0)
-    assert r.n_pairs == 12
-    assert r.p_value == sps.wilcoxon(d).pvalue
+    w = compare(frame, "new", "base", test="wilcoxon")
+    assert w.n_pairs == 12 and w.p_value == sps.wilcoxon(d).pvalue and w.effect_size == rank_biserial(d)
+    t = compare(frame, "new", "base", test="ttest")
+    assert t.p_value == pytest.approx(sps.ttest_1samp(d, 0).pvalue, rel=1e-12)
+    assert t.effect_size == pytest.approx(d.mean() / d.std(ddof=1), rel=1e-12) and t.effect_measure == "d_z"
+    assert compare(frame, "new", "base", test="crossed").test == "mixed"  # the old name
 
 
 def test_pairs_only_matched_seeds_and_cases():
-    new = BETTER.copy()
-    frame = frame_from({"base": BASE, "new": new})
+    frame = frame_from({"base": BASE, "new": BETTER.copy()})
     # the new variant lost seed 2 and case c11 of seed 0 (missing case drops the column)
     frame = frame[~((frame.variant == "new") & ((frame.seed == 2) | ((frame.seed == 0) & (frame.case_id == "c11"))))]
-    r = compare(tidy(frame), "new", "base", n_resamples=100)
+    r = compare(tidy(frame), "new", "base")
     assert r.n_pairs == 2 * 11
     assert r.mean_diff == pytest.approx((BETTER[:2, :11] - BASE[:2, :11]).mean(), abs=1e-15)
 
 
 def test_identical_variants_give_p_one_and_no_effect():
-    r = compare(tidy(frame_from({"a": BASE, "b": BASE.copy()})), "b", "a", n_resamples=100)
+    r = compare(tidy(frame_from({"a": BASE, "b": BASE.copy()})), "b", "a")
     assert (r.p_value, r.effect_size, r.mean_diff) == (1.0, 0.0, 0.0)
 
 
-def test_tidy_averages_classes_and_drops_missing_dice():
+def test_tidy_averages_classes_and_drops_missing_values():
     frame = pd.DataFrame({"variant": ["a"] * 4, "seed": [0] * 4, "case_id": ["x", "x", "y", "y"],
                           "class": [1, 2, 1, 2], "dice": [0.2, 0.4, 0.9, None]})
     out = tidy(frame)
@@ -145,49 +237,3 @@ def test_significance_marks():
     assert [significance(p) for p in (0.0004, 0.004, 0.04, 0.05, 0.3)] == ["***", "**", "*", "ns", "ns"]
     assert significance(float("nan")) == ""
     assert significance(0.02, alpha=0.01) == "ns"
-
-
-def test_crossed_t_test_by_hand_on_a_2x2_table():
-    # grand 3; seed means 1.5, 4.5 -> MS_seed 9; case means 2, 4 -> MS_case 4; MS_res 1
-    # Var(mean) = (9 + 4 - 1) / 4 = 3 -> t = 3 / sqrt(3); df = 12^2 / (81 + 16 + 1)
-    from nasseg.ablation.stats import crossed_t_test
-
-    t, df, p = crossed_t_test(np.array([[1.0, 2.0], [3.0, 6.0]]))
-    assert t == pytest.approx(math.sqrt(3.0), rel=1e-12)
-    assert df == pytest.approx(144 / 98, rel=1e-12)
-    assert p == pytest.approx(2 * sps.t.sf(math.sqrt(3.0), 144 / 98), rel=1e-12)
-
-
-def test_crossed_comparison_matches_an_additive_model_fit():
-    from nasseg.ablation.stats import crossed_t_test
-
-    d = BETTER - BASE
-    s, c = d.shape
-    # residual sum of squares of the additive model seed + case, by least squares
-    x = np.zeros((s * c, s + c - 1))
-    for i in range(s):
-        for j in range(c):
-            x[i * c + j, i] = 1.0
-            if j:
-                x[i * c + j, s + j - 1] = 1.0
-    beta, *_ = np.linalg.lstsq(x, d.ravel(), rcond=None)
-    ms_res = ((d.ravel() - x @ beta) ** 2).sum() / ((s - 1) * (c - 1))
-    ms_seed = c * np.var(d.mean(axis=1), ddof=1)
-    ms_case = s * np.var(d.mean(axis=0), ddof=1)
-    v = ms_seed + ms_case - ms_res
-    df = v ** 2 / (ms_seed ** 2 / (s - 1) + ms_case ** 2 / (c - 1) + ms_res ** 2 / ((s - 1) * (c - 1)))
-    t = d.mean() / math.sqrt(v / (s * c))
-    assert crossed_t_test(d) == pytest.approx((t, df, 2 * sps.t.sf(abs(t), df)), rel=1e-9)
-    r = compare(tidy(frame_from({"base": BASE, "new": BETTER})), "new", "base", test="crossed", n_resamples=100)
-    assert (r.statistic, r.p_value, r.n_pairs) == (pytest.approx(t, rel=1e-9), pytest.approx(
-        2 * sps.t.sf(abs(t), df), rel=1e-9), 36)
-    assert r.effect_size == pytest.approx(d.mean() / d.std(ddof=1), rel=1e-12)
-
-
-def test_crossed_test_is_wider_than_pairwise_when_seeds_disagree():
-    # seed 0 gains 0.1 on every case, seed 1 gains ~0: pairs look convincing, seeds do not
-    base = np.tile(np.linspace(0.4, 0.8, 20), (2, 1))
-    new = base + np.array([[0.1], [0.0]]) + np.linspace(0, 0.01, 20)
-    frame = tidy(frame_from({"b": base, "n": new}))
-    assert compare(frame, "n", "b", test="wilcoxon", n_resamples=100).p_value < 1e-6
-    assert compare(frame, "n", "b", test="crossed", n_resamples=100).p_value > 0.2

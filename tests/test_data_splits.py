@@ -11,38 +11,93 @@ from nasseg.errors import ConfigError, DataError
 IDS = [f"c{i:02d}" for i in range(20)]
 
 
-def test_random_split_is_70_30_seeded_and_disjoint():
+def _disjoint(s):
+    parts = [set(s[p]) for p in ("train", "val", "test")]
+    return not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])
+
+
+def test_random_split_is_60_20_20_seeded_and_disjoint():
     a = make_split(IDS, SplitConfig(seed=3))
-    assert (len(a["train"]), len(a["val"])) == (14, 6)
-    assert set(a["train"]) | set(a["val"]) == set(IDS) and not set(a["train"]) & set(a["val"])
+    assert (len(a["train"]), len(a["val"]), len(a["test"])) == (12, 4, 4)
+    assert set(a["train"]) | set(a["val"]) | set(a["test"]) == set(IDS) and _disjoint(a)
     assert a == make_split(IDS, SplitConfig(seed=3))
-    assert a["val"] != make_split(IDS, SplitConfig(seed=4))["val"]
-    assert a["method"] == "random" and a["seed"] == 3
+    assert a["test"] != make_split(IDS, SplitConfig(seed=4))["test"]
+    assert a["method"] == "random" and a["seed"] == 3 and "test 0.2" in a["rule"] and len(a["hash"]) == 12
     assert a["train"] == sorted(a["train"])  # dataset order kept
 
 
-def test_kfold_folds_partition_the_cases():
-    vals = [make_split(IDS, SplitConfig(method="kfold", k=3, fold=f))["val"] for f in range(3)]
-    assert sorted(len(v) for v in vals) == [6, 7, 7]
-    assert sorted(c for v in vals for c in v) == IDS
-    with pytest.raises(DataError, match="split.fold=3 but k=3 folds"):
-        make_split(IDS, SplitConfig(method="kfold", k=3, fold=3))
+def test_kfold_folds_partition_the_non_test_cases_around_a_fixed_test_set():
+    splits = [make_split(IDS, SplitConfig(method="kfold", k=4, fold=f)) for f in range(4)]
+    assert all(s["test"] == splits[0]["test"] and _disjoint(s) for s in splits)
+    vals = [s["val"] for s in splits]
+    assert sorted(len(v) for v in vals) == [4, 4, 4, 4]
+    assert sorted(c for v in vals for c in v) == sorted(set(IDS) - set(splits[0]["test"]))
+    with pytest.raises(DataError, match="split.fold=4 but k=4 folds"):
+        make_split(IDS, SplitConfig(method="kfold", k=4, fold=4))
 
 
-def test_split_file_round_trip_and_errors(tmp_path):
+def test_stratified_split_keeps_class_proportions():
+    ids = [f"c{i:03d}" for i in range(100)]
+    strata = ["malignant" if i % 4 == 0 else "benign" for i in range(100)]  # 25 / 75
+    s = make_split(ids, SplitConfig(seed=0), strata=strata)
+    for part, n in (("test", 20), ("val", 20)):
+        assert len(s[part]) == n
+        assert sum(strata[ids.index(c)] == "malignant" for c in s[part]) == 5
+
+
+def test_group_split_from_a_csv_column_never_splits_a_group(tmp_path):
+    from types import SimpleNamespace
+
+    from nasseg.data import split_dataset
+
+    ids = [f"frame_{i:03d}" for i in range(60)]
+    table = tmp_path / "groups.csv"
+    table.write_text("case_id,video\n" + "".join(f"{c}.png,v{i // 7}\n" for i, c in enumerate(ids)))
+    ds = SimpleNamespace(case_ids=ids, labels=[None] * 60)
+    for seed in range(5):
+        cfg = SplitConfig(seed=seed, table=str(table), group="video", stratify="none")
+        s = split_dataset(ds, cfg)
+        assert _disjoint(s) and len(s["train"]) + len(s["val"]) + len(s["test"]) == 60
+        owner = {}
+        for part in ("train", "val", "test"):
+            for c in s[part]:
+                owner.setdefault(int(c[6:]) // 7, set()).add(part)
+        assert all(len(parts) == 1 for parts in owner.values())  # one partition per video
+        assert "grouped by video" in s["rule"]
+    regex = split_dataset(ds, SplitConfig(group=r"regex:^frame_(\d\d)", stratify="none"))
+    for part in ("val", "test"):  # groups of ten by the first two digits
+        assert all(c[6:8] not in {x[6:8] for x in regex["train"]} for c in regex[part])
+
+
+def test_split_file_round_trip_nnunet_folds_and_errors(tmp_path):
     used = make_split(IDS, SplitConfig(seed=1))
     f = tmp_path / "split.json"
     f.write_text(json.dumps(used))
     again = make_split(IDS, resolve_data("synthetic", file=str(f)).split)
-    assert again["method"] == "file" and again["train"] == used["train"] and again["val"] == used["val"]
+    assert again["method"] == "file" and all(again[p] == used[p] for p in ("train", "val", "test"))
+    assert again["hash"] == used["hash"]
+    # nnU-Net's splits_final.json: a list of folds; cases it does not name are the test set
+    f.write_text(json.dumps([{"train": IDS[:10], "val": IDS[10:15]}, {"train": IDS[5:15], "val": IDS[:5]}]))
+    nn = make_split(IDS, SplitConfig(method="file", file=str(f), fold=1))
+    assert nn["val"] == IDS[:5] and nn["test"] == IDS[15:]
     f.write_text(json.dumps({"train": ["c00", "zz"], "val": ["c01"]}))
     with pytest.raises(DataError, match=r"split\.json: 1 case ids not in the dataset, e\.g\. \['zz'\]"):
         make_split(IDS, SplitConfig(method="file", file=str(f)))
-    f.write_text(json.dumps({"train": ["c00"], "val": ["c00"]}))
-    with pytest.raises(DataError, match="cases in both train and val"):
+    f.write_text(json.dumps({"train": ["c00"], "val": ["c01"], "test": ["c00"]}))
+    with pytest.raises(DataError, match="cases in both train and test"):
         make_split(IDS, SplitConfig(method="file", file=str(f)))
     with pytest.raises(DataError, match="split file not found"):
         make_split(IDS, SplitConfig(method="file", file=str(tmp_path / "none.json")))
+
+
+def test_max_cases_is_a_seeded_stratified_sample_not_the_first_files():
+    from nasseg.data import load_dataset
+
+    full = load_dataset(resolve_data("synthetic", n_cases=40, size=16))
+    sub = load_dataset(resolve_data("synthetic", n_cases=40, size=16, max_cases=10))
+    assert len(sub) == 10 and sub.case_ids != full.case_ids[:10] and set(sub.case_ids) <= set(full.case_ids)
+    assert sub.case_ids == load_dataset(resolve_data("synthetic", n_cases=40, size=16, max_cases=10),
+                                        cache=False).case_ids
 
 
 def test_resolve_data_overrides_and_typos():

@@ -62,7 +62,7 @@ def test_search_report_is_self_contained_and_complete(tmp_path):
     for title in ("Pareto front", "Pareto front (3 objectives)", "Hypervolume (normalised",
                   "Parallel coordinates", "Parameter importances per objective", "Learning curves"):
         assert title in html
-    for text in ("nasseg search quick.yaml", "synthetic 2D (96 cases, seed 0)", "67 train / 29 held-out cases",
+    for text in ("nasseg search quick.yaml", "synthetic 2D (96 cases, seed 0)", "67 train / 29 val / 0 test cases",
                  "Pareto set (", "<summary>config</summary>", "optuna " + optuna.__version__):
         assert text in html
 
@@ -91,7 +91,8 @@ def test_ablation_report_and_tables(tmp_path):
     study = make_ablation_study(f"sqlite:///{tmp_path / 'a.db'}")
     path = write_report(study, tmp_path / "out")
     assert path == tmp_path / "out" / "report.html"
-    assert sorted(p.name for p in path.parent.iterdir()) == ["report.html", "stats.csv", "stats.md", "stats.tex"]
+    assert sorted(p.name for p in path.parent.iterdir()) == ["per_case.csv", "report.html", "stats.csv", "stats.md",
+                                                             "stats.tex"]
     html = path.read_text()
     assert external_refs(html) == []
     for text in ("Mean Dice per variant", "Paired difference in Dice", "Dice against cost", "Statistics",
@@ -135,8 +136,9 @@ def test_ablation_table_numbers_match_direct_computation(tmp_path, test):
     p = []
     for v in ("concat", "irsc"):
         d = np.concatenate([cells[(v, s)] - cells[("skip_fusion", s)] for s in range(3)])
-        a = np.concatenate([cells[(v, s)] for s in range(3)])
-        b = np.concatenate([cells[("skip_fusion", s)] for s in range(3)])
+        # per-case tests over seed-averaged values: one pair per case
+        a = np.mean([cells[(v, s)] for s in range(3)], axis=0)
+        b = np.mean([cells[("skip_fusion", s)] for s in range(3)], axis=0)
         expected = sps.wilcoxon(a, b).pvalue if test == "wilcoxon" else sps.ttest_rel(a, b).pvalue
         assert table.loc[v, "p_value"] == pytest.approx(expected, rel=1e-12)
         assert table.loc[v, "mean_diff"] == pytest.approx(d.mean(), abs=1e-12)

@@ -39,7 +39,7 @@ def test_over_budget_is_not_trained_duplicates_are_reused_and_attrs_stored(tmp_p
     assert t0.user_attrs["arch_id"] == arch_id(load_arch(small))
     assert len(t0.user_attrs["history"]) == 2 and 0 <= t0.values[0] <= 1
     assert t0.values[1] == t0.user_attrs["cost"]["params"]
-    assert t0.user_attrs["split"]["n_train"] + t0.user_attrs["split"]["n_val"] == 8
+    assert t0.user_attrs["split"]["n_train"] + t0.user_attrs["split"]["n_val"] + t0.user_attrs["split"].get("n_test", 2) == 8
     # the over-budget network: costs and constraint values recorded, no training
     assert t1.user_attrs["trained"] is False and "history" not in t1.user_attrs
     assert "params" in t1.user_attrs["constraint_violation"]

@@ -23,7 +23,7 @@ def test_train_writes_run_folder_and_prints_table(tmp_path, capsys):
                  "--batch-size", "4", "--threads", "1", "--device", "cpu", "--run-dir", str(run), "--no-progress"])
     out = capsys.readouterr().out
     assert code == 0
-    assert "held-out metrics" in out and "Dice" in out and "best epoch" in out and str(run) in out
+    assert "validation metrics" in out and "Dice" in out and "best epoch" in out and str(run) in out
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["arch"]["in_channels"] == 1  # set from the data (synthetic is gray)
     assert cfg["train"]["epochs"] == 2 and cfg["data"]["size"] == 16
@@ -34,14 +34,18 @@ def test_train_writes_run_folder_and_prints_table(tmp_path, capsys):
 def test_train_recipe_and_split_flags(tmp_path, capsys):
     run = tmp_path / "run"
     split = tmp_path / "split.json"
-    split.write_text(json.dumps({"train": [f"synth_{i:04d}" for i in range(8)], "val": ["synth_0010", "synth_0011"]}))
+    from nasseg.data import load_dataset, resolve_data
+
+    ids = load_dataset(resolve_data("synthetic", size=16, max_cases=12)).case_ids  # a seeded sample
+    split.write_text(json.dumps({"train": ids[:8], "val": ids[10:], "test": ids[8:10]}))
     code = main(["train", _arch(tmp_path), "--data", "synthetic", "--size", "16", "--epochs", "1", "--recipe", "cmunext",
                  "--max-cases", "12", "--split-file", str(split), "--threads", "1", "--run-dir", str(run),
                  "--no-progress"])
     assert code == 0
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["train"]["optimizer"] == "sgd" and cfg["train"]["ce_weight"] == 0.5
-    assert json.loads((run / "split.json").read_text())["val"] == ["synth_0010", "synth_0011"]
+    used = json.loads((run / "split.json").read_text())
+    assert (used["val"], used["test"]) == (ids[10:], ids[8:10])
 
 
 def test_bad_data_is_one_clear_error(tmp_path, capsys):

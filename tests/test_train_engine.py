@@ -36,13 +36,18 @@ def test_run_folder_result_and_callback_metrics(tmp_path):
                 callback=lambda e, m: seen.append((e, dict(m))), progress=False)
     assert [e for e, _ in seen] == [1, 2] and {"epoch", "dice", "iou", "hd95", "train_loss"} <= set(seen[0][1])
     assert res.epochs_run == 2 and len(res.history) == 2 and not res.stopped_early
-    assert res.split["method"] == "random" and len(res.split["train"]) == 8 and len(res.split["val"]) == 4
-    assert len(res.per_case) == 4 and {r["case_id"] for r in res.per_case} == set(res.split["val"])
-    assert res.best["dice"] == pytest.approx(sum(r["dice"] for r in res.per_case) / 4)
+    sp = res.split
+    assert sp["method"] == "random" and (len(sp["train"]), len(sp["val"]), len(sp["test"])) == (8, 2, 2)
+    assert not (set(sp["train"]) & set(sp["val"]) or set(sp["train"]) & set(sp["test"]) or set(sp["val"]) & set(sp["test"]))
+    assert len(res.per_case) == 2 and {r["case_id"] for r in res.per_case} == set(sp["val"])
+    assert {r["case_id"] for r in res.test_per_case} == set(sp["test"])  # test: scored once, best-by-val weights
+    assert res.test["dice"] == pytest.approx(sum(r["dice"] for r in res.test_per_case) / 2)
+    assert res.best["dice"] == pytest.approx(sum(r["dice"] for r in res.per_case) / 2)
     assert res.best == {k: res.history[res.best_epoch - 1][k] for k in res.best}
     assert 0 <= res.best["dice"] <= 1 and res.num_params > 0
     files = {p.name for p in tmp_path.iterdir()}
-    assert files == {"config.json", "split.json", "history.csv", "metrics.json", "per_case.csv", "checkpoint.pt"}
+    assert files == {"config.json", "split.json", "history.csv", "metrics.json", "per_case.csv",
+                     "test_per_case.csv", "checkpoint.pt"}
     cfg = json.loads((tmp_path / "config.json").read_text())
     assert cfg["train"]["epochs"] == 2 and cfg["data"]["kind"] == "synthetic" and "arch_id" in cfg["arch"]
     assert cfg["versions"]["torch"] == torch.__version__ and cfg["arch"]["in_channels"] == 1
@@ -51,7 +56,7 @@ def test_run_folder_result_and_callback_metrics(tmp_path):
         rows = list(csv.DictReader(f))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert metrics["best_epoch"] == res.best_epoch and len(metrics["per_case"]) == 4
+    assert metrics["best_epoch"] == res.best_epoch and len(metrics["per_case"]) == 2
     ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
     assert ckpt["epoch"] == res.best_epoch and set(ckpt["model"]) == set(res.model.state_dict())
     json.dumps(res.to_dict())  # serialisable

@@ -40,6 +40,9 @@ def test_empty_conventions():
         one = case_metrics(pred, label, 2, ["x"])[0]
         assert (one["dice"], one["iou"]) == (0.0, 0.0)
         assert one["hd95"] == pytest.approx(10.0)  # the image diagonal sqrt(6^2 + 8^2)
+        assert one["nsd"] == 0.0
+    mm = case_metrics(empty, some, 2, ["x"], spacing=[(0.5, 0.5)])[0]
+    assert mm["hd95"] == pytest.approx(5.0)  # the diagonal in mm
 
 
 def test_hd95_known_distances_2d_and_3d():
@@ -63,8 +66,58 @@ def test_multiclass_rows_and_summary():
     assert [(r["class"], r["dice"]) for r in rows] == [(1, 1.0), (2, 0.0)]
     s = summarise(rows, 3)
     assert s["dice_1"] == 1.0 and s["dice_2"] == 0.0 and s["dice"] == 0.5 and math.isnan(s["hd95"])
-    assert set(s) == {"dice", "iou", "hd95", "dice_1", "iou_1", "hd95_1", "dice_2", "iou_2", "hd95_2"}
-    assert set(summarise(rows[:1], 2)) == {"dice", "iou", "hd95"}
+    per_class = {f"{m}_{c}" for m in ("dice", "iou", "hd95", "assd", "nsd") for c in (1, 2)}
+    assert set(s) == {"dice", "iou", "hd95", "assd", "nsd", "dice_pooled", "n_empty_pred", "n_empty_label",
+                      *per_class}
+    assert s["n_empty_pred"] == 1 and s["n_empty_label"] == 0
+    assert set(summarise(rows[:1], 2)) >= {"dice", "iou", "hd95", "dice_pooled"}
+
+
+def test_pooled_dice_beside_the_case_mean():
+    pred = torch.zeros(2, 4, 4, dtype=torch.long)
+    label = torch.zeros(2, 4, 4, dtype=torch.long)
+    pred[0, :2], label[0, :1] = 1, 1  # 8 predicted, 4 true, 4 overlap: Dice 2/3
+    pred[1, 0, 0], label[1, 0, :2] = 1, 1  # 1 predicted, 2 true, 1 overlap: Dice 2/3
+    s = summarise(case_metrics(pred, label, 2, ["a", "b"], hausdorff=False), 2)
+    assert s["dice_pooled"] == pytest.approx(2 * 5 / 15) and s["dice"] == pytest.approx(2 / 3)
+
+
+def _onehot(mask: np.ndarray) -> torch.Tensor:
+    m = torch.from_numpy(mask.astype(np.float32))
+    return torch.stack([1 - m, m])[None]
+
+
+def test_distances_in_mm_equal_monai_with_anisotropic_spacing():
+    from monai.metrics import compute_average_surface_distance, compute_hausdorff_distance, compute_surface_dice
+
+    rng = np.random.default_rng(0)
+    spacing = (1.0, 1.0, 3.0)
+    for _ in range(4):
+        a = np.zeros((24, 20, 12), bool)
+        b = np.zeros_like(a)
+        a[rng.integers(2, 8):rng.integers(12, 22), rng.integers(1, 6):rng.integers(10, 19), rng.integers(0, 4):rng.integers(6, 12)] = True
+        b[rng.integers(3, 9):rng.integers(14, 24), rng.integers(2, 7):rng.integers(9, 18), rng.integers(1, 5):rng.integers(7, 12)] = True
+        a[rng.random(a.shape) < 0.02] = True  # ragged surfaces
+        row = case_metrics(torch.from_numpy(a[None]).long(), torch.from_numpy(b[None]).long(), 2, ["x"],
+                           spacing=[spacing], tolerance=2.0)[0]
+        pa, pb = _onehot(a), _onehot(b)
+        assert row["hd95"] == pytest.approx(float(compute_hausdorff_distance(pa, pb, percentile=95, spacing=spacing)), rel=1e-6)  # MONAI returns float32
+        assert row["assd"] == pytest.approx(float(compute_average_surface_distance(pa, pb, symmetric=True, spacing=spacing)), rel=1e-6)  # MONAI returns float32
+        assert row["nsd"] == pytest.approx(float(compute_surface_dice(pa, pb, [2.0], spacing=spacing)), rel=1e-6)  # MONAI returns float32
+        assert row["hd95"] != pytest.approx(hd95(a, b))  # the spacing matters
+
+
+def test_monai_empty_convention_and_counts():
+    empty = torch.zeros(1, 6, 8, dtype=torch.long)
+    some = empty.clone()
+    some[0, 2:4, 2:4] = 1
+    rows = case_metrics(torch.cat([empty, some, empty]), torch.cat([empty, empty, some]), 2, ["b", "p", "l"],
+                        empty="monai")
+    assert all(math.isnan(r["hd95"]) for r in rows)
+    assert math.isnan(rows[0]["dice"]) and math.isnan(rows[1]["dice"]) and rows[2]["dice"] == 0.0
+    assert math.isnan(rows[0]["nsd"]) and rows[1]["nsd"] == 0.0 == rows[2]["nsd"]
+    s = summarise(rows, 2)
+    assert s["dice"] == 0.0 and s["n_empty_pred"] == 2 and s["n_empty_label"] == 2
 
 
 def test_predict_labels_binary_and_multiclass():

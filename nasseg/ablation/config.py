@@ -137,12 +137,12 @@ class FactorConfig(_Strict):
 
 
 class BootstrapConfig(_Strict):
-    """Percentile bootstrap of the confidence intervals.
+    """Interval settings (the name is historical: intervals now come from the mixed model).
 
     Attributes:
-        n_resamples: bootstrap resamples.
+        n_resamples: unused (kept so that stored studies load).
         confidence: coverage of the intervals.
-        seed: RNG seed, so tables are reproducible to the digit.
+        seed: unused (kept so that stored studies load).
     """
 
     n_resamples: int = Field(10_000, ge=100)
@@ -154,25 +154,26 @@ class StatsConfig(_Strict):
     """How variants are compared (see :mod:`nasseg.ablation.stats`).
 
     Attributes:
-        test: ``wilcoxon`` (signed-rank, default), ``ttest`` (paired t-test) or ``crossed``
-            (t-test with random seed and case effects: the one whose p-value agrees with the
-            crossed bootstrap interval when seeds disagree; see :mod:`nasseg.ablation.stats`).
+        test: ``mixed`` (default): a linear mixed model with crossed random seed and case
+            effects (REML; t-test and interval on Satterthwaite df, from the same fit);
+            ``wilcoxon`` / ``ttest``: per-case tests over seed-averaged values (one pair
+            per case; they ignore the seed variance of the mean). ``crossed`` = ``mixed``.
         alpha: family-wise error rate for the Holm-corrected significance marks.
-        pairing: ``seed_case`` pairs every (training seed, held-out case); ``case``
-            first averages each case over the seeds (one pair per case, the conservative
-            choice when cases dominate the variance).
+        pairing: kept so that stored studies load; no longer used (the per-case tests
+            always average over seeds first, the mixed model uses every seed-case cell).
         contrasts: ``baseline`` compares every variant with the all-baseline variant;
             ``simple`` compares each variant with the variant that differs from it only
             by having one factor at its baseline (one row per such factor), e.g. the
             effect of IRSC within U-Net and within CMUNeXt separately.
         effects_of: with ``simple`` contrasts, test only the effects of these factors
             (default: every factor); fewer comparisons, a milder Holm correction.
-        bootstrap: confidence-interval settings.
+        bootstrap: ``confidence`` is the coverage of every interval; ``n_resamples`` and
+            ``seed`` are kept so that stored studies load (intervals come from the model).
     """
 
-    test: Literal["wilcoxon", "ttest", "crossed"] = "wilcoxon"
+    test: Literal["mixed", "wilcoxon", "ttest", "crossed"] = "mixed"
     alpha: float = Field(0.05, gt=0.0, lt=1.0)
-    pairing: Literal["seed_case", "case"] = "seed_case"
+    pairing: Literal["seed_case", "case"] = "case"
     contrasts: Literal["baseline", "simple"] = "baseline"
     effects_of: list[str] | None = None
     bootstrap: BootstrapConfig = Field(default_factory=BootstrapConfig)

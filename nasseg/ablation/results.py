@@ -60,7 +60,8 @@ def runs_frame(study: optuna.Study) -> pd.DataFrame:
 
 def per_case_frame(study: optuna.Study) -> pd.DataFrame:
     """The tidy per-case table of every completed run (``variant, seed, case_id, class,
-    dice, iou, hd95, trial``), from the trials' stored ``per_case`` lists.
+    dice, iou, hd95, assd, nsd, trial``), from the trials' stored ``per_case`` lists (the
+    test cases; the validation cases for runs stored before test splits existed).
 
     Raises:
         NassegError: runs were evaluated on different splits (their split hashes differ),
@@ -77,14 +78,15 @@ def per_case_frame(study: optuna.Study) -> pd.DataFrame:
         if t.number not in keep:
             continue
         r = trial_record(t)
-        for case in r.per_case or []:
+        for case in (r.test_per_case or r.per_case) or []:
             rows.append({"variant": r.variant, "seed": r.seed,
                          "case_id": str(case["case_id"]), "class": case.get("class", 1),
                          "dice": case.get("dice"), "iou": case.get("iou"),
-                         "hd95": case.get("hd95"), "trial": t.number})
-    cols = ["variant", "seed", "case_id", "class", "dice", "iou", "hd95", "trial"]
+                         "hd95": case.get("hd95"), "assd": case.get("assd"), "nsd": case.get("nsd"),
+                         "trial": t.number})
+    cols = ["variant", "seed", "case_id", "class", "dice", "iou", "hd95", "assd", "nsd", "trial"]
     frame = pd.DataFrame(rows, columns=cols)
-    for c in ("dice", "iou", "hd95"):
+    for c in ("dice", "iou", "hd95", "assd", "nsd"):
         frame[c] = pd.to_numeric(frame[c], errors="coerce")
     return frame
 
@@ -100,6 +102,8 @@ class AblationResult:
         runs: :func:`runs_frame`.
         per_case: :func:`per_case_frame`.
         table: one row per variant and contrast (see :func:`analyze`).
+        scored_split: the cases the per-case values are on (``test``; ``val`` for studies
+            run before three-way splits).
     """
 
     config: AblationConfig
@@ -108,6 +112,7 @@ class AblationResult:
     runs: pd.DataFrame
     per_case: pd.DataFrame
     table: pd.DataFrame
+    scored_split: str = "test"
 
     def seed_means(self) -> pd.DataFrame:
         """Per (variant, seed): the mean Dice over the held-out cases."""
@@ -117,8 +122,9 @@ class AblationResult:
 
 TABLE_COLUMNS = ["variant", "is_baseline", "n_seeds", "n_cases", "dice_mean", "dice_sd",
                  "dice_ci_low", "dice_ci_high", "reference", "factor", "n_pairs", "mean_diff",
-                 "diff_ci_low", "diff_ci_high", "test", "statistic", "p_value", "p_holm",
-                 "effect_size", "effect_measure", "significance", "params", "macs"]
+                 "diff_ci_low", "diff_ci_high", "test", "statistic", "df", "p_value", "p_holm",
+                 "effect_size", "effect_measure", "significance", "var_seed", "var_case", "var_res",
+                 "params", "macs"]
 
 
 def analyze(study: optuna.Study, config: AblationConfig | None = None) -> AblationResult:
@@ -135,12 +141,11 @@ def analyze(study: optuna.Study, config: AblationConfig | None = None) -> Ablati
     runs = runs_frame(study)
     per_case = per_case_frame(study)
     frame = tidy(per_case)
-    boot = cfg.stats.bootstrap
-    kw = {"n_resamples": boot.n_resamples, "confidence": boot.confidence, "seed": boot.seed}
-    summary = {v.name: summarize_variant(frame, v.name, **kw) for v in variants}
+    conf = cfg.stats.bootstrap.confidence
+    summary = {v.name: summarize_variant(frame, v.name, confidence=conf) for v in variants}
     cost = runs.groupby("variant")[["params", "macs"]].first()
-    comps = [compare(frame, c.variant, c.reference, test=cfg.stats.test,
-                     pairing=cfg.stats.pairing, **kw) for c in contrasts]
+    comps = [compare(frame, c.variant, c.reference, test=cfg.stats.test, confidence=conf)
+             for c in contrasts]
     p_holm = holm([c.p_value for c in comps])
     rows = []
     for v in variants:
@@ -155,10 +160,15 @@ def analyze(study: optuna.Study, config: AblationConfig | None = None) -> Ablati
             rows.append({**base_row, "reference": c.reference, "factor": c.factor,
                          "n_pairs": r.n_pairs, "mean_diff": r.mean_diff,
                          "diff_ci_low": r.diff_ci_low, "diff_ci_high": r.diff_ci_high,
-                         "test": r.test, "statistic": r.statistic, "p_value": r.p_value,
+                         "test": r.test, "statistic": r.statistic, "df": r.df, "p_value": r.p_value,
+                         "var_seed": r.var_seed, "var_case": r.var_case, "var_res": r.var_res,
                          "p_holm": float(ph), "effect_size": r.effect_size,
                          "effect_measure": r.effect_measure,
                          "significance": significance(float(ph), cfg.stats.alpha)})
     cols = ["variant", *cfg.factors, *TABLE_COLUMNS[1:]]
     table = pd.DataFrame(rows).reindex(columns=cols)
-    return AblationResult(cfg, variants, contrasts, runs, per_case, table)
+    scored = {"test" if t.user_attrs.get("test_per_case") else "val"
+              for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+              if t.number in set(runs["trial"])}
+    return AblationResult(cfg, variants, contrasts, runs, per_case, table,
+                          scored_split="test" if scored == {"test"} else "/".join(sorted(scored)) or "test")

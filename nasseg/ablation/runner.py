@@ -32,7 +32,7 @@ from nasseg.ablation.design import (
 from nasseg.errors import ConfigError
 from nasseg.store import StudyRecord, TrialWriter, create_or_open, study_record, trial_record, update_record
 from nasseg.store.storage import now_iso
-from nasseg.versions import versions
+from nasseg.versions import provenance, versions
 
 __all__ = ["AblationPlan", "open_study", "plan", "recover_interrupted", "run_ablation"]
 
@@ -129,7 +129,8 @@ def open_study(p: AblationPlan, command: str) -> optuna.Study:
     config = cfg.model_dump(mode="json")
     record = StudyRecord(nasseg_kind="ablation", objectives=[{"name": "dice", "direction": "maximize"}],
                          config=config, dataset=p.data.model_dump(mode="json"), versions=versions(),
-                         command=command, created=now_iso())
+                         command=command, created=now_iso(),
+                         provenance=provenance(data=p.data, seeds=cfg.seed_list(), threads=p.train.get("num_threads")))
     study = create_or_open(url, cfg.name, record)
     old, new = _essential(study_record(study).config), _essential(config)
     if old != new:
@@ -138,7 +139,8 @@ def open_study(p: AblationPlan, command: str) -> optuna.Study:
             f"storage {url} already holds study '{cfg.name}' run with different "
             f"{', '.join(diff)}; its runs cannot be mixed with these. Give the study a new "
             "name (or out_dir), or delete the old storage")
-    update_record(study, config=config, versions=versions(), command=command)
+    update_record(study, config=config, versions=versions(), command=command,
+                  provenance=provenance(data=p.data, seeds=cfg.seed_list(), threads=p.train.get("num_threads")))
     return study
 
 

@@ -1,44 +1,57 @@
 """Statistics of an ablation: pure functions on a tidy per-case table.
 
-Input: one row per (variant, training seed, held-out case) with its Dice (columns
-``variant, seed, case_id, dice``; a ``class`` column, if present, is averaged away first).
-Every variant and seed is evaluated on the same held-out cases (the study fixes the
-split seed), which is what makes the comparisons *paired*.
+Input: one row per (variant, training seed, test case) with a metric (columns
+``variant, seed, case_id`` and e.g. ``dice``; a ``class`` column, if present, is averaged
+away first). Every variant and seed is scored on the same test cases (the study fixes the
+split), which is what makes the comparisons *paired*.
 
-Choices, so that a reviewer can check them:
+The default comparison (``test="mixed"``) is a linear mixed model with training seeds and
+test cases as **crossed random effects**, fitted by REML, on the paired differences
+``d[s, c] = variant - reference``::
 
-- **Variant mean**: the mean over seeds of each seed's mean over cases (equal to the mean
-  over all (seed, case) cells, as every seed sees the same cases).
-- **Confidence intervals**: 95 % percentile bootstrap, *crossed*: each resample draws the
-  seeds with replacement and, independently, the cases with replacement, and takes the mean
-  of the resampled seeds x cases table. It covers both sources of variation, training
-  randomness and the finite test set; resampling only seeds (3-5 values) would give a
-  coarse, too-narrow interval, resampling only cases would ignore seed variance. The RNG is
-  seeded, so tables are reproducible to the digit.
-- **Paired test** against the reference variant on the matched (seed, case) pairs: Wilcoxon
-  signed-rank by default (``scipy.stats.wilcoxon``: zeros dropped, exact p up to 50 pairs
-  without ties, normal approximation beyond), or a paired t-test
-  (``scipy.stats.ttest_rel``). With ``pairing="case"`` each case is first averaged over the
-  seeds, one pair per case: the pairs of one case under different seeds are not
-  independent, so this is the conservative choice when n matters.
-- **Crossed test** (``test: crossed``): the two tests above treat every (seed, case) pair as
-  independent, so with few seeds and a large seed-to-seed spread they can call a difference
-  significant that the crossed interval (which does resample seeds) does not exclude. The
-  crossed test models the paired differences as ``d[s, c] = mu + seed_s + case_c + e`` with
-  random seed and case effects (two-way ANOVA without replication) and tests ``mu = 0``
-  with ``t = mean(d) / sqrt((MS_seed + MS_case - MS_res) / (S C))`` on Satterthwaite's
-  degrees of freedom: the mean's variance from both sources, as the interval has it.
-- **Multiple comparisons**: Holm's step-down correction over all contrasts of the study.
-- **Effect size**: matched-pairs rank-biserial correlation r = (R+ - R-) / (R+ + R-) for
-  Wilcoxon (in [-1, 1]; R+/R- = rank sums of positive/negative differences, zeros dropped),
-  Cohen's d_z = mean(d) / sd(d) for the t-test; and the mean difference with its crossed
-  bootstrap interval, in Dice points.
+    d[s, c] = mu + a_s + b_c + e_sc,   a_s ~ N(0, s2_seed), b_c ~ N(0, s2_case), e ~ N(0, s2_res)
+
+(the same model as ``statsmodels.formula.api.mixedlm("d ~ 1", groups=1, re_formula="0",
+vc_formula={"seed": "0 + C(seed)", "case": "0 + C(case)"}).fit(reml=True)``; the tests
+check it to 1e-9). Both training randomness and the finite test set enter the uncertainty of
+``mu``; counting every (seed, case) pair as independent (pseudo-replication) would not, and
+rejects a true null far too often.
+
+The table is complete (every seed has every case), so the design is balanced and REML has a
+closed form (Searle, Casella & McCulloch, *Variance Components*, 1992, ch. 4 and 6): the
+restricted likelihood is that of the three independent mean squares ``MS_seed`` (S-1 df),
+``MS_case`` (C-1 df), ``MS_res`` ((S-1)(C-1) df) with expectations ``l_seed = s2_res + C
+s2_seed``, ``l_case = s2_res + S s2_case``, ``l_res = s2_res``. Unconstrained, ``l = MS``
+(the ANOVA estimators); a variance component that would be negative is set to 0 by pooling
+its mean square with the residual one (the REML maximum on the boundary; the feasible
+pooling with the highest restricted likelihood wins). Then
+
+- ``mu_hat = mean(d)`` (GLS = OLS in a balanced design), ``Var(mu_hat) = (l_seed + l_case -
+  l_res) / (S C)`` -- the model's standard error;
+- the interval and the p-value are both Student-t on Satterthwaite's degrees of freedom of
+  that variance (Welch-Satterthwaite over the pooled mean squares): ``t = mu_hat / SE``,
+  CI ``mu_hat +- t_(df, 1 - alpha/2) SE``. They come from the same model, so the CI
+  excludes 0 exactly when p < alpha. statsmodels reports a normal (z) test instead, which
+  with 3-5 seeds (2-4 df for the seed variance) is far too liberal.
+
+A variant's own mean and interval use the same model on its seeds x cases table.
+
+Other tests, labelled as what they are: ``wilcoxon`` (signed-rank) and ``ttest`` (paired t)
+are **per-case tests over seed-averaged values**: each case is first averaged over the
+seeds, one pair per case. They ignore the seed-to-seed variance of the mean (with few seeds
+this is what they miss), so the table says so. ``crossed`` (the former moment estimator)
+is an alias of ``mixed``.
+
+Multiple comparisons: Holm's step-down correction. Effect sizes: for ``mixed``, ``d`` =
+``mu_hat / sqrt(s2_seed + s2_case + s2_res)`` (the mean difference over the model's SD of a
+single seed-case difference); rank-biserial ``r`` for Wilcoxon; Cohen's ``d_z`` for the
+paired t-test.
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -46,91 +59,180 @@ from scipy import stats as sps
 
 from nasseg.errors import NassegError
 
-__all__ = ["Comparison", "case_matrix", "compare", "crossed_bootstrap_ci", "crossed_t_test", "holm",
-           "rank_biserial", "significance", "summarize_variant", "tidy"]
+__all__ = ["Comparison", "CrossedFit", "MIN_SEEDS", "case_matrix", "compare", "crossed_reml", "holm",
+           "paired_differences", "rank_biserial", "significance", "summarize_variant", "tidy"]
 
-REQUIRED = ("variant", "seed", "case_id", "dice")
+KEYS = ("variant", "seed", "case_id")
+MIN_SEEDS = 5
+"""Fewer training seeds than this puts a warning in the table."""
 
 
-def tidy(frame: pd.DataFrame) -> pd.DataFrame:
-    """Check the columns, drop missing Dice values and average over classes.
+def tidy(frame: pd.DataFrame, metric: str = "dice") -> pd.DataFrame:
+    """Check the columns, drop missing values and average over classes.
 
     Returns:
-        One row per (variant, seed, case_id) with its ``dice``.
+        One row per (variant, seed, case_id) with its ``metric``.
     """
-    missing = [c for c in REQUIRED if c not in frame.columns]
+    missing = [c for c in (*KEYS, metric) if c not in frame.columns]
     if missing:
         raise NassegError(f"per-case results lack the columns {missing}")
-    out = frame.dropna(subset=["dice"])
-    return (out.groupby(["variant", "seed", "case_id"], as_index=False, sort=True)["dice"].mean())
+    out = frame.dropna(subset=[metric])
+    return out.groupby(list(KEYS), as_index=False, sort=True)[metric].mean()
 
 
-def case_matrix(frame: pd.DataFrame, variant: str) -> pd.DataFrame:
-    """The seeds x cases table of one variant's Dice (cases missing for a seed dropped).
+def case_matrix(frame: pd.DataFrame, variant: str, metric: str = "dice") -> pd.DataFrame:
+    """The seeds x cases table of one variant (cases missing for a seed dropped).
 
     Args:
         frame: output of :func:`tidy`.
         variant: the variant's name.
+        metric: the value column.
     """
     sub = frame[frame["variant"] == variant]
-    table = sub.pivot(index="seed", columns="case_id", values="dice")
+    table = sub.pivot(index="seed", columns="case_id", values=metric)
     return table.dropna(axis=1).sort_index().sort_index(axis=1)
 
 
-def _counts(draws: np.ndarray, n: int) -> np.ndarray:
-    """Row-wise ``bincount``: how often each of ``n`` indices was drawn in each resample."""
-    b = draws.shape[0]
-    flat = draws + (np.arange(b)[:, None] * n)
-    return np.bincount(flat.ravel(), minlength=b * n).reshape(b, n).astype(float)
+@dataclass(frozen=True)
+class CrossedFit:
+    """REML fit of ``y[s, c] = mu + a_s + b_c + e`` on a complete seeds x cases table.
 
-
-def crossed_bootstrap_ci(matrix: np.ndarray, *, n_resamples: int = 10_000,
-                         confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean of a seeds x cases table.
-
-    Each resample draws ``S`` row indices and, independently, ``N`` column indices with
-    replacement (first all row draws, ``rng.integers(0, S, (B, S))``, then all column draws,
-    ``rng.integers(0, N, (B, N))``, from ``numpy.random.default_rng(seed)``) and takes
-    ``matrix[rows][:, cols].mean()``; the interval is ``np.percentile`` of those means at
-    ``(1 - confidence) / 2`` and its complement.
-
-    Example:
-        >>> crossed_bootstrap_ci(np.full((3, 4), 0.5), n_resamples=200)
-        (0.5, 0.5)
+    Attributes:
+        mean: ``mu_hat``.
+        se: its standard error.
+        df: Satterthwaite degrees of freedom of ``se**2``.
+        var_seed, var_case, var_res: the variance components (>= 0).
+        n_seeds, n_cases: the table's shape.
     """
-    m = np.asarray(matrix, dtype=float)
-    if m.ndim != 2 or m.size == 0:
-        return (float("nan"), float("nan"))
-    s, n = m.shape
-    rng = np.random.default_rng(seed)
-    rows = _counts(rng.integers(0, s, size=(n_resamples, s)), s)
-    cols = _counts(rng.integers(0, n, size=(n_resamples, n)), n)
-    means = ((rows @ m) * cols).sum(axis=1) / (s * n)
-    tail = (1.0 - confidence) / 2.0 * 100.0
-    low, high = np.percentile(means, [tail, 100.0 - tail])
-    return (float(low), float(high))
+
+    mean: float
+    se: float
+    df: float
+    var_seed: float
+    var_case: float
+    var_res: float
+    n_seeds: int
+    n_cases: int
+
+    def t_p(self) -> tuple[float, float]:
+        """``(t, p)``: two-sided Student-t test of ``mu = 0``."""
+        if not self.se > 0:
+            if self.mean == 0 or self.mean != self.mean:
+                return (float("nan"), 1.0 if self.mean == 0 else float("nan"))
+            return (float(np.sign(self.mean) * np.inf), 0.0)
+        t = self.mean / self.se
+        return float(t), float(2 * sps.t.sf(abs(t), self.df))
+
+    def ci(self, confidence: float = 0.95) -> tuple[float, float]:
+        """``mu_hat +- t_(df, (1 + confidence) / 2) * se``."""
+        if not self.se > 0:
+            return (self.mean, self.mean)
+        h = float(sps.t.ppf(0.5 + confidence / 2, self.df)) * self.se
+        return (self.mean - h, self.mean + h)
 
 
-def summarize_variant(frame: pd.DataFrame, variant: str, *, n_resamples: int = 10_000,
-                      confidence: float = 0.95, seed: int = 0) -> dict[str, float | int | str]:
-    """Mean Dice of one variant, its bootstrap interval and its seed-to-seed spread.
+def _mean_squares(y: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``(MS_seed, MS_case, MS_res)`` over the last two axes (any leading batch axes)."""
+    s, c = y.shape[-2:]
+    grand = y.mean(axis=(-2, -1), keepdims=True)
+    rows, cols = y.mean(axis=-1, keepdims=True), y.mean(axis=-2, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ms_a = c * ((rows - grand) ** 2).sum(axis=(-2, -1)) / (s - 1) if s > 1 else np.zeros(y.shape[:-2])
+        ms_b = s * ((cols - grand) ** 2).sum(axis=(-2, -1)) / (c - 1) if c > 1 else np.zeros(y.shape[:-2])
+        ms_e = ((y - rows - cols + grand) ** 2).sum(axis=(-2, -1)) / ((s - 1) * (c - 1)) \
+            if s > 1 and c > 1 else np.zeros(y.shape[:-2])
+    return ms_a, ms_b, ms_e
+
+
+def crossed_reml(y: np.ndarray) -> dict[str, np.ndarray]:
+    """Vectorised closed-form REML of the crossed model on ``[..., S, C]`` complete tables.
 
     Returns:
-        ``variant, n_seeds, n_cases, dice_mean, dice_sd`` (sd of the per-seed means,
-        ``ddof=1``; NaN with one seed), ``dice_ci_low, dice_ci_high``.
+        Arrays over the leading axes: ``mean, se, df, var_seed, var_case, var_res``.
+
+    Example:
+        >>> fit = crossed_reml(np.array([[1.0, 2.0], [3.0, 6.0]]))
+        >>> float(fit["mean"]), round(float(fit["se"] ** 2), 12)  # (9 + 4 - 1) / 4
+        (3.0, 3.0)
     """
-    m = case_matrix(frame, variant)
+    y = np.asarray(y, dtype=float)
+    s, c = y.shape[-2:]
+    ms = _mean_squares(y)
+    dfs = np.array([s - 1, c - 1, (s - 1) * (c - 1)], dtype=float)
+    # candidate poolings: which of (seed, case) is set to 0; each gives lambda_k as weights
+    # over the raw mean squares. w[k] = weights of (MS_a, MS_b, MS_e) in lambda_k.
+    cands = []
+    for zero_a in (False, True):
+        for zero_b in (False, True):
+            pool = [2] + ([0] if zero_a else []) + ([1] if zero_b else [])
+            wpool = np.zeros(3)
+            wpool[pool] = dfs[pool] / max(dfs[pool].sum(), 1.0)
+            w = np.eye(3)
+            for k in pool:
+                w[k] = wpool
+            cands.append(w)
+    ms_stack = np.stack(ms, axis=-1)  # [..., 3]
+    best_ll = np.full(y.shape[:-2], -np.inf)
+    lam = np.zeros((*y.shape[:-2], 3))
+    wbest = np.zeros((*y.shape[:-2], 3, 3))
+    for w in cands:
+        lk = ms_stack @ w.T  # [..., 3] fitted lambdas
+        feasible = (lk[..., 0] >= lk[..., 2] - 1e-15) & (lk[..., 1] >= lk[..., 2] - 1e-15)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            terms = np.where(dfs > 0, dfs * (np.log(lk) + ms_stack / lk), 0.0)
+            terms = np.where((dfs > 0) & (lk == 0) & (ms_stack == 0), -np.inf, terms)  # exact fit
+        ll = np.where(feasible, -0.5 * np.nan_to_num(terms, nan=np.inf, posinf=np.inf).sum(-1), -np.inf)
+        better = ll > best_ll
+        best_ll = np.where(better, ll, best_ll)
+        lam = np.where(better[..., None], lk, lam)
+        wbest = np.where(better[..., None, None], w, wbest)
+    if s == 1 or c == 1:  # one seed (or case): only the other factor's mean square is estimable
+        lam = ms_stack.copy()
+        wbest = np.broadcast_to(np.eye(3), (*y.shape[:-2], 3, 3)).copy()
+    # Var(mean) * S C = lambda_seed + lambda_case - lambda_res, as weights over the raw MS
+    cvec = np.array([1.0, 1.0, -1.0]) if s > 1 and c > 1 else np.array([1.0, 1.0, 0.0])
+    coef = np.einsum("k,...kj->...j", cvec, wbest)  # [..., 3]
+    v = (coef * ms_stack).sum(-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        denom = np.where(dfs > 0, (coef * ms_stack) ** 2 / np.maximum(dfs, 1), 0.0).sum(-1)
+        df = np.where(denom > 0, v ** 2 / denom, np.inf)
+    var_res = lam[..., 2] if s > 1 and c > 1 else np.zeros(y.shape[:-2])
+    return {"mean": y.mean(axis=(-2, -1)), "se": np.sqrt(np.maximum(v, 0.0) / (s * c)), "df": df,
+            "var_seed": np.maximum(lam[..., 0] - var_res, 0.0) / c if s > 1 else np.zeros(y.shape[:-2]),
+            "var_case": np.maximum(lam[..., 1] - var_res, 0.0) / s if c > 1 else np.zeros(y.shape[:-2]),
+            "var_res": var_res}
+
+
+def fit_crossed(table: np.ndarray | pd.DataFrame) -> CrossedFit:
+    """:func:`crossed_reml` of one complete seeds x cases table, as a :class:`CrossedFit`."""
+    y = np.asarray(table, dtype=float)
+    if y.ndim != 2 or y.size == 0:
+        nan = float("nan")
+        return CrossedFit(nan, nan, nan, nan, nan, nan, 0, 0)
+    f = {k: float(v) for k, v in crossed_reml(y).items()}
+    return CrossedFit(f["mean"], f["se"], f["df"], f["var_seed"], f["var_case"], f["var_res"], *y.shape)
+
+
+def summarize_variant(frame: pd.DataFrame, variant: str, *, metric: str = "dice",
+                      confidence: float = 0.95) -> dict[str, float | int | str]:
+    """Mean of one variant, its mixed-model interval and its seed-to-seed spread.
+
+    Returns:
+        ``variant, n_seeds, n_cases, {metric}_mean, {metric}_sd`` (sd of the per-seed
+        means, ``ddof=1``; NaN with one seed), ``{metric}_ci_low, {metric}_ci_high``.
+    """
+    m = case_matrix(frame, variant, metric)
     seed_means = m.to_numpy().mean(axis=1) if m.size else np.array([])
-    low, high = crossed_bootstrap_ci(m.to_numpy(), n_resamples=n_resamples,
-                                     confidence=confidence, seed=seed)
+    fit = fit_crossed(m.to_numpy()) if m.size else fit_crossed(np.empty((0, 0)))
+    low, high = fit.ci(confidence) if m.size else (float("nan"), float("nan"))
     return {
         "variant": variant,
         "n_seeds": int(m.shape[0]) if m.size else 0,
         "n_cases": int(m.shape[1]) if m.size else 0,
-        "dice_mean": float(seed_means.mean()) if seed_means.size else float("nan"),
-        "dice_sd": float(seed_means.std(ddof=1)) if seed_means.size > 1 else float("nan"),
-        "dice_ci_low": low,
-        "dice_ci_high": high,
+        f"{metric}_mean": float(seed_means.mean()) if seed_means.size else float("nan"),
+        f"{metric}_sd": float(seed_means.std(ddof=1)) if seed_means.size > 1 else float("nan"),
+        f"{metric}_ci_low": low,
+        f"{metric}_ci_high": high,
     }
 
 
@@ -150,47 +252,22 @@ def rank_biserial(d: np.ndarray) -> float:
     return float((r_plus - r_minus) / (r_plus + r_minus))
 
 
-def crossed_t_test(d: np.ndarray) -> tuple[float, float, float]:
-    """Test that the mean of a seeds x cases table of paired differences is zero, with random
-    seed and case effects (see the module docstring).
-
-    Returns:
-        ``(t, df, p)``, two-sided; NaN with fewer than 2 seeds or 2 cases.
-    """
-    d = np.asarray(d, dtype=float)
-    s, c = d.shape if d.ndim == 2 else (0, 0)
-    if s < 2 or c < 2:
-        return (float("nan"),) * 3
-    grand = d.mean()
-    rows, cols = d.mean(axis=1), d.mean(axis=0)
-    ms_seed = c * ((rows - grand) ** 2).sum() / (s - 1)
-    ms_case = s * ((cols - grand) ** 2).sum() / (c - 1)
-    ms_res = ((d - rows[:, None] - cols[None, :] + grand) ** 2).sum() / ((s - 1) * (c - 1))
-    combined = ms_seed + ms_case - ms_res
-    if combined <= 0:  # negative variance-component estimates: fall back to the residual term
-        combined, df = ms_res, float((s - 1) * (c - 1))
-    else:
-        df = combined ** 2 / (ms_seed ** 2 / (s - 1) + ms_case ** 2 / (c - 1)
-                              + ms_res ** 2 / ((s - 1) * (c - 1)))
-    if combined == 0:
-        return (float("nan"), df, 1.0) if grand == 0 else (float(np.sign(grand) * np.inf), df, 0.0)
-    t = grand / np.sqrt(combined / (s * c))
-    return float(t), float(df), float(2 * sps.t.sf(abs(t), df))
-
-
 @dataclass(frozen=True)
 class Comparison:
     """One paired comparison, ``variant - reference``.
 
     Attributes:
-        n_pairs: number of matched pairs the test used (before Wilcoxon drops zeros).
-        mean_diff: mean paired difference in Dice.
-        diff_ci_low, diff_ci_high: crossed bootstrap interval of ``mean_diff``.
-        statistic: Wilcoxon's T (the smaller rank sum) or Student's t (paired or crossed).
+        n_pairs: (seed, case) cells of the mixed model, or cases for the per-case tests.
+        mean_diff: mean paired difference.
+        diff_ci_low, diff_ci_high: its interval (mixed model: from the same fit as p;
+            per-case tests: the t interval of the seed-averaged case differences).
+        test: ``mixed``, ``wilcoxon`` or ``ttest``.
+        statistic: t (mixed, ttest) or Wilcoxon's T.
+        df: degrees of freedom of t (Satterthwaite for ``mixed``), NaN for Wilcoxon.
         p_value: two-sided, uncorrected (see :func:`holm`).
-        effect_size: rank-biserial r (Wilcoxon) or Cohen's d_z (t-tests: mean over the sd of
-            the paired differences).
-        effect_measure: ``"r_rb"`` or ``"d_z"``.
+        effect_size: ``d`` (mixed), rank-biserial ``r`` (Wilcoxon), ``d_z`` (t-test).
+        effect_measure: ``"d"``, ``"r_rb"`` or ``"d_z"``.
+        var_seed, var_case, var_res: the mixed model's variance components (NaN otherwise).
     """
 
     variant: str
@@ -201,60 +278,72 @@ class Comparison:
     diff_ci_high: float
     test: str
     statistic: float
+    df: float
     p_value: float
     effect_size: float
     effect_measure: str
+    var_seed: float = float("nan")
+    var_case: float = float("nan")
+    var_res: float = float("nan")
 
 
-def paired_differences(frame: pd.DataFrame, variant: str, reference: str) -> pd.DataFrame:
+def paired_differences(frame: pd.DataFrame, variant: str, reference: str, metric: str = "dice") -> pd.DataFrame:
     """``variant - reference`` on the seeds and cases both have (a seeds x cases table)."""
-    a, b = case_matrix(frame, variant), case_matrix(frame, reference)
+    a, b = case_matrix(frame, variant, metric), case_matrix(frame, reference, metric)
     seeds = a.index.intersection(b.index)
     cases = a.columns.intersection(b.columns)
     return a.loc[seeds, cases] - b.loc[seeds, cases]
 
 
-def compare(frame: pd.DataFrame, variant: str, reference: str, *,
-            test: Literal["wilcoxon", "ttest", "crossed"] = "wilcoxon",
-            pairing: Literal["seed_case", "case"] = "seed_case",
-            n_resamples: int = 10_000, confidence: float = 0.95, seed: int = 0) -> Comparison:
-    """Paired comparison of two variants over their matched (seed, case) pairs.
+def compare(frame: pd.DataFrame, variant: str, reference: str, *, test: str = "mixed",
+            metric: str = "dice", confidence: float = 0.95) -> Comparison:
+    """Paired comparison of two variants on their matched seeds and cases.
 
     Args:
         frame: output of :func:`tidy`.
         variant, reference: variant names; the difference is ``variant - reference``.
-        test: ``wilcoxon``, ``ttest`` or ``crossed`` (random seed and case effects).
-        pairing: ``seed_case`` (one pair per seed and case) or ``case`` (seed-averaged);
-            ``crossed`` always uses the whole seeds x cases table.
-        n_resamples, confidence, seed: bootstrap settings of the difference's interval.
+        test: ``mixed`` (crossed random seed and case effects, default; ``crossed`` is an
+            alias), or the per-case tests over seed-averaged values ``wilcoxon``/``ttest``.
+        metric: the value column.
+        confidence: interval coverage.
     """
-    diff = paired_differences(frame, variant, reference)
-    dm = diff.to_numpy()
-    d = dm.ravel() if pairing == "seed_case" or test == "crossed" else \
-        (dm.mean(axis=0) if dm.size else dm.ravel())
-    low, high = crossed_bootstrap_ci(dm, n_resamples=n_resamples, confidence=confidence, seed=seed)
+    dm = paired_differences(frame, variant, reference, metric).to_numpy()
     nan = float("nan")
+    test = "mixed" if test == "crossed" else test
+    if test == "mixed":
+        fit = fit_crossed(dm)
+        if dm.size == 0 or dm.shape[0] * dm.shape[1] < 2:
+            return Comparison(variant, reference, int(dm.size), fit.mean, nan, nan, test, nan, nan, nan, nan, "d")
+        t, p = fit.t_p()
+        low, high = fit.ci(confidence)
+        total = fit.var_seed + fit.var_case + fit.var_res
+        effect = fit.mean / np.sqrt(total) if total > 0 else (0.0 if fit.mean == 0 else float(np.sign(fit.mean) * np.inf))
+        return Comparison(variant, reference, int(dm.size), fit.mean, low, high, test, t, fit.df, p,
+                          float(effect), "d", fit.var_seed, fit.var_case, fit.var_res)
+    if test not in ("wilcoxon", "ttest"):
+        raise NassegError(f"stats.test: unknown test '{test}' (mixed, wilcoxon, ttest)")
+    d = dm.mean(axis=0) if dm.size else dm.ravel()  # one value per case, averaged over seeds
     mean = float(d.mean()) if d.size else nan
     measure = "r_rb" if test == "wilcoxon" else "d_z"
     if d.size < 2:
-        stat = p = effect = nan
-    elif np.all(d == 0):
-        stat, p, effect = 0.0, 1.0, 0.0
+        return Comparison(variant, reference, int(d.size), mean, nan, nan, test, nan, nan, nan, nan, measure)
+    sd = float(d.std(ddof=1))
+    half = float(sps.t.ppf(0.5 + confidence / 2, d.size - 1)) * sd / np.sqrt(d.size)
+    low, high = mean - half, mean + half
+    if np.all(d == 0):
+        stat, df, p, effect = 0.0, float(d.size - 1), 1.0, 0.0
     elif test == "wilcoxon":
         res = sps.wilcoxon(d, zero_method="wilcox", alternative="two-sided")
-        stat, p, effect = float(res.statistic), float(res.pvalue), rank_biserial(d)
-    elif test == "crossed":
-        stat, _, p = crossed_t_test(dm)
-        sd = float(d.std(ddof=1))
-        effect = mean / sd if sd > 0 else float(np.sign(mean) * np.inf)
+        stat, df, p, effect = float(res.statistic), nan, float(res.pvalue), rank_biserial(d)
+    elif sd == 0.0:  # every case differs by the same non-zero amount
+        inf = float(np.sign(mean) * np.inf)
+        stat, df, p, effect = inf, float(d.size - 1), 0.0, inf
     else:
-        sd = float(d.std(ddof=1))
-        if sd == 0.0:  # every pair differs by the same non-zero amount
-            stat, p, effect = float(np.sign(mean) * np.inf), 0.0, float(np.sign(mean) * np.inf)
-        else:
-            res = sps.ttest_rel(d, np.zeros_like(d))
-            stat, p, effect = float(res.statistic), float(res.pvalue), mean / sd
-    return Comparison(variant, reference, int(d.size), mean, low, high, test, stat, p, effect, measure)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            res = sps.ttest_1samp(d, 0.0)
+        stat, df, p, effect = float(res.statistic), float(d.size - 1), float(res.pvalue), mean / sd
+    return Comparison(variant, reference, int(d.size), mean, low, high, test, stat, df, p, effect, measure)
 
 
 def holm(p_values: Sequence[float]) -> np.ndarray:

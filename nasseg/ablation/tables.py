@@ -1,5 +1,10 @@
 """The statistics table as CSV (full precision), Markdown and LaTeX (formatted).
 
+Works on anything with a ``table`` (see :func:`nasseg.ablation.results.analyze`) and a
+``config`` holding ``name`` and ``stats``: an ablation's result, or the result of
+``nasseg stats`` on a user's own per-case CSV (:mod:`nasseg.ablation.csvstats`). The metric
+is the one whose ``<metric>_mean`` column the table holds.
+
 Example:
     >>> paths = write_tables(analyze(study), "reports/skips")   # doctest: +SKIP
     >>> sorted(p.name for p in paths)                           # doctest: +SKIP
@@ -12,18 +17,33 @@ from pathlib import Path
 
 import pandas as pd
 
-from nasseg.ablation.results import AblationResult
+from nasseg.ablation.stats import MIN_SEEDS
 
-__all__ = ["display_table", "fmt_count", "fmt_p", "latex_escape", "method_note", "to_latex",
-           "to_markdown", "write_tables"]
+__all__ = ["display_table", "fmt_count", "fmt_p", "latex_escape", "method_note", "metric_of",
+           "seed_warning", "to_latex", "to_markdown", "write_tables"]
 
-HEADERS = ["Variant", "Dice [95% CI]", "SD (seeds)", "vs.", "ΔDice [95% CI]", "p (Holm)",
-           "Effect", "Sig.", "Params", "MACs"]
+LABELS = {"dice": "Dice", "iou": "IoU", "hd95": "HD95", "assd": "ASSD", "nsd": "NSD"}
+
+
+def metric_of(table: pd.DataFrame) -> str:
+    """The metric a table is about: the prefix of its ``<metric>_mean`` column."""
+    return next((c[:-5] for c in table.columns if c.endswith("_mean")), "dice")
+
+
+def seed_warning(table: pd.DataFrame) -> str:
+    """``""``, or a warning when a variant has fewer than :data:`MIN_SEEDS` training seeds."""
+    seeds = table["n_seeds"].dropna()
+    if seeds.empty or seeds.min() >= MIN_SEEDS:
+        return ""
+    n = int(seeds.min())
+    return (f"Warning: only {n} training seed{'s' if n != 1 else ''} (< {MIN_SEEDS}): the seed "
+            f"variance is estimated on {max(n - 1, 0)} degree{'s' if n != 2 else ''} of freedom, "
+            "so intervals are wide and the training-seed effect is poorly known.")
 
 
 def fmt_count(n: float) -> str:
     """``417505 -> '417.5 K'``, ``3149185 -> '3.15 M'``, ``1088471040 -> '1.09 G'``."""
-    if n is None or n != n:
+    if n is None or n != n or isinstance(n, str):
         return "–"
     for div, unit, digits in ((1e9, "G", 2), (1e6, "M", 2), (1e3, "K", 1)):
         if abs(n) >= div:
@@ -48,52 +68,75 @@ def _effect(row: pd.Series) -> str:
     e = row.get("effect_size")
     if e is None or e != e:
         return "–"
-    name = {"r_rb": "r", "d_z": "d_z"}.get(row.get("effect_measure"), "")
+    name = {"r_rb": "r", "d_z": "d_z", "d": "d"}.get(row.get("effect_measure"), "")
     return f"{name} = {e:+.2f}" if math.isfinite(e) else f"{name} = {e}"
 
 
-def display_table(result: AblationResult) -> pd.DataFrame:
-    """The table with formatted strings, one row per line of :attr:`AblationResult.table`."""
+def display_table(result) -> pd.DataFrame:
+    """The table with formatted strings, one row per line of ``result.table``."""
+    m = metric_of(result.table)
+    label = LABELS.get(m, m)
+    headers = ["Variant", f"{label} [95% CI]", "SD (seeds)", "vs.", f"Δ{label} [95% CI]", "p (Holm)",
+               "Effect", "Sig.", "Params", "MACs"]
     rows = []
     for _, r in result.table.iterrows():
-        has_cmp = isinstance(r["reference"], str)
+        has_cmp = isinstance(r.get("reference"), str)
         rows.append([
-            r["variant"] + (" (baseline)" if r["is_baseline"] else ""),
-            f"{_num(r['dice_mean'])} [{_num(r['dice_ci_low'])}, {_num(r['dice_ci_high'])}]",
-            _num(r["dice_sd"]),
+            r["variant"] + (" (baseline)" if r.get("is_baseline") is True else ""),
+            f"{_num(r[f'{m}_mean'])} [{_num(r[f'{m}_ci_low'])}, {_num(r[f'{m}_ci_high'])}]",
+            _num(r[f"{m}_sd"]),
             r["reference"] if has_cmp else "",
             f"{_num(r['mean_diff'], True)} [{_num(r['diff_ci_low'], True)}, "
             f"{_num(r['diff_ci_high'], True)}]" if has_cmp else "",
             fmt_p(r["p_holm"]) if has_cmp else "",
             _effect(r) if has_cmp else "",
             r["significance"] if has_cmp and isinstance(r["significance"], str) else "",
-            fmt_count(r["params"]),
-            fmt_count(r["macs"]),
+            fmt_count(r.get("params")),
+            fmt_count(r.get("macs")),
         ])
-    return pd.DataFrame(rows, columns=HEADERS)
+    return pd.DataFrame(rows, columns=headers)
 
 
-def method_note(result: AblationResult) -> str:
-    """One paragraph saying how every number of the table was computed."""
+def method_note(result) -> str:
+    """One paragraph saying how every number of the table was computed (with the seed
+    warning, the scored split and the empty-mask convention when known)."""
     st = result.config.stats
-    n_cmp = int(result.table["p_value"].notna().sum())
-    seeds = result.table["n_seeds"].max()
-    cases = result.table["n_cases"].max()
-    test = {"wilcoxon": "two-sided Wilcoxon signed-rank test", "ttest": "two-sided paired t-test",
-            "crossed": "two-sided t-test with random seed and case effects (Satterthwaite df)"}[st.test]
-    pairs = ("(seed, case) pairs" if st.pairing == "seed_case" or st.test == "crossed"
-             else "cases (each averaged over seeds)")
-    effect = ("r: matched-pairs rank-biserial correlation" if st.test == "wilcoxon"
-              else "d_z: Cohen's d of the paired differences")
+    t = result.table
+    m = metric_of(t)
+    label = LABELS.get(m, m)
+    n_cmp = int(t["p_value"].notna().sum())
+    seeds, cases = t["n_seeds"].max(), t["n_cases"].max()
     pct = f"{st.bootstrap.confidence * 100:g}%"
-    return (f"Dice: mean over {seeds:.0f} training seeds of the mean over {cases:.0f} held-out cases "
-            f"(same split for every variant); {pct} crossed bootstrap CI over seeds and cases "
-            f"({st.bootstrap.n_resamples} resamples, seed {st.bootstrap.seed}). ΔDice: variant minus "
-            f"'vs.' on matched {pairs}. p: {test}, Holm-corrected over {n_cmp} comparisons; "
-            f"* p < {st.alpha:g}, ** p < 0.01, *** p < 0.001, ns otherwise. {effect}.")
+    split = getattr(result, "scored_split", "test")
+    if st.test in ("mixed", "crossed"):
+        how = ("linear mixed model of the paired differences with crossed random effects of "
+               "training seed and test case (REML; variance components >= 0); CI and two-sided "
+               "t-test from the same fit on Satterthwaite df, so they agree")
+        pairs = "matched (seed, case) cells"
+        effect = "d: mean difference / model SD of one seed-case difference"
+    else:
+        how = ("per-case " + {"wilcoxon": "Wilcoxon signed-rank test", "ttest": "paired t-test"}[st.test]
+               + " over seed-averaged values (one pair per case; ignores seed-to-seed variance)")
+        pairs = "cases, each averaged over seeds"
+        effect = ("r: matched-pairs rank-biserial correlation" if st.test == "wilcoxon"
+                  else "d_z: Cohen's d of the case differences")
+    text = (f"{label}: mean over {seeds:.0f} training seeds of the mean over {cases:.0f} {split} cases "
+            f"(same cases for every variant); {pct} CI from a mixed model with crossed random seed "
+            f"and case effects. Δ{label}: variant minus 'vs.' on {pairs}. p: {how}; "
+            f"Holm-corrected over {n_cmp} comparisons; * p < {st.alpha:g}, ** p < 0.01, "
+            f"*** p < 0.001, ns otherwise. {effect}.")
+    convention = getattr(result, "convention", None)
+    if convention is None and m in LABELS:
+        from nasseg.train.metrics import convention_note
+
+        convention = convention_note()
+    if convention:
+        text += f" {convention}"
+    warning = seed_warning(t)
+    return text + (f" {warning}" if warning else "")
 
 
-def to_markdown(result: AblationResult) -> str:
+def to_markdown(result) -> str:
     """A GitHub-flavoured Markdown table followed by the method note."""
     table = display_table(result)
 
@@ -121,7 +164,7 @@ def latex_escape(text: str) -> str:
     return "".join(_LATEX.get(ch, ch) for ch in str(text))
 
 
-def to_latex(result: AblationResult) -> str:
+def to_latex(result) -> str:
     """A ``table`` environment with a booktabs ``tabular`` (needs ``\\usepackage{booktabs}``)."""
     table = display_table(result)
     head = " & ".join(latex_escape(c) for c in table.columns) + r" \\"
@@ -136,12 +179,19 @@ def to_latex(result: AblationResult) -> str:
         rf"\label{{tab:{label}}}", r"\end{table}", ""])
 
 
-def write_tables(result: AblationResult, out_dir: str | Path, stem: str = "stats") -> list[Path]:
-    """Write ``stem.csv`` (full precision), ``stem.md`` and ``stem.tex``; return their paths."""
+def write_tables(result, out_dir: str | Path, stem: str = "stats") -> list[Path]:
+    """Write ``stem.csv`` (full precision, with a ``warning`` column), ``stem.md``,
+    ``stem.tex`` and, for an ablation, ``per_case.csv`` (long format: ``variant, seed, case``
+    and the metric columns; ``nasseg stats per_case.csv --baseline NAME`` reproduces the
+    table from it); return their paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{stem}.csv", out / f"{stem}.md", out / f"{stem}.tex"]
-    result.table.to_csv(paths[0], index=False)
+    result.table.assign(warning=seed_warning(result.table)).to_csv(paths[0], index=False)
+    per_case = getattr(result, "per_case", None)
+    if isinstance(per_case, pd.DataFrame) and not per_case.empty:  # the input of `nasseg stats`
+        paths.append(out / "per_case.csv")
+        per_case.rename(columns={"case_id": "case"}).to_csv(paths[-1], index=False)
     paths[1].write_text(to_markdown(result), encoding="utf-8")
     paths[2].write_text(to_latex(result), encoding="utf-8")
     return paths

@@ -105,16 +105,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     res = train(arch, data, cfg, run_dir=run_dir, progress=not args.no_progress)
     console.print(metrics_table(res))
     stop = f", stopped early ({res.stop_reason})" if res.stopped_early else ""
-    console.print(f"best epoch {res.best_epoch}: mean per-case Dice {res.best['dice']:.4f} over "
-                  f"{len(res.split['val'])} held-out cases; {res.num_params:,} parameters, "
-                  f"{res.seconds:.1f} s{stop}\nrun folder: {run_dir}")
+    console.print(f"best epoch {res.best_epoch} (chosen on val): mean per-case Dice {res.best['dice']:.4f} over "
+                  f"{len(res.split['val'])} val cases; {res.num_params:,} parameters, "
+                  f"{res.seconds:.1f} s{stop}")
+    if res.test is not None:
+        resolved = res.config.get("resolved", {})
+        native, unit = resolved.get("scored_at", "the training size"), resolved.get("distance_unit", "voxels")
+        console.print(f"test (scored once, {len(res.split['test'])} cases at {native}): Dice "
+                      f"{res.test['dice']:.4f} (pooled {res.test.get('dice_pooled', float('nan')):.4f}), "
+                      f"HD95 {res.test['hd95']:.2f} {unit}, NSD {res.test.get('nsd', float('nan')):.4f}")
+    console.print(f"run folder: {run_dir}")
     return 0
 
 
 def metrics_table(res) -> Table:
     """Per-epoch validation metrics, the best epoch marked."""
     extra = sorted(k for k in res.best if k.startswith("dice_"))
-    table = Table(title="held-out metrics (per-case means; HD95 in voxels)")
+    table = Table(title="validation metrics (per-case means at native size; HD95 in mm, or voxels without spacing)")
     for col in ["epoch", "train loss", "Dice", "IoU", "HD95", *extra, "lr", "s"]:
         table.add_column(col, justify="right")
     for h in res.history:

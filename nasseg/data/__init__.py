@@ -27,11 +27,11 @@ from nasseg.data.config import (
     SyntheticConfig,
     resolve_data,
 )
-from nasseg.data.splits import make_split
+from nasseg.data.splits import make_split, sample_cases, split_dataset
 
 _CACHE: OrderedDict[str, SegDataset] = OrderedDict()
 _CACHE_SIZE = 2
-_DECODE_KEYS = ("kind", "path", "size", "max_cases", "mask_encoding", "labels", "unknown_labels", "synthetic")
+_DECODE_KEYS = ("kind", "path", "size", "spacing", "mask_encoding", "labels", "unknown_labels", "synthetic")
 
 
 def load_dataset(cfg: DataConfig, *, cache: bool = True) -> SegDataset:
@@ -48,7 +48,13 @@ def load_dataset(cfg: DataConfig, *, cache: bool = True) -> SegDataset:
     Raises:
         DataError: the files are missing or broken (the message names the file).
     """
+    if cfg.max_cases is not None and cfg.kind != "decathlon":
+        # a seeded stratified sample of the whole decoded set, never the first N files
+        # (Decathlon samples its file list by name before decoding, see data/decathlon.py)
+        full = load_dataset(cfg.model_copy(update={"max_cases": None}), cache=cache)
+        return full.subset(sample_cases(full, cfg.max_cases, cfg.split))
     fields = {k: v for k, v in cfg.model_dump(mode="json").items() if k in _DECODE_KEYS}
+    fields["max_cases"] = cfg.max_cases
     if cfg.path:
         fields["path"] = str(Path(cfg.path).resolve())
     key = json.dumps(fields, sort_keys=True)
@@ -72,5 +78,5 @@ def load_dataset(cfg: DataConfig, *, cache: bool = True) -> SegDataset:
 __all__ = [
     "AugmentConfig", "BatchFeeder", "DataConfig", "Sample", "SegDataset", "SplitConfig",
     "SyntheticConfig", "augment_batch", "load_dataset", "make_split", "resolve_data",
-    "sliding_window",
+    "sample_cases", "sliding_window", "split_dataset",
 ]

@@ -44,6 +44,12 @@ class SegDataset:
         sources: the file each case was read from (for messages; ``""`` if generated).
         class_names: names of the classes, background first.
         info: how the data was decoded (encoding, original sizes, ...).
+        native_labels: per case, the label at its original size and geometry (``uint8``,
+            on the CPU) when the images were resized for training; metrics are computed
+            against these (see :func:`nasseg.train.evaluate.evaluate`). ``None`` = the
+            labels are already native.
+        spacing: per case, the voxel (pixel) spacing in mm of the native grid, one value
+            per spatial axis; ``None`` = 1 mm (distances then in voxels).
 
     Example:
         >>> ds = load_dataset(resolve_data("synthetic", n_cases=8, size=32))  # doctest: +SKIP
@@ -61,6 +67,8 @@ class SegDataset:
     sources: list[str] = field(default_factory=list)
     class_names: list[str] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
+    native_labels: list[Tensor] | None = None
+    spacing: list[tuple[float, ...]] | None = None
 
     def __post_init__(self) -> None:
         if len(set(self.case_ids)) != len(self.case_ids):
@@ -103,8 +111,10 @@ class SegDataset:
         else:
             images, labels = [self.images[i] for i in idx], [self.labels[i] for i in idx]
         sources = [self.sources[i] for i in idx] if self.sources else []
+        native = [self.native_labels[i] for i in idx] if self.native_labels is not None else None
+        spacing = [self.spacing[i] for i in idx] if self.spacing is not None else None
         return replace(self, case_ids=[self.case_ids[i] for i in idx], images=images,
-                       labels=labels, sources=sources)
+                       labels=labels, sources=sources, native_labels=native, spacing=spacing)
 
     def to(self, device: torch.device | str) -> SegDataset:
         """A copy resident on ``device``."""

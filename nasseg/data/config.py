@@ -22,25 +22,46 @@ class _Strict(BaseModel):
 
 
 class SplitConfig(_Strict):
-    """How cases are divided into training and held-out validation cases.
+    """How cases are divided into training, validation and test cases.
+
+    ``val`` selects (best epoch, early stopping, search feedback, Pareto membership);
+    ``test`` is scored once, with the weights chosen on ``val``, and is what tables report.
 
     Attributes:
-        method: ``random`` (seeded shuffle, ``val_fraction`` held out), ``kfold``
-            (seeded shuffle into ``k`` folds, fold ``fold`` held out) or ``file``
-            (a JSON file with ``train`` and ``val`` lists of case ids).
-        val_fraction: held-out fraction for ``random`` (0.3 = the CMUNeXt paper's 70/30).
-        seed: shuffle seed of ``random`` and ``kfold``.
+        method: ``random`` (seeded, stratified, group-aware shuffle), ``kfold`` (a fixed
+            test set first, then ``k`` folds of the rest, fold ``fold`` = val) or ``file``
+            (a JSON file: ``{"train", "val", "test"}`` lists, e.g. a run's ``split.json``,
+            or nnU-Net's ``splits_final.json`` list of folds, fold ``fold`` used; cases
+            it does not list become the test set).
+        val_fraction: validation fraction for ``random``.
+        test_fraction: test fraction for ``random`` and ``kfold`` (0 = no test set: nothing
+            is then reported on unseen cases; not for results).
+        seed: shuffle seed (also of the ``max_cases`` sample).
         k: number of folds for ``kfold``.
-        fold: held-out fold for ``kfold`` (0-based).
+        fold: validation fold for ``kfold`` and nnU-Net split files (0-based).
         file: split file for ``file``.
+        table: a CSV file with one row per case (column ``id_column``), for ``group``
+            and ``stratify`` columns (e.g. BUSI's ``name_map.csv``).
+        id_column: the case-id column of ``table`` (file names match by stem).
+        group: cases sharing a group never cross partitions: a column of ``table``, or
+            ``regex:PATTERN`` applied to the case id (first capture group, or the match),
+            e.g. ``regex:^(\\d+)-`` for video frames ``12-034``.
+        stratify: ``presence`` (the set of classes present in the label, default),
+            ``none``, a column of ``table``, or ``regex:PATTERN`` on the case id
+            (e.g. ``regex:^(benign|malignant)``).
     """
 
     method: Literal["random", "kfold", "file"] = "random"
-    val_fraction: float = Field(0.3, gt=0.0, lt=1.0)
+    val_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    test_fraction: float = Field(0.2, ge=0.0, lt=1.0)
     seed: int = 0
     k: int = Field(5, ge=2)
     fold: int = Field(0, ge=0)
     file: str | None = None
+    table: str | None = None
+    id_column: str = "case_id"
+    group: str | None = None
+    stratify: str = "presence"
 
 
 class SyntheticConfig(_Strict):
@@ -98,7 +119,11 @@ class DataConfig(_Strict):
             training patch). Along an axis where a volume (rounded up to what the
             network needs) is smaller, the window shrinks to it: small volumes are
             predicted in one pass with no wasted padding.
-        max_cases: load only the first N cases in sorted order (small test subsets).
+        spacing: 2D pixel spacing in mm (row, column) of the files as stored, so that
+            distances (HD95, ASSD, NSD) are in mm; ``None`` = 1 (distances in pixels).
+            Decathlon volumes take theirs from the NIfTI headers.
+        max_cases: load a seeded sample of N cases (seed ``split.seed``), stratified as
+            the split is (small test subsets), never simply the first N files.
         mask_encoding: ``auto`` detects 0/255 masks (binarised at > 127) or class
             index masks; ``binary255`` or ``index`` force one.
         labels: class names, background first (mask value ``i`` = ``labels[i]``); ``None``
@@ -112,8 +137,8 @@ class DataConfig(_Strict):
         augment: training augmentations.
 
     Example:
-        >>> DataConfig(kind="folder", path="../shared/data/dsb2018_96", size=96).split.val_fraction
-        0.3
+        >>> DataConfig(kind="folder", path="../shared/data/dsb2018_96", size=96).split.test_fraction
+        0.2
     """
 
     kind: Literal["synthetic", "folder", "decathlon"] = "synthetic"
@@ -121,6 +146,7 @@ class DataConfig(_Strict):
     size: int | Size2 | Size3 | None = None
     patch_size: Size3 | None = None
     window_size: Size3 | None = None
+    spacing: tuple[float, float] | None = None
     max_cases: int | None = Field(None, ge=2)
     mask_encoding: Literal["auto", "binary255", "index"] = "auto"
     labels: list[str] | None = None

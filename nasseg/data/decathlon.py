@@ -49,7 +49,10 @@ def load_decathlon(cfg: DataConfig) -> SegDataset:
     meta_path = root / "dataset.json"
     entries, class_names = read_dataset_json(meta_path)
     if cfg.max_cases is not None:
-        entries = entries[: cfg.max_cases]
+        from nasseg.data.splits import stratified_order  # a seeded sample, not the first N
+
+        keep = sorted(stratified_order([""] * len(entries), cfg.split.seed + 7919)[: cfg.max_cases])
+        entries = [entries[i] for i in keep]
     class_names = list(cfg.labels) if cfg.labels else class_names
     num_classes = len(class_names)
     images, labels, ids, sources = [], [], [], []

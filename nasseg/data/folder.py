@@ -80,18 +80,24 @@ def load_folder(cfg: DataConfig) -> SegDataset:
     channels = 3 if any(im.shape[2] == 3 for im, _ in raw) else 1
     images = np.empty((len(raw), channels, *size), np.float32)
     labels = np.empty((len(raw), *size), np.uint8)
+    native = []
     for i, ((image, _), label) in enumerate(zip(raw, decoded)):
         label = map_unknown(label, unknown)
+        native.append(torch.from_numpy(label.astype(np.uint8)))
         if image.shape[2] != channels:
             image = np.repeat(image, channels, axis=2)
         images[i] = normalise(_resize(image, size, Image.BILINEAR).transpose(2, 0, 1))
         labels[i] = _resize(label[..., None], size, Image.NEAREST)[..., 0]
     stems = [p.stem for p, _ in pairs]
+    resized = any(tuple(t.shape) != tuple(size) for t in native)
+    pixel = tuple(float(v) for v in cfg.spacing) if cfg.spacing else None
     return SegDataset(
         kind="folder", spatial_dims=2, in_channels=channels, num_classes=num_classes,
         case_ids=stems, images=torch.from_numpy(images), labels=torch.from_numpy(labels),
         sources=[str(p) for p, _ in pairs], class_names=names,
         info={"mask_encoding": encoding, "size": list(size), "root": str(root)},
+        native_labels=native if resized else None,
+        spacing=[pixel] * len(raw) if pixel else None,
     )
 
 

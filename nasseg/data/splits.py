@@ -1,12 +1,31 @@
-"""Train/validation splits: seeded random, k-fold, or read from a file.
+"""Train / validation / test splits: seeded, stratified and group-aware; k-fold; from a file.
 
-The split a run actually used is returned as a plain dict (``method``, ``seed``,
-``train``, ``val``) and written as ``split.json`` next to its results; that file can
-be passed back as ``split.method="file"`` to reproduce it.
+Every split has three disjoint partitions: ``train`` (fitted), ``val`` (selection: best
+epoch, early stopping, search feedback) and ``test`` (scored once with the weights chosen
+on ``val``; what tables report). The split a run used is returned as a plain dict
+(``method, seed, rule, train, val, test``) and written as ``split.json`` beside its
+results; that file can be passed back as ``split.method="file"`` to reproduce it.
+
+Stratification and groups (see :class:`~nasseg.data.config.SplitConfig`): cases of one
+group (patient, video) are kept together; groups are ordered so that every stratum is
+spread evenly along the order (each stratum's shuffled groups at positions
+``(i + u) / n_stratum``, ``u`` uniform), then cut by case counts: the first
+``round(test_fraction N)`` cases are test, the next ``round(val_fraction N)`` val. So each
+partition holds each stratum in about its overall proportion, and the counts are exact
+when there are no groups.
+
+Example:
+    >>> s = make_split([f"c{i}" for i in range(10)], SplitConfig(seed=1))
+    >>> len(s["train"]), len(s["val"]), len(s["test"])
+    (6, 2, 2)
 """
 from __future__ import annotations
 
+import csv
+import hashlib
 import json
+import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,73 +34,248 @@ import numpy as np
 from nasseg.data.config import SplitConfig
 from nasseg.errors import DataError
 
+__all__ = ["case_keys", "make_split", "sample_cases", "split_dataset", "split_hash", "stratified_order"]
 
-def make_split(case_ids: list[str], cfg: SplitConfig) -> dict[str, Any]:
-    """Divide ``case_ids`` into training and validation ids.
+PARTS = ("train", "val", "test")
 
-    ``random``: shuffle with ``seed`` and hold out ``round(val_fraction * N)`` cases
-    (at least 1). ``kfold``: shuffle with ``seed``, cut into ``k`` near-equal folds and
-    hold out fold ``fold``. ``file``: read ``{"train": [...], "val": [...]}``.
+
+def split_hash(split: dict[str, Any]) -> str:
+    """12 hex digits identifying the exact train/val/test case ids (order-free).
+
+    Example:
+        >>> split_hash({"train": ["b", "a"], "val": ["c"], "test": []}) == \\
+        ...     split_hash({"train": ["a", "b"], "val": ["c"]})
+        True
+    """
+    ids = {p: sorted(map(str, split.get(p) or [])) for p in PARTS}
+    return hashlib.sha256(json.dumps(ids, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _describe(cfg: SplitConfig) -> str:
+    """The rule that made a split, in words (stored in ``split.json``)."""
+    if cfg.method == "file":
+        return f"read from {cfg.file}" + (f" (fold {cfg.fold})" if cfg.fold else "")
+    what = (f"{cfg.k}-fold of the non-test cases, fold {cfg.fold} = val" if cfg.method == "kfold"
+            else f"val {cfg.val_fraction:g}")
+    strat = "" if cfg.stratify == "none" else f", stratified by {cfg.stratify}"
+    group = f", grouped by {cfg.group}" if cfg.group else ""
+    return f"seeded shuffle (seed {cfg.seed}): test {cfg.test_fraction:g}, {what}{strat}{group}"
+
+
+def stratified_order(strata: Sequence[str], seed: int) -> np.ndarray:
+    """A seeded permutation of units in which every stratum is spread evenly.
+
+    Unit ``j`` of stratum ``s`` (after a seeded shuffle within ``s``) gets the key
+    ``(j + u) / n_s`` with ``u ~ U(0, 1)``; units are returned by increasing key. Any prefix
+    of the order then holds each stratum in about its overall proportion.
+
+    Example:
+        >>> order = stratified_order(["a"] * 6 + ["b"] * 3, seed=0)
+        >>> sorted(["a"] * 6 + ["b"] * 3) == sorted(["a" if i < 6 else "b" for i in order])
+        True
+    """
+    rng = np.random.default_rng(seed)
+    strata = list(strata)
+    keys = np.empty(len(strata))
+    for s in sorted(set(strata)):
+        idx = np.flatnonzero(np.array([x == s for x in strata], dtype=bool))
+        idx = idx[rng.permutation(idx.size)]
+        keys[idx] = (np.arange(idx.size) + rng.uniform(size=idx.size)) / idx.size
+    return np.argsort(keys, kind="stable")
+
+
+def _units(case_ids: list[str], strata: list[str] | None, groups: list[str] | None
+           ) -> tuple[list[list[int]], list[str]]:
+    """Groups of case indices (one per group, or per case) and each group's stratum
+    (the most common stratum of its cases)."""
+    keys = groups if groups is not None else case_ids
+    members: dict[str, list[int]] = {}
+    for i, k in enumerate(keys):
+        members.setdefault(k, []).append(i)
+    units = list(members.values())
+    labels = []
+    for u in units:
+        vals = [strata[i] for i in u] if strata is not None else [""]
+        labels.append(max(sorted(set(vals)), key=vals.count))
+    return units, labels
+
+
+def _cut(units: list[list[int]], order: np.ndarray, sizes: Sequence[int]) -> list[list[int]]:
+    """Walk ``units`` in ``order``, filling partitions of the given case counts in turn;
+    the last partition takes what is left."""
+    parts: list[list[int]] = [[] for _ in range(len(sizes) + 1)]
+    bounds = np.cumsum(sizes)
+    taken = 0
+    for u in order:
+        k = int(np.searchsorted(bounds, taken, side="right"))
+        parts[k] += units[u]
+        taken += len(units[u])
+    return parts
+
+
+def make_split(case_ids: list[str], cfg: SplitConfig, *, strata: list[str] | None = None,
+               groups: list[str] | None = None) -> dict[str, Any]:
+    """Divide ``case_ids`` into training, validation and test ids.
 
     Args:
         case_ids: ids of the loaded cases.
         cfg: the split settings.
+        strata: one stratum label per case (``None`` = one stratum).
+        groups: one group label per case (``None`` = every case its own group).
 
     Returns:
-        ``{"method", "seed", "train": [ids], "val": [ids]}`` (plus ``k``/``fold`` or ``file``);
-        ids keep the dataset's order within each list.
+        ``{"method", "seed", "rule", "train", "val", "test", "hash"}`` (plus ``k``/``fold``
+        or ``file``); ids keep the dataset's order within each list.
 
     Raises:
-        DataError: too few cases, a bad fold, or a split file that is unreadable,
-            malformed, overlapping or naming unknown cases.
-
-    Example:
-        >>> s = make_split([f"c{i}" for i in range(10)], SplitConfig(seed=1))
-        >>> len(s["train"]), len(s["val"])
-        (7, 3)
+        DataError: too few cases or groups, a bad fold, or a split file that is
+            unreadable, malformed, overlapping or naming unknown cases.
     """
     n = len(case_ids)
     if n < 2:
         raise DataError(f"a split needs at least 2 cases, got {n}")
     order = {c: i for i, c in enumerate(case_ids)}
-    out: dict[str, Any] = {"method": cfg.method, "seed": cfg.seed}
+    out: dict[str, Any] = {"method": cfg.method, "seed": cfg.seed, "rule": _describe(cfg)}
     if cfg.method == "file":
-        train, val = _read_split_file(Path(cfg.file or ""), order)
-        out = {"method": "file", "seed": None, "file": str(cfg.file)}
+        parts = _read_split_file(Path(cfg.file or ""), order, cfg.fold)
+        out.update(seed=None, file=str(cfg.file))
     else:
-        perm = np.random.default_rng(cfg.seed).permutation(n)
+        units, unit_strata = _units(case_ids, strata, groups)
+        perm = stratified_order(unit_strata, cfg.seed)
+        n_test = max(1, round(cfg.test_fraction * n)) if cfg.test_fraction > 0 else 0
         if cfg.method == "random":
-            n_val = min(n - 1, max(1, round(cfg.val_fraction * n)))
-            held = set(perm[:n_val].tolist())
+            n_val = max(1, round(cfg.val_fraction * n))
+            if n_test + n_val >= n or len(units) < 2 + (n_test > 0):
+                raise DataError(f"{n} cases in {len(units)} groups cannot give non-empty train, val"
+                                f"{' and test' if n_test else ''} partitions (val_fraction "
+                                f"{cfg.val_fraction:g}, test_fraction {cfg.test_fraction:g})")
+            test, val, train = _cut(units, perm, [n_test, n_val])
         else:
             if cfg.fold >= cfg.k:
                 raise DataError(f"split.fold={cfg.fold} but k={cfg.k} folds (0..{cfg.k - 1})")
-            if cfg.k > n:
-                raise DataError(f"split.k={cfg.k} folds but only {n} cases")
-            held = set(np.array_split(perm, cfg.k)[cfg.fold].tolist())
+            test, rest = _cut(units, perm, [n_test])
+            left = set(rest)
+            rest_units = [u for u in (units[i] for i in perm) if u[0] in left]
+            if cfg.k > len(rest_units):
+                raise DataError(f"split.k={cfg.k} folds but only {len(rest_units)} non-test groups")
+            folds = [[i for u in rest_units[f::cfg.k] for i in u] for f in range(cfg.k)]
+            val = folds[cfg.fold]
+            train = [i for f, fold in enumerate(folds) if f != cfg.fold for i in fold]
             out.update(k=cfg.k, fold=cfg.fold)
-        train = [c for i, c in enumerate(case_ids) if i not in held]
-        val = [c for i, c in enumerate(case_ids) if i in held]
-    out.update(train=train, val=val)
+        parts = {p: [case_ids[i] for i in sorted(idx)] for p, idx in
+                 zip(PARTS, (train, val, test), strict=True)}
+    out.update(parts)
+    out["hash"] = split_hash(out)
     return out
 
 
-def _read_split_file(path: Path, order: dict[str, int]) -> tuple[list[str], list[str]]:
+def _read_split_file(path: Path, order: dict[str, int], fold: int) -> dict[str, list[str]]:
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
         raise DataError(f"{path}: split file not found") from None
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
         raise DataError(f"{path}: unreadable split file ({err})") from None
+    if isinstance(data, list):  # nnU-Net's splits_final.json: one {"train", "val"} per fold
+        if not 0 <= fold < len(data):
+            raise DataError(f"{path}: split.fold={fold} but the file holds {len(data)} folds")
+        data = data[fold]
     if not isinstance(data, dict) or not isinstance(data.get("train"), list) or not isinstance(data.get("val"), list):
         raise DataError(f"{path}: a split file needs 'train' and 'val' lists of case ids")
-    train, val = [str(c) for c in data["train"]], [str(c) for c in data["val"]]
-    unknown = [c for c in train + val if c not in order]
+    lists = {p: [str(c) for c in data.get(p) or []] for p in PARTS}
+    unknown = [c for p in PARTS for c in lists[p] if c not in order]
     if unknown:
         raise DataError(f"{path}: {len(unknown)} case ids not in the dataset, e.g. {unknown[:3]}")
-    both = set(train) & set(val)
-    if both:
-        raise DataError(f"{path}: cases in both train and val, e.g. {sorted(both)[:3]}")
-    if not train or not val:
+    for a, b in (("train", "val"), ("train", "test"), ("val", "test")):
+        both = set(lists[a]) & set(lists[b])
+        if both:
+            raise DataError(f"{path}: cases in both {a} and {b}, e.g. {sorted(both)[:3]}")
+    if not lists["train"] or not lists["val"]:
         raise DataError(f"{path}: 'train' and 'val' must both be non-empty")
-    return sorted(train, key=order.__getitem__), sorted(val, key=order.__getitem__)
+    if "test" not in data:  # cases the file does not name are the test set
+        listed = set(lists["train"]) | set(lists["val"])
+        lists["test"] = [c for c in order if c not in listed]
+    return {p: sorted(v, key=order.__getitem__) for p, v in lists.items()}
+
+
+def _column(cfg: SplitConfig, case_ids: list[str], column: str) -> list[str]:
+    """``column`` of ``cfg.table`` for every case (matched by id, or by file stem)."""
+    path = Path(cfg.table or "")
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except OSError as err:
+        raise DataError(f"{path}: split.table unreadable ({err})") from None
+    if not rows or cfg.id_column not in rows[0] or column not in rows[0]:
+        have = list(rows[0]) if rows else []
+        raise DataError(f"{path}: split.table needs the columns '{cfg.id_column}' and '{column}' (has {have})")
+    by_id = {}
+    for r in rows:
+        by_id[r[cfg.id_column]] = r[column]
+        by_id.setdefault(Path(r[cfg.id_column]).stem, r[column])
+    missing = [c for c in case_ids if c not in by_id]
+    if missing:
+        raise DataError(f"{path}: {len(missing)} cases have no row (column '{cfg.id_column}'), "
+                        f"e.g. {missing[:3]}")
+    return [by_id[c] for c in case_ids]
+
+
+def _regex(pattern: str, case_ids: list[str], field: str) -> list[str]:
+    try:
+        rx = re.compile(pattern)
+    except re.error as err:
+        raise DataError(f"split.{field}: bad regular expression '{pattern}' ({err})") from None
+    out = []
+    for c in case_ids:
+        m = rx.search(c)
+        if m is None:
+            raise DataError(f"split.{field}: '{pattern}' does not match the case id '{c}'")
+        out.append(m.group(1) if m.groups() else m.group(0))
+    return out
+
+
+def case_keys(ds: Any, cfg: SplitConfig) -> tuple[list[str] | None, list[str] | None]:
+    """The stratum and group label of every case of ``ds`` under ``cfg`` (``None`` = unused).
+
+    ``stratify: presence`` labels a case by the foreground classes its label contains
+    (``"1"``, ``"1,2"``, ``""`` for an empty label).
+    """
+    ids = list(ds.case_ids)
+    strata: list[str] | None = None
+    if cfg.stratify == "presence":
+        strata = []
+        for i in range(len(ds)):
+            present = np.unique(np.asarray(ds.labels[i]))
+            strata.append(",".join(str(int(v)) for v in present if v > 0))
+    elif cfg.stratify.startswith("regex:"):
+        strata = _regex(cfg.stratify[6:], ids, "stratify")
+    elif cfg.stratify != "none":
+        strata = _column(cfg, ids, cfg.stratify)
+    groups = None
+    if cfg.group:
+        groups = _regex(cfg.group[6:], ids, "group") if cfg.group.startswith("regex:") \
+            else _column(cfg, ids, cfg.group)
+    return strata, groups
+
+
+def split_dataset(ds: Any, cfg: SplitConfig) -> dict[str, Any]:
+    """:func:`make_split` of a loaded dataset, with its strata and groups from ``cfg``."""
+    strata, groups = case_keys(ds, cfg)
+    return make_split(list(ds.case_ids), cfg, strata=strata, groups=groups)
+
+
+def sample_cases(ds: Any, n: int, cfg: SplitConfig) -> list[int]:
+    """Indices of a seeded sample of ``n`` cases, stratified (and grouped) as ``cfg`` says;
+    in dataset order. Used for ``max_cases``.
+
+    Example:
+        >>> from nasseg.data import load_dataset, resolve_data  # doctest: +SKIP
+        >>> len(sample_cases(load_dataset(resolve_data("synthetic", n_cases=20)), 5, SplitConfig()))  # doctest: +SKIP
+        5
+    """
+    if n >= len(ds):
+        return list(range(len(ds)))
+    strata, groups = case_keys(ds, cfg)
+    units, unit_strata = _units(list(ds.case_ids), strata, groups)
+    chosen, _ = _cut(units, stratified_order(unit_strata, cfg.seed + 7919), [n])
+    return sorted(chosen)

@@ -186,7 +186,7 @@ def ablation_bars_figure(info: BarsInfo) -> go.Figure:
     span = (highs.max() - lows.min()) if len(lows) else 1.0
     lo = max(0.0, lows.min() - 0.5 * span - 0.01) if len(lows) else 0.0
     hi = min(1.0, highs.max() + 0.35 * span + 0.01) if len(highs) else 1.0
-    fig.update_layout(template=TEMPLATE, title="Mean Dice per variant (95% bootstrap CI; grey = baseline)",
+    fig.update_layout(template=TEMPLATE, title="Mean Dice per variant (95% CI, mixed model; grey = baseline)",
                       yaxis={"title": "Dice", "range": [lo, hi]}, height=460, bargap=0.4)
     return fig
 

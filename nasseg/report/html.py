@@ -86,7 +86,7 @@ def _dataset_text(d: dict) -> str:
     if d.get("size"):
         extra.append(f"size {d['size']}")
     if d.get("max_cases"):
-        extra.append(f"first {d['max_cases']} cases")
+        extra.append(f"a seeded sample of {d['max_cases']} cases")
     return esc(name + ("; " + ", ".join(extra) if extra else ""))
 
 
@@ -95,9 +95,9 @@ def _split_text(h: Header) -> str:
     s = h.split
     parts = [f"{s.get('method') or cfg.get('method', '?')}, seed {s.get('seed', cfg.get('seed', '?'))}"]
     if cfg.get("method", "random") == "random" and "val_fraction" in cfg:
-        parts.append(f"{cfg['val_fraction']:g} held out")
+        parts.append(f"val {cfg['val_fraction']:g}, test {cfg.get('test_fraction', 0):g}")
     if s:
-        parts.append(f"{s.get('n_train', '?')} train / {s.get('n_val', '?')} held-out cases")
+        parts.append(f"{s.get('n_train', '?')} train / {s.get('n_val', '?')} val / {s.get('n_test', 0)} test cases")
         parts.append(f"split hash {s.get('hash', '?')}")
     return esc("; ".join(parts))
 

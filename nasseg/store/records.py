@@ -67,6 +67,8 @@ class StudyRecord(_Record):
         command: the command line that created the study.
         created: ISO time of creation.
         space, reference_point, ideal_point, normalisation, units, input_shape, limits,
+        provenance: what produced the study (:func:`nasseg.versions.provenance`).
+        confirm: the results of ``nasseg confirm`` (:mod:`nasseg.search.confirm`).
         train, train_key: a search's space YAML, hypervolume bounds (see
             :mod:`nasseg.store.pareto`), objective units, the input at which costs are
             counted, the space's limits, the TrainConfig (device-free) and its hash.
@@ -89,6 +91,8 @@ class StudyRecord(_Record):
     limits: dict[str, float] = Field(default_factory=dict)
     train: dict[str, Any] | None = None
     train_key: str | None = None
+    provenance: dict[str, Any] | None = None
+    confirm: dict[str, Any] | None = None
 
     @property
     def objective_names(self) -> list[str]:
@@ -109,7 +113,8 @@ class TrialRecord(_Record):
     Trained runs (both kinds): ``history`` (per-epoch metrics), ``best`` (best validation
     metrics), ``metrics`` (``{"val": {...}, "test": {...}}`` as the training result holds
     them), ``best_epoch``, ``epochs_run``, ``stopped_early``, ``stop_reason``, ``split``
-    (see :func:`nasseg.store.read.split_summary`), ``per_case``, ``train_seconds``,
+    (see :func:`nasseg.store.read.split_summary`), ``per_case`` (validation cases),
+    ``test_per_case`` (test cases, scored once with the best-by-val weights), ``train_seconds``,
     ``checkpoint`` (path of the best weights). Failed: ``fail_reason``.
     Ablation runs: ``variant``, ``factors``, ``is_baseline``.
     """
@@ -139,6 +144,7 @@ class TrialRecord(_Record):
     stop_reason: str | None = None
     split: dict[str, Any] | None = None
     per_case: list[dict[str, Any]] | None = None
+    test_per_case: list[dict[str, Any]] | None = None
     train_seconds: float | None = None
     checkpoint: str | None = None
     fail_reason: str | None = None

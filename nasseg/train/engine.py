@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nasseg.data import BatchFeeder, DataConfig, SegDataset, load_dataset, make_split
+from nasseg.data import BatchFeeder, DataConfig, SegDataset, load_dataset, split_dataset
 from nasseg.data.batches import default_patch
 from nasseg.data.labels import check_trainable
 from nasseg.errors import MEMORY_HINT, ConfigError, is_out_of_memory
@@ -32,13 +32,15 @@ Callback = Callable[[int, dict], "bool | None"]
 
 def train(arch: Any, data: DataConfig, cfg: TrainConfig, *, run_dir: Path | None = None,
           callback: Callback | None = None, progress: bool = True) -> TrainResult:
-    """Train a network on a dataset's training split and validate it on the held-out split.
+    """Train a network on a dataset's training split, select on ``val``, score ``test`` once.
 
     The data is decoded once (and cached for later calls), moved to the training device
     when it fits, and batches are drawn and augmented there. After every ``eval_every``
     epochs (and the last) the held-out cases are predicted whole and scored per case;
-    the epoch with the best mean Dice is kept (a copy of the weights where they live,
-    written once to ``run_dir/checkpoint.pt`` when training ends).
+    the epoch with the best mean validation Dice is kept (a copy of the weights where they
+    live, written once to ``run_dir/checkpoint.pt`` when training ends); early stopping also
+    looks at ``val`` only. The test cases are then scored once with those weights
+    (``res.test``, ``res.test_per_case``).
 
     On CUDA a training step never waits for the GPU: batches are drawn and augmented on
     the device, mixed precision is bf16 (fp16 with a gradient scaler whose inf check
@@ -52,7 +54,8 @@ def train(arch: Any, data: DataConfig, cfg: TrainConfig, *, run_dir: Path | None
         data: the dataset and its split.
         cfg: optimiser, schedule, loss, stopping, device settings.
         run_dir: folder for ``config.json``, ``split.json``, ``history.csv``,
-            ``metrics.json``, ``per_case.csv`` and ``checkpoint.pt``; ``None`` writes nothing.
+            ``metrics.json``, ``per_case.csv`` (val), ``test_per_case.csv`` and
+            ``checkpoint.pt``; ``None`` writes nothing.
         callback: ``callback(epoch, metrics)`` after each validation, ``metrics`` holding
             ``epoch, dice, iou, hd95, train_loss, lr, seconds`` (+ per class); returning
             True stops training (``stop_reason="callback"``).
@@ -94,7 +97,7 @@ def _train(arch: Any, data: DataConfig, cfg: TrainConfig, rt: Runtime, run_dir: 
     window = tuple(data.window_size) if data.window_size and patch else patch
     if window and any(w % divisor for w in window):
         raise ConfigError(f"data.window_size {window} is not divisible by {divisor}, which the network needs")
-    split = make_split(ds.case_ids, data.split)
+    split = split_dataset(ds, data.split)
     index = {c: i for i, c in enumerate(ds.case_ids)}
     store = resident_device(ds, rt.device, data.resident)
     train_ds = ds.subset([index[c] for c in split["train"]])
@@ -104,6 +107,7 @@ def _train(arch: Any, data: DataConfig, cfg: TrainConfig, rt: Runtime, run_dir: 
     val_ds = ds.subset([index[c] for c in split["val"]]).to(store)
     guard = DivergenceGuard()
     guard.set_empty_dice(val_ds.labels, ds.num_classes)
+    test_ds = ds.subset([index[c] for c in split["test"]]) if split["test"] else None
     model = model.to(rt.device, memory_format=rt.memory_format(ds.spatial_dims))
     rt.fixed_shapes(ds.fixed_size or patch is not None)
     step_model = torch.compile(model) if cfg.compile else model
@@ -124,7 +128,10 @@ def _train(arch: Any, data: DataConfig, cfg: TrainConfig, rt: Runtime, run_dir: 
                            "compile": cfg.compile, "fused_optimizer": _fused(optimizer),
                            "data_on": str(store), "in_channels": ds.in_channels,
                            "out_channels": ds.out_channels, "num_params": num_params,
-                           "train_cases": len(train_ds), "val_cases": len(val_ds)},
+                           "train_cases": len(train_ds), "val_cases": len(val_ds),
+                           "test_cases": len(split["test"]),
+                           "scored_at": _scored_at(ds),
+                           "distance_unit": "mm" if ds.spacing is not None else "voxels"},
               "versions": versions()}
     writer.json("config.json", config)
     writer.json("split.json", split)
@@ -191,13 +198,20 @@ def _train(arch: Any, data: DataConfig, cfg: TrainConfig, rt: Runtime, run_dir: 
     model.load_state_dict(best["state"])
     model.eval()
     writer.checkpoint({"model": best["state"], "epoch": best["epoch"], "metrics": best["summary"], **config})
+    test, test_rows = None, []
+    if test_ds is not None:  # scored once, with the weights chosen on val
+        test, test_rows = evaluate(model, test_ds.to(store), device=rt.device, patch=window,
+                                   divisor=divisor, batch_size=cfg.eval_batch_size,
+                                   overlap=cfg.sw_overlap, autocast=rt.autocast, memory_format=mem_format)
     result = TrainResult(best_epoch=best["epoch"], best=best["summary"], history=history,
-                         per_case=best["rows"], split=split, stopped_early=stop_reason is not None,
+                         per_case=best["rows"], test=test, test_per_case=test_rows,
+                         split=split, stopped_early=stop_reason is not None,
                          stop_reason=stop_reason, seconds=time.perf_counter() - t_start,
                          epochs_run=epochs_run, num_params=num_params, config=config,
                          run_dir=str(run_dir) if run_dir is not None else None, model=model,
                          epoch_seconds=epoch_seconds, epoch_images=epoch_images)
     writer.csv("per_case.csv", result.per_case)
+    writer.csv("test_per_case.csv", result.test_per_case)
     writer.json("metrics.json", {k: v for k, v in result.to_dict().items() if k not in ("config", "split")})
     return result
 
@@ -209,6 +223,11 @@ def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def _fused(optimizer: torch.optim.Optimizer) -> bool:
     return bool(optimizer.defaults.get("fused"))
+def _scored_at(ds: SegDataset) -> str:
+    """Where metrics are computed, in words: ``"native size 96x96"`` or ``"native size (varies)"``."""
+    shapes = {tuple(t.shape) for t in ds.native_labels} if ds.native_labels is not None else set(ds.shapes())
+    size = "x".join(map(str, next(iter(shapes)))) if len(shapes) == 1 else "(sizes vary)"
+    return f"native size {size}"
 
 
 def _pinned(ds: SegDataset) -> SegDataset:

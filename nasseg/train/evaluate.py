@@ -1,4 +1,11 @@
-"""Validation: predict every held-out case whole and score it (see :mod:`.metrics`)."""
+"""Scoring: predict every held-out case whole and score it at its native resolution.
+
+When the dataset was resized for training (``SegDataset.native_labels`` set, e.g. a 2D
+folder trained at ``--size 64`` from 96 x 96 files), each case's logits are resampled to
+the case's original size (bilinear in 2D, trilinear in 3D, ``align_corners=False``) before
+thresholding, and scored against the original mask with the case's spacing: the numbers a
+paper reports, not those of the training grid (see :mod:`.metrics`).
+"""
 from __future__ import annotations
 
 import contextlib
@@ -9,7 +16,9 @@ from torch import Tensor, nn
 
 from nasseg.data.base import SegDataset
 from nasseg.data.batches import sliding_window
-from nasseg.train.metrics import case_metrics, predict_labels, summarise
+import torch.nn.functional as F
+
+from nasseg.train.metrics import NSD_TOLERANCE_MM, Empty, case_metrics, predict_labels, summarise
 
 
 def main_output(out: Tensor | list[Tensor] | tuple[Tensor, ...]) -> Tensor:
@@ -23,7 +32,8 @@ def evaluate(model: nn.Module, ds: SegDataset, *, device: torch.device,
              divisor: int = 1,
              autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
              memory_format: torch.memory_format = torch.contiguous_format,
-             hausdorff: bool = True) -> tuple[dict[str, float], list[dict]]:
+             hausdorff: bool = True, empty: Empty = "nasseg",
+             tolerance: float = NSD_TOLERANCE_MM) -> tuple[dict[str, float], list[dict]]:
     """Score ``model`` on every case of ``ds``.
 
     Fixed-size cases are predicted whole, ``batch_size`` at a time; with ``patch`` set
@@ -40,7 +50,9 @@ def evaluate(model: nn.Module, ds: SegDataset, *, device: torch.device,
         overlap: sliding-window overlap.
         autocast: context manager factory for mixed precision.
         memory_format: ``torch.channels_last(_3d)`` if the network uses it.
-        hausdorff: compute HD95 (the slowest metric).
+        hausdorff: compute the distance metrics (HD95, ASSD, NSD; the slowest).
+        empty: the empty-mask convention (:mod:`.metrics`).
+        tolerance: NSD tolerance in mm.
 
     Returns:
         ``(summary, rows)``: mean metrics (:func:`summarise`) and per-case rows.
@@ -58,11 +70,31 @@ def evaluate(model: nn.Module, ds: SegDataset, *, device: torch.device,
             return main_output(model(x)).float()
 
     rows: list[dict] = []
+    spacing = ds.spacing
+
+    def score(logits: Tensor, idx: list[int]) -> None:
+        """Score the logits ``[B, K, *S]`` of cases ``idx``, at native size if known."""
+        kw = {"hausdorff": hausdorff, "empty": empty, "tolerance": tolerance}
+        if ds.native_labels is None:
+            label = torch.stack([ds.labels[i] for i in idx]).to(device).long() if not ds.fixed_size \
+                else ds.labels[idx[0]: idx[-1] + 1].to(device, non_blocking=True).long()
+            rows.extend(case_metrics(predict_labels(logits), label, ds.num_classes,
+                                     [ds.case_ids[i] for i in idx],
+                                     spacing=[spacing[i] for i in idx] if spacing else None, **kw))
+            return
+        for b, i in enumerate(idx):
+            native = ds.native_labels[i]
+            lg = logits[b: b + 1]
+            if tuple(lg.shape[2:]) != tuple(native.shape):
+                lg = F.interpolate(lg, size=tuple(native.shape), align_corners=False,
+                                   mode="bilinear" if lg.ndim == 4 else "trilinear")
+            rows.extend(case_metrics(predict_labels(lg), native[None].to(device).long(), ds.num_classes,
+                                     [ds.case_ids[i]], spacing=[spacing[i]] if spacing else None, **kw))
+
     if patch is None and ds.fixed_size:
         for i in range(0, len(ds), batch_size):
-            pred = predict_labels(predict(ds.images[i: i + batch_size]))
-            label = ds.labels[i: i + batch_size].to(device, non_blocking=True).long()
-            rows += case_metrics(pred, label, ds.num_classes, ds.case_ids[i: i + batch_size], hausdorff)
+            idx = list(range(i, min(i + batch_size, len(ds))))
+            score(predict(ds.images[i: i + batch_size]), idx)
     else:
         for i in range(len(ds)):
             image = ds.images[i].to(device, non_blocking=True)
@@ -71,7 +103,5 @@ def evaluate(model: nn.Module, ds: SegDataset, *, device: torch.device,
             else:
                 win = tuple(min(w, -(-s // divisor) * divisor) for w, s in zip(patch, image.shape[1:]))
                 logits = sliding_window(predict, image, win, overlap, batch_size)
-            pred = predict_labels(logits[None])
-            label = ds.labels[i].to(device).long()[None]
-            rows += case_metrics(pred, label, ds.num_classes, [ds.case_ids[i]], hausdorff)
+            score(logits[None], [i])
     return summarise(rows, ds.num_classes), rows

@@ -33,14 +33,17 @@ class TrainResult:
     """The outcome of :func:`nasseg.train.train`.
 
     Attributes:
-        best_epoch: epoch with the highest validation Dice.
-        best: mean validation metrics at that epoch (``dice``, ``iou``, ``hd95`` and,
-            for multi-class data, ``dice_1``, ``iou_1``, ``hd95_1``, ...).
+        best_epoch: epoch with the highest validation Dice (selection uses ``val`` only).
+        best: mean validation metrics at that epoch (``dice``, ``iou``, ``hd95``, ``assd``,
+            ``nsd``, ``dice_pooled``, empty counts and, for multi-class data, ``dice_1``, ...).
         history: per evaluated epoch: ``epoch, train_loss, dice, iou, hd95, lr, seconds,
             train_seconds, eval_seconds, images_per_s`` (+ per-class entries).
-        per_case: ``{case_id, class, dice, iou, hd95}`` of every held-out case and
+        per_case: ``{case_id, class, dice, iou, hd95, ...}`` of every validation case and
             foreground class at the best epoch.
-        split: ``{method, seed, train: [ids], val: [ids]}``, the split actually used.
+        test: mean test metrics of the best-by-val weights, scored once (``None`` when the
+            split has no test cases); what final tables report.
+        test_per_case: per-case test rows, as ``per_case``.
+        split: ``{method, seed, rule, train, val, test, hash}``, the split actually used.
         stopped_early: True when the callback, the patience or the time limit ended the run.
         stop_reason: ``"callback"``, ``"patience"``, ``"time"`` or ``None``.
         seconds: wall time of the whole run (loading included).
@@ -58,6 +61,8 @@ class TrainResult:
     history: list[dict]
     per_case: list[dict]
     split: dict[str, Any]
+    test: dict[str, float] | None = None
+    test_per_case: list[dict] = field(default_factory=list)
     stopped_early: bool = False
     stop_reason: str | None = None
     seconds: float = 0.0
@@ -88,7 +93,8 @@ def _json_safe(x: Any) -> Any:
 
 class RunWriter:
     """Writes a run folder: ``config.json``, ``split.json``, ``history.csv``,
-    ``metrics.json``, ``per_case.csv``, ``checkpoint.pt`` (and ``failed.json``)."""
+    ``metrics.json``, ``per_case.csv``, ``test_per_case.csv``, ``checkpoint.pt`` (and
+    ``failed.json``)."""
 
     def __init__(self, run_dir: Path | None) -> None:
         self.dir = Path(run_dir) if run_dir is not None else None

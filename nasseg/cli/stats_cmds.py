@@ -1,0 +1,48 @@
+"""Sub-command ``nasseg stats``: the statistics table of a long-format per-case results CSV.
+
+Examples::
+
+    nasseg stats runs/busi/report/per_case.csv --baseline skip_fusion
+    nasseg stats my_results.csv --baseline unet --metric dice --metric hd95 -o tables/
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``stats`` to the ``nasseg`` command line."""
+    p = sub.add_parser("stats", help="statistics table (mixed model) of a per-case results CSV",
+                       description="Compare variants on long-format per-case results (columns variant, "
+                                   "seed, case and metric columns; from nasseg or any other source) with "
+                                   "the table an ablation report shows: a linear mixed model with crossed "
+                                   "random seed and case effects by default. Prints Markdown and writes "
+                                   "CSV, Markdown and LaTeX per metric.")
+    p.add_argument("results", help="the CSV (e.g. an ablation's report/per_case.csv)")
+    p.add_argument("--baseline", required=True, help="the reference variant")
+    p.add_argument("--metric", action="append", help="metric column(s) to analyse (default: all numeric)")
+    p.add_argument("--test", choices=["mixed", "wilcoxon", "ttest"], default="mixed",
+                   help="mixed (default): crossed random seed and case effects; wilcoxon/ttest: per-case "
+                        "tests over seed-averaged values")
+    p.add_argument("--alpha", type=float, default=0.05, help="family-wise error rate (default 0.05)")
+    p.add_argument("--confidence", type=float, default=0.95, help="interval coverage (default 0.95)")
+    p.add_argument("-o", "--output", help="folder for the tables (default: beside the CSV, stats/)")
+    p.set_defaults(func=run_stats)
+
+
+def run_stats(args: argparse.Namespace) -> int:
+    from nasseg.ablation.config import BootstrapConfig, StatsConfig
+    from nasseg.ablation.csvstats import csv_stats
+    from nasseg.ablation.tables import to_markdown, write_tables
+    from nasseg.configio import validate
+
+    st = validate(StatsConfig, {"test": args.test, "alpha": args.alpha,
+                                "bootstrap": BootstrapConfig(confidence=args.confidence).model_dump()}, "nasseg stats")
+    results = csv_stats(args.results, args.baseline, metrics=args.metric, stats=st)
+    out = Path(args.output) if args.output else Path(args.results).parent / "stats"
+    for metric, res in results.items():
+        print(f"## {metric}\n\n{to_markdown(res)}")
+        paths = write_tables(res, out, stem=f"stats_{metric}")
+        print(f"tables: {', '.join(str(p) for p in paths[:3])}\n")
+    return 0
