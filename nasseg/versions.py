@@ -1,8 +1,24 @@
-"""What produced a result: the software versions stored with every run, study and report."""
+"""What produced a result: the software versions, the code's git commit, the command line,
+the data's content hash, the split, seeds and threads -- stored with every run, study and report.
+
+Example:
+    >>> prov = provenance(data=resolve_data("synthetic"), seeds=[0], threads=1)  # doctest: +SKIP
+    >>> sorted(prov)                                                            # doctest: +SKIP
+    ['command', 'data_hash', 'deterministic', 'seeds', 'split_hash', 'threads', 'versions']
+"""
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
+import os
 import platform
+import shlex
+import subprocess
+import sys
 from importlib import metadata
+from pathlib import Path
+from typing import Any
 
 _PACKAGES = ("optuna", "numpy", "scipy", "pandas", "plotly", "pydantic", "ray")
 
@@ -29,4 +45,89 @@ def versions() -> dict[str, str]:
     if torch.cuda.is_available():
         out["cuda"] = str(torch.version.cuda)
         out["gpu"] = torch.cuda.get_device_name()
+    out.update(git_state())
     return out
+
+
+@functools.lru_cache(maxsize=1)
+def git_state() -> dict[str, str]:
+    """``{"git_commit", "git_dirty"}`` of the checkout the package runs from (``{}`` when it is
+    installed, or git is missing). ``git_dirty`` is ``"yes"`` when tracked files differ from
+    the commit -- the result then came from code no commit holds.
+    """
+    root = Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        return {}
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                                text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return {"git_commit": commit, "git_dirty": "yes" if dirty else "no"}
+
+
+def data_hash(data: Any) -> str:
+    """16 hex digits identifying a dataset's content: the sorted relative file names and
+    sizes under its folder (stable across machines and mount points; no file is read), or
+    the generator settings of synthetic data.
+
+    Example:
+        >>> data_hash(resolve_data("synthetic")) == data_hash(resolve_data("synthetic"))  # doctest: +SKIP
+        True
+    """
+    if getattr(data, "kind", None) == "synthetic" or not getattr(data, "path", None):
+        key = json.dumps({"synthetic": data.synthetic.model_dump(mode="json"), "size": data.size},
+                         sort_keys=True)
+        return hashlib.sha256(key.encode()).hexdigest()[:16]
+    return _folder_hash(str(Path(data.path).resolve()))
+
+
+@functools.lru_cache(maxsize=8)
+def _folder_hash(root: str) -> str:
+    entries = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in files:
+            if name.startswith("."):
+                continue
+            path = os.path.join(folder, name)
+            entries.append(f"{os.path.relpath(path, root)}\t{os.path.getsize(path)}")
+    return hashlib.sha256("\n".join(sorted(entries)).encode()).hexdigest()[:16]
+
+
+def deterministic_flags() -> dict[str, Any]:
+    """torch's determinism settings as they are now."""
+    import torch
+
+    return {"deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+            "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
+            "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
+
+
+def provenance(*, data: Any = None, split: dict[str, Any] | None = None, seeds: list[int] | None = None,
+               threads: int | None = None) -> dict[str, Any]:
+    """Everything needed to say what produced a result.
+
+    Args:
+        data: the ``DataConfig`` (for its content hash).
+        split: the split used (for its hash; see :func:`nasseg.data.splits.split_hash`).
+        seeds: training seeds.
+        threads: torch CPU threads (default: the current setting).
+
+    Returns:
+        ``versions`` (with ``git_commit``/``git_dirty`` from a checkout), ``command`` (the
+        exact command line), ``data_hash``, ``split_hash``, ``seeds``, ``threads``,
+        ``deterministic`` (:func:`deterministic_flags`).
+    """
+    import torch
+
+    from nasseg.data.splits import split_hash
+
+    return {"versions": versions(), "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+            "data_hash": data_hash(data) if data is not None else None,
+            "split_hash": split_hash(split) if split else None, "seeds": list(seeds or []),
+            "threads": threads if threads is not None else torch.get_num_threads(),
+            "deterministic": deterministic_flags()}

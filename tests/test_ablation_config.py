@@ -85,7 +85,7 @@ def test_unknown_key_names_file_and_field(tmp_path):
     bad = deep_merge(SMALL, {"factors": {"skip": {"levles": [1, 2]}}})
     with pytest.raises(ConfigError, match=r"factors\.skip\.levles: unknown field \(did you mean 'levels'\?\)"):
         load_ablation(write(tmp_path, bad))
-    with pytest.raises(ConfigError, match=r"stats\.test: Input should be 'wilcoxon', 'ttest' or 'crossed'"):
+    with pytest.raises(ConfigError, match=r"stats\.test: Input should be 'mixed', 'wilcoxon', 'ttest' or 'crossed'"):
         load_ablation(write(tmp_path, {**SMALL, "stats": {"test": "anova"}}))
 
 

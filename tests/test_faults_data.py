@@ -56,7 +56,7 @@ def test_inferred_classes_are_reported_once_with_counts(tmp_path, caplog):
 
 def test_all_empty_masks_are_refused_for_training(tmp_path):
     root = mask_folder(tmp_path / "d", empty=True)
-    with pytest.raises(DataError, match=r"all 6 training masks are empty \(no foreground pixel\)"):
+    with pytest.raises(DataError, match=r"all \d+ training masks are empty \(no foreground pixel\)"):
         train(load_arch(TINY_ARCH), resolve_data(str(root)), TrainConfig(epochs=1, **FAST), progress=False)
 
 

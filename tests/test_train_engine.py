@@ -51,6 +51,9 @@ def test_run_folder_result_and_callback_metrics(tmp_path):
     cfg = json.loads((tmp_path / "config.json").read_text())
     assert cfg["train"]["epochs"] == 2 and cfg["data"]["kind"] == "synthetic" and "arch_id" in cfg["arch"]
     assert cfg["versions"]["torch"] == torch.__version__ and cfg["arch"]["in_channels"] == 1
+    prov = cfg["provenance"]  # what produced the run
+    assert prov["split_hash"] == res.split["hash"] and prov["seeds"] == [res.config["train"]["seed"]]
+    assert prov["threads"] >= 1 and len(prov["data_hash"]) == 16 and prov["command"]
     assert json.loads((tmp_path / "split.json").read_text())["val"] == res.split["val"]
     with open(tmp_path / "history.csv") as f:
         rows = list(csv.DictReader(f))

@@ -94,6 +94,7 @@ def _search(args: argparse.Namespace) -> int:
 
 def _print_front(target: str, name: str | None, console: Console, every: bool = False,
                  csv: str | None = None) -> None:
+    from nasseg.search.confirm import confirm_columns
     from nasseg.search.results import front_table, trial_table
     from nasseg.store import hypervolume, locate, objectives_of
 
@@ -105,12 +106,21 @@ def _print_front(target: str, name: str | None, console: Console, every: bool = 
     out = Table(title=f"{study.study_name}: {'all trials' if every else 'Pareto set'} "
                       f"(normalised HV {hypervolume(study):.4f})")
     cols = ["trial", *objs, "epochs", "arch"] + (["state", "note"] if every else ["note"])
+    confirmed = confirm_columns(study, table)
+    if confirmed is not None and "dice" in cols:  # validation and confirmed test values side by side
+        table = confirmed
+        cols[cols.index("dice") + 1:cols.index("dice") + 1] = ["test dice [95% CI]", "stays"]
     for c in cols:
         out.add_column(objs[c].column if c in objs else c,
                        justify="right" if c in ("trial", "epochs", *objs) else "left")
     for _, row in table.iterrows():
         out.add_row(*[escape(objs[c].text(row.get(c)) if c in objs else _cell(c, row.get(c))) for c in cols])
     console.print(out)
+    if confirmed is not None:
+        info = study.user_attrs["confirm"]
+        console.print(f"dice = validation (selection); test = confirmed by `nasseg confirm` "
+                      f"({info['seeds']} seeds, mixed-model 95% CI); normalised HV of the confirmed "
+                      f"members: val {info['hv_val']:.4f}, test {info['hv_test']:.4f}")
 
 
 def _cell(c: str, v: Any) -> str:

@@ -45,11 +45,17 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--patch-size", type=_ints, help="3D training patch, e.g. 40,56,40 (default: median shape)")
     p.add_argument("--window-size", type=_ints, help="3D evaluation sliding window (default: the patch)")
     p.add_argument("--flip", type=str, help="flip axes: 'all' (default), 'none', or spatial axes like 0 or 0,2")
-    p.add_argument("--max-cases", type=int, help="use only the first N cases (quick runs)")
-    p.add_argument("--val-fraction", type=float, help="held-out fraction of the random split (default 0.3)")
-    p.add_argument("--kfold", type=int, metavar="K", help="k-fold split with K folds (with --fold)")
-    p.add_argument("--fold", type=int, help="held-out fold of --kfold (0-based)")
-    p.add_argument("--split-file", help="JSON with 'train' and 'val' case-id lists (e.g. a run's split.json)")
+    p.add_argument("--max-cases", type=int, help="use a seeded stratified sample of N cases (quick runs)")
+    p.add_argument("--val-fraction", type=float, help="validation fraction of the random split (default 0.2)")
+    p.add_argument("--test-fraction", type=float, help="test fraction, scored once after selection (default 0.2)")
+    p.add_argument("--stratify", help="'presence' (default), 'none', a --split-table column or 'regex:PATTERN'")
+    p.add_argument("--group", help="keep groups together: a --split-table column or 'regex:PATTERN' on case ids")
+    p.add_argument("--split-table", help="CSV with a case_id column and group/stratum columns")
+    p.add_argument("--spacing", type=float, nargs=2, metavar=("ROW_MM", "COL_MM"),
+                   help="2D pixel spacing in mm, so that HD95/ASSD/NSD are in mm")
+    p.add_argument("--kfold", type=int, metavar="K", help="k-fold split of the non-test cases (with --fold)")
+    p.add_argument("--fold", type=int, help="validation fold of --kfold (0-based)")
+    p.add_argument("--split-file", help="JSON with 'train', 'val' and 'test' case-id lists (e.g. a run's split.json)")
     p.add_argument("--split-seed", type=int, help="seed of the random/k-fold split (default 0)")
 
 
@@ -66,7 +72,9 @@ def _resolve_data(args: argparse.Namespace):
         flip = {"all": True, "none": False}.get(args.flip.lower()) if args.flip.lower() in ("all", "none") \
             else list(_ints_or_zero(args.flip))
     cfg = resolve_data(spec, size=size, patch_size=args.patch_size, window_size=args.window_size, max_cases=args.max_cases,
-                       val_fraction=args.val_fraction, k=args.kfold, fold=args.fold,
+                       val_fraction=args.val_fraction, test_fraction=args.test_fraction,
+                       stratify=args.stratify, group=args.group, table=args.split_table,
+                       spacing=tuple(args.spacing) if args.spacing else None, k=args.kfold, fold=args.fold,
                        file=args.split_file, method=method, flip=flip)
     if args.split_seed is not None:
         cfg = cfg.model_copy(update={"split": cfg.split.model_copy(update={"seed": args.split_seed})})

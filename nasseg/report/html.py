@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
+import pandas as pd
 import plotly.io as pio
 import yaml
 from plotly.offline import get_plotlyjs
@@ -208,6 +209,30 @@ def _search_sections(study: optuna.Study, page: _Page) -> None:
                      f"<pre>{esc(r['config'])}</pre></details>")
         rows.append(cells)
     page.raw(_table(cols, rows, left={0, 1, len(cols) - 1}))
+    _confirm_section(study, page)
+
+
+def _confirm_section(study: optuna.Study, page: _Page) -> None:
+    """Validation Dice beside the confirmed test Dice of ``nasseg confirm`` (if it ran)."""
+    from nasseg.search.confirm import confirmed_table
+
+    conf = confirmed_table(study)
+    if conf is None:
+        return
+    info = study.user_attrs["confirm"]
+    page.heading(f"Confirmed on the test split ({len(conf)} networks x {info['seeds']} seeds)")
+    page.note("Validation Dice chose the Pareto set (and each trial's best epoch); the test cases were "
+              f"never seen by the search. Each member was re-trained with {info['seeds']} seeds "
+              f"({info['epochs']} epochs) and scored once on the test split; 95% CI from a mixed model "
+              "with crossed random seed and case effects. 'Stays' = still on the Pareto front with the "
+              f"confirmed Dice. Normalised hypervolume of these members: validation {info['hv_val']:.4f}, "
+              f"confirmed test {info['hv_test']:.4f}.")
+    cols = ["trial", "arch id", "val Dice", "test Dice [95% CI]", "SD (seeds)", "seeds", "stays on front"]
+    rows = [[esc(int(r["trial"])), esc(r["arch_id"]), esc(f"{r['val_dice']:.4f}"),
+             esc(f"{r['test_dice']:.4f} [{r['test_ci_low']:.4f}, {r['test_ci_high']:.4f}]"),
+             esc(f"{r['test_sd_seeds']:.4f}" if pd.notna(r["test_sd_seeds"]) else "–"),
+             esc(int(r["n_seeds"])), esc("yes" if r["stays_on_front"] else "no")] for _, r in conf.iterrows()]
+    page.raw(_table(cols, rows, left={0, 1}))
 
 
 def _count(n: object) -> str:

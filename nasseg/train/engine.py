@@ -25,7 +25,7 @@ from nasseg.train.losses import SegLoss
 from nasseg.train.progress import Progress
 from nasseg.train.result import RunWriter, TrainingFailed, TrainResult
 from nasseg.train.setup import Runtime, prepare_model, resident_device
-from nasseg.versions import versions
+from nasseg.versions import provenance, versions
 
 Callback = Callable[[int, dict], "bool | None"]
 
@@ -132,7 +132,8 @@ def _train(arch: Any, data: DataConfig, cfg: TrainConfig, rt: Runtime, run_dir: 
                            "test_cases": len(split["test"]),
                            "scored_at": _scored_at(ds),
                            "distance_unit": "mm" if ds.spacing is not None else "voxels"},
-              "versions": versions()}
+              "versions": versions(),
+              "provenance": provenance(data=data, split=split, seeds=[cfg.seed], threads=torch.get_num_threads())}
     writer.json("config.json", config)
     writer.json("split.json", split)
 

@@ -1,0 +1,183 @@
+"""Confirm a search on unseen cases: re-train its Pareto members over several seeds and
+score them once on the test split.
+
+A search picks its Pareto set on the validation cases, the same cases that chose every
+trial's best epoch: the set's Dice values are optimistic. Confirmation re-trains each member
+(or the top K by validation Dice) with seeds ``0..n-1`` under the study's own data, split and
+training settings, scores the test cases (never seen by the search), and reports per member
+the validation Dice beside the confirmed test Dice with its 95% interval (the mixed model of
+:mod:`nasseg.ablation.stats`, seeds and cases crossed), whether the member stays on the
+Pareto front when Dice is replaced by the confirmed value (costs do not change), and the
+hypervolume of the confirmed values beside that of the validation values.
+
+Results go to the study's storage (``user_attrs["confirm"]``, read by ``nasseg pareto`` and
+the report) and to ``<out>/confirm/`` (``per_case.csv``, the input of ``nasseg stats``;
+``confirm.csv``; one run folder per member and seed). A killed confirmation resumes: pairs
+already in ``per_case.csv`` are not re-trained.
+
+Example:
+    >>> res = confirm_search("studies/quickstart.yaml", seeds=3)   # doctest: +SKIP
+    >>> res.table[["trial", "val_dice", "test_dice", "test_ci_low", "stays_on_front"]]  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from nasseg.errors import ConfigError
+
+__all__ = ["ConfirmResult", "confirm_columns", "confirm_search", "confirmed_table"]
+
+
+@dataclass
+class ConfirmResult:
+    """Per member: ``trial, arch_id, val_dice, test_dice, test_ci_low, test_ci_high,
+    test_sd_seeds, n_seeds, n_cases``, the cost objectives, ``on_val_front`` and
+    ``stays_on_front``; ``hv_val``/``hv_test``: normalised hypervolume of the members with
+    validation / confirmed Dice."""
+
+    table: pd.DataFrame
+    hv_val: float
+    hv_test: float
+    out_dir: Path
+
+
+def _members(study: Any, top: int | None) -> list[Any]:
+    from nasseg.store import front, objectives_of, unique_feasible
+
+    if top is None:
+        return front(study)
+    names = [o.name for o in objectives_of(study)]
+    pool = [t for t in unique_feasible(study.get_trials(deepcopy=False)) if t.values]
+    return sorted(pool, key=lambda t: -t.values[names.index("dice")])[:top]
+
+
+def confirm_search(path: str | Path, *, seeds: int = 3, top: int | None = None, epochs: int | None = None,
+                   progress: bool = False, echo: Callable[[str], None] = print) -> ConfirmResult:
+    """Re-train the Pareto members (or the ``top`` K by validation Dice) of the search study
+    ``path`` with ``seeds`` seeds and score them on its test split.
+
+    Raises:
+        ConfigError: the study has no test split (``test_fraction: 0``), no completed trials,
+            or no Dice objective.
+    """
+    from nasseg.ablation.stats import summarize_variant, tidy
+    from nasseg.arch import load_arch
+    from nasseg.search.setup import prepare
+    from nasseg.store import locate, objectives_of, update_record
+    from nasseg.store.pareto import normalised_hypervolume, pareto_indices
+    from nasseg.train import train
+    from nasseg.versions import provenance
+
+    if seeds < 1:
+        raise ConfigError(f"--seeds must be at least 1, got {seeds}")
+    prep = prepare(path)
+    study = locate(path)
+    objs = objectives_of(study)
+    names, dirs = [o.name for o in objs], [o.direction for o in objs]
+    if "dice" not in names:
+        raise ConfigError(f"{path}: confirmation re-scores Dice, but the objectives are {names}")
+    if prep.setup.data.split.test_fraction == 0 and prep.setup.data.split.method != "file":
+        raise ConfigError(f"{path}: data has no test split (test_fraction 0); set test_fraction > 0 "
+                          "before searching, so that the search never sees the confirmation cases")
+    members = _members(study, top)
+    if not members:
+        raise ConfigError(f"{path}: no completed feasible trials to confirm")
+    out = prep.output_dir / "confirm"
+    out.mkdir(parents=True, exist_ok=True)
+    csv = out / "per_case.csv"
+    done = pd.read_csv(csv) if csv.exists() else pd.DataFrame(columns=["variant", "seed", "case"])
+    have = set(zip(done["variant"].astype(str), done["seed"].astype(int)))
+    tcfg = prep.setup.train
+    if epochs is not None:
+        tcfg = tcfg.model_copy(update={"epochs": epochs})
+    split_hashes = set()
+    echo(f"confirming {len(members)} members x {seeds} seeds of '{study.study_name}' on the test split "
+         f"({tcfg.epochs} epochs each)")
+    for t in members:
+        name = f"trial_{t.number}"
+        arch = load_arch({**t.user_attrs["arch"], "name": f"{study.study_name}_{name}"})
+        for seed in range(seeds):
+            if (name, seed) in have:
+                continue
+            res = train(arch, prep.setup.data, tcfg.model_copy(update={"seed": seed}),
+                        run_dir=out / f"{name}-seed{seed}", progress=progress)
+            split_hashes.add(res.split["hash"])
+            rows = pd.DataFrame([{"variant": name, "seed": seed, "case": r["case_id"], "class": r["class"],
+                                  **{m: r.get(m) for m in ("dice", "iou", "hd95", "assd", "nsd")}}
+                                 for r in res.test_per_case])
+            rows.to_csv(csv, mode="a", header=not csv.exists(), index=False)
+            echo(f"{name} seed {seed}: val Dice {res.best['dice']:.4f}, test Dice {res.test['dice']:.4f}")
+    frame = tidy(pd.read_csv(csv).rename(columns={"case": "case_id"}).astype({"variant": str}))
+    rows = []
+    for t in members:
+        name = f"trial_{t.number}"
+        s = summarize_variant(frame, name)
+        row = {"trial": t.number, "arch_id": t.user_attrs.get("arch_id"),
+               "val_dice": t.values[names.index("dice")], "test_dice": s["dice_mean"],
+               "test_ci_low": s["dice_ci_low"], "test_ci_high": s["dice_ci_high"],
+               "test_sd_seeds": s["dice_sd"], "n_seeds": s["n_seeds"], "n_cases": s["n_cases"]}
+        row.update({n: v for n, v in zip(names, t.values) if n != "dice"})
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    ref = study.user_attrs["reference_point"]
+    ideal = {o.name: o.ideal for o in objs} | (study.user_attrs.get("ideal_point") or {})
+    val_pts = [[r["val_dice"] if n == "dice" else r[n] for n in names] for r in rows]
+    test_pts = [[r["test_dice"] if n == "dice" else r[n] for n in names] for r in rows]
+    table["on_val_front"] = [i in set(pareto_indices(val_pts, dirs)) for i in range(len(rows))]
+    table["stays_on_front"] = [i in set(pareto_indices(test_pts, dirs)) for i in range(len(rows))]
+    hv_val = normalised_hypervolume(val_pts, names, dirs, ref, ideal)
+    hv_test = normalised_hypervolume(test_pts, names, dirs, ref, ideal)
+    table.to_csv(out / "confirm.csv", index=False)
+    update_record(study, confirm={
+        "seeds": seeds, "epochs": tcfg.epochs, "selection": "pareto" if top is None else f"top {top}",
+        "hv_val": hv_val, "hv_test": hv_test, "per_case_csv": str(csv), "split_hashes": sorted(split_hashes),
+        "members": _plain(table.to_dict(orient="records")),
+        "provenance": _plain(provenance(data=prep.setup.data, seeds=list(range(seeds))))})
+    return ConfirmResult(table, hv_val, hv_test, out)
+
+
+def _plain(x: Any) -> Any:
+    """JSON-safe copies of numpy scalars (Optuna stores user attrs as JSON)."""
+    import math
+
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_plain(v) for v in x]
+    if hasattr(x, "item"):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def confirmed_table(study: Any) -> pd.DataFrame | None:
+    """The stored confirmation of a study (one row per member), or ``None``."""
+    info = study.user_attrs.get("confirm")
+    if not info:
+        return None
+    return pd.DataFrame(info["members"])
+
+
+def confirm_columns(study: Any, table: pd.DataFrame) -> pd.DataFrame | None:
+    """``table`` (one row per trial) with ``test dice [95% CI]`` and ``stays`` columns from
+    the stored confirmation (``"-"`` for trials not confirmed), or ``None`` without one."""
+    conf = confirmed_table(study)
+    if conf is None:
+        return None
+    by_trial = conf.set_index("trial")
+    test, stays = [], []
+    for n in table["trial"]:
+        if n in by_trial.index:
+            r = by_trial.loc[n]
+            test.append(f"{r['test_dice']:.4f} [{r['test_ci_low']:.4f}, {r['test_ci_high']:.4f}]")
+            stays.append("yes" if r["stays_on_front"] else "no")
+        else:
+            test.append("-")
+            stays.append("-")
+    return table.assign(**{"test dice [95% CI]": test, "stays": stays})

@@ -1,0 +1,53 @@
+"""`nasseg confirm`: a search's Pareto set re-trained over seeds and scored on the test split;
+`nasseg pareto` and the report show validation and confirmed test values side by side."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from test_search_helpers import arch_yaml, make_study
+
+from nasseg.cli import main
+from nasseg.search.results import open_result
+
+
+def test_confirm_retrains_the_front_on_the_test_split(tmp_path: Path, capsys) -> None:
+    small = arch_yaml(tmp_path, "small", 4)
+    study_yaml = make_study(tmp_path, initial_archs=[small], budget={"trials": 2},
+                            data={"source": "synthetic", "n_cases": 12, "size": 32})
+    assert main(["search", str(study_yaml), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["confirm", str(study_yaml), "--seeds", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "test Dice [95% CI]" in out and "normalised hypervolume of these members" in out
+
+    study = open_result(study_yaml)
+    info = study.user_attrs["confirm"]
+    assert info["seeds"] == 2 and 0 <= info["hv_test"] <= 1 and len(info["split_hashes"]) == 1
+    per_case = pd.read_csv(tmp_path / "run" / "confirm" / "per_case.csv")
+    members = {f"trial_{m['trial']}" for m in info["members"]}
+    assert set(per_case["variant"]) == members and set(per_case["seed"]) == {0, 1}
+    # scored on the test cases only: the ones the search never trained or selected on
+    run = next((tmp_path / "run" / "confirm").glob("trial_*-seed0"))
+    import json
+
+    used = json.loads((run / "split.json").read_text())
+    assert set(per_case["case"]) == set(used["test"]) and len(used["test"]) == 2
+    assert not set(used["test"]) & (set(used["train"]) | set(used["val"]))
+    for m in info["members"]:
+        mine = per_case[per_case["variant"] == f"trial_{m['trial']}"]
+        assert abs(mine.groupby("seed")["dice"].mean().mean() - m["test_dice"]) < 1e-12
+        assert m["test_ci_low"] <= m["test_dice"] <= m["test_ci_high"]
+
+    assert main(["pareto", str(study_yaml)]) == 0
+    table = " ".join(capsys.readouterr().out.split())
+    assert "test dice" in table and "stays" in table and "confirmed by `nasseg confirm`" in table
+
+    from nasseg.report.html import build_report
+
+    html = build_report(study).html
+    assert "Confirmed on the test split" in html and "val Dice" in html
+
+    # resuming re-trains nothing
+    assert main(["confirm", str(study_yaml), "--seeds", "2"]) == 0
+    assert " seed " not in capsys.readouterr().out.split("confirming")[1].split("trial  ")[0]
