@@ -24,7 +24,7 @@ from nasseg.search.space_parse import load_space
 from nasseg.search.study import StudyConfig, load_study_config, resolve_path
 from nasseg.store import OBJECTIVES, StudyRecord, create_or_open, open_existing, study_record
 from nasseg.store.storage import now_iso
-from nasseg.versions import versions
+from nasseg.versions import provenance, versions
 
 IDENTITY_KEYS = ("space", "objectives", "dataset", "train", "input_shape", "limits")
 """Stored attrs that must match when a study is resumed (a change means a new study)."""
@@ -138,7 +138,9 @@ def make_record(prep: Prepared) -> StudyRecord:
         normalisation="linear", units={o: OBJECTIVES[o].unit for o in prep.cfg.objectives},
         input_shape=list(s.input_shape), limits=s.limits, dataset=s.data.model_dump(mode="json"),
         train=s.train.model_dump(mode="json", exclude={"device", "num_threads"}),
-        train_key=s.train_key, versions=versions(), command=prep.command, created=now_iso())
+        train_key=s.train_key, versions=versions(), command=prep.command, created=now_iso(),
+        provenance=provenance(data=s.data, seeds=[s.seed], threads=s.train.num_threads
+                              if isinstance(s.train.num_threads, int) else None))
 
 
 def open_study(prep: Prepared, *, create: bool, sampler: optuna.samplers.BaseSampler | None = None,
