@@ -75,3 +75,31 @@ def test_train_at_64_on_dsb2018_reports_dice_at_96(tmp_path, capsys):
         mask = np.asarray(Image.open(f"{DSB}/masks/{r['case_id']}.png")) > 127
         assert mask.shape == (96, 96) and int(r["label_voxels"]) == int(mask.sum())
         assert int(r["pred_voxels"]) <= 96 * 96
+
+
+def test_decathlon_spacing_from_the_header_gives_hd95_in_mm_equal_to_monai(tmp_path):
+    import json
+
+    import nibabel as nib
+    from monai.metrics import compute_hausdorff_distance
+
+    label = np.zeros((20, 18, 10), np.uint8)
+    label[5:14, 4:12, 2:7] = 1
+    (tmp_path / "imagesTr").mkdir()
+    (tmp_path / "labelsTr").mkdir()
+    affine = np.diag([1.0, 1.0, 3.0, 1.0])  # anisotropic: 3 mm slices
+    nib.save(nib.Nifti1Image(np.random.default_rng(0).random(label.shape).astype(np.float32), affine),
+             str(tmp_path / "imagesTr" / "c0.nii.gz"))
+    nib.save(nib.Nifti1Image(label, affine), str(tmp_path / "labelsTr" / "c0.nii.gz"))
+    (tmp_path / "dataset.json").write_text(json.dumps({
+        "labels": {"0": "background", "1": "organ"},
+        "training": [{"image": "./imagesTr/c0.nii.gz", "label": "./labelsTr/c0.nii.gz"}]}))
+    ds = load_dataset(resolve_data(str(tmp_path)), cache=False)
+    assert ds.spacing == [(1.0, 1.0, 3.0)]
+    pred = np.zeros_like(label)
+    pred[6:15, 4:11, 3:8] = 1  # shifted one slice (3 mm) and one voxel
+    logits = torch.from_numpy(pred[None, None].astype(np.float32) * 20 - 10)
+    summary, rows = evaluate(Replay(logits), ds, device=torch.device("cpu"))
+    onehot = [torch.from_numpy(np.stack([1 - m, m])[None].astype(np.float32)) for m in (pred, label)]
+    monai = float(compute_hausdorff_distance(*onehot, percentile=95, spacing=(1.0, 1.0, 3.0)))
+    assert rows[0]["hd95"] == pytest.approx(monai, rel=1e-6) and monai >= 3.0

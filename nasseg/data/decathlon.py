@@ -55,10 +55,11 @@ def load_decathlon(cfg: DataConfig) -> SegDataset:
         entries = [entries[i] for i in keep]
     class_names = list(cfg.labels) if cfg.labels else class_names
     num_classes = len(class_names)
-    images, labels, ids, sources = [], [], [], []
+    images, labels, ids, sources, spacing = [], [], [], [], []
     for image_path, label_path in entries:
         image = read_nifti(image_path)
         label = read_nifti(label_path)
+        spacing.append(nifti_spacing(label_path))
         if image.ndim == 4:
             image = np.moveaxis(image, -1, 0)
         elif image.ndim == 3:
@@ -96,6 +97,7 @@ def load_decathlon(cfg: DataConfig) -> SegDataset:
         kind="decathlon", spatial_dims=3, in_channels=channels.pop(), num_classes=num_classes,
         case_ids=ids, images=images, labels=labels, sources=sources, class_names=class_names,
         info={"root": str(root), "shapes": [list(im.shape[1:]) for im in images]},
+        spacing=spacing,
     )
 
 
@@ -147,6 +149,18 @@ def read_nifti(path: Path) -> np.ndarray:
     except (OSError, EOFError, ValueError, zlib.error, gzip.BadGzipFile,
             nib.filebasedimages.ImageFileError) as err:
         raise DataError(f"{path}: unreadable or truncated NIfTI file ({type(err).__name__}: {err})") from None
+
+
+def nifti_spacing(path: Path) -> tuple[float, float, float]:
+    """The voxel spacing in mm of a NIfTI file's first three axes (its header's ``pixdim``),
+    so that distances (HD95, ASSD, NSD) are in mm."""
+    import nibabel as nib
+
+    try:
+        zooms = nib.load(str(path)).header.get_zooms()[:3]
+    except (OSError, EOFError, ValueError, nib.filebasedimages.ImageFileError) as err:
+        raise DataError(f"{path}: unreadable NIfTI header ({type(err).__name__}: {err})") from None
+    return tuple(float(z) if z > 0 else 1.0 for z in zooms)
 
 
 def _case_id(path: Path) -> str:
