@@ -120,7 +120,8 @@ def method_note(result) -> str:
         pairs = "cases, each averaged over seeds"
         effect = ("r: matched-pairs rank-biserial correlation" if st.test == "wilcoxon"
                   else "d_z: Cohen's d of the case differences")
-    text = (f"{label}: mean over {seeds:.0f} training seeds of the mean over {cases:.0f} {split} cases "
+    text = (f"{label}: mean over {seeds:.0f} training seed{'s' if seeds != 1 else ''} of the mean over "
+            f"{cases:.0f} {split} cases "
             f"(same cases for every variant); {pct} CI from a mixed model with crossed random seed "
             f"and case effects. Δ{label}: variant minus 'vs.' on {pairs}. p: {how}; "
             f"Holm-corrected over {n_cmp} comparisons; * p < {st.alpha:g}, ** p < 0.01, "

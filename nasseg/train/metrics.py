@@ -47,9 +47,10 @@ def convention_note(empty: Empty = "nasseg", tolerance: float = NSD_TOLERANCE_MM
         rule = ("empty label: Dice/IoU NaN; any empty mask: HD95/ASSD NaN (MONAI's convention; "
                 "NaN cases excluded from means)")
     else:
-        rule = ("both masks empty: Dice 1, HD95 0; one empty: Dice 0, HD95/ASSD = image "
-                "diagonal in mm")
-    return f"Empty masks: {rule}. NSD at {tolerance:g} mm."
+        rule = ("both masks empty: Dice 1, HD95 0; one empty: Dice 0, HD95/ASSD = the image "
+                "diagonal")
+    return (f"Empty masks: {rule}. Distances in mm where the voxel spacing is known (NIfTI header, "
+            f"or data.spacing), else in pixels/voxels; NSD at a tolerance of {tolerance:g}.")
 
 
 def predict_labels(logits: Tensor) -> Tensor:
