@@ -169,6 +169,41 @@ def depth_to_space(x: torch.Tensor, r: int = 2) -> torch.Tensor:
     return x.permute(perm).reshape(b, c, *[n * r for n in s])
 
 
+class PatchMerging(nn.Module):
+    """Swin's downsampling (Liu et al., ICCV 2021): every 2^d cube of voxels becomes one
+    token of ``2^d C`` channels (:func:`space_to_depth`), LayerNorm, then a linear map
+    (no bias) to ``out_channels``.
+
+    Shapes: ``[B, C, *S] -> [B, out_channels, *S/2]``.
+    """
+
+    def __init__(self, spatial_dims: int, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        r = 2 ** _dims(spatial_dims)
+        self.norm = nn.LayerNorm(r * in_channels)
+        self.reduction = nn.Linear(r * in_channels, out_channels, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.reduction(self.norm(space_to_depth(x).movedim(1, -1))).movedim(-1, 1)
+
+
+class PatchExpanding(nn.Module):
+    """Swin-Unet's upsampling (Cao et al., 2021; GLIMS' decoder): a linear map (no bias) to
+    ``2^d out_channels`` per voxel, spread over a 2^d cube (:func:`depth_to_space`), LayerNorm.
+
+    Shapes: ``[B, C, *S] -> [B, out_channels, *2S]``.
+    """
+
+    def __init__(self, spatial_dims: int, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.expand = nn.Linear(in_channels, 2 ** _dims(spatial_dims) * out_channels, bias=False)
+        self.norm = nn.LayerNorm(out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = depth_to_space(self.expand(x.movedim(1, -1)).movedim(-1, 1))
+        return self.norm(y.movedim(1, -1)).movedim(-1, 1)
+
+
 def depthwise_friendly(x: torch.Tensor) -> torch.Tensor:
     """``x`` in the memory layout where PyTorch's CPU depthwise 3D convs are fast.
 

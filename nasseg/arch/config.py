@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, 
 from nasseg.blocks import BLOCKS, KernelSize
 from nasseg.errors import ConfigError
 from nasseg.layers import ACTS, NORMS
-from nasseg.skips import ATTENTIONS, SKIPS
+from nasseg.skips import ATTENTIONS, SKIPS, UpMode
 
 
 def _tagged(registry) -> Any:
@@ -42,6 +42,11 @@ Norm = Literal[NORMS]  # type: ignore[valid-type]
 Activation = Literal[ACTS]  # type: ignore[valid-type]
 
 
+DownMode = Literal["maxpool", "strided_conv", "patch_merging"]
+STAGE_EXTRAS = ("down", "up", "extra")
+"""Stage fields added after arch ids were first stored: left out of the id while unset."""
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -50,6 +55,13 @@ class StemConfig(_Strict):
     """A conv + norm + act at full resolution before the first stage (CMUNeXt's stem)."""
 
     kernel_size: KernelSize = 3
+
+
+class ExtraBlocks(_Strict):
+    """``depth`` blocks of one type at a stage's width (see ``StageConfig.extra``)."""
+
+    block: BlockParams
+    depth: PositiveInt = 1
 
 
 class StageConfig(_Strict):
@@ -64,6 +76,13 @@ class StageConfig(_Strict):
     decoder_depth: NonNegativeInt = 1
     skip: SkipParams = Field(default_factory=lambda: SKIPS.get("concat").Params())
     skip_attention: AttentionParams | None = None
+    down: DownMode | None = None
+    """How the network enters this stage (default: the network's ``down``)."""
+    up: UpMode | None = None
+    """How this stage's output is upsampled for the level above (default: the network's ``up``)."""
+    extra: ExtraBlocks | None = None
+    """Blocks of another type at this resolution, before the encoder's blocks and after the
+    decoder's (GLIMS' Swin layers beside its 192-channel DMSF/DMSU stages)."""
 
 
 class ArchConfig(_Strict):
@@ -76,8 +95,8 @@ class ArchConfig(_Strict):
     out_channels: PositiveInt
     stem: StemConfig | None = None
     stages: list[StageConfig] = Field(min_length=2)
-    down: Literal["maxpool", "strided_conv"] = "maxpool"
-    up: Literal["interp_conv", "transposed"] = "interp_conv"
+    down: DownMode = "maxpool"
+    up: UpMode = "interp_conv"
     norm: Norm = "batch"
     act: Activation = "relu"
     deep_supervision: bool = False
@@ -85,7 +104,8 @@ class ArchConfig(_Strict):
     @model_validator(mode="after")
     def _check(self) -> ArchConfig:
         for i, stage in enumerate(self.stages):
-            for where, params in (("block", stage.block), ("skip_attention", stage.skip_attention)):
+            for where, params in (("block", stage.block), ("skip_attention", stage.skip_attention),
+                                  ("extra.block", stage.extra.block if stage.extra else None)):
                 k = getattr(params, "kernel_size", None)
                 if isinstance(k, tuple) and len(k) != self.spatial_dims:
                     raise ValueError(
@@ -93,6 +113,9 @@ class ArchConfig(_Strict):
                         f"spatial_dims is {self.spatial_dims}"
                     )
             last = i == len(self.stages) - 1
+            if i == 0 and (stage.down or stage.up):
+                raise ValueError(f"stages.0.{'down' if stage.down else 'up'}: the first stage is neither "
+                                 "entered by downsampling nor upsampled; set it on a deeper stage")
             if not last and stage.decoder_depth == 0 and stage.skip.type == "concat":
                 raise ValueError(
                     f"stages.{i}.decoder_depth: 0 needs a skip that fuses to the stage width "
@@ -105,8 +128,17 @@ class ArchConfig(_Strict):
         return self
 
     def canonical(self) -> dict[str, Any]:
-        """The config with every default filled in and the label dropped: what arch_id hashes."""
-        return self.model_dump(mode="json", exclude={"name"})
+        """The config with every default filled in and the label dropped: what arch_id hashes.
+
+        Stage fields added later (``STAGE_EXTRAS``) are left out while unset, so the ids of
+        networks stored before they existed do not change.
+        """
+        d = self.model_dump(mode="json", exclude={"name"})
+        for stage in d["stages"]:
+            for key in STAGE_EXTRAS:
+                if stage.get(key) is None:
+                    stage.pop(key, None)
+        return d
 
     def min_input_multiple(self) -> int:
         """Every spatial input size must be a multiple of this: ``2 ** (stages - 1)``."""

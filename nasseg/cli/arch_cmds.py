@@ -76,7 +76,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
     table.add_row("FLOPs", f"{cost.flops:,}", f"{how}as fvcore")
     lat = "-" if cost.latency_ms is None else f"{cost.latency_ms:.2f} ms"
     threads = f", {args.threads} thread(s)" if args.threads and args.device == "cpu" else ""
-    table.add_row("latency", lat, f"median forward on {cost.device or '-'}{threads}, "
+    table.add_row("latency", lat, "not measured (--no-latency)" if cost.latency_ms is None else
+                  f"median forward on {cost.device}{threads}, "
                   f"{'contiguous' if args.contiguous else 'channels-last'}")
     table.add_row("memory", f"{cost.memory_mb:,.1f} MB",
                   "CUDA allocator peak" if cost.memory_kind == "cuda_peak"

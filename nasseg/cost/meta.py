@@ -36,6 +36,7 @@ Example:
 """
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from functools import partial
@@ -65,6 +66,17 @@ class Counts:
 
 def _prod(shape) -> int:
     return math.prod(int(n) for n in shape)
+
+
+def _broadcast(*shapes) -> tuple[int, ...]:
+    """NumPy broadcasting of shapes (``torch.broadcast_shapes`` would import sympy: seconds)."""
+    out: list[int] = []
+    for dims in itertools.zip_longest(*[tuple(reversed(s)) for s in shapes], fillvalue=1):
+        sizes = {int(n) for n in dims} - {1}
+        if len(sizes) > 1:
+            raise ValueError(f"shapes {shapes} do not broadcast")
+        out.append(sizes.pop() if sizes else 1)
+    return tuple(reversed(out))
 
 
 # ---- ptflops' module rules (exact types, as ptflops' MODULES_MAPPING) -----------------------
@@ -135,7 +147,7 @@ def _elementwise_macs(out, a, b, *args, **kwargs) -> int:
         return _prod(b.shape) if torch.is_tensor(b) else 1
     if not torch.is_tensor(b):
         return _prod(a.shape)
-    return _prod(torch.broadcast_shapes(a.shape, b.shape))
+    return _prod(_broadcast(a.shape, b.shape))
 
 
 def _ptflops_functions() -> dict:
@@ -220,33 +232,131 @@ def _fvcore_functions() -> dict:
     return rules
 
 
-def _same_shape() -> set:
-    """Functions whose output has their first argument's shape and dtype."""
-    return {F.batch_norm, F.instance_norm, F.group_norm, F.layer_norm, F.relu, F.gelu, F.prelu,
-            F.silu, F.leaky_relu, F.elu, F.relu6, F.softmax, F.dropout, torch.sigmoid, torch.softmax,
-            torch.Tensor.sigmoid, torch.Tensor.softmax}
+def _tuple(v, d: int) -> tuple[int, ...]:
+    return tuple(v) if isinstance(v, (tuple, list)) else (v,) * d
+
+
+def _conv_shape(x, w, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    if isinstance(padding, str):
+        return None  # 'same'/'valid': let the meta kernel decide
+    d = x.dim() - 2
+    k, s, p, dl = w.shape[2:], _tuple(stride, d), _tuple(padding, d), _tuple(dilation, d)
+    return (x.shape[0], w.shape[0],
+            *[(n + 2 * pi - di * (ki - 1) - 1) // si + 1 for n, ki, si, pi, di in zip(x.shape[2:], k, s, p, dl)])
+
+
+def _conv_t_shape(x, w, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    d = x.dim() - 2
+    k, s, p = w.shape[2:], _tuple(stride, d), _tuple(padding, d)
+    op, dl = _tuple(output_padding, d), _tuple(dilation, d)
+    return (x.shape[0], w.shape[1] * groups,
+            *[(n - 1) * si - 2 * pi + di * (ki - 1) + oi + 1
+              for n, ki, si, pi, oi, di in zip(x.shape[2:], k, s, p, op, dl)])
+
+
+def _broadcast_shape(a, b, *args, **kwargs):
+    return _broadcast(*[t.shape for t in (a, b) if torch.is_tensor(t)])
+
+
+def _cat_shape(tensors, dim=0):
+    first = tensors[0].shape
+    dim = dim % len(first)
+    return (*first[:dim], sum(t.shape[dim] for t in tensors), *first[dim + 1:])
+
+
+def _pool_shape(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, *args, **kwargs):
+    d = x.dim() - 2
+    k = _tuple(kernel_size, d)
+    s = _tuple(stride if stride not in (None, []) else kernel_size, d)
+    p, dl = _tuple(padding, d), _tuple(dilation, d)
+    if ceil_mode:
+        return None
+    return (*x.shape[:2], *[(n + 2 * pi - di * (ki - 1) - 1) // si + 1
+                            for n, ki, si, pi, di in zip(x.shape[2:], k, s, p, dl)])
+
+
+def _avg_pool_shape(x, kernel_size, stride=None, padding=0, ceil_mode=False, *args, **kwargs):
+    return _pool_shape(x, kernel_size, stride, padding, 1, ceil_mode)
+
+
+def _adaptive_shape(x, output_size, *args, **kwargs):
+    return (*x.shape[:2], *_tuple(output_size, x.dim() - 2))
+
+
+def _interp_shape(x, size=None, scale_factor=None, *args, **kwargs):
+    d = x.dim() - 2
+    if size is not None:
+        return (*x.shape[:2], *_tuple(size, d))
+    return (*x.shape[:2], *[int(n * f) for n, f in zip(x.shape[2:], _tuple(scale_factor, d))])
+
+
+def _linear_shape(x, w, *args, **kwargs):
+    return (*x.shape[:-1], w.shape[0])
+
+
+def _matmul_shape(a, b, *args, **kwargs):
+    if a.dim() < 2 or b.dim() < 2:
+        return None
+    return (*_broadcast(a.shape[:-2], b.shape[:-2]), a.shape[-2], b.shape[-1])
+
+
+def _shape_rules() -> dict:
+    """Output shapes of the common ops, so that their (Python) meta kernels need not run."""
+    same = {f: (lambda x, *a, **k: x.shape) for f in (
+        F.batch_norm, F.instance_norm, F.group_norm, F.layer_norm, F.relu, F.gelu, F.prelu, F.silu,
+        F.leaky_relu, F.elu, F.relu6, F.softmax, F.dropout, torch.sigmoid, torch.softmax,
+        torch.Tensor.sigmoid, torch.Tensor.softmax)}
+    return same | {
+        **{f: _conv_shape for f in (F.conv1d, F.conv2d, F.conv3d)},
+        **{f: _conv_t_shape for f in (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)},
+        **{f: _broadcast_shape for f in (torch.add, torch.Tensor.add, torch.mul, torch.Tensor.mul,
+                                         torch.sub, torch.Tensor.sub)},
+        torch.cat: _cat_shape, F.linear: _linear_shape, F.interpolate: _interp_shape,
+        torch.matmul: _matmul_shape, torch.Tensor.matmul: _matmul_shape,
+        **{f: _pool_shape for f in (F.max_pool1d, F.max_pool2d, F.max_pool3d)},
+        **{f: _avg_pool_shape for f in (F.avg_pool1d, F.avg_pool2d, F.avg_pool3d)},
+        **{f: _adaptive_shape for f in (F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d,
+                                        F.adaptive_max_pool1d, F.adaptive_max_pool2d, F.adaptive_max_pool3d)},
+    }
 
 
 class _FunctionCounter(TorchFunctionMode):
     """Counts torch-function calls (the handler runs with the mode off: nested calls unseen).
 
-    On the meta device, functions that keep their input's shape are not run at all
-    (their meta kernels are Python decompositions, most of the pass's time): the output
-    is an empty meta tensor of that shape.
+    On the meta device, the common ops are not run at all: their output is an empty
+    meta tensor of the shape a rule computes (their meta kernels are Python, most of
+    the pass's time, and the first one imports torch._dynamo). ``shortcuts=False``
+    runs every op's meta kernel instead (the tests check both give the same counts).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, shortcuts: bool = True) -> None:
         super().__init__()
         self.macs = self.flops = 0
         self._macs_rules, self._flops_rules = _ptflops_functions(), _fvcore_functions()
-        self._same_shape = _same_shape()
+        self._shapes = _shape_rules() if shortcuts else {}
+        self._binary = {torch.add, torch.mul, torch.sub, torch.Tensor.add, torch.Tensor.mul, torch.Tensor.sub,
+                        torch.matmul, torch.Tensor.matmul}
+
+    def _run(self, func, args, kwargs):
+        rule = self._shapes.get(func)
+        first = args[0] if args else None
+        if isinstance(first, (list, tuple)) and first:
+            first = first[0]
+        if rule is None or not torch.is_tensor(first) or first.device.type != "meta" \
+                or kwargs.get("return_indices") or "out" in kwargs:
+            return func(*args, **kwargs)
+        shape = rule(*args, **kwargs)
+        if shape is None:
+            return func(*args, **kwargs)
+        if kwargs.get("inplace"):
+            return first
+        binary = len(args) > 1 and func in self._binary
+        dtype = torch.result_type(args[0], args[1]) if binary else first.dtype
+        return torch.empty(shape, dtype=dtype, device="meta")
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if func in self._same_shape and args[0].device.type == "meta":
-            out = torch.empty_like(args[0])
-        else:
-            out = func(*args, **kwargs)
+        out = self._run(func, args, kwargs)
         rule = self._macs_rules.get(func)
         if rule is not None:
             self.macs += int(rule(out, *args, **kwargs))
@@ -256,11 +366,12 @@ class _FunctionCounter(TorchFunctionMode):
         return out
 
 
-def count(model: nn.Module, input_shape: tuple[int, ...]) -> Counts:
+def count(model: nn.Module, input_shape: tuple[int, ...], *, shortcuts: bool = True) -> Counts:
     """Count ``model`` (preferably on the meta device) at ``(1, C, *S)``; scale for batch B.
 
     The model is put in eval mode (as ptflops and fvcore do); the input is made on
-    the model's device, so a meta model allocates nothing.
+    the model's device, so a meta model allocates nothing. ``shortcuts=False`` runs
+    every op's meta kernel instead of the shape rules (same counts, slower).
     """
     shape = (1, *input_shape[1:])
     device = next(model.parameters()).device
@@ -278,7 +389,7 @@ def count(model: nn.Module, input_shape: tuple[int, ...]) -> Counts:
                     activations += t.numel()
 
     handles = [m.register_forward_hook(hook) for m in model.modules()]
-    counter = _FunctionCounter()
+    counter = _FunctionCounter(shortcuts)
     try:
         with torch.no_grad(), counter:
             model(torch.empty(shape, device=device))

@@ -12,18 +12,21 @@ from typing import ClassVar, Literal
 from torch import nn
 
 from nasseg.blocks.base import Params
-from nasseg.layers import ConvTranspose, Norm, Act, Upsample, conv_norm_act
+from nasseg.layers import Act, ConvTranspose, Norm, PatchExpanding, Upsample, conv_norm_act
 
-UpMode = Literal["interp_conv", "transposed"]
+UpMode = Literal["interp_conv", "transposed", "patch_expanding"]
 
 
 def make_up(mode: str, spatial_dims: int, in_channels: int, out_channels: int,
-            norm: str = "batch", act: str = "relu") -> nn.Sequential:
+            norm: str = "batch", act: str = "relu") -> nn.Module:
     """x2 upsampling of the deeper feature down to the skip's width.
 
     ``interp_conv``: (bi/tri)linear x2, 3^d conv, norm, act (CMUNeXt's up_conv);
-    ``transposed``: 2^d transposed conv with stride 2, norm, act (GLIMS).
+    ``transposed``: 2^d transposed conv with stride 2, norm, act (GLIMS' DMSU);
+    ``patch_expanding``: linear to 2^d C, depth-to-space, LayerNorm (GLIMS out of its bottleneck).
     """
+    if mode == "patch_expanding":
+        return PatchExpanding(spatial_dims, in_channels, out_channels)
     if mode == "interp_conv":
         return nn.Sequential(Upsample(spatial_dims),
                              *conv_norm_act(spatial_dims, in_channels, out_channels, 3, norm=norm, act=act))
