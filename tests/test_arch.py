@@ -40,6 +40,11 @@ def test_profile_cli_json(capsys) -> None:
                  "reference", "--no-cache"]) == 0
     ref = json.loads(capsys.readouterr().out)
     assert ref["versions"]["ptflops_backend"] == "pytorch" and ref["macs"] == 68_029_440
+    assert main(["profile", "cmunext_s", "--input", "1,3,32,32", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["latency_ms"] is None  # counts only, unless asked
+    assert main(["profile", "cmunext_s", "--input", "1,3,32,32", "--json", "--latency", "--warmup", "0",
+                 "--repeats", "1", "--threads", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["latency_ms"] > 0
 
 
 def test_presets_cli_lists_presets(capsys) -> None:

@@ -59,7 +59,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
     cfg = load_arch(args.arch)
     shape = parse_shape(args.input) if args.input else _default_shape(cfg)
-    cost = profile(cfg, shape, device=args.device, latency=not args.no_latency,
+    cost = profile(cfg, shape, device=args.device, latency=args.latency and not args.no_latency,
                    cache=not args.no_cache, warmup=args.warmup, repeats=args.repeats,
                    threads=args.threads or None, channels_last=not args.contiguous, counter=args.counter)
     d = cost.to_dict() | {"name": cfg.name or str(args.arch), "cached": cost.cached}
@@ -76,7 +76,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     table.add_row("FLOPs", f"{cost.flops:,}", f"{how}as fvcore")
     lat = "-" if cost.latency_ms is None else f"{cost.latency_ms:.2f} ms"
     threads = f", {args.threads} thread(s)" if args.threads and args.device == "cpu" else ""
-    table.add_row("latency", lat, "not measured (--no-latency)" if cost.latency_ms is None else
+    table.add_row("latency", lat, "not measured (add --latency)" if cost.latency_ms is None else
                   f"median forward on {cost.device}{threads}, "
                   f"{'contiguous' if args.contiguous else 'channels-last'}")
     table.add_row("memory", f"{cost.memory_mb:,.1f} MB",
@@ -95,11 +95,14 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_presets)
 
-    p = sub.add_parser("profile", help="params, MACs, FLOPs, latency and memory of a network")
+    p = sub.add_parser("profile", help="params, MACs, FLOPs and training memory of a network "
+                                        "(no network runs), and latency with --latency")
     p.add_argument("arch", help="a preset name or an architecture YAML")
     p.add_argument("--input", help="input shape B,C,H,W[,D] (default 1,C,256,256 / 1,C,96,96,96)")
     p.add_argument("--device", default="cpu", help="device for latency/memory: cpu or cuda")
-    p.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
+    p.add_argument("--latency", action="store_true",
+                   help="also measure latency (runs the network; the counts never do)")
+    p.add_argument("--no-latency", action="store_true", help=argparse.SUPPRESS)  # the old default's opt-out
     p.add_argument("--warmup", type=int, default=3, help="untimed forward passes before timing")
     p.add_argument("--repeats", type=int, default=10, help="timed forward passes (median reported)")
     p.add_argument("--threads", type=int, default=1,

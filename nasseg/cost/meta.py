@@ -10,10 +10,12 @@ one pass, each following a reference counter's convention to the unit:
   its input, activations and upsampling 1x their output, pools 1x their input,
   linear layers with their bias) plus ptflops' functional rules (``F.relu``,
   ``F.gelu``, ``F.softmax``, ``F.interpolate``, pools, ``torch.matmul``,
-  ``torch.add``/``torch.mul`` called as functions; ``a @ b``, ``a + b`` are not
-  counted, as in ptflops; blocks must not call the methods ``x.add(y)``,
-  ``x.matmul(y)``, which ptflops counts but a function mode cannot tell from operators). A module whose forward calls one of those functions
-  is counted twice, as ptflops does.
+  ``torch.add``/``torch.mul`` called as functions). ``a @ b`` and ``a + b`` are
+  not counted, as in ptflops (so the attention products of the Swin layers, written
+  ``q @ k`` as in GLIMS' code, are not either); blocks must not call the methods
+  ``x.add(y)``, ``x.matmul(y)``, which ptflops counts but a torch function mode
+  cannot tell from the operators. A module whose forward calls one of those
+  functions is counted twice, as ptflops does.
 - ``flops``: fvcore 0.1.5 (one fused multiply-add = one flop): convolutions and
   matrix products without their bias (:func:`torch.utils.flop_counter.conv_flop_count`
   halved), norms 4-5x their input (batch norm in eval 1-2x), bilinear 2D
@@ -21,8 +23,9 @@ one pass, each following a reference counter's convention to the unit:
   input; everything else (3D upsampling and pooling included) is free, as in fvcore.
 
 Both are checked against ptflops and fvcore themselves on every preset and every
-registered block and skip (``tests/test_cost_meta.py``). An op that the reference
-counters count but these rules do not know raises instead of counting wrong.
+registered block and skip (``tests/test_cost_meta.py``). The ops the references
+count by rules not followed here (einsum, ``nn.MultiheadAttention``, RNNs) raise
+instead of counting wrong.
 
 ``activations`` is the number of elements in the outputs of every leaf module
 (kept for the backward pass): the feature-map sizes that nnU-Net's
