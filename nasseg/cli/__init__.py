@@ -17,7 +17,7 @@ import traceback
 
 from nasseg.errors import MEMORY_HINT, NassegError, is_out_of_memory
 
-from . import arch_cmds, confirm_cmds, report_cmds, search_cmds, stats_cmds, train_cmds
+from . import arch_cmds, bench_cmds, confirm_cmds, report_cmds, search_cmds, stats_cmds, train_cmds
 
 _MODULES = (arch_cmds, train_cmds, search_cmds, report_cmds, stats_cmds, confirm_cmds)
 _COUNTS = ("trials", "workers", "epochs", "batch_size", "max_cases", "repeats", "eval_every", "patience",
@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     for module in _MODULES:
         module.register(sub)
     search_cmds.add_bench(train_cmds.bench_subparsers(sub))  # `nasseg bench train|search`
+    bench_cmds.add_bench(train_cmds.bench_subparsers(sub))  # `nasseg bench record`
     return parser
 
 

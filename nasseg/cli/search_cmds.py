@@ -64,6 +64,8 @@ def add_bench(bench_sub: Any) -> None:
                    help="arms to run (nsga2_nostop: NSGA-II without early stopping, an ablation)")
     p.add_argument("--out", default="reports/bench/search", help="output folder")
     p.add_argument("--no-progress", action="store_true")
+    from nasseg.cli.bench_cmds import add_replay_args
+    add_replay_args(p)  # --replay [TABLE]: strategies replayed on a recorded table (nasseg.bench)
     p.set_defaults(func=_bench)
 
 
@@ -155,6 +157,10 @@ def _export(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     from nasseg.search.bench import run_bench
+
+    if args.replay:
+        from nasseg.cli.bench_cmds import replay_bench
+        return replay_bench(args)
 
     run_bench(data=args.data, seeds=args.seeds, budget_epochs=args.budget_epochs, epochs=args.epochs,
               max_cases=args.max_cases, size=args.size or None, out=args.out, progress=not args.no_progress,

@@ -1,0 +1,224 @@
+"""``nasseg bench record``: a recorded benchmark table of learning curves.
+
+In the spirit of NAS-Bench-201 (Dong & Yang, ICLR 2020) and HW-NAS-Bench (Li et al.,
+ICLR 2021), for U-shaped segmentation: a seeded sample of *feasible* architectures of a
+search space (uniform over the space's parameters, invalid and over-limit networks
+dropped, duplicates removed) is trained with the ordinary training engine
+(:func:`nasseg.train.train`), several training seeds each, and for every
+(architecture, seed) the validation **and test** Dice after every epoch are stored with
+the exact costs (parameters, MACs at the space's ``constraints.input_size``).
+
+The split is three-way, fixed and seeded: ``n_train``/``n_val``/``n_test`` cases drawn
+from one permutation of the sorted case ids (``split_seed``); validation drives model
+selection and search, test Dice is only reported. The split is written to the sidecar.
+
+Output (``out``, default ``reports/bench/table``):
+
+- ``<name>.csv.gz``: one row per (arch, seed, epoch): ``arch_id, seed, epoch, val_dice,
+  test_dice, train_loss, seconds, params, gmacs, order`` plus, on every row, the
+  architecture (``arch``, canonical JSON) and the space parameters that build it
+  (``space_params``, JSON). Rows are appended (a gzip member) after each finished run,
+  so a killed recorder resumes at the next unfinished (arch, seed).
+- ``<name>.json``: settings, split, versions and the planned architecture order.
+
+Example:
+    >>> record(RecordConfig(n_archs=2, seeds=[0], epochs=1, n_train=8, n_val=4, n_test=4))  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from nasseg.errors import ConfigError
+
+COLUMNS = ["arch_id", "seed", "epoch", "val_dice", "test_dice", "train_loss", "seconds", "params",
+           "gmacs", "order", "arch", "space_params"]
+
+
+@dataclass
+class RecordConfig:
+    """What to record (stored in the sidecar; a resumed recording must match it)."""
+
+    name: str = "dsb2018_64"
+    data: str = "../shared/data/dsb2018_96"
+    size: int = 64
+    space: str = "search_spaces/lightweight_2d.yaml"
+    n_archs: int = 150
+    seeds: list[int] = field(default_factory=lambda: [0, 1])
+    epochs: int = 4
+    batch_size: int = 8
+    lr: float = 0.003
+    n_train: int = 96
+    n_val: int = 48
+    n_test: int = 48
+    split_seed: int = 0
+    arch_seed: int = 0
+    out: str = "reports/bench/table"
+
+    def identity(self) -> dict[str, Any]:
+        """The fields a resumed recording must share (everything but ``n_archs``/``seeds``/``out``)."""
+        return {k: v for k, v in asdict(self).items() if k not in ("n_archs", "seeds", "out")}
+
+
+class _RandomSource:
+    """Uniform values for every parameter of a space, recorded in ``params``."""
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self.rng, self.params = rng, {}
+
+    def pick(self, name: str, leaf: Any, where: Any) -> Any:
+        if leaf.kind == "choice":
+            value = leaf.choices[int(self.rng.integers(len(leaf.choices)))]
+        elif leaf.kind == "int":
+            value = int(self.rng.integers(int(leaf.low), int(leaf.high) + 1))
+        else:
+            raise ConfigError(f"{name}: the recorder samples discrete spaces only")
+        self.params[name] = value
+        return value
+
+
+def iter_archs(space: Any, seed: int, in_channels: int, out_channels: int,
+               known: dict[str, dict[str, Any]] | None = None, max_draws: int = 100_000):
+    """Distinct feasible architectures, uniform over the space's parameters, in a seeded order.
+
+    Yields dicts ``{arch_id, arch (ArchConfig), space_params, params, gmacs}`` with the
+    costs at the space's ``constraints.input_size`` (parameters, and MACs counted by
+    :func:`nasseg.cost.counters.count_macs`, the counter of :func:`nasseg.cost.profile`).
+    ``known`` (arch id -> costs) skips counting architectures already recorded.
+    """
+    from nasseg.arch import arch_id, build_model
+    from nasseg.cost import counters
+
+    rng = np.random.default_rng(seed)
+    shape = (1, in_channels, *(space.constraints.input_size or [256, 256]))
+    limits = space.constraints.limits()
+    known = known or {}
+    seen: set[str] = set()
+    for _ in range(max_draws):
+        src = _RandomSource(rng)
+        try:
+            cfg = space.build(src, in_channels, out_channels)
+        except ConfigError:
+            continue
+        aid = arch_id(cfg)
+        if aid in seen:
+            continue
+        seen.add(aid)
+        if aid in known:
+            yield {"arch_id": aid, "arch": cfg, "space_params": src.params, **known[aid]}
+            continue
+        model = build_model(cfg)
+        params = counters.count_params(model)
+        if params > limits.get("params", float("inf")):
+            continue
+        gmacs = counters.count_macs(model, shape) / 1e9
+        if gmacs > limits.get("macs", float("inf")):
+            continue
+        yield {"arch_id": aid, "arch": cfg, "space_params": src.params, "params": int(params), "gmacs": gmacs}
+
+
+def three_way_split(case_ids: list[str], n_train: int, n_val: int, n_test: int, seed: int) -> dict[str, Any]:
+    """Disjoint train/val/test ids from one seeded permutation of the sorted ids."""
+    ids = sorted(case_ids)
+    if n_train + n_val + n_test > len(ids):
+        raise ConfigError(f"split: {n_train}+{n_val}+{n_test} cases asked, the dataset has {len(ids)}")
+    perm = [ids[i] for i in np.random.default_rng(seed).permutation(len(ids))]
+    return {"method": "three_way", "seed": seed, "train": sorted(perm[:n_train]),
+            "val": sorted(perm[n_train:n_train + n_val]),
+            "test": sorted(perm[n_train + n_val:n_train + n_val + n_test])}
+
+
+def done_runs(table: Path) -> tuple[set[tuple[str, int]], dict[str, dict[str, Any]]]:
+    """(arch_id, seed) pairs already in the table, and the costs of its architectures."""
+    if not table.exists():
+        return set(), {}
+    df = pd.read_csv(table, usecols=["arch_id", "seed", "params", "gmacs"])
+    costs = {a: {"params": int(p), "gmacs": float(g)}
+             for a, p, g in df.drop_duplicates("arch_id")[["arch_id", "params", "gmacs"]].itertuples(index=False)}
+    return set(zip(df["arch_id"], df["seed"].astype(int))), costs
+
+
+def append_rows(table: Path, rows: list[dict[str, Any]]) -> None:
+    """Append rows as one gzip member (a header only when the file is new)."""
+    buf = io.StringIO()
+    pd.DataFrame(rows, columns=COLUMNS).to_csv(buf, index=False, header=not table.exists())
+    with gzip.open(table, "at") as fh:
+        fh.write(buf.getvalue())
+
+
+def record(cfg: RecordConfig, log: Any = print) -> Path:
+    """Record (or resume) the table; returns its path."""
+    import torch
+
+    from nasseg.arch import build_model
+    from nasseg.data import load_dataset, resolve_data
+    from nasseg.search.space_parse import load_space
+    from nasseg.train import TrainConfig, train
+    from nasseg.train.evaluate import evaluate
+    from nasseg.versions import versions
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    table, sidecar = out / f"{cfg.name}.csv.gz", out / f"{cfg.name}.json"
+    data = resolve_data(cfg.data, size=cfg.size)
+    ds = load_dataset(data)
+    split = three_way_split(list(ds.case_ids), cfg.n_train, cfg.n_val, cfg.n_test, cfg.split_seed)
+    split_file = out / f"{cfg.name}.split.json"
+    if sidecar.exists():
+        old = json.loads(sidecar.read_text())
+        if old["config"]["identity"] != cfg.identity():
+            raise ConfigError(f"{sidecar}: recorded with other settings {old['config']['identity']}; "
+                              "use another --name or --out")
+    split_file.write_text(json.dumps({"train": split["train"], "val": split["val"]}) + "\n")
+    data = resolve_data(cfg.data, size=cfg.size, file=str(split_file))
+    space = load_space(cfg.space)
+    meta = {"config": {**asdict(cfg), "identity": cfg.identity()},
+            "costs_at": [1, ds.in_channels, *(space.constraints.input_size or [256, 256])],
+            "split": split, "versions": versions(),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    sidecar.write_text(json.dumps(meta, indent=1) + "\n")
+    index = {c: i for i, c in enumerate(ds.case_ids)}
+    test_ds = ds.subset([index[c] for c in split["test"]])
+    done, known = done_runs(table)
+    log(f"record: {cfg.n_archs} archs x {len(cfg.seeds)} seeds planned, {len(done)} runs done")
+    archs = iter_archs(space, cfg.arch_seed, ds.in_channels, ds.out_channels, known)
+    todo = ((k, a, s) for k, a in zip(range(cfg.n_archs), archs) for s in cfg.seeds
+            if (a["arch_id"], s) not in done)
+    t_all, n_runs = time.perf_counter(), 0
+    for k, a, seed in todo:
+        tcfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=seed,
+                           device="cpu", num_threads=1)
+        torch.manual_seed(seed)
+        model = build_model(a["arch"])
+        rows: list[dict[str, Any]] = []
+
+        def on_epoch(epoch: int, m: dict, model=model, rows=rows, a=a, k=k, seed=seed) -> bool:
+            summary, _ = evaluate(model, test_ds, device=torch.device("cpu"), hausdorff=False,
+                                  memory_format=torch.channels_last)
+            rows.append({"arch_id": a["arch_id"], "seed": seed, "epoch": epoch, "val_dice": m["dice"],
+                         "test_dice": summary["dice"], "train_loss": m["train_loss"],
+                         "seconds": m["seconds"], "params": a["params"], "gmacs": a["gmacs"], "order": k,
+                         "arch": json.dumps(a["arch"].canonical(), sort_keys=True),
+                         "space_params": json.dumps(a["space_params"], sort_keys=True)})
+            return False
+
+        t0 = time.perf_counter()
+        try:
+            train(model, data, tcfg, callback=on_epoch, progress=False)
+        except Exception as err:  # noqa: BLE001 - a failed run is logged and recorded as missing
+            log(f"run {a['arch_id']} seed {seed} failed: {type(err).__name__}: {err}")
+            continue
+        append_rows(table, rows)
+        n_runs += 1
+        log(f"{time.strftime('%H:%M:%S')} arch {k} {a['arch_id']} seed {seed}: val {rows[-1]['val_dice']:.3f} "
+            f"test {rows[-1]['test_dice']:.3f} {a['params']:,} params {a['gmacs']:.2f} GMACs, "
+            f"{time.perf_counter() - t0:.1f} s (run {n_runs} here, {time.perf_counter() - t_all:.0f} s)")
+    return table

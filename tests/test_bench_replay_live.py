@@ -1,0 +1,49 @@
+"""Budgets are counted the same in a replayed and a live search.
+
+A small live study (real trainer, generated data, Pareto-aware stopping, a budget in
+training epochs) is run; its trials' curves become a table; replaying the same
+architecture sequence with the same stopping rule must train each trial for the same
+number of epochs, spend the same budget and stop after the same trial.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from test_search_helpers import make_study
+
+from nasseg.bench.replay import replay
+from nasseg.bench.table import Table
+from nasseg.search.results import epochs_trained, open_result
+from nasseg.search.runner import run_search
+from nasseg.search.study import EarlyStoppingConfig
+
+SPACE = {"name": "tiny", "spatial_dims": 2,
+         "stages": {"n": 3, "width": {"choice": [4, 6, 8]}, "depth": 1,
+                    "block": {"type": "conv", "kernel_size": {"choice": [3, 5]}}, "skip": {"type": "concat"}},
+         "constraints": {"input_size": [32, 32], "max_params": 1000000, "max_gmacs": 1.0}}
+RULE = {"enabled": True, "warmup_epochs": 1, "min_dominators": 1, "margin": 0.0}
+
+
+def test_replay_spends_the_budget_like_the_live_search(tmp_path: Path) -> None:
+    study_yaml = make_study(tmp_path, space_dict=SPACE, objectives=["dice", "macs", "params"],
+                            budget={"trial_epochs": 10}, epochs=3, early_stopping=RULE)
+    run_search(study_yaml, progress=False)
+    live = sorted(open_result(study_yaml).trials, key=lambda t: t.number)
+    rows = []
+    for t in live:
+        a = t.user_attrs
+        if a.get("reused_from") is not None or not a.get("trained"):
+            continue
+        dice = [h["dice"] for h in a["history"]]
+        dice += [dice[-1]] * (3 - len(dice))       # epochs a stopped trial never ran: never read
+        rows += [{"arch_id": a["arch_id"], "seed": 0, "epoch": e, "val_dice": d, "test_dice": d,
+                  "params": a["cost"]["params"], "gmacs": a["cost"]["macs"] / 1e9} for e, d in enumerate(dice, 1)]
+    table = Table.from_frame(pd.DataFrame(rows), "live")
+    order = [t.user_attrs["arch_id"] for t in live]
+    run = replay(table, None, "random+pareto", seed=0, budget=10, initial=order,
+                 early_stopping=EarlyStoppingConfig(**RULE))
+    assert any(t.user_attrs.get("stopped_early") for t in live)      # the rule did stop a trial
+    assert [x.epochs_run for x in run.trials] == [epochs_trained(t) for t in live]
+    assert run.spent == sum(epochs_trained(t) for t in live) >= 10
+    assert [table.arch_ids[x.arch] for x in run.trials] == order
