@@ -14,7 +14,8 @@ from test_search_helpers import make_study
 
 from nasseg.bench.replay import replay
 from nasseg.bench.table import Table
-from nasseg.search.results import epochs_trained, open_result
+from nasseg.search.results import open_result
+from nasseg.store import epochs_trained, trial_record
 from nasseg.search.runner import run_search
 from nasseg.search.study import EarlyStoppingConfig
 
@@ -31,19 +32,19 @@ def test_replay_spends_the_budget_like_the_live_search(tmp_path: Path) -> None:
     run_search(study_yaml, progress=False)
     live = sorted(open_result(study_yaml).trials, key=lambda t: t.number)
     rows = []
-    for t in live:
-        a = t.user_attrs
-        if a.get("reused_from") is not None or not a.get("trained"):
+    records = [trial_record(t) for t in live]
+    for r in records:
+        if r.reused_from is not None or not r.trained:
             continue
-        dice = [h["dice"] for h in a["history"]]
+        dice = [h["dice"] for h in r.history]
         dice += [dice[-1]] * (3 - len(dice))       # epochs a stopped trial never ran: never read
-        rows += [{"arch_id": a["arch_id"], "seed": 0, "epoch": e, "val_dice": d, "test_dice": d,
-                  "params": a["cost"]["params"], "gmacs": a["cost"]["macs"] / 1e9} for e, d in enumerate(dice, 1)]
+        rows += [{"arch_id": r.arch_id, "seed": 0, "epoch": e, "val_dice": d, "test_dice": d,
+                  "params": r.cost["params"], "gmacs": r.cost["macs"] / 1e9} for e, d in enumerate(dice, 1)]
     table = Table.from_frame(pd.DataFrame(rows), "live")
-    order = [t.user_attrs["arch_id"] for t in live]
+    order = [r.arch_id for r in records]
     run = replay(table, None, "random+pareto", seed=0, budget=10, initial=order,
                  early_stopping=EarlyStoppingConfig(**RULE))
-    assert any(t.user_attrs.get("stopped_early") for t in live)      # the rule did stop a trial
+    assert any(r.stopped_early for r in records)      # the rule did stop a trial
     assert [x.epochs_run for x in run.trials] == [epochs_trained(t) for t in live]
     assert run.spent == sum(epochs_trained(t) for t in live) >= 10
     assert [table.arch_ids[x.arch] for x in run.trials] == order

@@ -41,7 +41,7 @@ import optuna
 from nasseg.bench.table import Table
 from nasseg.errors import ConfigError
 from nasseg.search.mofidelity import RungRule
-from nasseg.search.pareto import normalised_hypervolume, pareto_indices
+from nasseg.store.pareto import normalised_hypervolume, pareto_indices
 from nasseg.search.stopping import Curve, should_stop
 from nasseg.search.study import EarlyStoppingConfig
 
