@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from test_search_helpers import make_study
 
 from nasseg.bench.replay import replay
@@ -23,10 +24,13 @@ SPACE = {"name": "tiny", "spatial_dims": 2,
          "stages": {"n": 3, "width": {"choice": [4, 6, 8]}, "depth": 1,
                     "block": {"type": "conv", "kernel_size": {"choice": [3, 5]}}, "skip": {"type": "concat"}},
          "constraints": {"input_size": [32, 32], "max_params": 1000000, "max_gmacs": 1.0}}
-RULE = {"enabled": True, "warmup_epochs": 1, "min_dominators": 1, "margin": 0.0}
+RULES = {"pareto": {"enabled": True, "warmup_epochs": 1, "min_dominators": 1, "margin": 0.0},
+         "moasha": {"enabled": True, "rule": "moasha", "r_min": 1, "eta": 2}}
 
 
-def test_replay_spends_the_budget_like_the_live_search(tmp_path: Path) -> None:
+@pytest.mark.parametrize("rule", ["pareto", "moasha"])
+def test_replay_spends_the_budget_like_the_live_search(tmp_path: Path, rule: str) -> None:
+    RULE = RULES[rule]
     study_yaml = make_study(tmp_path, space_dict=SPACE, objectives=["dice", "macs", "params"],
                             budget={"trial_epochs": 10}, epochs=3, early_stopping=RULE)
     run_search(study_yaml, progress=False)
@@ -42,7 +46,7 @@ def test_replay_spends_the_budget_like_the_live_search(tmp_path: Path) -> None:
                   "params": r.cost["params"], "gmacs": r.cost["macs"] / 1e9} for e, d in enumerate(dice, 1)]
     table = Table.from_frame(pd.DataFrame(rows), "live")
     order = [r.arch_id for r in records]
-    run = replay(table, None, "random+pareto", seed=0, budget=10, initial=order,
+    run = replay(table, None, f"random+{rule}", seed=0, budget=10, initial=order,
                  early_stopping=EarlyStoppingConfig(**RULE))
     assert any(r.stopped_early for r in records)      # the rule did stop a trial
     assert [x.epochs_run for x in run.trials] == [epochs_trained(t) for t in live]

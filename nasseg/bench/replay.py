@@ -40,9 +40,9 @@ import optuna
 
 from nasseg.bench.table import Table
 from nasseg.errors import ConfigError
-from nasseg.search.mofidelity import RungRule
+from nasseg.search.mofidelity import make_stopper
 from nasseg.store.pareto import normalised_hypervolume, pareto_indices
-from nasseg.search.stopping import Curve, should_stop
+from nasseg.search.stopping import Curve
 from nasseg.search.study import EarlyStoppingConfig
 
 SAMPLERS = ("random", "nsga2", "nsga2p20", "tpe", "gp")
@@ -163,8 +163,7 @@ def _sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
 
 def replay(table: Table, space: Any, strategy: str, seed: int, budget: int,
            limits: dict[str, float] | None = None, max_trials: int | None = None,
-           early_stopping: EarlyStoppingConfig | None = None, rung: RungRule | None = None,
-           initial: list[str] = ()) -> Run:
+           early_stopping: EarlyStoppingConfig | None = None, initial: list[str] = ()) -> Run:
     """Replay one search (see the module docstring).
 
     Args:
@@ -172,7 +171,8 @@ def replay(table: Table, space: Any, strategy: str, seed: int, budget: int,
             constraint values (every recorded network is feasible, so they are <= 0).
         max_trials: stop after this many trials (duplicates included); default
             ``20 * ceil(budget / epochs)``.
-        early_stopping: the Pareto rule's settings (default: the study defaults).
+        early_stopping: the stopping rules' settings (default: the study defaults); the
+            strategy's ``+pareto``/``+moasha`` choose the rule.
         initial: architecture ids tried first, in order (the study's ``initial_archs``;
             Optuna samplers get them enqueued); each must be in the table.
     """
@@ -181,7 +181,6 @@ def replay(table: Table, space: Any, strategy: str, seed: int, budget: int,
     s_col = seed % len(table.seeds)
     E = table.epochs
     es = early_stopping or EarlyStoppingConfig()
-    rung = rung or RungRule()
     limits = limits or {}
     max_trials = max_trials or 20 * math.ceil(budget / E)
     snapper = None if sampler_name == "random" else Snapper(table)
@@ -226,7 +225,7 @@ def replay(table: Table, space: Any, strategy: str, seed: int, budget: int,
             prev = tried[arch]
             t = Trial(number, arch, 0, prev.val, prev.test, spent, reused=True)
         else:
-            t = _train(table, arch, s_col, number, stops, es, rung, curves, E)
+            t = _train(table, arch, s_col, number, stops, es, curves, E)
             spent += t.epochs_run
             t.spent_after = spent
             tried[arch] = t
@@ -241,24 +240,19 @@ def replay(table: Table, space: Any, strategy: str, seed: int, budget: int,
 
 
 def _train(table: Table, arch: int, s_col: int, number: int, stops: list[str], es: EarlyStoppingConfig,
-           rung: RungRule, curves: list[Curve], E: int) -> Trial:
-    """Walk the recorded curve epoch by epoch, asking the stopping rules after each one."""
+           curves: list[Curve], E: int) -> Trial:
+    """Walk the recorded curve epoch by epoch through the live stopping callbacks."""
     val, test = table.val[arch, s_col], table.test[arch, s_col]
     curve = Curve(number, table.arch_ids[arch], table.costs(arch))
+    stoppers = [make_stopper(es.model_copy(update={"enabled": True, "rule": r}), curve, lambda: curves, E)
+                for r in stops]
     curves.append(curve)
-    reason = None
-    epochs_run = E
+    reason, epochs_run = None, E
     for e in range(1, E + 1):
         curve.dice[e] = float(val[e - 1])
-        if e >= E:
-            break
-        stop = False
-        if "pareto" in stops:
-            stop, reason = should_stop(curve, e, curves, es)
-        if not stop and "moasha" in stops:
-            stop, reason = rung.decide(curve, e, curves, E)
-        if stop:
-            epochs_run = e
+        hit = [s for s in stoppers if s(e, {"dice": float(val[e - 1])})]
+        if hit:
+            reason, epochs_run = hit[0].reason, e
             break
     best = int(np.argmax(val[:epochs_run]))
     return Trial(number, arch, epochs_run, float(val[best]), float(test[best]), 0, stop_reason=reason)

@@ -30,10 +30,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from nasseg.search.stopping import Curve
+from nasseg.search.stopping import Curve, ParetoStopper
 
 
 def nondominated_ranks(points: np.ndarray) -> np.ndarray:
@@ -140,3 +141,16 @@ class RuleStopper:
         stop, reason = self.rule.decide(self.curve, int(epoch), self.load_others(), self.epochs)
         self.reason = reason if stop else None
         return stop
+
+
+def make_stopper(cfg: Any, curve: Curve, load_others: Callable[[], Sequence[Curve]],
+                 epochs: int) -> ParetoStopper | RuleStopper:
+    """The training callback of a study's ``early_stopping`` section (live and replayed).
+
+    ``rule: moasha`` (and enabled) gives a :class:`RuleStopper` over
+    ``RungRule(cfg.r_min, cfg.eta)``; anything else the Pareto-aware
+    :class:`~nasseg.search.stopping.ParetoStopper` (which does nothing when disabled).
+    """
+    if cfg.enabled and getattr(cfg, "rule", "pareto") == "moasha":
+        return RuleStopper(RungRule(cfg.r_min, cfg.eta), curve, load_others, epochs)
+    return ParetoStopper(cfg, curve, load_others, epochs)

@@ -36,7 +36,8 @@ from nasseg.arch import ArchConfig, arch_id
 from nasseg.data import DataConfig
 from nasseg.errors import ConfigError, NassegError
 from nasseg.runs import Trainer, train_and_record
-from nasseg.search.stopping import Curve, ParetoStopper
+from nasseg.search.mofidelity import make_stopper
+from nasseg.search.stopping import Curve
 from nasseg.search.study import EarlyStoppingConfig
 from nasseg.store import OBJECTIVES, constraints, trial_record
 from nasseg.store.objectives import cost_values
@@ -192,7 +193,7 @@ def _train(setup: TrialSetup, writer: Any, study: optuna.Study, cfg: ArchConfig,
            on_epoch: Callable[[int, dict], None] | None, values: Callable[[float], list[float]]) -> Outcome:
     """Train with the stopping callback (the history is written after every validation)."""
     curve = Curve(writer.number, aid, tuple(costs[o] for o in setup.cost_objectives))
-    stopper = ParetoStopper(setup.early_stopping, curve,
+    stopper = make_stopper(setup.early_stopping, curve,
                             lambda: load_curves(study, setup, writer.number), setup.train.epochs)
 
     def callback(epoch: int, metrics: dict) -> bool:

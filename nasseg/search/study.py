@@ -75,20 +75,28 @@ class BudgetConfig(_Strict):
 
 
 class EarlyStoppingConfig(_Strict):
-    """The Pareto-aware stopping rule (see :mod:`nasseg.search.stopping`).
+    """The early-stopping rule of a trial.
 
     Attributes:
         enabled: False trains every trial for all its epochs.
-        warmup_epochs: never stop at an epoch below this.
+        rule: ``pareto``: the Pareto-aware rule of :mod:`nasseg.search.stopping`
+            (``warmup_epochs``, ``min_dominators``, ``margin``); ``moasha``: MO-ASHA's rung
+            rule of :mod:`nasseg.search.mofidelity` (``r_min``, ``eta``).
+        warmup_epochs: never stop at an epoch below this (pareto).
         min_dominators: stop when at least this many earlier trials (distinct
-            architectures) dominate the trial at the same epoch.
-        margin: Dice margin a dominating trial must lead by (absolute, 0..1).
+            architectures) dominate the trial at the same epoch (pareto).
+        margin: Dice margin a dominating trial must lead by (absolute, 0..1) (pareto).
+        r_min: the first rung (moasha); rungs are ``r_min * eta**k`` below the last epoch.
+        eta: keep the top ``1/eta`` at a rung, by non-dominated sorting (moasha).
     """
 
     enabled: bool = True
+    rule: Literal["pareto", "moasha"] = "pareto"
     warmup_epochs: int = Field(2, ge=1)
     min_dominators: int = Field(3, ge=1)
     margin: float = Field(0.01, ge=0, le=1)
+    r_min: int = Field(1, ge=1)
+    eta: int = Field(2, ge=2)
 
 
 class ResourcesConfig(_Strict):
