@@ -120,3 +120,16 @@ def test_bench_search_replay_cli_writes_the_report(tmp_path, capsys):
     res = json.loads((out / "results.json").read_text())
     assert res["settings"]["budget_epochs"] == 8 and res["settings"]["n_seeds"] == 4
     assert {"summary.md", "hv_curve.csv", "hv_vs_budget.html"} <= {p.name for p in out.iterdir()}
+
+
+def test_the_bar_needs_both_the_gain_and_the_test():
+    from nasseg.bench.search_report import meets
+
+    def v(ratio, p, reach, mean=0.3):
+        return {"hv": {"0.5": {"ratio_to_random": ratio, "p_holm": p, "mean": mean}},
+                "reach_random_final_epochs": reach}
+
+    assert meets(v(1.35, 0.01, None), 40)
+    assert meets(v(1.1, 0.01, 20), 40)            # random's final HV with half the budget
+    assert not meets(v(1.35, 0.2, None), 40)      # not significant
+    assert not meets(v(1.1, 0.01, 21), 40)

@@ -189,6 +189,35 @@ def write(out: Path, result: dict[str, Any], curves: dict[str, np.ndarray]) -> N
     fig.write_html(out / "hv_vs_budget.html", include_plotlyjs=True, full_html=True)
 
 
+def meets(v: dict[str, Any], budget: int) -> bool:
+    """The issue's bar: at 50 % of the budget >= 1.3x random's mean HV, or random's final
+    mean HV reached with <= 50 % of the budget; either with Holm p < 0.05 at 50 %."""
+    h = v["hv"]["0.5"]
+    reach = v["reach_random_final_epochs"]
+    better = (h.get("ratio_to_random") or 0) >= 1.3 or (reach is not None and reach <= 0.5 * budget)
+    return bool(better and h.get("p_holm", 1.0) < 0.05 and h["mean"] > 0)
+
+
+def verdict(result: dict[str, Any]) -> list[str]:
+    """Which strategies clear the bar of :func:`meets`, in plain sentences."""
+    st, s = result["settings"], result["summary"]
+    ok = [k for k, v in s.items() if k != "random" and meets(v, st["budget_epochs"])]
+    rec = st.get("recording") or {}
+    lines = []
+    planned = rec.get("n_archs")
+    if planned and st["archs"] < planned:
+        lines.append(f"- The table holds {st['archs']} of the {planned} planned architectures (x "
+                     f"{st['seeds_per_arch']} seeds): the recording was cut by the CPU time available. "
+                     "Conclusions hold for this table only.")
+    if ok:
+        lines.append("- Clear the bar (>= 1.3x random's mean HV at 50% of the budget, or random's final HV "
+                     "with <= 50% of it; Holm p < 0.05 at 50%): " + ", ".join(f"`{k}`" for k in ok) + ".")
+    else:
+        lines.append("- No strategy clears the bar (>= 1.3x random's mean HV at 50% of the budget, or "
+                     "random's final HV with <= 50% of it, Holm p < 0.05 at 50%).")
+    return lines
+
+
 def markdown(result: dict[str, Any]) -> str:
     st, s = result["settings"], result["summary"]
     rec = st.get("recording") or {}
@@ -220,7 +249,7 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(f"| {name} | {cell('0.25')} | {cell('0.5')} | {h['0.5']['ratio_to_random']:.3f} | {p('0.5')} | "
                      f"{cell('1.0')} | {p('1.0')} | {reach_s} | {v['trained_trials_mean']:.1f} | "
                      f"{v['stopped_trials_mean']:.1f} |")
-    lines += ["", "Strategies: `random` draws untried table architectures uniformly; `nsga2` (population 6), "
+    lines += ["", "## Verdict", ""] + verdict(result) + ["", "Strategies: `random` draws untried table architectures uniformly; `nsga2` (population 6), "
               "`tpe` (Optuna 5 multi-objective TPE), `gp` (GPSampler; constraints = the space's limits) "
               "suggest the space's parameters, snapped to the nearest untried recorded architecture; "
               f"`default_before` is the previous default `{DEFAULT_CURRENT}` (NSGA-II population 20 with "
