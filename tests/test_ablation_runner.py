@@ -123,6 +123,14 @@ def test_cli_ablate_writes_tables_and_report(finished, tmp_path, capsys):
                                                      "stats.tex"]
     csv = pd.read_csv(out / "stats.csv")
     assert csv["variant"].tolist() == ["skip_fusion", "irsc"]
+    html = (out / "report.html").read_text()  # provenance in the report's header
+    assert "Provenance" in html
+    import optuna
+
+    study = optuna.load_study(study_name="tiny", storage=load_ablation(path).storage_url())
+    prov = study.user_attrs["provenance"]
+    assert prov["seeds"] == [0, 1] and prov["threads"] == 1 and len(prov["data_hash"]) == 16
+    assert f"data hash {prov['data_hash']}" in html
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):

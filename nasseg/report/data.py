@@ -288,6 +288,7 @@ class Header:
     objectives: list[Objective]
     states: dict[str, int]
     config: dict[str, Any]
+    provenance: dict[str, Any] = field(default_factory=dict)
 
 
 def header_info(study: optuna.Study) -> Header:
@@ -309,4 +310,4 @@ def header_info(study: optuna.Study) -> Header:
                   dataset=dict(rec.dataset if rec else {}), split=dict(split), seeds=seeds,
                   versions=dict(rec.versions if rec else {}), command=rec.command if rec else "",
                   created=rec.created if rec else "", objectives=objectives_of(study), states=states,
-                  config=config)
+                  config=config, provenance=dict((rec.provenance if rec else None) or {}))

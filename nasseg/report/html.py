@@ -112,6 +112,13 @@ def _header_html(h: Header) -> str:
              ("Seeds", esc(", ".join(map(str, h.seeds)) or "–")), ("Objectives", esc(objectives)),
              ("Trials", esc(states)), ("Software", esc(versions)), ("Created", esc(h.created or "–")),
              ("Command", f"<pre><code>{esc(h.command or '–')}</code></pre>")]
+    if h.provenance:
+        p = h.provenance
+        det = p.get("deterministic") or {}
+        items.append(("Provenance", esc(
+            f"data hash {p.get('data_hash') or '–'} (file names and sizes) · split hash "
+            f"{h.split.get('hash') or p.get('split_hash') or '–'} · threads {p.get('threads') or '–'} · "
+            f"deterministic algorithms {'on' if det.get('deterministic_algorithms') else 'off'}")))
     if h.description:
         items.insert(1, ("Description", esc(h.description)))
     config = yaml.safe_dump(h.config, sort_keys=False) if h.config else ""
