@@ -32,7 +32,11 @@ from nasseg.store.storage import now_iso
 Trainer = Callable[..., Any]
 """``train(arch, data, cfg, run_dir=, callback=, progress=)`` -> TrainResult."""
 
-__all__ = ["Run", "Trainer", "train_and_record"]
+__all__ = ["Run", "STUDY_THREADS", "Trainer", "train_and_record"]
+
+STUDY_THREADS = 1
+"""torch CPU threads of study runs whose ``train.num_threads`` is ``auto`` (fixed, so that
+results do not depend on the machine's load; recorded in each run's provenance)."""
 
 
 @dataclass
@@ -67,6 +71,10 @@ def train_and_record(writer: Any, arch: Any, data: Any, tcfg: Any, *, run_dir: P
 
     if trainer is None:
         from nasseg.train import train as trainer
+    if getattr(tcfg, "num_threads", None) == "auto":
+        # studies compare runs: a thread count picked from the machine's load would change
+        # results from run to run, so studies use a fixed one unless they set their own
+        tcfg = tcfg.model_copy(update={"num_threads": STUDY_THREADS})
     history: list[dict] = []
 
     def on_epoch(epoch: int, metrics: dict) -> bool:

@@ -39,3 +39,21 @@ def test_provenance_fields_and_git_state():
     ver = versions()
     if "git_commit" in ver:  # running from a checkout
         assert len(ver["git_commit"]) == 40 and ver["git_dirty"] in ("yes", "no")
+
+
+def test_study_runs_use_a_fixed_thread_count_when_auto():
+    from types import SimpleNamespace
+
+    from nasseg.runs import STUDY_THREADS, train_and_record
+    from nasseg.train import TrainConfig, TrainingFailed
+
+    seen = []
+
+    def trainer(arch, data, cfg, **kw):
+        seen.append(cfg.num_threads)
+        raise TrainingFailed("stop here")
+
+    writer = SimpleNamespace(set=lambda **kw: None)
+    for threads, expected in (("auto", STUDY_THREADS), (2, 2)):
+        run = train_and_record(writer, None, None, TrainConfig(num_threads=threads), trainer=trainer)
+        assert not run.ok and seen[-1] == expected
