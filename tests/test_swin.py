@@ -35,3 +35,14 @@ def test_padding_and_resized_position_embedding() -> None:
     out = blk(torch.randn(2, 8, 12, 12))
     assert tuple(out.shape) == (2, 8, 12, 12) and torch.isfinite(out).all()
     assert len(blk.layers) == 2 and blk.position.shape == (1, 8, 6, 6)
+
+
+def test_cached_index_and_mask_follow_the_device() -> None:
+    """Counting on the meta device (inside a device context) leaves the CPU cache intact."""
+    from nasseg.cost.meta import count
+
+    params = SwinParams(window_size=4, head_channels=4)
+    with torch.device("meta"):
+        count(SwinBlock(spatial_dims=2, in_channels=8, out_channels=8, params=params), (1, 8, 8, 8))
+    out = SwinBlock(spatial_dims=2, in_channels=8, out_channels=8, params=params)(torch.randn(1, 8, 8, 8))
+    assert out.device.type == "cpu" and torch.isfinite(out).all()

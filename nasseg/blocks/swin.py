@@ -27,6 +27,7 @@ Example:
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from typing import Literal
@@ -66,9 +67,16 @@ def _unwindows(t: torch.Tensor, w: list[int], s: list[int], b: int) -> torch.Ten
     return x.reshape(b, *s, -1)
 
 
-def _relative_index(w: list[int], table_window: int, device) -> torch.Tensor:
-    """Index into a ``(2P-1)^d`` bias table for every token pair of a ``w`` window."""
-    coords = torch.stack(torch.meshgrid(*[torch.arange(k, device=device) for k in w], indexing="ij")).flatten(1)
+@functools.lru_cache(maxsize=64)
+def _relative_index(w: tuple[int, ...], table_window: int, device: str) -> torch.Tensor:
+    """Index into a ``(2P-1)^d`` bias table for every token pair of a ``w`` window.
+
+    Computed once per window shape and device (on CPU, then moved: on the meta device
+    an index built there would cost more than the whole count).
+    """
+    if device != "cpu":
+        return _relative_index(w, table_window, "cpu").to(device)
+    coords = torch.stack(torch.meshgrid(*[torch.arange(k, device="cpu") for k in w], indexing="ij")).flatten(1)
     rel = (coords[:, :, None] - coords[:, None, :]) + (table_window - 1)
     side = 2 * table_window - 1
     index = torch.zeros_like(rel[0])
@@ -77,9 +85,13 @@ def _relative_index(w: list[int], table_window: int, device) -> torch.Tensor:
     return index
 
 
-def _shift_mask(padded: list[int], w: list[int], shift: list[int], device) -> torch.Tensor:
-    """``[n_windows, T, T]``: 0 within a region of the rolled map, -100 across regions."""
-    regions = torch.zeros(1, *padded, 1, device=device)
+@functools.lru_cache(maxsize=64)
+def _shift_mask(padded: tuple[int, ...], w: tuple[int, ...], shift: tuple[int, ...], device: str) -> torch.Tensor:
+    """``[n_windows, T, T]``: 0 within a region of the rolled map, -100 across regions
+    (once per shape and device, as :func:`_relative_index`)."""
+    if device != "cpu":
+        return _shift_mask(padded, w, shift, "cpu").to(device)
+    regions = torch.zeros(1, *padded, 1, device="cpu")  # "cpu" even inside a torch.device context
     for i, parts in enumerate(itertools.product(*[((0, n - k), (n - k, n - s), (n - s, n))
                                                   for n, k, s in zip(padded, w, shift)])):
         regions[(0, *[slice(a, b) for a, b in parts], 0)] = i
@@ -105,7 +117,7 @@ class WindowAttention(nn.Module):
         h = self.heads
         q, k, v = self.qkv(t).reshape(n, tokens, 3, h, c // h).permute(2, 0, 3, 1, 4)
         attn = (q * (c // h) ** -0.5) @ k.transpose(-2, -1)
-        index = _relative_index(w, self.window, t.device)
+        index = _relative_index(tuple(w), self.window, str(t.device))
         attn = attn + self.bias_table[index.reshape(-1)].reshape(tokens, tokens, h).permute(2, 0, 1)
         if mask is not None:
             attn = attn.reshape(-1, mask.shape[0], h, tokens, tokens) + mask[None, :, None]
@@ -138,7 +150,7 @@ class SwinLayer(nn.Module):
         mask = None
         if any(shift):
             y = torch.roll(y, [-v for v in shift], dims)
-            mask = _shift_mask(padded, w, shift, y.device)
+            mask = _shift_mask(tuple(padded), tuple(w), tuple(shift), str(y.device))
         y = _unwindows(self.attn(_windows(y, w), w, mask), w, padded, b)
         if any(shift):
             y = torch.roll(y, shift, dims)

@@ -303,18 +303,40 @@ def _matmul_shape(a, b, *args, **kwargs):
     return (*_broadcast(a.shape[:-2], b.shape[:-2]), a.shape[-2], b.shape[-1])
 
 
+def _pad_shape(x, pad, mode="constant", value=None):
+    shape = list(x.shape)
+    for i in range(len(pad) // 2):
+        shape[-1 - i] += pad[2 * i] + pad[2 * i + 1]
+    return tuple(shape)
+
+
+def _reduce_shape(x, dim=None, keepdim=False, *args, **kwargs):
+    dims = range(x.dim()) if dim is None or dim == () else _tuple(dim, 1)
+    dims = {d % x.dim() for d in dims}
+    return tuple(1 if i in dims else n for i, n in enumerate(x.shape) if keepdim or i not in dims)
+
+
+def _getitem_shape(x, index):
+    """``table[index]`` with one integer index tensor (a gather of rows); otherwise run it."""
+    if torch.is_tensor(index) and not index.dtype.is_floating_point and index.dtype != torch.bool:
+        return (*index.shape, *x.shape[1:])
+    return None
+
+
 def _shape_rules() -> dict:
     """Output shapes of the common ops, so that their (Python) meta kernels need not run."""
     same = {f: (lambda x, *a, **k: x.shape) for f in (
         F.batch_norm, F.instance_norm, F.group_norm, F.layer_norm, F.relu, F.gelu, F.prelu, F.silu,
         F.leaky_relu, F.elu, F.relu6, F.softmax, F.dropout, torch.sigmoid, torch.softmax,
-        torch.Tensor.sigmoid, torch.Tensor.softmax)}
+        torch.Tensor.sigmoid, torch.Tensor.softmax, torch.roll, torch.Tensor.roll)}
+    same |= {f: _reduce_shape for f in (torch.mean, torch.Tensor.mean, torch.amax, torch.Tensor.amax)}
     return same | {
         **{f: _conv_shape for f in (F.conv1d, F.conv2d, F.conv3d)},
         **{f: _conv_t_shape for f in (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)},
         **{f: _broadcast_shape for f in (torch.add, torch.Tensor.add, torch.mul, torch.Tensor.mul,
                                          torch.sub, torch.Tensor.sub)},
-        torch.cat: _cat_shape, F.linear: _linear_shape, F.interpolate: _interp_shape,
+        torch.cat: _cat_shape, F.linear: _linear_shape, F.interpolate: _interp_shape, F.pad: _pad_shape,
+        torch.Tensor.__getitem__: _getitem_shape,
         torch.matmul: _matmul_shape, torch.Tensor.matmul: _matmul_shape,
         **{f: _pool_shape for f in (F.max_pool1d, F.max_pool2d, F.max_pool3d)},
         **{f: _avg_pool_shape for f in (F.avg_pool1d, F.avg_pool2d, F.avg_pool3d)},
