@@ -12,7 +12,7 @@ from nasseg.data import (
     sliding_window,
 )
 from nasseg.data.base import SegDataset
-from nasseg.data.batches import crop, default_patch, window_starts
+from nasseg.data.batches import crop, default_patch
 
 
 def _dihedral(x: torch.Tensor) -> list[torch.Tensor]:
@@ -79,9 +79,8 @@ def test_feeder_patches_from_varying_volumes_with_foreground():
         assert all(int(y[i].sum()) > 0 for i in range(2))  # foreground oversampling found the voxel
 
 
-def test_crop_pads_and_window_starts():
+def test_crop_pads_and_default_patch():
     assert crop(torch.ones(1, 2, 2), (-1, 0), (3, 3))[0].tolist() == [[0, 0, 0], [1, 1, 0], [1, 1, 0]]
-    assert window_starts(50, 32, 0.5) == [0, 16, 18] and window_starts(20, 32, 0.5) == [0]
     assert default_patch([(35, 51, 35), (31, 40, 24), (43, 59, 47)], 8) == (40, 56, 40)
 
 
@@ -94,10 +93,13 @@ def test_sliding_window_matches_whole_volume_prediction():
         # 8 overlapping windows, weighted averages of identical per-voxel answers: exact
         whole = pointwise(x[None])[0]
         slid = sliding_window(pointwise, x, (8, 8, 8), overlap=0.5, batch_size=3)
-        # a volume smaller than the window: zero-padded at the end, cropped back
+        # a volume smaller than the window: zero-padded around it (MONAI), cropped back
         small = sliding_window(conv, x[:, :5, :6, :7], (8, 8, 8))
-        ref = conv(torch.nn.functional.pad(x[:, :5, :6, :7], (0, 1, 0, 2, 0, 3))[None])[0][:, :5, :6, :7]
+        ref = conv(torch.nn.functional.pad(x[:, :5, :6, :7], (0, 1, 1, 1, 1, 2))[None])[0][:, 1:6, 1:7, 0:7]
+        # one window covering the whole volume: exactly the whole-volume forward of a real conv
+        one = sliding_window(conv, x, (11, 13, 9), batch_size=2)
     assert slid.shape == whole.shape and torch.allclose(slid, whole, atol=1e-5)
+    assert torch.allclose(one, conv(x[None])[0], atol=1e-5)
     assert small.shape == (2, 5, 6, 7) and torch.allclose(small, ref, atol=1e-5)
 
 

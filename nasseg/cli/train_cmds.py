@@ -89,7 +89,8 @@ def _train_config(args: argparse.Namespace):
         base = TrainConfig.from_yaml(args.train_config).model_dump(exclude_unset=True)
     if args.recipe:
         base["recipe"] = args.recipe
-    flags = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "optimizer": args.optimizer,
+    flags = {"epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch, "batch_size": args.batch_size,
+             "lr": args.lr, "optimizer": args.optimizer,
              "schedule": args.schedule, "weight_decay": args.weight_decay, "patience": args.patience,
              "eval_every": args.eval_every, "seed": args.seed, "device": args.device, "amp": args.amp,
              "num_threads": args.threads, "ce_weight": args.ce_weight, "dice_weight": args.dice_weight}
@@ -108,7 +109,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir) if args.run_dir else \
         Path("runs/train") / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}-{data.name}"
     console = Console()
-    console.print(f"[bold]nasseg train[/] {name} on {data.name}: {cfg.epochs} epochs, batch {cfg.batch_size}, "
+    batch = cfg.batch_size if "batch_size" in cfg.model_fields_set else f"{cfg.batch_size} (3D: planned)"
+    console.print(f"[bold]nasseg train[/] {name} on {data.name}: {cfg.epochs} epochs, batch {batch}, "
                   f"{cfg.optimizer} lr {cfg.lr} ({cfg.schedule}) -> {run_dir}")
     res = train(arch, data, cfg, run_dir=run_dir, progress=not args.no_progress)
     console.print(metrics_table(res))
@@ -192,6 +194,7 @@ def register(sub) -> None:
     p.add_argument("arch", metavar="PRESET_OR_YAML")
     _data_args(p)
     p.add_argument("--epochs", type=int)
+    p.add_argument("--steps-per-epoch", type=int, help="training steps per epoch (default: cases / batch)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--optimizer", choices=["adamw", "sgd"])

@@ -31,7 +31,8 @@ from nasseg.data.splits import make_split, sample_cases, split_dataset
 
 _CACHE: OrderedDict[str, SegDataset] = OrderedDict()
 _CACHE_SIZE = 2
-_DECODE_KEYS = ("kind", "path", "size", "spacing", "mask_encoding", "labels", "unknown_labels", "synthetic")
+_DECODE_KEYS = ("kind", "path", "size", "spacing", "mask_encoding", "labels", "unknown_labels", "synthetic",
+                "plan")
 
 
 def load_dataset(cfg: DataConfig, *, cache: bool = True) -> SegDataset:

@@ -39,8 +39,9 @@ class SegDataset:
         num_classes: label classes including background (2 = binary).
         case_ids: one id per case, unique.
         images: ``[N, C, *S]`` float32 when every case has the same size, else a
-            list of ``[C, *S_i]`` tensors.
-        labels: ``[N, *S]`` uint8, or a list of ``[*S_i]`` uint8 tensors.
+            list of ``[C, *S_i]`` tensors (or memory-mapped
+            :class:`~nasseg.data.preprocess.MappedVolumes`, opened per access).
+        labels: ``[N, *S]`` uint8, or a list (or ``MappedVolumes``) of ``[*S_i]`` uint8.
         sources: the file each case was read from (for messages; ``""`` if generated).
         class_names: names of the classes, background first.
         info: how the data was decoded (encoding, original sizes, ...).
@@ -94,6 +95,8 @@ class SegDataset:
         """Spatial shape of every case."""
         if self.fixed_size:
             return [tuple(self.images.shape[2:])] * len(self)
+        if hasattr(self.images, "shape_list"):
+            return [tuple(s[1:]) for s in self.images.shape_list]
         return [tuple(im.shape[1:]) for im in self.images]
 
     def __len__(self) -> int:
@@ -108,10 +111,14 @@ class SegDataset:
         if self.fixed_size:
             t = torch.as_tensor(idx, dtype=torch.long, device=self.images.device)
             images, labels = self.images.index_select(0, t), self.labels.index_select(0, t)
+        elif hasattr(self.images, "subset"):
+            images, labels = self.images.subset(idx), self.labels.subset(idx)
         else:
             images, labels = [self.images[i] for i in idx], [self.labels[i] for i in idx]
         sources = [self.sources[i] for i in idx] if self.sources else []
-        native = [self.native_labels[i] for i in idx] if self.native_labels is not None else None
+        native = self.native_labels
+        if native is not None:
+            native = native.subset(idx) if hasattr(native, "subset") else [native[i] for i in idx]
         spacing = [self.spacing[i] for i in idx] if self.spacing is not None else None
         return replace(self, case_ids=[self.case_ids[i] for i in idx], images=images,
                        labels=labels, sources=sources, native_labels=native, spacing=spacing)
@@ -120,11 +127,17 @@ class SegDataset:
         """A copy resident on ``device``."""
         if self.fixed_size:
             return replace(self, images=self.images.to(device), labels=self.labels.to(device))
+        if hasattr(self.images, "load"):
+            if torch.device(device).type == "cpu":
+                return self
+            return replace(self, images=self.images.load(device), labels=self.labels.load(device))
         return replace(self, images=[t.to(device) for t in self.images],
                        labels=[t.to(device) for t in self.labels])
 
     def nbytes(self) -> int:
         """Memory held by images and labels."""
+        if hasattr(self.images, "nbytes") and callable(self.images.nbytes):
+            return self.images.nbytes() + self.labels.nbytes()
         ims = [self.images] if self.fixed_size else self.images
         lbs = [self.labels] if self.fixed_size else self.labels
         return sum(t.numel() * t.element_size() for t in [*ims, *lbs])

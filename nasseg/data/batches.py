@@ -3,11 +3,10 @@
 :class:`BatchFeeder` draws training batches where the data lives (CPU or GPU): whole
 cases for fixed-size data, random patches (with foreground oversampling) for volumes
 of varying shape or when a patch size is set. :func:`sliding_window` predicts a whole
-volume from patch-sized windows with Gaussian-weighted overlap.
+volume from patch-sized windows with Gaussian-weighted overlap (MONAI's implementation).
 """
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -42,6 +41,11 @@ class BatchFeeder:
         patch_size: sample random patches of this size instead of whole cases.
         fg_fraction: share of patches centred on a random foreground voxel.
         device: where batches go and are augmented (default: where ``ds`` is).
+        fg_classes: relative weights of foreground classes 1..K-1 when choosing which
+            class a foreground patch is centred on (default: equal over the classes the
+            case holds, as nnU-Net samples).
+        steps_per_epoch: batches per :meth:`epoch` (``None`` = one pass over the cases);
+            cases are drawn from successive shuffles, so each is seen equally often.
 
     Example:
         >>> feeder = BatchFeeder(ds, batch_size=8, augment=AugmentConfig(), seed=0)  # doctest: +SKIP
@@ -50,27 +54,41 @@ class BatchFeeder:
 
     def __init__(self, ds: SegDataset, batch_size: int, augment: AugmentConfig, seed: int = 0,
                  patch_size: tuple[int, ...] | None = None, fg_fraction: float = 0.33,
-                 device: torch.device | str | None = None) -> None:
+                 device: torch.device | str | None = None, fg_classes: list[float] | None = None,
+                 steps_per_epoch: int | None = None) -> None:
         if len(ds) < 1:
             raise ValueError("no training cases")
         self.ds, self.batch_size, self.augment = ds, batch_size, augment
         self.patch_size = tuple(patch_size) if patch_size else None
-        self.fg_fraction = fg_fraction
+        self.fg_fraction, self.fg_classes, self.steps_per_epoch = fg_fraction, fg_classes, steps_per_epoch
         self.rng = np.random.default_rng(seed)
         self.device = torch.device(device) if device is not None else ds.device
         self.gen = torch.Generator(device=self.device).manual_seed(seed)
         self._order_gen = torch.Generator(device=ds.device).manual_seed(seed)
-        self._fg: list[np.ndarray] = []
+        self._fg: list[dict[int, np.ndarray]] = []
         if self.patch_size is not None:
-            labels = ds.labels if not ds.fixed_size else list(ds.labels)
-            self._fg = [np.argwhere(lb.cpu().numpy() > 0) for lb in labels]
+            cached = ds.info.get("fg")
+            if cached is not None:
+                self._fg = [cached.get(c, {}) for c in ds.case_ids]
+            else:
+                labels = ds.labels if not ds.fixed_size else list(ds.labels)
+                self._fg = [_class_positions(lb.cpu().numpy()) for lb in labels]
 
     def __len__(self) -> int:
+        if self.steps_per_epoch:
+            return self.steps_per_epoch
         n, b = len(self.ds), self.batch_size
         return n // b + (1 if n % b > 1 else 0)
 
+    def _order(self) -> np.ndarray:
+        n = len(self.ds)
+        if not self.steps_per_epoch:
+            return self.rng.permutation(n)
+        need = self.steps_per_epoch * self.batch_size
+        return np.concatenate([self.rng.permutation(n) for _ in range(-(-need // n))])[:need]
+
     def epoch(self) -> Iterator[tuple[Tensor, Tensor]]:
-        """One pass over the training cases in a fresh random order.
+        """One epoch (``len(self)`` batches) over the training cases in a fresh random order.
 
         Whole cases are gathered with an order drawn where the data lives (no index
         copied from the host per batch); patches are cut on the host's orders and,
@@ -79,7 +97,7 @@ class BatchFeeder:
         if self.patch_size is None:
             yield from self._whole_cases()
             return
-        order = self.rng.permutation(len(self.ds))
+        order = self._order()
         for start in range(0, len(order), self.batch_size):
             idx = order[start: start + self.batch_size]
             if len(idx) < 2 and len(order) > 1:
@@ -89,9 +107,14 @@ class BatchFeeder:
 
     def _whole_cases(self) -> Iterator[tuple[Tensor, Tensor]]:
         n = len(self.ds)
-        order = torch.randperm(n, generator=self._order_gen, device=self.ds.device)
-        for start in range(0, n, self.batch_size):
-            if n - start < 2 and n > 1:
+        reps = -(-self.steps_per_epoch * self.batch_size // n) if self.steps_per_epoch else 1
+        order = torch.cat([torch.randperm(n, generator=self._order_gen, device=self.ds.device)
+                           for _ in range(reps)])
+        if self.steps_per_epoch:
+            order = order[: self.steps_per_epoch * self.batch_size]
+        total = len(order)
+        for start in range(0, total, self.batch_size):
+            if total - start < 2 and total > 1:
                 break
             idx = order[start: start + self.batch_size]
             yield self._finish(self.ds.images.index_select(0, idx), self.ds.labels.index_select(0, idx))
@@ -114,15 +137,25 @@ class BatchFeeder:
             lbs.append(crop(label[None], start, self.patch_size)[0])
         return torch.stack(ims), torch.stack(lbs)
 
-    def _start(self, shape: tuple[int, ...], fg: np.ndarray) -> tuple[int, ...]:
+    def _start(self, shape: tuple[int, ...], fg: dict[int, np.ndarray]) -> tuple[int, ...]:
         lo = [min(0, s - p) for s, p in zip(shape, self.patch_size)]
         hi = [max(0, s - p) for s, p in zip(shape, self.patch_size)]
-        if len(fg) and self.rng.random() < self.fg_fraction:
-            centre = fg[self.rng.integers(len(fg))]
+        classes = [c for c, pos in fg.items() if len(pos)]
+        if classes and self.rng.random() < self.fg_fraction:
+            w = np.array([self.fg_classes[c - 1] if self.fg_classes and c - 1 < len(self.fg_classes) else 1.0
+                          for c in classes], dtype=np.float64)
+            p = w / w.sum() if w.sum() > 0 else None
+            pos = fg[classes[int(self.rng.choice(len(classes), p=p))]]
+            centre = pos[self.rng.integers(len(pos))]
             want = [c - p // 2 + int(self.rng.integers(-p // 4, p // 4 + 1))
                     for c, p in zip(centre, self.patch_size)]
             return tuple(int(np.clip(w, a, b)) for w, a, b in zip(want, lo, hi))
         return tuple(int(self.rng.integers(a, b + 1)) for a, b in zip(lo, hi))
+
+
+def _class_positions(label: np.ndarray) -> dict[int, np.ndarray]:
+    """Voxel positions ``[N, D]`` of every foreground class in ``label``."""
+    return {int(c): np.argwhere(label == c) for c in np.unique(label) if c != 0}
 
 
 def crop(x: Tensor, start: tuple[int, ...], size: tuple[int, ...]) -> Tensor:
@@ -142,40 +175,17 @@ def crop(x: Tensor, start: tuple[int, ...], size: tuple[int, ...]) -> Tensor:
     return out
 
 
-def _gaussian(size: tuple[int, ...], device: torch.device) -> Tensor:
-    axes = []
-    for n in size:
-        r = torch.arange(n, device=device, dtype=torch.float32) - (n - 1) / 2
-        axes.append(torch.exp(-0.5 * (r / (n / 8)) ** 2))
-    w = axes[0]
-    for a in axes[1:]:
-        w = w[..., None] * a
-    return (w / w.max()).clamp_min(1e-3)
-
-
-def window_starts(total: int, patch: int, overlap: float) -> list[int]:
-    """Start positions covering ``total`` with windows of ``patch`` (last one flush).
-
-    Example:
-        >>> window_starts(50, 32, 0.5), window_starts(20, 32, 0.5)
-        ([0, 16, 18], [0])
-    """
-    if total <= patch:
-        return [0]
-    step = max(1, int(patch * (1 - overlap)))
-    starts = list(range(0, total - patch + 1, step))
-    if starts[-1] != total - patch:
-        starts.append(total - patch)
-    return starts
-
-
 @torch.no_grad()
 def sliding_window(predict: Callable[[Tensor], Tensor], image: Tensor, patch: tuple[int, ...],
                    overlap: float = 0.5, batch_size: int = 4) -> Tensor:
-    """Predict a whole case from overlapping patch-sized windows.
+    """Predict a whole case from overlapping patch-sized windows, ``batch_size`` windows
+    per forward pass on the image's device.
 
-    Windows smaller than the case are zero-padded; outputs are averaged with a Gaussian
-    weight that trusts window centres more than edges.
+    MONAI's ``sliding_window_inference`` does the tiling (windows flush with the far edge,
+    a case smaller than the window zero-padded around it and cropped back) and blends the
+    windows with a Gaussian weight (sigma = 1/8 of the window, nnU-Net's choice) that trusts
+    window centres more than edges; it is tested and handles every dimension, so nasseg
+    keeps no tiling code of its own.
 
     Args:
         predict: maps ``[B, C, *patch]`` to logits ``[B, K, *patch]``.
@@ -191,20 +201,8 @@ def sliding_window(predict: Callable[[Tensor], Tensor], image: Tensor, patch: tu
         >>> sliding_window(lambda x: x * 2, torch.ones(1, 5, 6, 7), (4, 4, 4)).shape
         torch.Size([1, 5, 6, 7])
     """
-    shape = tuple(image.shape[1:])
-    starts = list(itertools.product(*[window_starts(s, p, overlap) for s, p in zip(shape, patch)]))
-    weight = _gaussian(patch, image.device)
-    out: Tensor | None = None
-    norm = torch.zeros(shape, device=image.device)
-    for i in range(0, len(starts), batch_size):
-        chunk = starts[i: i + batch_size]
-        logits = predict(torch.stack([crop(image, s, patch) for s in chunk])).float()
-        if out is None:
-            out = torch.zeros((logits.shape[1], *shape), device=image.device)
-        for s, lg in zip(chunk, logits):
-            src = tuple(slice(0, min(p, n - a)) for a, p, n in zip(s, patch, shape))
-            dst = tuple(slice(a, a + sl.stop) for a, sl in zip(s, src))
-            out[(slice(None), *dst)] += lg[(slice(None), *src)] * weight[src]
-            norm[dst] += weight[src]
-    assert out is not None
-    return out / norm
+    from monai.inferers import sliding_window_inference
+
+    out = sliding_window_inference(image[None], tuple(patch), batch_size, predict, overlap=overlap,
+                                   mode="gaussian", sigma_scale=0.125, padding_mode="constant", cval=0.0)
+    return out[0].float()

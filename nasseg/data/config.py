@@ -104,6 +104,32 @@ class AugmentConfig(_Strict):
     intensity: float = Field(0.1, ge=0.0)
 
 
+class PlanConfig(_Strict):
+    """Overrides of the 3D experiment plan (:mod:`nasseg.data.plan`); ``None`` = planned.
+
+    Attributes:
+        target_spacing: target voxel size in mm (default: the median spacing, with nnU-Net's
+            rule for anisotropic data).
+        memory_mb: memory budget for one training step (default: a quarter of the
+            available RAM on the CPU, capped at 3 GiB; 80% of the free GPU memory).
+        max_batch: largest planned batch (default 2 on the CPU, where a step's time
+            grows with the batch; 16 on a GPU).
+        modalities: normalisation name per channel (``CT`` clips to foreground
+            percentiles; anything else is z-scored per volume), replacing dataset.json's
+            ``modality`` map.
+        fg_fraction: share of training patches centred on a foreground voxel.
+        fg_classes: relative weights of the foreground classes (1..K-1) when choosing the
+            class a foreground patch is centred on (default: equal).
+    """
+
+    target_spacing: tuple[float, float, float] | None = None
+    memory_mb: float | None = Field(None, gt=0)
+    max_batch: int | None = Field(None, ge=1)
+    modalities: list[str] | None = None
+    fg_fraction: float = Field(0.33, ge=0, le=1)
+    fg_classes: list[float] | None = None
+
+
 class DataConfig(_Strict):
     """A dataset, its split and its augmentations.
 
@@ -135,6 +161,8 @@ class DataConfig(_Strict):
         split: the train/validation split.
         synthetic: generator settings (``kind="synthetic"`` only).
         augment: training augmentations.
+        plan: overrides of the 3D plan (spacing, memory budget, batch cap, modalities,
+            foreground oversampling).
 
     Example:
         >>> DataConfig(kind="folder", path="../shared/data/dsb2018_96", size=96).split.test_fraction
@@ -155,6 +183,7 @@ class DataConfig(_Strict):
     split: SplitConfig = Field(default_factory=SplitConfig)
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    plan: PlanConfig = Field(default_factory=PlanConfig)
 
     @field_validator("size")
     @classmethod
@@ -189,6 +218,7 @@ class DataConfig(_Strict):
 _SPLIT_KEYS = set(SplitConfig.model_fields)
 _SYNTH_KEYS = set(SyntheticConfig.model_fields) - {"seed"}
 _AUG_KEYS = {"flip", "rot90", "intensity"}
+_PLAN_KEYS = set(PlanConfig.model_fields)
 
 
 def parse_config(model: type[BaseModel], data: dict[str, Any], where: str) -> Any:
@@ -235,7 +265,7 @@ def resolve_data(spec: str | Path | DataConfig | dict, **overrides: Any) -> Data
         where = str(base.pop("_source", "data config"))
     else:
         base = _detect(str(spec))
-    nested = {k: dict(base.get(k) or {}) for k in ("split", "synthetic", "augment")}
+    nested = {k: dict(base.get(k) or {}) for k in ("split", "synthetic", "augment", "plan")}
     for key, value in overrides.items():
         if value is None:
             continue
@@ -250,8 +280,10 @@ def resolve_data(spec: str | Path | DataConfig | dict, **overrides: Any) -> Data
             nested["synthetic"][key] = value
         elif key in _AUG_KEYS:
             nested["augment"][key] = value
+        elif key in _PLAN_KEYS:
+            nested["plan"][key] = value
         else:
-            known = set(DataConfig.model_fields) | _SPLIT_KEYS | _SYNTH_KEYS | _AUG_KEYS
+            known = set(DataConfig.model_fields) | _SPLIT_KEYS | _SYNTH_KEYS | _AUG_KEYS | _PLAN_KEYS
             raise ConfigError(f"unknown data option '{key}'" + did_you_mean(key, known))
     if nested["split"].get("file"):
         nested["split"].setdefault("method", "file")

@@ -78,7 +78,14 @@ def prepare(path: str | Path, *, workers: int | None = None, trials: int | None 
                           f"{ds.spatial_dims}D")
     train = TrainConfig.build({**cfg.train, "epochs": cfg.epochs, "seed": cfg.seed,
                                "device": devices[0]}, where=f"{src}: train")
-    size = space.constraints.input_size or list(data.patch_size or ds.shapes()[0])
+    if ds.spatial_dims == 3 and not ds.fixed_size and data.patch_size is None:
+        from nasseg.data.plan import study_patch  # one planned patch for every trial (3D volumes)
+
+        data = data.model_copy(update={"patch_size": study_patch(ds, 2 ** (space.max_stages - 1))})
+    if ds.spatial_dims == 3 and not ds.fixed_size:
+        size = list(data.patch_size)  # costs at the patch the trials train on
+    else:
+        size = space.constraints.input_size or list(data.patch_size or ds.shapes()[0])
     input_shape = (space.constraints.batch, ds.in_channels, *map(int, size))
     limits = space.constraints.limits()
     reference, ideal = {}, {}

@@ -143,6 +143,13 @@ class SearchSpace:
         leaf = self.top.get("spatial_dims")
         return leaf.value if isinstance(leaf, Fixed) else None
 
+    @property
+    def max_stages(self) -> int:
+        """The most stages a sampled network can have."""
+        n = self.stages.n
+        return max(n.choices) if isinstance(n, Dist) and n.kind == "choice" else (
+            int(n.high) if isinstance(n, Dist) else n.value)
+
     # -- sampling -----------------------------------------------------------------------------
     def sample(self, src: Source, in_channels: int | None = None,
                out_channels: int | None = None) -> dict[str, Any]:
@@ -222,8 +229,7 @@ class SearchSpace:
             add(f"stem.{key}", leaf)
         st = self.stages
         add("stages.n", st.n)
-        max_n = max(st.n.choices) if isinstance(st.n, Dist) and st.n.kind == "choice" else (
-            int(st.n.high) if isinstance(st.n, Dist) else st.n.value)
+        max_n = self.max_stages
 
         def staged(key: str, leaf: Leaf, decoder: bool) -> None:
             if isinstance(leaf, Dist) and leaf.per_stage:

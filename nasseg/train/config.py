@@ -15,7 +15,10 @@ class TrainConfig(_Strict):
 
     Attributes:
         epochs: passes over the training cases.
-        batch_size: cases (2D) or patches (3D) per step.
+        steps_per_epoch: training steps per epoch, the same in train, search and ablation
+            (``None`` = one pass: training cases / batch size, a last batch of one dropped).
+        batch_size: cases (2D) or patches (3D) per step; for 3D volumes, when not set, the
+            plan chooses it (:mod:`nasseg.data.plan`).
         optimizer: ``adamw`` (default) or ``sgd`` (with ``momentum``, Nesterov off).
         lr: peak learning rate.
         weight_decay: decoupled (AdamW) or L2 (SGD) weight decay.
@@ -57,6 +60,7 @@ class TrainConfig(_Strict):
     """
 
     epochs: int = Field(20, ge=1)
+    steps_per_epoch: int | None = Field(None, ge=1)
     batch_size: int = Field(8, ge=1)
     optimizer: Literal["adamw", "sgd"] = "adamw"
     lr: float = Field(2e-3, gt=0)

@@ -17,6 +17,8 @@ from torch import nn
 from nasseg.data import BatchFeeder, DataConfig, SegDataset, load_dataset, split_dataset
 from nasseg.data.batches import default_patch
 from nasseg.data.labels import check_trainable
+from nasseg.data.plan import divisor as _divisor
+from nasseg.data.plan import make_plan
 from nasseg.errors import MEMORY_HINT, ConfigError, is_out_of_memory
 from nasseg.train.config import TrainConfig
 from nasseg.train.divergence import DivergenceGuard
@@ -93,7 +95,10 @@ def _train(arch: Any, data: DataConfig, cfg: TrainConfig, rt: Runtime, run_dir: 
     ds = load_dataset(data)
     model, arch_json = prepare_model(arch, ds)
     divisor = _divisor(arch)
-    patch = _patch_size(data, ds, divisor)
+    plan = _plan(arch, ds, data, cfg, rt, show)
+    batch_size = plan.batch_size if plan is not None else cfg.batch_size
+    eval_batch = plan.eval_batch_size if plan is not None else cfg.eval_batch_size
+    patch = plan.patch_size if plan is not None else _patch_size(data, ds, divisor)
     window = tuple(data.window_size) if data.window_size and patch else patch
     if window and any(w % divisor for w in window):
         raise ConfigError(f"data.window_size {window} is not divisible by {divisor}, which the network needs")
@@ -113,10 +118,11 @@ def _train(arch: Any, data: DataConfig, cfg: TrainConfig, rt: Runtime, run_dir: 
     step_model = torch.compile(model) if cfg.compile else model
     num_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
 
-    if store.type == "cpu" and rt.device.type == "cuda":
+    if store.type == "cpu" and rt.device.type == "cuda" and isinstance(train_ds.images, (torch.Tensor, list)):
         train_ds, val_ds = _pinned(train_ds), _pinned(val_ds)
-    feeder = BatchFeeder(train_ds, cfg.batch_size, data.augment, seed=cfg.seed, patch_size=patch,
-                         device=rt.device)
+    feeder = BatchFeeder(train_ds, batch_size, data.augment, seed=cfg.seed, patch_size=patch,
+                         device=rt.device, fg_fraction=data.plan.fg_fraction,
+                         fg_classes=data.plan.fg_classes, steps_per_epoch=cfg.steps_per_epoch)
     total_steps = len(feeder) * cfg.epochs
     optimizer, scheduler = _optimizer(model, cfg, total_steps)
     loss_fn = SegLoss(ds.out_channels, cfg.ce_weight, cfg.dice_weight, cfg.ds_weights)
@@ -124,6 +130,7 @@ def _train(arch: Any, data: DataConfig, cfg: TrainConfig, rt: Runtime, run_dir: 
     writer = RunWriter(run_dir)
     config = {"arch": arch_json, "data": data.model_dump(mode="json"), "train": cfg.model_dump(mode="json"),
               "resolved": {"device": str(rt.device), "amp": str(rt.amp_dtype), "patch_size": patch,
+                           "batch_size": batch_size, "plan": plan.to_dict() if plan is not None else None,
                            "window_size": window, "threads": torch.get_num_threads(),
                            "compile": cfg.compile, "fused_optimizer": _fused(optimizer),
                            "data_on": str(store), "in_channels": ds.in_channels,
@@ -136,6 +143,8 @@ def _train(arch: Any, data: DataConfig, cfg: TrainConfig, rt: Runtime, run_dir: 
               "provenance": provenance(data=data, split=split, seeds=[cfg.seed], threads=torch.get_num_threads())}
     writer.json("config.json", config)
     writer.json("split.json", split)
+    if plan is not None:
+        plan.write(run_dir)
 
     history: list[dict] = []
     epoch_seconds: list[float] = []
@@ -153,7 +162,7 @@ def _train(arch: Any, data: DataConfig, cfg: TrainConfig, rt: Runtime, run_dir: 
                 if not is_out_of_memory(err):
                     raise
                 raise TrainingFailed(
-                    f"{rt.device.type.upper()} out of memory at epoch {epoch} (batch {cfg.batch_size}, "
+                    f"{rt.device.type.upper()} out of memory at epoch {epoch} (batch {batch_size}, "
                     f"patch {patch or ds.shapes()[0]}, {num_params:,} parameters); {MEMORY_HINT}",
                     history) from None
             train_seconds = time.perf_counter() - t0
@@ -165,7 +174,7 @@ def _train(arch: Any, data: DataConfig, cfg: TrainConfig, rt: Runtime, run_dir: 
             t1 = time.perf_counter()
             try:
                 summary, rows = evaluate(model, val_ds, device=rt.device, patch=window, divisor=divisor,
-                                         batch_size=cfg.eval_batch_size, overlap=cfg.sw_overlap,
+                                         batch_size=eval_batch, overlap=cfg.sw_overlap,
                                          autocast=rt.autocast, memory_format=mem_format)
             except (torch.OutOfMemoryError, RuntimeError, MemoryError) as err:
                 if not is_out_of_memory(err):
@@ -243,9 +252,27 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _divisor(arch: Any) -> int:
-    stages = getattr(arch, "stages", None)
-    return 2 ** (len(stages) - 1) if stages else 1
+def _plan(arch: Any, ds: SegDataset, data: DataConfig, cfg: TrainConfig, rt: Runtime, show: bool):
+    """The 3D plan (patch, batch) for volumes of varying shape; ``None`` for 2D, fixed-size
+    data or a ready module (whose memory cannot be estimated from a config)."""
+    if ds.spatial_dims != 3 or ds.fixed_size or isinstance(arch, nn.Module):
+        return None
+    if data.size is not None:
+        raise ConfigError(f"data.size {data.size} (--size) resizes 2D images and sets the synthetic size; "
+                          f"3D volumes are resampled to data.plan.target_spacing and trained on patches: "
+                          f"use --patch-size or data.plan.target_spacing instead")
+    d = _divisor(arch)
+    if data.patch_size is not None:
+        bad = [p for p in data.patch_size if p % d]
+        if bad:
+            raise ConfigError(f"data.patch_size {tuple(data.patch_size)} is not divisible by {d}, which the "
+                              f"network's {int(math.log2(d)) + 1} stages need; choose a --patch-size that is")
+    batch = cfg.batch_size if "batch_size" in cfg.model_fields_set else None
+    plan = make_plan(arch, ds, device=rt.device.type, data_cfg=data, batch_size=batch,
+                     eval_batch_size=cfg.eval_batch_size, dtype=rt.amp_dtype)
+    if show:
+        print(plan.describe(), flush=True)
+    return plan
 
 
 def _patch_size(data: DataConfig, ds: SegDataset, divisor: int) -> tuple[int, ...] | None:
@@ -262,9 +289,10 @@ def _patch_size(data: DataConfig, ds: SegDataset, divisor: int) -> tuple[int, ..
     bad = [s for s in sizes if s % divisor]
     if bad:
         what = f"data.patch_size {patch}" if patch else f"image size {tuple(sizes)}"
+        option = "--patch-size" if patch else "--size"
         raise ConfigError(
             f"{what} is not divisible by {divisor}, which the network's "
-            f"{int(math.log2(divisor)) + 1} stages need; choose a size that is (e.g. --size)"
+            f"{int(math.log2(divisor)) + 1} stages need; choose a {option} that is"
         )
     return patch
 

@@ -18,7 +18,9 @@ from nasseg.data.base import SegDataset
 from nasseg.data.batches import sliding_window
 import torch.nn.functional as F
 
+from nasseg.data.geometry import to_original
 from nasseg.train.metrics import NSD_TOLERANCE_MM, Empty, case_metrics, predict_labels, summarise
+from nasseg.train.regions import region_rows, summarise_regions
 
 
 def main_output(out: Tensor | list[Tensor] | tuple[Tensor, ...]) -> Tensor:
@@ -38,6 +40,10 @@ def evaluate(model: nn.Module, ds: SegDataset, *, device: torch.device,
 
     Fixed-size cases are predicted whole, ``batch_size`` at a time; with ``patch`` set
     each case is predicted by a Gaussian-weighted sliding window over the whole volume.
+    Preprocessed volumes (``ds.info["metas"]``) are scored on their original grid: the
+    logits are mapped back (:func:`nasseg.data.geometry.to_original`: resampled back,
+    uncropped) and compared with the unprocessed label; nested regions the dataset
+    declares (``ds.info["regions"]``, e.g. BraTS WT/TC/ET) are scored too (``dice_WT``, ...).
 
     Args:
         model: the network (put in eval mode here, and left in it).
@@ -71,6 +77,14 @@ def evaluate(model: nn.Module, ds: SegDataset, *, device: torch.device,
 
     rows: list[dict] = []
     spacing = ds.spacing
+    metas = ds.info.get("metas") or {}
+    regions, region_scores = ds.info.get("regions") or {}, []
+
+    def add(pred: Tensor, label: Tensor, idx: list[int], kw: dict) -> None:
+        ids, sp = [ds.case_ids[i] for i in idx], [spacing[i] for i in idx] if spacing else None
+        rows.extend(case_metrics(pred, label, ds.num_classes, ids, spacing=sp, **kw))
+        if regions:
+            region_scores.extend(region_rows(pred, label, regions, ids, hausdorff))
 
     def score(logits: Tensor, idx: list[int]) -> None:
         """Score the logits ``[B, K, *S]`` of cases ``idx``, at native size if known."""
@@ -78,18 +92,20 @@ def evaluate(model: nn.Module, ds: SegDataset, *, device: torch.device,
         if ds.native_labels is None:
             label = torch.stack([ds.labels[i] for i in idx]).to(device).long() if not ds.fixed_size \
                 else ds.labels[idx[0]: idx[-1] + 1].to(device, non_blocking=True).long()
-            rows.extend(case_metrics(predict_labels(logits), label, ds.num_classes,
-                                     [ds.case_ids[i] for i in idx],
-                                     spacing=[spacing[i] for i in idx] if spacing else None, **kw))
+            add(predict_labels(logits), label, idx, kw)
             return
         for b, i in enumerate(idx):
             native = ds.native_labels[i]
             lg = logits[b: b + 1]
-            if tuple(lg.shape[2:]) != tuple(native.shape):
-                lg = F.interpolate(lg, size=tuple(native.shape), align_corners=False,
-                                   mode="bilinear" if lg.ndim == 4 else "trilinear")
-            rows.extend(case_metrics(predict_labels(lg), native[None].to(device).long(), ds.num_classes,
-                                     [ds.case_ids[i]], spacing=[spacing[i]] if spacing else None, **kw))
+            meta = metas.get(ds.case_ids[i])
+            if meta is not None:  # preprocessed volume: resampled back and uncropped
+                pred = to_original(lg[0], meta)[None]
+            else:
+                if tuple(lg.shape[2:]) != tuple(native.shape):
+                    lg = F.interpolate(lg, size=tuple(native.shape), align_corners=False,
+                                       mode="bilinear" if lg.ndim == 4 else "trilinear")
+                pred = predict_labels(lg)
+            add(pred, native[None].to(pred.device).long(), [i], kw)
 
     if patch is None and ds.fixed_size:
         for i in range(0, len(ds), batch_size):
@@ -104,4 +120,3 @@ def evaluate(model: nn.Module, ds: SegDataset, *, device: torch.device,
                 win = tuple(min(w, -(-s // divisor) * divisor) for w, s in zip(patch, image.shape[1:]))
                 logits = sliding_window(predict, image, win, overlap, batch_size)
             score(logits[None], [i])
-    return summarise(rows, ds.num_classes), rows
