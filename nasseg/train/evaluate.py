@@ -120,3 +120,4 @@ def evaluate(model: nn.Module, ds: SegDataset, *, device: torch.device,
                 win = tuple(min(w, -(-s // divisor) * divisor) for w, s in zip(patch, image.shape[1:]))
                 logits = sliding_window(predict, image, win, overlap, batch_size)
             score(logits[None], [i])
+    return {**summarise(rows, ds.num_classes), **summarise_regions(region_scores)}, rows
