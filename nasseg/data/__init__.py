@@ -32,7 +32,7 @@ from nasseg.data.splits import make_split, sample_cases, split_dataset
 _CACHE: OrderedDict[str, SegDataset] = OrderedDict()
 _CACHE_SIZE = 2
 _DECODE_KEYS = ("kind", "path", "size", "spacing", "mask_encoding", "labels", "unknown_labels", "synthetic",
-                "plan")
+                "plan", "images_dir", "masks_dir", "mask_pattern")
 
 
 def load_dataset(cfg: DataConfig, *, cache: bool = True) -> SegDataset:

@@ -150,6 +150,13 @@ class DataConfig(_Strict):
             Decathlon volumes take theirs from the NIfTI headers.
         max_cases: load a seeded sample of N cases (seed ``split.seed``), stratified as
             the split is (small test subsets), never simply the first N files.
+        images_dir: ``folder``: the sub-folder holding the images.
+        masks_dir: ``folder``: the sub-folder holding the masks; ``None`` (default) with no
+            ``mask_pattern`` = auto-detection (``masks/<stem>.*``, ``masks/0/<stem>.*``,
+            ``<stem>_mask.*``), else ``masks``.
+        mask_pattern: ``folder``: the mask file name of image ``<stem>.<ext>``, e.g.
+            ``"{stem}_seg.png"`` (``{stem}`` required, ``{ext}`` = the image's extension);
+            ``None`` = auto-detection.
         mask_encoding: ``auto`` detects 0/255 masks (binarised at > 127) or class
             index masks; ``binary255`` or ``index`` force one.
         labels: class names, background first (mask value ``i`` = ``labels[i]``); ``None``
@@ -176,6 +183,9 @@ class DataConfig(_Strict):
     window_size: Size3 | None = None
     spacing: tuple[float, float] | None = None
     max_cases: int | None = Field(None, ge=2)
+    images_dir: str = "images"
+    masks_dir: str | None = None
+    mask_pattern: str | None = None
     mask_encoding: Literal["auto", "binary255", "index"] = "auto"
     labels: list[str] | None = None
     unknown_labels: Literal["error", "background"] = "error"
@@ -191,6 +201,13 @@ class DataConfig(_Strict):
         sizes = (v,) if isinstance(v, int) else (v or ())
         if any(s < 1 for s in sizes):
             raise ValueError(f"size must be positive, got {v}")
+        return v
+
+    @field_validator("mask_pattern")
+    @classmethod
+    def _has_stem(cls, v: str | None) -> str | None:
+        if v is not None and ("{stem}" not in v or "/" in v):
+            raise ValueError(f"mask_pattern '{v}' must name a file with {{stem}} in it, e.g. '{{stem}}_seg.png'")
         return v
 
     @classmethod

@@ -1,6 +1,8 @@
 """2D image folders: ``images/`` and ``masks/`` matched by file stem.
 
-Accepted layouts (checked in this order for each image ``images/<stem>.<ext>``):
+A data config may name the folders and the mask file name (``images_dir: imgs``,
+``masks_dir: labels``, ``mask_pattern: "{stem}_seg.png"``). Without a pattern, these
+layouts are accepted (checked in this order for each image ``images/<stem>.<ext>``):
 
 - ``masks/<stem>.<ext>`` (any image extension),
 - ``masks/0/<stem>.<ext>`` (the CMUNeXt code's layout, one sub-folder per class),
@@ -55,7 +57,7 @@ def load_folder(cfg: DataConfig) -> SegDataset:
         (4, 3, 96, 96)
     """
     root = Path(cfg.path or ".")
-    pairs = find_pairs(root)
+    pairs = find_pairs(root, cfg.images_dir, cfg.masks_dir, cfg.mask_pattern)
     if cfg.max_cases is not None:
         pairs = pairs[: cfg.max_cases]
     raw = []
@@ -101,16 +103,23 @@ def load_folder(cfg: DataConfig) -> SegDataset:
     )
 
 
-def find_pairs(root: Path) -> list[tuple[Path, list[Path]]]:
-    """Match every image under ``root/images`` with its mask file(s), sorted by stem.
+def find_pairs(root: Path, images_dir: str = "images", masks_dir: str | None = None,
+               mask_pattern: str | None = None) -> list[tuple[Path, list[Path]]]:
+    """Match every image under ``root/images_dir`` with its mask file(s), sorted by stem.
+
+    With ``mask_pattern`` (or ``masks_dir``) the mask of ``<stem>.<ext>`` is exactly
+    ``root/masks_dir/mask_pattern`` (defaults ``masks`` and ``{stem}.{ext}``); otherwise
+    the layouts of the module docstring are tried.
 
     Raises:
         DataError: no images folder, no images in it, or an image without a mask.
     """
-    img_dir, mask_dir = root / "images", root / "masks"
+    img_dir, mask_dir = root / images_dir, root / (masks_dir or "masks")
     if not img_dir.is_dir():
-        raise DataError(f"{root}: no images/ folder")
+        raise DataError(f"{root}: no {images_dir}/ folder")
     files = sorted(p for p in img_dir.iterdir() if p.suffix.lower() in IMAGE_EXTS)
+    if mask_pattern or masks_dir:
+        return _named_pairs(files, img_dir, mask_dir, mask_pattern or "{stem}.{ext}")
     mask_re = re.compile(r"_mask(_\d+)?$")
     images = [p for p in files if not mask_re.search(p.stem)]
     if not images:
@@ -129,6 +138,25 @@ def find_pairs(root: Path) -> list[tuple[Path, list[Path]]]:
         if len(found) > 1 and not all(mask_re.search(p.stem) for p in found):
             raise DataError(f"{img}: several masks match: {', '.join(str(p) for p in found)}")
         pairs.append((img, sorted(found)))
+    return pairs
+
+
+def _named_pairs(files: list[Path], img_dir: Path, mask_dir: Path, pattern: str) -> list[tuple[Path, list[Path]]]:
+    """Pairs named by the data config: ``mask_dir / pattern.format(stem=, ext=)``."""
+    def mask_of(p: Path) -> Path:
+        return mask_dir / pattern.format(stem=p.stem, ext=p.suffix.lstrip("."))
+
+    masks = {mask_of(p) for p in files}
+    images = [p for p in files if p not in masks]  # masks may share the images folder
+    if not images:
+        raise DataError(f"{img_dir}: empty folder: no image files ({', '.join(IMAGE_EXTS)})")
+    pairs = []
+    for img in images:
+        mask = mask_of(img)
+        if not mask.is_file():
+            raise DataError(f"{img}: no mask {mask} (data config: masks_dir {mask_dir.name}, "
+                            f"mask_pattern '{pattern}')")
+        pairs.append((img, [mask]))
     return pairs
 
 

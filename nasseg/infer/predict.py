@@ -1,0 +1,242 @@
+"""``nasseg predict``: segment new images or volumes with a trained network.
+
+Inputs are preprocessed exactly as in training (2D: read, colour channels matched, resized
+to the training size if training resized, z-scored per image; 3D: channels first,
+z-scored per volume) and labelled as training's evaluation labels them (binary: logit > 0,
+multi-class: argmax). Masks are written in the input's format, size and geometry:
+
+- 2D (``.png .bmp .tif .gif``; ``.jpg`` inputs get ``.png`` masks, a lossy mask would be
+  wrong): one mask per image with the image's stem, 0/255 for a binary network (or class
+  indices with ``index_masks``), class indices for a multi-class one. Logits are resized
+  back to the image's own size (bilinear) before labelling.
+- 3D NIfTI (``.nii``/``.nii.gz``, 3D or 4D channels-last): a uint8 label volume with the
+  image's affine and header (dimensions and data type updated), predicted by a
+  Gaussian-weighted sliding window of training's evaluation window.
+
+Images of one size are predicted ``batch_size`` at a time; ``tta`` averages the logits
+over flips along the axes training flipped (all subsets of them).
+
+Example:
+    >>> net = load_network("runs/train/dsb")                           # doctest: +SKIP
+    >>> written = predict_path(net, "new_images/", "masks_out/")        # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from nasseg.data.base import normalise
+from nasseg.data.batches import sliding_window
+from nasseg.data.folder import IMAGE_EXTS, read_image
+from nasseg.errors import DataError
+from nasseg.infer.network import Network, case_window
+from nasseg.train.metrics import predict_labels
+
+NIFTI_EXTS = (".nii.gz", ".nii")
+LOSSY = (".jpg", ".jpeg")
+
+
+@dataclass
+class Written:
+    """One predicted case: the input, the mask written, and the mask itself."""
+
+    source: Path
+    output: Path
+    label: np.ndarray
+
+
+def list_inputs(path: str | Path) -> list[Path]:
+    """The image or NIfTI files of ``path`` (a file, a folder, or a folder with ``images/``).
+
+    Raises:
+        DataError: nothing to predict there.
+    """
+    p = Path(path)
+    if p.is_file():
+        return [p]
+    if not p.is_dir():
+        raise DataError(f"{p}: no such file or folder")
+    if (p / "images").is_dir():
+        p = p / "images"
+    files = sorted(f for f in p.iterdir() if f.is_file() and (_is_nifti(f) or f.suffix.lower() in IMAGE_EXTS))
+    if not files:
+        raise DataError(f"{p}: no images ({', '.join(IMAGE_EXTS)}) or NIfTI volumes (.nii, .nii.gz) in this folder")
+    return files
+
+
+def predict_path(net: Network, inputs: str | Path, out_dir: str | Path, *, batch_size: int = 8,
+                 tta: bool = False, index_masks: bool = False, progress: bool = True) -> list[Written]:
+    """Predict every input file and write its mask into ``out_dir``.
+
+    Args:
+        net: the network (:func:`~nasseg.infer.network.load_network`).
+        inputs: a file, or a folder of 2D images or NIfTI volumes.
+        out_dir: where the masks go (created).
+        batch_size: images (2D) or windows (3D) per forward pass.
+        tta: average over flips along the axes training flipped.
+        index_masks: 2D binary: write 0/1 instead of 0/255.
+        progress: show a rich progress bar.
+
+    Returns:
+        One :class:`Written` per input, in sorted order.
+
+    Raises:
+        DataError: an unreadable input, a 2D image for a 3D network (or the reverse),
+            or an image whose channels the network cannot take.
+    """
+    files = list_inputs(inputs)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    volumes = [f for f in files if _is_nifti(f)]
+    if volumes and net.spatial_dims == 2 or len(volumes) < len(files) and net.spatial_dims == 3:
+        bad = volumes[0] if net.spatial_dims == 2 else next(f for f in files if not _is_nifti(f))
+        raise DataError(f"{bad}: the network is {net.spatial_dims}D; it cannot segment this file")
+    written: list[Written] = []
+    with _bar(progress, len(files), net.name) as advance:
+        if net.spatial_dims == 3:
+            for f in files:
+                written.append(_predict_volume(net, f, out, batch_size, tta))
+                advance(1)
+        else:
+            for chunk in _chunks(files, batch_size, net):
+                written += _predict_images(net, chunk, out, tta, index_masks)
+                advance(len(chunk))
+    return written
+
+
+def _chunks(files: list[Path], batch_size: int, net: Network) -> Iterator[list[tuple[Path, np.ndarray]]]:
+    """Decoded images in batches whose members share the network input size."""
+    batch: list[tuple[Path, np.ndarray]] = []
+    for f in files:
+        image = read_image(f)
+        if batch and (len(batch) == batch_size or (net.size is None and image.shape != batch[0][1].shape)):
+            yield batch
+            batch = []
+        batch.append((f, image))
+    if batch:
+        yield batch
+
+
+def _to_channels(image: np.ndarray, channels: int, path: Path) -> np.ndarray:
+    """``[H, W, c]`` -> ``[H, W, channels]`` as training's folder loader would."""
+    c = image.shape[2]
+    if c == channels:
+        return image
+    if c == 1:
+        return np.repeat(image, channels, axis=2)
+    if channels == 1 and c == 3:
+        return (image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
+    raise DataError(f"{path}: image has {c} channels; the network takes {channels}")
+
+
+def _predict_images(net: Network, batch: list[tuple[Path, np.ndarray]], out: Path, tta: bool,
+                    index_masks: bool) -> list[Written]:
+    from nasseg.data.folder import _resize
+
+    size = net.size
+    arrays = []
+    for path, image in batch:
+        image = _to_channels(image, net.in_channels, path)
+        if size is not None:
+            image = _resize(image, size, 2)  # PIL.Image.BILINEAR, as training resizes
+        arrays.append(normalise(image.transpose(2, 0, 1)))
+    x = torch.from_numpy(np.stack(arrays))
+    shape = tuple(x.shape[2:])
+    padded = tuple(-(-s // net.divisor) * net.divisor for s in shape)
+    if padded != shape:  # native-size network input must be a multiple of the divisor
+        x = F.pad(x, [p for s, q in zip(reversed(shape), reversed(padded)) for p in (0, q - s)])
+    logits = _infer(net, x, tta)[(slice(None), slice(None), *[slice(0, s) for s in shape])]
+    results = []
+    for (path, image), lg in zip(batch, logits):
+        hw = image.shape[:2]
+        if tuple(lg.shape[1:]) != hw:
+            lg = F.interpolate(lg[None], size=hw, mode="bilinear", align_corners=False)[0]
+        label = predict_labels(lg[None])[0].numpy().astype(np.uint8)
+        saved = label * 255 if net.num_classes == 2 and not index_masks else label
+        ext = ".png" if path.suffix.lower() in LOSSY else path.suffix
+        target = out / f"{path.stem}{ext}"
+        from PIL import Image
+
+        Image.fromarray(saved).save(target)
+        results.append(Written(path, target, label))
+    return results
+
+
+def _infer(net: Network, x: Tensor, tta: bool) -> Tensor:
+    """Logits of ``net`` for ``x [B, C, *S]``, averaged over flips when ``tta``."""
+    axes = [a + 2 for a in net.flip_axes] if tta else []
+    total = None
+    flips = [c for r in range(len(axes) + 1) for c in itertools.combinations(axes, r)]
+    for dims in flips:
+        xi = torch.flip(x, dims) if dims else x
+        y = net(xi).float().cpu()
+        y = torch.flip(y, dims) if dims else y
+        total = y if total is None else total + y
+    assert total is not None
+    return total / len(flips)
+
+
+def _predict_volume(net: Network, path: Path, out: Path, batch_size: int, tta: bool) -> Written:
+    import nibabel as nib
+
+    from nasseg.data.decathlon import read_nifti
+
+    img = nib.load(str(path))
+    data = read_nifti(path)
+    if data.ndim == 4:
+        data = np.moveaxis(data, -1, 0)
+    elif data.ndim == 3:
+        data = data[None]
+    else:
+        raise DataError(f"{path}: image has {data.ndim} axes, expected 3 (or 4 with channels last)")
+    if data.shape[0] != net.in_channels:
+        raise DataError(f"{path}: volume has {data.shape[0]} channels; the network takes {net.in_channels}")
+    image = torch.from_numpy(normalise(data))
+    shape = tuple(image.shape[1:])
+    if net.window is not None:
+        win = case_window(net.window, shape, net.divisor)
+        logits = sliding_window(lambda x: _infer(net, x, tta), image, win, net.overlap, batch_size)
+    else:
+        padded = tuple(-(-s // net.divisor) * net.divisor for s in shape)
+        logits = sliding_window(lambda x: _infer(net, x, tta), image, padded, 0.0, 1)
+    label = predict_labels(logits[None])[0].numpy().astype(np.uint8)
+    header = img.header.copy()
+    header.set_data_dtype(np.uint8)
+    mask = nib.Nifti1Image(label, img.affine, header)
+    name = path.name
+    target = out / name
+    nib.save(mask, str(target))
+    return Written(path, target, label)
+
+
+def _is_nifti(path: Path) -> bool:
+    return path.name.lower().endswith(NIFTI_EXTS)
+
+
+class _bar:
+    """A rich progress bar over cases; ``advance(n)`` moves it (no-op when hidden)."""
+
+    def __init__(self, show: bool, total: int, name: str) -> None:
+        self.show, self.total, self.name = show, total, name
+
+    def __enter__(self):
+        if not self.show:
+            return lambda n: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(TextColumn("[bold]predict[/] {task.description}"), BarColumn(),
+                                 MofNCompleteColumn(), TimeElapsedColumn())
+        self.progress.__enter__()
+        task = self.progress.add_task(self.name, total=self.total)
+        return lambda n: self.progress.advance(task, n)
+
+    def __exit__(self, *exc) -> None:
+        if self.show:
+            self.progress.__exit__(*exc)

@@ -1,0 +1,170 @@
+"""``nasseg predict`` / ``evaluate`` / ``export`` on real data: the masks and scores of a trained
+run, reproduced from its folder (dsb2018_96, msd_hippocampus) and from exported files."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from nasseg.cli import main
+from nasseg.data.folder import read_mask
+from nasseg.train.metrics import case_metrics
+
+TINY2D = {"name": "tiny2d", "spatial_dims": 2, "in_channels": 3, "out_channels": 1,
+          "stages": [{"width": 4, "block": {"type": "conv"}}, {"width": 8, "block": {"type": "cmunext", "kernel_size": 5}},
+                     {"width": 8, "block": {"type": "conv"}}]}
+TINY3D = {"name": "tiny3d", "spatial_dims": 3, "in_channels": 1, "out_channels": 3,
+          "stages": [{"width": 4, "block": {"type": "conv"}}, {"width": 8, "block": {"type": "conv"}}]}
+
+
+def _train(tmp: Path, arch: dict, data: Path, *extra: str) -> Path:
+    (tmp / "arch.yaml").write_text(yaml.safe_dump(arch))
+    run = tmp / "run"
+    code = main(["train", str(tmp / "arch.yaml"), "--data", str(data), "--epochs", "2", "--batch-size", "4",
+                 "--threads", "1", "--device", "cpu", "--run-dir", str(run), "--no-progress", *extra])
+    assert code == 0
+    return run
+
+
+def _held_out(run: Path) -> tuple[list[str], dict[tuple[str, int], float]]:
+    """The run's held-out cases (test split if it has one) and their per-case Dice."""
+    split = json.loads((run / "split.json").read_text())
+    which = "test" if split.get("test") else "val"
+    rows = list(csv.DictReader(open(run / "per_case.csv")))
+    if rows and "split" in rows[0]:
+        rows = [r for r in rows if r["split"] == which]
+    return split[which], {(r["case_id"], int(r["class"])): float(r["dice"]) for r in rows}
+
+
+def _dice(pred: np.ndarray, label: np.ndarray, num_classes: int, case: str) -> dict[int, float]:
+    rows = case_metrics(torch.from_numpy(pred.astype(np.int64))[None], torch.from_numpy(label.astype(np.int64))[None],
+                        num_classes, [case], hausdorff=False)
+    return {r["class"]: r["dice"] for r in rows}
+
+
+@pytest.fixture(scope="module")
+def dsb_run(tmp_path_factory):
+    data = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "dsb2018_96"
+    if not data.is_dir():
+        pytest.skip("real datasets not found")
+    tmp = tmp_path_factory.mktemp("dsb")
+    return _train(tmp, TINY2D, data, "--max-cases", "40", "--val-fraction", "0.5"), data
+
+
+def test_predict_dsb2018_reproduces_run_dice(dsb_run, tmp_path, capsys):
+    run, data = dsb_run
+    cases, dice = _held_out(run)
+    assert len(cases) == 20
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for c in cases:
+        (inputs / f"{c}.png").symlink_to(data / "images" / f"{c}.png")
+    assert main(["predict", str(run), "--input", str(inputs), "--out", str(tmp_path / "out"), "--device", "cpu",
+                 "--no-progress"]) == 0
+    assert "wrote 20 masks" in capsys.readouterr().out
+    for c in cases:
+        mask = np.asarray(Image.open(tmp_path / "out" / f"{c}.png"))
+        assert mask.shape == (96, 96) and set(np.unique(mask)) <= {0, 255}
+        got = _dice(mask > 127, read_mask(data / "masks" / f"{c}.png") > 127, 2, c)[1]
+        assert got == pytest.approx(dice[(c, 1)], abs=1e-12)
+    # flip test-time augmentation: same files, same sizes, masks still 0/255
+    assert main(["predict", str(run), "--input", str(inputs), "--out", str(tmp_path / "tta"), "--tta",
+                 "--no-progress", "--index-masks"]) == 0
+    assert {p.name for p in (tmp_path / "tta").iterdir()} == {f"{c}.png" for c in cases}
+    assert set(np.unique(np.asarray(Image.open(tmp_path / "tta" / f"{cases[0]}.png")))) <= {0, 1}
+
+
+def test_evaluate_on_renamed_reencoded_copy_matches_run(dsb_run, tmp_path, capsys):
+    """The held-out images renamed (case_NNN.bmp), masks re-encoded to exact 0/255 under
+    labels/<stem>_seg.png, described by a data config: per-case Dice equal to the run's."""
+    from nasseg.ablation.stats import tidy
+
+    run, data = dsb_run
+    cases, dice = _held_out(run)
+    (tmp_path / "other" / "imgs").mkdir(parents=True)
+    (tmp_path / "other" / "labels").mkdir()
+    names = {}
+    for i, c in enumerate(cases):
+        names[f"case_{i:03d}"] = c
+        Image.open(data / "images" / f"{c}.png").save(tmp_path / "other" / "imgs" / f"case_{i:03d}.bmp")
+        m = (read_mask(data / "masks" / f"{c}.png") > 127).astype(np.uint8) * 255
+        Image.fromarray(m).save(tmp_path / "other" / "labels" / f"case_{i:03d}_seg.png")
+    cfg = tmp_path / "other.yaml"
+    cfg.write_text(yaml.safe_dump({"kind": "folder", "path": str(tmp_path / "other"), "images_dir": "imgs",
+                                   "masks_dir": "labels", "mask_pattern": "{stem}_seg.png"}))
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(run), "--data", str(cfg), "--out", str(out), "--device", "cpu"]) == 0
+    assert "20 cases" in capsys.readouterr().out
+    rows = list(csv.DictReader(open(out / "per_case.csv")))
+    assert [k for k in rows[0]][:3] == ["variant", "seed", "case_id"] and len(rows) == 20
+    for r in rows:
+        assert float(r["dice"]) == pytest.approx(dice[(names[r["case_id"]], 1)], abs=1e-12)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["metrics"]["dice"] == pytest.approx(np.mean(list(dice.values())), abs=1e-12)
+    import pandas as pd
+
+    assert len(tidy(pd.read_csv(out / "per_case.csv"))) == 20  # what the statistics read
+
+
+def test_predict_hippocampus_keeps_nifti_geometry(shared_data, tmp_path):
+    import nibabel as nib
+
+    data = shared_data / "msd_hippocampus"
+    run = _train(tmp_path, TINY3D, data, "--max-cases", "8", "--val-fraction", "0.25")
+    cases, dice = _held_out(run)
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for c in cases:
+        (inputs / f"{c}.nii.gz").symlink_to(data / "imagesTr" / f"{c}.nii.gz")
+    assert main(["predict", str(run), "--input", str(inputs), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    for c in cases:
+        image = nib.load(str(data / "imagesTr" / f"{c}.nii.gz"))
+        pred = nib.load(str(tmp_path / "out" / f"{c}.nii.gz"))
+        assert np.array_equal(pred.affine, image.affine) and pred.shape == image.shape
+        assert pred.header.get_zooms() == image.header.get_zooms() and pred.get_data_dtype() == np.uint8
+        assert np.array_equal(pred.header.get_qform(), image.header.get_qform())
+        label = np.asarray(nib.load(str(data / "labelsTr" / f"{c}.nii.gz")).dataobj)
+        got = _dice(np.asarray(pred.dataobj), label, 3, c)
+        for k in (1, 2):
+            assert got[k] == pytest.approx(dice[(c, k)], abs=1e-12)
+
+
+def test_export_onnx_and_torchscript_match_pytorch(dsb_run, tmp_path, capsys):
+    run, data = dsb_run
+    for fmt, name in (("onnx", "m.onnx"), ("torchscript", "m.pt")):
+        from nasseg.infer import export_network, load_network
+
+        res = export_network(load_network(run), fmt, tmp_path / name)
+        assert res.max_abs_diff <= 1e-4 and res.dynamic and res.shapes[1][0] == 2
+        exported = load_network(tmp_path / name)
+        assert exported.kind == fmt and exported.size is None and exported.num_classes == 2
+    # an exported model predicts the same masks as its run folder
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    c = _held_out(run)[0][0]
+    (inputs / f"{c}.png").symlink_to(data / "images" / f"{c}.png")
+    for target in (run, tmp_path / "m.onnx", tmp_path / "m.pt"):
+        assert main(["predict", str(target), "--input", str(inputs), "--out", str(tmp_path / f"o_{target.name}"),
+                     "--no-progress"]) == 0
+    ref = np.asarray(Image.open(tmp_path / "o_run" / f"{c}.png"))
+    for name in ("m.onnx", "m.pt"):
+        assert np.array_equal(np.asarray(Image.open(tmp_path / f"o_{name}" / f"{c}.png")), ref)
+
+
+def test_bad_targets_are_one_clear_line(tmp_path, capsys):
+    assert main(["predict", str(tmp_path / "nope"), "--input", ".", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nasseg: error: ") and "nope: no such run folder" in err and err.count("\n") == 1
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "failed.json").write_text(json.dumps({"reason": "non-finite loss at epoch 3, step 1"}))
+    assert main(["evaluate", str(tmp_path / "run"), "--data", "."]) == 2
+    assert "this run failed (non-finite loss at epoch 3" in capsys.readouterr().err
+    (tmp_path / "x.onnx").write_bytes(b"not onnx")
+    assert main(["predict", f"{tmp_path / 'study.yaml'}#x", "--input", ".", "--out", str(tmp_path)]) == 2
+    assert "trial number" in capsys.readouterr().err
