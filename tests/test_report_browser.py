@@ -36,7 +36,8 @@ def test_search_report_renders_in_chromium(tmp_path):
     titles = [f.title for f in check.figures]
     assert titles == ["Pareto front", "Pareto front (3 objectives)",
                       "Hypervolume (normalised, fixed reference point)", "Parallel coordinates",
-                      "Parameter importances per objective", "Learning curves (validation Dice)"]
+                      "Parameter importances per objective", "Learning curves (validation Dice)",
+                      "Recommended networks (validation Dice, 95% CI)"]
     by_title = {f.title: f for f in check.figures}
     assert sum(by_title["Pareto front"].points[:2]) == 12  # dominated + front markers
     assert by_title["Pareto front (3 objectives)"].points == [12]

@@ -57,8 +57,8 @@ def test_search_report_is_self_contained_and_complete(tmp_path):
     assert html.count(get_plotlyjs()[:500]) == 1  # plotly.js inlined exactly once
     assert external_refs(html) == []
     scripts = re.findall(r"<script\b[^>]*>", html.replace(get_plotlyjs(), ""), re.I)
-    assert len(scripts) == 7 and all("src" not in s for s in scripts)  # plotly.js + one per figure
-    assert report.figure_ids == [f"fig-{i}" for i in range(1, 7)]
+    assert len(scripts) == 8 and all("src" not in s for s in scripts)  # plotly.js + one per figure
+    assert report.figure_ids == [f"fig-{i}" for i in range(1, 8)]  # 6 + recommended networks
     for title in ("Pareto front", "Pareto front (3 objectives)", "Hypervolume (normalised",
                   "Parallel coordinates", "Parameter importances per objective", "Learning curves"):
         assert title in html
@@ -71,7 +71,7 @@ def test_two_objective_search_has_no_3d_front(tmp_path):
     study = make_search_study(f"sqlite:///{tmp_path / 's.db'}", objectives=[("dice", "maximize"),
                                                                           ("macs", "minimize")])
     report = build_report(study)
-    assert len(report.figure_ids) == 5 and "Pareto front (3 objectives)" not in report.html
+    assert len(report.figure_ids) == 6 and "Pareto front (3 objectives)" not in report.html
 
 
 def test_user_strings_are_escaped_everywhere(tmp_path):

@@ -183,6 +183,23 @@ def _infer(net: Network, x: Tensor, tta: bool) -> Tensor:
     return total / len(flips)
 
 
+def predict_case(net: Network, image: Tensor, batch_size: int = 4, tta: bool = False) -> Tensor:
+    """Logits ``[K, *S]`` of one preprocessed case ``image [C, *S]``: a sliding window of
+    training's evaluation window (3D), else the whole case zero-padded to the network's
+    size multiple.
+
+    Example:
+        >>> predict_case(net, torch.zeros(1, 35, 51, 35)).shape  # doctest: +SKIP
+        torch.Size([3, 35, 51, 35])
+    """
+    shape = tuple(image.shape[1:])
+    if net.window is not None:
+        return sliding_window(lambda x: _infer(net, x, tta), image, case_window(net.window, shape, net.divisor),
+                              net.overlap, batch_size)
+    padded = tuple(-(-s // net.divisor) * net.divisor for s in shape)
+    return sliding_window(lambda x: _infer(net, x, tta), image, padded, 0.0, 1)
+
+
 def _predict_volume(net: Network, path: Path, out: Path, batch_size: int, tta: bool) -> Written:
     import nibabel as nib
 
@@ -198,21 +215,12 @@ def _predict_volume(net: Network, path: Path, out: Path, batch_size: int, tta: b
         raise DataError(f"{path}: image has {data.ndim} axes, expected 3 (or 4 with channels last)")
     if data.shape[0] != net.in_channels:
         raise DataError(f"{path}: volume has {data.shape[0]} channels; the network takes {net.in_channels}")
-    image = torch.from_numpy(normalise(data))
-    shape = tuple(image.shape[1:])
-    if net.window is not None:
-        win = case_window(net.window, shape, net.divisor)
-        logits = sliding_window(lambda x: _infer(net, x, tta), image, win, net.overlap, batch_size)
-    else:
-        padded = tuple(-(-s // net.divisor) * net.divisor for s in shape)
-        logits = sliding_window(lambda x: _infer(net, x, tta), image, padded, 0.0, 1)
+    logits = predict_case(net, torch.from_numpy(normalise(data)), batch_size, tta)
     label = predict_labels(logits[None])[0].numpy().astype(np.uint8)
     header = img.header.copy()
     header.set_data_dtype(np.uint8)
-    mask = nib.Nifti1Image(label, img.affine, header)
-    name = path.name
-    target = out / name
-    nib.save(mask, str(target))
+    target = out / path.name
+    nib.save(nib.Nifti1Image(label, img.affine, header), str(target))
     return Written(path, target, label)
 
 

@@ -217,6 +217,9 @@ def _search_sections(study: optuna.Study, page: _Page) -> None:
         rows.append(cells)
     page.raw(_table(cols, rows, left={0, 1, len(cols) - 1}))
     _confirm_section(study, page)
+    from nasseg.report.choose_html import choice_sections
+
+    choice_sections(study, page)
 
 
 def _confirm_section(study: optuna.Study, page: _Page) -> None:

@@ -1,0 +1,118 @@
+"""The report's "Choosing a network" section: recommendations, then one card per Pareto
+member (costs, Dice with its interval, copyable YAML, prediction strip).
+
+Data from :mod:`nasseg.report.choose` and :mod:`nasseg.report.predictions`; this module
+only draws it (plotly figures and escaped HTML).
+"""
+from __future__ import annotations
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from nasseg.report.choose import ChoiceInfo, Member, choice_info
+from nasseg.report.predictions import Panel, strip_info
+
+RECOMMEND_TITLE = "Recommended networks (validation Dice, 95% CI)"
+STRIP_TITLE = "Predictions of trial {trial}: best, median and worst held-out case"
+_MARKERS = {"knee point": "star", "highest Dice": "diamond"}
+
+
+def recommend_figure(info: ChoiceInfo, cost: str) -> go.Figure:
+    """Dice (with bootstrap interval) against ``cost`` for the Pareto members; the
+    recommended ones and the starting preset marked."""
+    members = info.members
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(
+        x=[m.costs.get(cost) for m in members], y=[m.dice for m in members], mode="markers",
+        name="Pareto set", marker={"size": 9, "color": "#1f77b4"},
+        error_y={"type": "data", "symmetric": False, "array": [m.ci[1] - m.dice for m in members],
+                 "arrayminus": [m.dice - m.ci[0] for m in members]},
+        text=[f"trial {m.trial}: {m.summary}" for m in members], hoverinfo="text+x+y"))
+    by_trial = {m.trial: m for m in members}
+    for r in info.recommendations:
+        m = by_trial[r.trial]
+        fig.add_trace(go.Scatter(x=[m.costs.get(cost)], y=[m.dice], mode="markers", name=f"{r.label}: trial {m.trial}",
+                                 marker={"size": 16, "symbol": _MARKERS.get(r.label, "circle-open"),
+                                         "line": {"width": 2}}))
+    if info.preset is not None:
+        p = info.preset
+        fig.add_trace(go.Scatter(x=[p.costs.get(cost)], y=[p.dice], mode="markers",
+                                 name=f"starting preset {p.initial_arch} (trial {p.trial})",
+                                 marker={"size": 13, "symbol": "x", "color": "#d62728"}))
+    fig.update_layout(title=RECOMMEND_TITLE, xaxis_title=_axis(cost), yaxis_title="Dice",
+                      height=420, margin={"t": 50, "l": 60, "r": 20, "b": 50})
+    if cost in ("params", "macs"):
+        fig.update_xaxes(type="log")
+    return fig
+
+
+def strip_figure(trial: int, panels: list[Panel]) -> go.Figure:
+    """The prediction strip as one row of images."""
+    titles = [f"{p.label}: {p.case_id[:24]} (Dice {p.dice:.3f})" for p in panels]
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=titles, horizontal_spacing=0.02)
+    for i, p in enumerate(panels, start=1):
+        fig.add_trace(go.Image(z=p.rgb, name=p.label, hovertemplate=f"{p.case_id}<extra></extra>"), row=1, col=i)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    fig.update_layout(title=STRIP_TITLE.format(trial=trial), height=300, margin={"t": 70, "l": 10, "r": 10, "b": 10})
+    return fig
+
+
+def choice_sections(study, page) -> None:
+    """Add the recommendation and the member cards to ``page`` (a report ``_Page``)."""
+    from nasseg.report.html import _table, esc
+
+    info = choice_info(study)
+    page.heading("Choosing a network")
+    if not info.members:
+        page.note(info.note)
+        return
+    limits = ", ".join(f"{k} <= {v:g}" for k, v in info.limits.items()) or "none"
+    page.note(f"The knee point is the Pareto member closest to the ideal (Dice 1, zero cost) once each "
+              f"objective is scaled over the front; the study's limits: {limits}. Intervals are 95% "
+              "percentile bootstraps over the held-out cases; comparisons with the starting preset are "
+              "paired over the cases both were validated on.")
+    rows = [[esc(r.label), esc(r.trial), esc(r.why), esc(r.vs_preset or "no starting preset in this study")]
+            for r in info.recommendations]
+    page.raw('<div id="recommendation">' + _table(["recommendation", "trial", "why", "compared with the preset"],
+                                                   rows, left={0, 2, 3}) + "</div>")
+    cost = next((c for c in ("macs", "params", "latency", "memory") if c in info.members[0].costs), "params")
+    page.figure(recommend_figure(info, cost))
+    page.heading(f"Pareto members ({len(info.members)})")
+    for m in info.members:
+        page.raw(_card(m, esc))
+        panels, why = _strip(m)
+        if panels:
+            page.figure(strip_figure(m.trial, panels))
+        else:
+            page.note(f"trial {m.trial}: no prediction strip ({why})")
+
+
+def _strip(m: Member) -> tuple[list[Panel], str]:
+    from nasseg.errors import NassegError
+
+    if not m.checkpoint:
+        return [], "the trial recorded no checkpoint"
+    if not m.cases:
+        return [], "the trial stored no per-case results"
+    try:
+        return strip_info(m.checkpoint, m.cases), ""
+    except (NassegError, OSError) as err:
+        return [], str(err)
+
+
+def _card(m: Member, esc) -> str:
+    costs = ", ".join(f"{_axis(k)} {_num(k, v)}" for k, v in m.costs.items())
+    return (f'<section class="fig member" id="member-{m.trial}"><strong>trial {esc(m.trial)}</strong> '
+            f"{esc(m.summary)}<br>Dice {m.dice:.4f} [{m.ci[0]:.4f}, {m.ci[1]:.4f}] over {len(m.cases)} "
+            f"held-out cases; {esc(costs)}"
+            f"<details><summary>configuration (YAML for <code>nasseg train</code>)</summary>"
+            f"<pre>{esc(m.yaml)}</pre></details></section>")
+
+
+def _axis(cost: str) -> str:
+    return {"macs": "GMACs", "params": "parameters", "latency": "latency (ms)", "memory": "memory (MB)"}.get(cost, cost)
+
+
+def _num(k: str, v: float) -> str:
+    return f"{v / 1e6:.3f} M" if k == "params" else f"{v:.3g}"
