@@ -168,3 +168,30 @@ def test_bad_targets_are_one_clear_line(tmp_path, capsys):
     (tmp_path / "x.onnx").write_bytes(b"not onnx")
     assert main(["predict", f"{tmp_path / 'study.yaml'}#x", "--input", ".", "--out", str(tmp_path)]) == 2
     assert "trial number" in capsys.readouterr().err
+
+
+def test_study_trial_predicts_and_exports(tmp_path, capsys):
+    """``STUDY.yaml#N``: the trial's best checkpoint, as a real (tiny) search stored it."""
+    from test_search_helpers import arch_yaml, make_study
+
+    from nasseg.infer import export_network, load_network
+
+    study = make_study(tmp_path, initial_archs=[arch_yaml(tmp_path, "small", 4)], budget={"trials": 1})
+    assert main(["search", str(study), "--no-progress"]) == 0
+    (tmp_path / "in").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (40, 48), dtype=np.uint8)).save(tmp_path / "in" / f"x{i}.jpg")
+    assert main(["predict", f"{study}#0", "--input", str(tmp_path / "in"), "--out", str(tmp_path / "out"),
+                 "--no-progress"]) == 0
+    masks = sorted((tmp_path / "out").iterdir())
+    assert [p.name for p in masks] == ["x0.png", "x1.png", "x2.png"]  # lossy .jpg in, lossless .png out
+    assert all(np.asarray(Image.open(p)).shape == (40, 48) for p in masks)  # resized back from 32x32
+    net = load_network(f"{study}#0")
+    assert net.name == "tiny#0" and net.size == (32, 32)
+    assert export_network(net, "torchscript", tmp_path / "t.pt").max_abs_diff <= 1e-4
+    capsys.readouterr()
+    assert main(["predict", f"{study}#7", "--input", str(tmp_path / "in"), "--out", str(tmp_path)]) == 2
+    assert "has no trial 7" in capsys.readouterr().err
+    assert main(["predict", str(tmp_path / "run"), "--input", str(tmp_path / "in"), "--out", str(tmp_path)]) == 2
+    assert "a study folder; name one of its trials" in capsys.readouterr().err
