@@ -167,16 +167,16 @@ def trial_checkpoint(study_ref: str, number: int) -> tuple[Path, dict[str, Any]]
     checkpoint. Raises ``ConfigError`` when the trial is unknown, failed, infeasible or
     has no checkpoint on disk.
     """
-    from nasseg.search.results import is_feasible, open_result
+    from nasseg.store import feasible, locate
 
-    study = open_result(study_ref)
+    study = locate(study_ref)
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     if number not in trials:
         raise ConfigError(f"{study_ref}: study '{study.study_name}' has no trial {number} "
                           f"(trials 0..{max(trials, default=-1)})")
     t = trials[number]
     a = t.user_attrs
-    if not is_feasible(t):
+    if not feasible(t):
         why = a.get("fail_reason") or a.get("constraint_violation") or t.state.name.lower()
         raise ConfigError(f"{study_ref}#{number}: trial {number} has no usable trained network ({why})")
     source = trials.get(a.get("reused_from"), t)
@@ -194,10 +194,9 @@ def trial_checkpoint(study_ref: str, number: int) -> tuple[Path, dict[str, Any]]
 def _trial_root(ref: str, study: Any) -> Path | None:
     path = Path(ref)
     if path.suffix in (".yaml", ".yml"):
-        from nasseg.search.setup import resolve_out
         from nasseg.search.study import load_study_config
 
-        return Path(resolve_out(load_study_config(path), path)) / "trials"
+        return load_study_config(path).out_dir() / "trials"
     if path.is_dir():
         return path / "trials"
     if path.is_file():

@@ -166,7 +166,7 @@ def _member(t: optuna.trial.FrozenTrial, yaml_text: str, summary: str, values: d
 def _preset(study: optuna.Study, trials: dict[int, Any], names: set[str]) -> Member | None:
     import yaml
 
-    from nasseg.search.results import arch_summary
+    from nasseg.store import arch_summary
 
     for t in trials.values():
         a = t.user_attrs
