@@ -6,6 +6,7 @@ Examples::
     nasseg search studies/quickstart.yaml --backend ray --workers 2
     nasseg pareto studies/quickstart.yaml                 # the Pareto set as a table
     nasseg export studies/quickstart.yaml --trial 8 -o arch.yaml
+    nasseg export studies/quickstart.yaml#8 --format onnx -o model.onnx   # trained, parity-checked
     nasseg bench search                                   # NSGA-II + stopping vs random search
 """
 from __future__ import annotations
@@ -29,6 +30,12 @@ def register(sub: Any) -> None:
                    help="optuna: worker processes sharing the storage; ray: Ray Tune + OptunaSearch")
     p.add_argument("--workers", type=int, default=None, help="parallel trials (default: the study's)")
     p.add_argument("--trials", type=int, default=None, help="override the study's trial budget")
+    p.add_argument("--time", type=float, default=None, metavar="SECONDS",
+                   help="override the study's time budget (no new trial starts after it)")
+    p.add_argument("--epochs", type=int, default=None, help="override the epochs per trial")
+    p.add_argument("--device", default=None, help="override the study's device(s): cpu, cuda, cuda:N or auto")
+    p.add_argument("--output-dir", default=None,
+                   help="override the output folder (a study with other epochs is another study: put it elsewhere)")
     p.add_argument("--address", default=None, help="ray: address of an existing cluster (default: local)")
     p.add_argument("--no-progress", action="store_true", help="no progress display")
     p.set_defaults(func=_search)
@@ -40,11 +47,16 @@ def register(sub: Any) -> None:
     p.add_argument("--csv", default=None, help="also write the table to this CSV file")
     p.set_defaults(func=_pareto)
 
-    p = sub.add_parser("export", help="write one trial's network as an architecture YAML",
-                       description="Write a trial's architecture, ready for `nasseg train` and `nasseg profile`.")
+    p = sub.add_parser("export", help="write a trial's architecture (YAML) or a trained network (ONNX, TorchScript)",
+                       description="Write a trial's architecture, ready for `nasseg train` and `nasseg profile`; "
+                                   "or, with --format onnx|torchscript, a trained network (run folder or "
+                                   "STUDY#N) checked against PyTorch.")
     _target(p)
-    p.add_argument("--trial", type=int, required=True, help="trial number (see `nasseg pareto`)")
-    p.add_argument("-o", "--output", required=True, help="the YAML file to write")
+    p.add_argument("--trial", type=int, help="trial number (see `nasseg pareto`); or write STUDY#N")
+    p.add_argument("-o", "--output", help="the file to write (onnx/torchscript default: NAME.onnx / NAME.pt)")
+    from nasseg.cli.infer_cmds import add_export_args
+
+    add_export_args(p)
     p.set_defaults(func=_export)
 
 
@@ -81,17 +93,22 @@ def _search(args: argparse.Namespace) -> int:
         from nasseg.search.ray_backend import run_search_ray
 
         summary = run_search_ray(args.study, workers=args.workers, trials=args.trials, address=args.address,
-                                 progress=not args.no_progress, command=command)
+                                 progress=not args.no_progress, command=command, overrides=_overrides(args))
     else:
         from nasseg.search.runner import run_search
 
         summary = run_search(args.study, workers=args.workers, trials=args.trials,
-                             progress=not args.no_progress, command=command)
+                             progress=not args.no_progress, command=command, overrides=_overrides(args))
     console = _console()
     states = ", ".join(f"{n} {k}" for k, n in sorted(summary["states"].items()))
     console.print(f"study [bold]{summary['study']}[/]: {states}; storage {escape(summary['storage'])}")
     _print_front(summary["storage"], summary["study"], console)
     return 0
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Study fields the command line replaces (``None`` = the study's own)."""
+    return {"time_s": args.time, "epochs": args.epochs, "device": args.device, "output_dir": args.output_dir}
 
 
 def _print_front(target: str, name: str | None, console: Console, every: bool = False,
@@ -145,9 +162,19 @@ def _pareto(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from nasseg.errors import ConfigError
     from nasseg.search.results import export_trial
     from nasseg.store import locate
 
+    if args.format != "yaml":
+        from nasseg.cli.infer_cmds import export_model
+
+        return export_model(args)
+    if "#" in args.study and args.trial is None:
+        args.study, number = args.study.rsplit("#", 1)
+        args.trial = int(number) if number.isdigit() else None
+    if args.trial is None or not args.output:
+        raise ConfigError("export --format yaml: give the trial (--trial N or STUDY#N) and the file (-o FILE)")
     study = locate(args.study, args.study_name)
     cfg = export_trial(study, args.trial, args.output)
     _console().print(f"wrote {escape(args.output)}: trial {args.trial} of {study.study_name} "

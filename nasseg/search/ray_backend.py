@@ -163,12 +163,13 @@ def _trainable(config: dict[str, Any], prep: Prepared, trainer: Trainer | None, 
 
 def run_search_ray(study_path: str | Path, *, workers: int | None = None, trials: int | None = None,
                    address: str | None = None, trainer: Trainer | None = None, progress: bool = True,
-                   command: str = "") -> dict[str, Any]:
-    """Create or resume the study and run it under Ray Tune (see the module docstring)."""
+                   command: str = "", overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Create or resume the study and run it under Ray Tune (see the module docstring);
+    ``overrides`` as for :func:`nasseg.search.runner.run_search`."""
     from nasseg.search.monitor import Monitor
     from nasseg.search.runner import GRACE_S, budget_left, summarise
 
-    prep = prepare(study_path, workers=workers, trials=trials, command=command)
+    prep = prepare(study_path, workers=workers, trials=trials, command=command, overrides=overrides)
     study = open_study(prep, create=True)
     recover_stale(study, GRACE_S)
     left = budget_left(prep, study)

@@ -138,7 +138,8 @@ def _worker_main(prep: Prepared, worker: int, device: str, trainer: Trainer | No
 
 def run_search(study_path: str | Path, *, workers: int | None = None, trials: int | None = None,
                trainer: Trainer | None = None, progress: bool = True, command: str = "",
-               on_trial: Callable[[Any], None] | None = None) -> dict[str, Any]:
+               on_trial: Callable[[Any], None] | None = None,
+               overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Create or resume the study of ``study_path`` and run it to its budget.
 
     Args:
@@ -148,13 +149,15 @@ def run_search(study_path: str | Path, *, workers: int | None = None, trials: in
         trainer: the training function (tests pass a counting wrapper of the real one).
         progress: show the rich progress display.
         command: the command line, stored with a new study.
+        overrides: study fields replaced for this run (``device``, ``epochs``, ``time_s``,
+            ``output_dir``; see :func:`nasseg.search.setup.prepare`).
 
     Returns:
         A summary: counts by state, the storage URL, the Pareto set's trial numbers.
     """
     from nasseg.search.monitor import Monitor
 
-    prep = prepare(study_path, workers=workers, trials=trials, command=command)
+    prep = prepare(study_path, workers=workers, trials=trials, command=command, overrides=overrides)
     study = open_study(prep, create=True)
     recover_stale(study, GRACE_S)
     n = prep.cfg.workers

@@ -46,9 +46,33 @@ class Prepared:
     command: str = ""
 
 
+_BUDGET_KEYS = ("trials", "trial_epochs", "time_s")
+
+
+def with_overrides(cfg: StudyConfig, overrides: dict[str, Any], where: str) -> StudyConfig:
+    """``cfg`` with top-level or budget fields replaced (``None`` = keep), validated again.
+
+    Example:
+        >>> with_overrides(load_study_config("studies/quickstart.yaml"), {"epochs": 2, "time_s": 60}, "q").epochs
+        2
+    """
+    from nasseg.configio import validate
+
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if not given:
+        return cfg
+    raw = cfg.model_dump(mode="json", exclude_unset=True)
+    budget = {**raw.get("budget", {}), **{k: given.pop(k) for k in _BUDGET_KEYS if k in given}}
+    return validate(StudyConfig, {**raw, **given, "budget": budget}, f"{where} (with command-line overrides)")
+
+
 def prepare(path: str | Path, *, workers: int | None = None, trials: int | None = None,
-            command: str = "") -> Prepared:
+            command: str = "", overrides: dict[str, Any] | None = None) -> Prepared:
     """Load and check a study YAML and everything it names (space, data, presets).
+
+    ``overrides`` replace top-level study fields or budget fields for this run, e.g.
+    ``{"device": "cpu", "epochs": 2, "time_s": 600, "output_dir": "runs/quick"}`` (``None``
+    values are ignored); they are validated like the file.
 
     Raises:
         ConfigError: naming the file and the field at fault.
@@ -57,10 +81,8 @@ def prepare(path: str | Path, *, workers: int | None = None, trials: int | None 
     from nasseg.train import TrainConfig
 
     path = Path(path)
-    cfg = load_study_config(path)
-    if workers is not None or trials is not None:
-        budget = cfg.budget.model_copy(update={"trials": trials} if trials else {})
-        cfg = cfg.model_copy(update={"workers": workers or cfg.workers, "budget": budget})
+    cfg = with_overrides(load_study_config(path), {**(overrides or {}), "workers": workers, "trials": trials},
+                         str(path))
     src = str(path)
     devices = resolve_devices(cfg.devices, src)
     cfg = cfg.model_copy(update={"device": devices})
