@@ -75,6 +75,10 @@ class SyntheticConfig(_Strict):
         channels: image channels.
         seed: generator seed; case ``i`` depends only on (seed, i).
         noise: scale of the noise and contrast difficulty (1.0 = default).
+        task: ``lesions`` (default: textured lesions among curves, rings and dots of the same
+            intensities) or ``context`` (binary; lesions are told from same-looking small
+            dots and hollow rings only by size and shape, so the receptive field decides;
+            the quickstart's task, see :func:`nasseg.data.synthetic.context_case`).
 
     The image size is the top-level :attr:`DataConfig.size` (default 64 in 2D, 32 in 3D).
     """
@@ -85,6 +89,7 @@ class SyntheticConfig(_Strict):
     channels: int = Field(1, ge=1, le=4)
     seed: int = 0
     noise: float = Field(1.0, ge=0.0)
+    task: Literal["lesions", "context"] = "lesions"
 
 
 class AugmentConfig(_Strict):

@@ -42,9 +42,14 @@ def make_synthetic(cfg: DataConfig) -> SegDataset:
     images, labels = [], []
     for i in range(n):
         rng = np.random.default_rng([s.seed, i])
-        img, lab = synth_case(rng, shape, classes=s.classes, channels=s.channels, noise=s.noise)
+        if s.task == "context":
+            img, lab = context_case(rng, shape, channels=s.channels, noise=s.noise)
+        else:
+            img, lab = synth_case(rng, shape, classes=s.classes, channels=s.channels, noise=s.noise)
         images.append(normalise(img))
         labels.append(lab)
+    if s.task == "context" and s.classes != 1:
+        raise ValueError("synthetic task 'context' is binary (classes: 1)")
     names = ["background"] + (["lesion"] if s.classes == 1 else [f"lesion_{k}" for k in range(1, s.classes + 1)])
     return SegDataset(
         kind="synthetic", spatial_dims=s.spatial_dims, in_channels=s.channels,
@@ -100,16 +105,62 @@ def synth_case(rng: np.random.Generator, shape: tuple[int, ...], *, classes: int
     return np.stack(chans).astype(np.float32), label
 
 
+def context_case(rng: np.random.Generator, shape: tuple[int, ...], *, channels: int = 1,
+                 noise: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Draw one case of the ``context`` task: lesions that only their whole shape reveals.
+
+    The image is split into 2 x 2 (x 2) cells; each cell holds at most one object, all of the
+    same brightness and texture: *lesions* (filled star-shaped blobs, radius 16-22 % of the
+    image; labelled), *rings* (the same blobs with a small hole: their walls are as thick as
+    a lesion is wide, up to the hole) and small *dots*. A pixel of a ring's wall looks like
+    a lesion's unless the network sees the hole, up to a lesion's radius away: networks with
+    two resolution levels or small kernels cannot see that far, deeper ones can, so the task
+    ranks architectures by their receptive field within a few epochs.
+
+    Returns:
+        ``(image [channels, *shape] float32, label [*shape] uint8 in {0, 1})``.
+    """
+    dims, size = len(shape), float(min(shape))
+    grid = np.stack(np.meshgrid(*[np.arange(n, dtype=np.float32) for n in shape], indexing="ij"))
+    image = _smooth_noise(rng, shape, size / 4) * rng.uniform(0.1, 0.3)
+    label = np.zeros(shape, np.uint8)
+    contrast = rng.uniform(1.0, 1.6)
+    cells = [np.array(c, np.float32) for c in np.ndindex(*([2] * dims))]
+    kinds = ["lesion"] * int(rng.integers(1, 3)) + ["ring"] * int(rng.integers(1, 3))
+    kinds += ["dot", "none"][: len(cells) - len(kinds)]
+    for cell, kind in zip([cells[i] for i in rng.permutation(len(cells))], kinds):
+        radius = (rng.uniform(0.19, 0.24) if kind != "dot" else rng.uniform(0.04, 0.07)) * size
+        half = np.array(shape, np.float32) / 2
+        room = np.maximum(half / 2 - radius * 1.15, 0)
+        centre = (cell + 0.5) * half + rng.uniform(-room, room)
+        if kind == "none":
+            continue
+        mask = _blob(rng, grid, shape, radius, centre)
+        if kind == "ring":
+            hole = np.sqrt(((grid - centre.reshape(-1, *[1] * dims)) ** 2).sum(0)) < radius * rng.uniform(0.3, 0.45)
+            mask = mask * ~hole
+        image = image + mask * contrast * rng.uniform(0.85, 1.15)
+        if kind == "lesion":
+            label[mask > 0.5] = 1
+    sigma = rng.uniform(0.15, 0.3) * noise
+    chans = [image + rng.normal(0, sigma, shape) for _ in range(channels)]
+    return np.stack(chans).astype(np.float32), label
+
+
 def _smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], sigma: float) -> np.ndarray:
     field = ndimage.gaussian_filter(rng.standard_normal(shape).astype(np.float32), sigma, mode="wrap")
     return field / max(float(field.std()), 1e-6)
 
 
-def _blob(rng: np.random.Generator, grid: np.ndarray, shape: tuple[int, ...], radius: float) -> np.ndarray:
-    """A filled star-shaped object with soft (blurred) edges, values in [0, 1]."""
+def _blob(rng: np.random.Generator, grid: np.ndarray, shape: tuple[int, ...], radius: float,
+          centre: np.ndarray | None = None) -> np.ndarray:
+    """A filled star-shaped object with soft (blurred) edges, values in [0, 1]; placed at
+    ``centre`` or at a random position."""
     dims = len(shape)
-    margin = np.minimum(np.array(shape) * 0.5, radius)
-    centre = np.array([rng.uniform(m * 0.6, n - m * 0.6) for m, n in zip(margin, shape)], np.float32)
+    if centre is None:
+        margin = np.minimum(np.array(shape) * 0.5, radius)
+        centre = np.array([rng.uniform(m * 0.6, n - m * 0.6) for m, n in zip(margin, shape)], np.float32)
+    centre = np.asarray(centre, np.float32)
     d = grid - centre.reshape(-1, *[1] * dims)
     q, _ = np.linalg.qr(rng.standard_normal((dims, dims)))
     scales = rng.uniform(0.6, 1.4, dims)
