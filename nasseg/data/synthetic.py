@@ -110,10 +110,10 @@ def context_case(rng: np.random.Generator, shape: tuple[int, ...], *, channels: 
     """Draw one case of the ``context`` task: lesions that only their whole shape reveals.
 
     The image is split into 2 x 2 (x 2) cells; each cell holds at most one object, all of the
-    same brightness and texture: *lesions* (filled star-shaped blobs, radius 16-22 % of the
-    image; labelled), *rings* (the same blobs with a small hole: their walls are as thick as
-    a lesion is wide, up to the hole) and small *dots*. A pixel of a ring's wall looks like
-    a lesion's unless the network sees the hole, up to a lesion's radius away: networks with
+    same brightness and texture: *lesions* (filled star-shaped blobs, radius 20-24 % of the
+    image; labelled), *rings* (the same blobs with a hole of a quarter to a third of their
+    radius: their walls are thicker than the hole) and small *dots*. A pixel of a ring's wall
+    looks like a lesion's unless the network sees the hole, up to a lesion's radius away: networks with
     two resolution levels or small kernels cannot see that far, deeper ones can, so the task
     ranks architectures by their receptive field within a few epochs.
 
@@ -129,7 +129,7 @@ def context_case(rng: np.random.Generator, shape: tuple[int, ...], *, channels: 
     kinds = ["lesion"] * int(rng.integers(1, 3)) + ["ring"] * int(rng.integers(1, 3))
     kinds += ["dot", "none"][: len(cells) - len(kinds)]
     for cell, kind in zip([cells[i] for i in rng.permutation(len(cells))], kinds):
-        radius = (rng.uniform(0.19, 0.24) if kind != "dot" else rng.uniform(0.04, 0.07)) * size
+        radius = (rng.uniform(0.2, 0.24) if kind != "dot" else rng.uniform(0.04, 0.07)) * size
         half = np.array(shape, np.float32) / 2
         room = np.maximum(half / 2 - radius * 1.15, 0)
         centre = (cell + 0.5) * half + rng.uniform(-room, room)
@@ -137,7 +137,7 @@ def context_case(rng: np.random.Generator, shape: tuple[int, ...], *, channels: 
             continue
         mask = _blob(rng, grid, shape, radius, centre)
         if kind == "ring":
-            hole = np.sqrt(((grid - centre.reshape(-1, *[1] * dims)) ** 2).sum(0)) < radius * rng.uniform(0.3, 0.45)
+            hole = np.sqrt(((grid - centre.reshape(-1, *[1] * dims)) ** 2).sum(0)) < radius * rng.uniform(0.25, 0.38)
             mask = mask * ~hole
         image = image + mask * contrast * rng.uniform(0.85, 1.15)
         if kind == "lesion":
