@@ -36,9 +36,7 @@ def _held_out(run: Path) -> tuple[list[str], dict[tuple[str, int], float]]:
     """The run's held-out cases (test split if it has one) and their per-case Dice."""
     split = json.loads((run / "split.json").read_text())
     which = "test" if split.get("test") else "val"
-    rows = list(csv.DictReader(open(run / "per_case.csv")))
-    if rows and "split" in rows[0]:
-        rows = [r for r in rows if r["split"] == which]
+    rows = list(csv.DictReader(open(run / ("test_per_case.csv" if which == "test" else "per_case.csv"))))
     return split[which], {(r["case_id"], int(r["class"])): float(r["dice"]) for r in rows}
 
 
@@ -54,7 +52,7 @@ def dsb_run(tmp_path_factory):
     if not data.is_dir():
         pytest.skip("real datasets not found")
     tmp = tmp_path_factory.mktemp("dsb")
-    return _train(tmp, TINY2D, data, "--max-cases", "40", "--val-fraction", "0.5"), data
+    return _train(tmp, TINY2D, data, "--max-cases", "50", "--val-fraction", "0.2", "--test-fraction", "0.4"), data
 
 
 def test_predict_dsb2018_reproduces_run_dice(dsb_run, tmp_path, capsys):
@@ -116,7 +114,7 @@ def test_predict_hippocampus_keeps_nifti_geometry(shared_data, tmp_path):
     import nibabel as nib
 
     data = shared_data / "msd_hippocampus"
-    run = _train(tmp_path, TINY3D, data, "--max-cases", "8", "--val-fraction", "0.25")
+    run = _train(tmp_path, TINY3D, data, "--max-cases", "8", "--val-fraction", "0.25", "--test-fraction", "0.25")
     cases, dice = _held_out(run)
     inputs = tmp_path / "in"
     inputs.mkdir()

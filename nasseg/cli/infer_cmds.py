@@ -82,12 +82,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     net = load_network(args.network, _device(args.device))
     summary, rows = evaluate_network(net, args.data, out_dir=args.out, batch_size=args.batch_size,
                                      max_cases=args.max_cases)
-    table = Table(title=f"{net.name} on {escape(str(args.data))}: {len({r['case_id'] for r in rows})} cases "
-                        "(per-case means; HD95 in voxels)")
+    table = Table(title="per-case means (distances in voxels or mm, as training reports them)")
     for col in summary:
         table.add_column(col, justify="right")
     table.add_row(*[f"{v:.4f}" for v in summary.values()])
     console = Console()
+    console.print(f"{net.name} scored on {len({r['case_id'] for r in rows})} cases of {escape(str(args.data))}")
     console.print(table)
     if args.out:
         console.print(f"per-case rows: {escape(str(Path(args.out) / 'per_case.csv'))}; "
