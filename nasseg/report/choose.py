@@ -1,8 +1,8 @@
 """Helping choose a network from a search's Pareto set: data only (figures in
 :mod:`nasseg.report.choose_html`).
 
-For each Pareto member: its costs, its validation Dice with a 95 % bootstrap interval over
-the held-out cases, and its architecture as YAML. Then the recommendations:
+For each Pareto member: its costs, its validation Dice with a 95 % interval over the
+held-out cases (the statistics' mixed model, one seed), and its architecture as YAML. Then the recommendations:
 
 - **knee point**: the member closest to the ideal point (Dice 1, costs 0) after each
   objective is scaled to [0, 1] over the front's own range -- the compromise that gives
@@ -12,8 +12,8 @@ the held-out cases, and its architecture as YAML. Then the recommendations:
 - **best under each constraint the study names** (``limits``: max params, GMACs, ...):
   the highest-Dice member within the limit, and within half and a quarter of it.
 - **the preset the study started from** (``initial_archs``): each recommendation's Dice
-  difference to it, with a paired bootstrap interval over the cases both were validated
-  on, and its cost ratios.
+  difference to it, with a paired interval over the cases both were validated on, and its
+  cost ratios.
 
 Example:
     >>> info = choice_info(study)                             # doctest: +SKIP
@@ -30,7 +30,7 @@ import optuna
 
 from nasseg.report.data import objectives_of, pareto_table_info
 
-__all__ = ["ChoiceInfo", "Member", "Recommendation", "choice_info", "case_dice", "bootstrap_ci"]
+__all__ = ["ChoiceInfo", "Member", "Recommendation", "choice_info", "case_dice", "mean_ci"]
 
 _LIMIT_NAMES = {"params": "params", "macs": "GMACs", "latency": "latency (ms)", "memory": "memory (MB)"}
 
@@ -87,15 +87,21 @@ def case_dice(per_case: list[dict] | None) -> dict[str, float]:
     return {c: float(np.mean(v)) for c, v in by_case.items()}
 
 
-def bootstrap_ci(values: np.ndarray, n_resamples: int = 4000, seed: int = 0) -> tuple[float, float]:
-    """95 % percentile bootstrap interval of the mean over cases (the cases-only case of
-    :func:`nasseg.ablation.stats.crossed_bootstrap_ci`: one training seed)."""
-    from nasseg.ablation.stats import crossed_bootstrap_ci
+def mean_ci(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
+    """Interval of the mean over cases from the statistics' mixed model
+    (:func:`nasseg.ablation.stats.fit_crossed` with one training seed: a t interval).
+
+    Example:
+        >>> lo, hi = mean_ci(np.array([0.8, 0.9, 0.85, 0.95]))
+        >>> round(lo, 3), round(hi, 3)
+        (0.772, 0.978)
+    """
+    from nasseg.ablation.stats import fit_crossed
 
     v = np.asarray(values, dtype=float)
-    if v.size == 0:
+    if v.size < 2:
         return (float("nan"), float("nan"))
-    return crossed_bootstrap_ci(v[None, :], n_resamples=n_resamples, seed=seed)
+    return fit_crossed(v[None, :]).ci(confidence)
 
 
 def choice_info(study: optuna.Study) -> ChoiceInfo:
@@ -140,7 +146,7 @@ def compare(m: Member, ref: Member) -> str:
     parts = []
     if common:
         d = np.array([m.cases[c] - ref.cases[c] for c in common])
-        lo, hi = bootstrap_ci(d)
+        lo, hi = mean_ci(d)
         parts.append(f"{d.mean():+.3f} Dice [{lo:+.3f}, {hi:+.3f}] over {len(common)} paired cases")
     else:
         parts.append(f"{m.dice - ref.dice:+.3f} Dice")
@@ -160,7 +166,7 @@ def _member(t: optuna.trial.FrozenTrial, yaml_text: str, summary: str, values: d
     costs = {k: float(v) for k, v in raw.items() if v is not None}
     costs.update({k: v for k, v in values.items() if k in _LIMIT_NAMES})
     return Member(t.number, a.get("arch_id", ""), summary, yaml_text, values, costs, dice,
-                  bootstrap_ci(np.array(list(cases.values()))), cases, a.get("checkpoint"), a.get("initial_arch"))
+                  mean_ci(np.array(list(cases.values()))), cases, a.get("checkpoint"), a.get("initial_arch"))
 
 
 def _preset(study: optuna.Study, trials: dict[int, Any], names: set[str]) -> Member | None:

@@ -18,7 +18,7 @@ _MARKERS = {"knee point": "star", "highest Dice": "diamond"}
 
 
 def recommend_figure(info: ChoiceInfo, cost: str) -> go.Figure:
-    """Dice (with bootstrap interval) against ``cost`` for the Pareto members; the
+    """Dice (with its 95% interval) against ``cost`` for the Pareto members; the
     recommended ones and the starting preset marked."""
     members = info.members
     fig = go.Figure()
@@ -70,8 +70,8 @@ def choice_sections(study, page) -> None:
     limits = ", ".join(f"{k} <= {v:g}" for k, v in info.limits.items()) or "none"
     page.note(f"The knee point is the Pareto member closest to the ideal (Dice 1, zero cost) once each "
               f"objective is scaled over the front; the study's limits: {limits}. Intervals are 95% "
-              "percentile bootstraps over the held-out cases; comparisons with the starting preset are "
-              "paired over the cases both were validated on.")
+              "intervals over the validation cases (the statistics' mixed model, one training seed); "
+              "comparisons with the starting preset are paired over the cases both were validated on.")
     rows = [[esc(r.label), esc(r.trial), esc(r.why), esc(r.vs_preset or "no starting preset in this study")]
             for r in info.recommendations]
     page.raw('<div id="recommendation">' + _table(["recommendation", "trial", "why", "compared with the preset"],
