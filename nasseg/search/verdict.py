@@ -19,7 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from nasseg.store import constraints, fail_reason, feasible, retries, study_record
 
-__all__ = ["distinct_counts", "search_verdict"]
+__all__ = ["search_verdict"]
 
 
 def _short(reason: str) -> str:
@@ -65,14 +65,3 @@ def search_verdict(study: optuna.Study, trials: list[FrozenTrial] | None = None)
     if failed:
         fixes.append("see every reason with `nasseg pareto STUDY --all`")
     return "; ".join(parts) + ("; " + " and ".join(fixes) if fixes else "")
-
-
-def distinct_counts(trials: list[FrozenTrial]) -> dict[str, int]:
-    """``{"proposals": n, "trained": m}``: trials the sampler proposed (re-queued copies
-    not counted twice) and distinct architectures actually trained."""
-    retried = retries(trials)
-    proposals = sum(t.state != TrialState.WAITING and t.number not in retried for t in trials)
-    trained = {t.user_attrs.get("arch_id") for t in trials
-               if t.state == TrialState.COMPLETE and t.user_attrs.get("trained", True)
-               and t.user_attrs.get("reused_from") is None and t.user_attrs.get("arch_id")}
-    return {"proposals": proposals, "trained": len(trained)}

@@ -1,0 +1,65 @@
+"""Distinct proposals: each worker and each resume samples from its own random stream,
+and a re-proposed architecture does not use up the budget.
+
+Every process used to seed its sampler with the study's seed, so a resumed or parallel
+run replayed the first run's random proposals: across six quickstart runs, 12 trials
+trained 1, 2, 2, 2, 3 and 8 distinct architectures. Now:
+
+- :func:`worker_seed` derives a worker's sampler seed from the study seed, the worker
+  index and the number of trials already stored (so a resume continues with new draws,
+  and the same history gives the same seeds: runs stay reproducible);
+- a proposal whose architecture was already trained is answered from the record
+  (``reused_from``, see :mod:`nasseg.search.objective`) and :func:`budget_used` does not
+  count it; :func:`max_proposals` caps all proposals, so a sampler that only re-proposes
+  known networks (a small or converged space) still ends the search;
+- :func:`distinct_counts` reports both numbers.
+
+Example:
+    >>> worker_seed(0, 0, 0) != worker_seed(0, 1, 0) != worker_seed(0, 0, 12)
+    True
+"""
+from __future__ import annotations
+
+import hashlib
+
+from optuna.trial import FrozenTrial, TrialState
+
+from nasseg.store import counted, retries
+
+__all__ = ["budget_used", "distinct_counts", "max_proposals", "worker_seed"]
+
+PROPOSALS_PER_TRIAL = 3
+"""At most this many proposals (re-proposed architectures included) per budgeted trial."""
+
+
+def worker_seed(study_seed: int, worker: int, stored_trials: int) -> int:
+    """A 31-bit sampler seed from the study seed, the worker and the trials stored so far."""
+    digest = hashlib.sha256(f"{study_seed}:{worker}:{stored_trials}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+def _reused(t: FrozenTrial) -> bool:
+    return t.user_attrs.get("reused_from") is not None
+
+
+def budget_used(trials: list[FrozenTrial]) -> tuple[int, int]:
+    """``(evaluated, proposals)``: trials that use up the budget (every counted trial but the
+    re-proposals of an already trained architecture) and all counted proposals."""
+    retried = retries(trials)
+    mine = [t for t in trials if counted(t, retried)]
+    return sum(not _reused(t) for t in mine), len(mine)
+
+
+def max_proposals(trials_budget: int) -> int:
+    """The most proposals a search with a budget of ``trials_budget`` trials makes."""
+    return PROPOSALS_PER_TRIAL * trials_budget
+
+
+def distinct_counts(trials: list[FrozenTrial]) -> dict[str, int]:
+    """``{"proposals", "reused", "trained"}``: counted proposals, those answered from an
+    earlier trial's record, and the distinct architectures actually trained."""
+    evaluated, proposals = budget_used(trials)
+    trained = {t.user_attrs.get("arch_id") for t in trials
+               if t.state == TrialState.COMPLETE and t.user_attrs.get("trained", True) and not _reused(t)}
+    trained.discard(None)
+    return {"proposals": proposals, "reused": proposals - evaluated, "trained": len(trained)}
