@@ -40,6 +40,12 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
+class NothingFound(NassegError):
+    """A run ended without a usable result (no feasible or no completed trial): exit code 3."""
+
+    exit_code = 3
+
+
 class ResourceError(NassegError):
     """The machine ran out of a resource (memory); the message names the setting to lower."""
 

@@ -2,6 +2,8 @@
 crash recovery, resumption, and the statistics table checked against the stored runs."""
 from __future__ import annotations
 
+import socket
+import subprocess
 
 import numpy as np
 import optuna
@@ -37,9 +39,12 @@ def finished(tmp_path_factory):
     cfg = load_ablation(path)
     lines: list[str] = []
     run_ablation(cfg, where=str(path), command="nasseg ablate tiny.yaml", echo=lines.append, max_runs=1)
-    # a process killed mid-run leaves its trial RUNNING
+    # a process killed mid-run leaves its trial RUNNING, owned by a process that is gone
     study = optuna.load_study(study_name="tiny", storage=cfg.storage_url())
     ghost = study.ask()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    ghost.set_user_attr("owner", {"host": socket.gethostname(), "pid": dead.pid, "start": None})
     ghost.set_user_attr("variant", "irsc")
     ghost.set_user_attr("seed", 0)
     run_ablation(cfg, where=str(path), command="nasseg ablate tiny.yaml", echo=lines.append)

@@ -4,9 +4,12 @@ The study lives in the study store (:mod:`nasseg.store`): an ablation
 :class:`~nasseg.store.records.StudyRecord`, and one trial record per run, trained and
 recorded by :func:`nasseg.runs.train_and_record` (the path search trials take). Crash
 safety: each run is an ``ask()``, its record, then ``tell()``, so a finished run is in
-the storage the moment it ends. On start, trials left RUNNING by a killed process are
-told FAIL (read back as ``interrupted``) and their (variant, seed) runs again; pairs
-already COMPLETE are skipped. One process per study at a time.
+the storage the moment it ends. Several processes may run one study together: each
+claims a (variant, seed) pair under the study's run lock (:mod:`nasseg.store.claims`:
+``ask()`` and the owner written before the lock is released), skips pairs COMPLETE or
+claimed by a live process, and waits for the others' runs before it returns. A RUNNING
+trial is told FAIL (read back as ``interrupted``) only when its owner is dead, and its
+pair runs again.
 
 Example:
     >>> cfg = load_ablation("studies/cmunext_skip_ablation.yaml", profile="cpu")
@@ -14,7 +17,9 @@ Example:
 """
 from __future__ import annotations
 
+import datetime as dt
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -31,10 +36,16 @@ from nasseg.ablation.design import (
 )
 from nasseg.errors import ConfigError
 from nasseg.store import StudyRecord, TrialWriter, create_or_open, study_record, trial_record, update_record
-from nasseg.store.storage import now_iso
+from nasseg.store.claims import claim, live_claim, run_lock
+from nasseg.store.storage import now_iso, stale_reason
 from nasseg.versions import provenance, versions
 
 __all__ = ["AblationPlan", "open_study", "plan", "recover_interrupted", "run_ablation"]
+
+GRACE_S = 600.0
+"""Seconds without heartbeat after which a run owned by another host is stale."""
+WAIT_S = 2.0
+"""Seconds between looks at the storage while other processes finish their runs."""
 
 _ANALYSIS_ONLY = ("seeds", "stats", "profiles", "description", "storage", "out_dir")
 """Config fields that may change between resumptions without invalidating stored runs."""
@@ -145,13 +156,16 @@ def open_study(p: AblationPlan, command: str) -> optuna.Study:
 
 
 def recover_interrupted(study: optuna.Study) -> list[int]:
-    """Tell FAIL the trials left RUNNING by a killed process (read back as ``interrupted``).
+    """Tell FAIL the trials left RUNNING by a dead process (read back as ``interrupted``);
+    a trial whose owner still runs is never touched (see :func:`nasseg.store.storage.stale_reason`).
 
     Returns:
         The numbers of the trials it marked.
     """
     marked = []
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        if stale_reason(t, GRACE_S) is None:
+            continue
         try:
             study.tell(t.number, state=optuna.trial.TrialState.FAIL)
         except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError, ValueError):
@@ -190,21 +204,41 @@ def run_ablation(cfg: AblationConfig, *, where: str = "study", command: str = ""
 
     p = plan(cfg, where)
     study = open_study(p, command)
-    for n in recover_interrupted(study):
-        echo(f"trial {n} was interrupted; its run will be repeated")
-    done = {(r.variant, r.seed) for r in map(trial_record, study.get_trials(
-        deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))}
-    todo = [(s, v) for s in cfg.seed_list() for v in p.variants if (v.name, s) not in done]
-    total = len(cfg.seed_list()) * len(p.variants)
+    out_dir = cfg.resolved_out_dir()
+    with run_lock(out_dir):
+        for n in recover_interrupted(study):
+            echo(f"trial {n} was interrupted; its run will be repeated")
+    order = [(s, v) for s in cfg.seed_list() for v in p.variants]
+    done = _pairs(study, complete=True)
+    total = len(order)
+    left = total - len(done & {(v.name, s) for s, v in order})
     echo(f"study '{cfg.name}': {len(p.variants)} variants x {len(cfg.seed_list())} seeds = {total} runs, "
-         f"{total - len(todo)} already complete; storage {cfg.storage_url()}")
+         f"{total - left} already complete; storage {cfg.storage_url()}")
     costs = {v.name: profile(p.archs[v.name], p.input_shape, latency=False).to_dict() for v in p.variants}
-    runs_dir = cfg.resolved_out_dir() / "runs"
-    for i, (seed, v) in enumerate(todo[:max_runs] if max_runs is not None else todo, 1):
-        arch = p.archs[v.name]
-        writer = TrialWriter(study.ask())
-        writer.set(variant=v.name, factors=v.levels, is_baseline=v.is_baseline, seed=seed,
-                   arch=arch.canonical(), arch_id=arch_id(arch), cost=costs[v.name])
+    runs_dir = out_dir / "runs"
+    attempted: set[tuple[str, int]] = set()
+    since = dt.datetime.now()
+    ran = 0
+    while max_runs is None or ran < max_runs:
+        with run_lock(out_dir):  # one claim at a time: ask() and the owner are written together
+            for n in recover_interrupted(study):
+                echo(f"trial {n} was interrupted; its run will be repeated")
+            busy = _pairs(study, complete=True) | _pairs(study, live=True) | _pairs(study, failed_since=since)
+            busy |= attempted
+            nxt = next(((s, v) for s, v in order if (v.name, s) not in busy), None)
+            if nxt is not None:
+                seed, v = nxt
+                arch = p.archs[v.name]
+                writer = claim(TrialWriter(study.ask()), variant=v.name, factors=v.levels,
+                               is_baseline=v.is_baseline, seed=seed, arch=arch.canonical(),
+                               arch_id=arch_id(arch), cost=costs[v.name])
+        if nxt is None:
+            if not _pairs(study, live=True) - attempted:
+                break
+            time.sleep(WAIT_S)  # other processes still run pairs; a dead one's pair comes back
+            continue
+        attempted.add((v.name, seed))
+        ran += 1
         tcfg = TrainConfig.build({**p.train, "seed": seed}, where=f"{where}: train")
         try:
             run = train_and_record(writer, arch, p.data, tcfg, progress=progress,
@@ -215,13 +249,30 @@ def run_ablation(cfg: AblationConfig, *, where: str = "study", command: str = ""
             raise
         if not run.ok:
             study.tell(writer.trial, state=optuna.trial.TrialState.FAIL)
-            echo(f"[{i}/{len(todo)}] {v.name} seed {seed}: FAILED ({run.reason})")
+            echo(f"[{ran}/{left}] {v.name} seed {seed}: FAILED ({run.reason})")
             continue
         study.tell(writer.trial, [run.dice])
-        echo(f"[{i}/{len(todo)}] {v.name} seed {seed}: dice {run.dice:.4f} ({run.result.seconds:.1f} s)")
-    if not todo:
+        echo(f"[{ran}/{left}] {v.name} seed {seed}: dice {run.dice:.4f} ({run.result.seconds:.1f} s)")
+    if not ran:
         echo("nothing to run")
     return study
+
+
+def _pairs(study: optuna.Study, *, complete: bool = False, live: bool = False,
+           failed_since: dt.datetime | None = None) -> set[tuple[str, int]]:
+    """(variant, seed) pairs of the COMPLETE trials, of those claimed by a live process, or of
+    those that failed (not interrupted) after ``failed_since`` (retried at the next start,
+    not by every process of this one)."""
+    out = set()
+    for t in study.get_trials(deepcopy=False):
+        failed = (failed_since is not None and t.state == optuna.trial.TrialState.FAIL
+                  and t.user_attrs.get("fail_reason") not in (None, "interrupted")
+                  and t.datetime_start is not None and t.datetime_start >= failed_since)
+        if (complete and t.state == optuna.trial.TrialState.COMPLETE) or (live and live_claim(t)) or failed:
+            r = trial_record(t)
+            if r.variant is not None:
+                out.add((r.variant, r.seed))
+    return out
 
 
 def describe_plan(p: AblationPlan) -> list[dict[str, Any]]:

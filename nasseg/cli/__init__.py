@@ -7,6 +7,7 @@ Each pipeline stage owns one module here that adds its sub-commands through
 - exit 2: an error the user can fix (:class:`nasseg.errors.NassegError`, a bad count
   such as ``--trials -3``, out of memory): one line naming the cause and the fix;
 - exit 1: an internal error (a bug): one line, and the traceback only with ``--debug``;
+- exit 3: a search that ended with no feasible or no completed trial (a summary says why);
 - exit 130: interrupted (Ctrl-C).
 """
 from __future__ import annotations
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except NassegError as err:
         print(f"nasseg: error: {err}", file=sys.stderr)
-        return 2
+        return getattr(err, "exit_code", 2)
     except KeyboardInterrupt:
         print("nasseg: interrupted; everything completed so far is saved.", file=sys.stderr)
         return 130

@@ -20,6 +20,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from nasseg.errors import NothingFound
+
 
 def register(sub: Any) -> None:
     """Add ``search``, ``pareto`` and ``export`` to the top-level sub-parsers."""
@@ -102,6 +104,11 @@ def _search(args: argparse.Namespace) -> int:
     console = _console()
     states = ", ".join(f"{n} {k}" for k, n in sorted(summary["states"].items()))
     console.print(f"study [bold]{summary['study']}[/]: {states}; storage {escape(summary['storage'])}")
+    if "trained" in summary:
+        console.print(f"{summary['trained']} distinct architectures trained; {summary['proposals']} proposals, "
+                      f"{summary['reused']} of them answered from an earlier trial's record")
+    if summary.get("verdict"):
+        raise NothingFound(f"study {summary['study']}: {summary['verdict']}")
     _print_front(summary["storage"], summary["study"], console)
     return 0
 

@@ -9,8 +9,9 @@ trained 1, 2, 2, 2, 3 and 8 distinct architectures. Now:
   index and the number of trials already stored (so a resume continues with new draws,
   and the same history gives the same seeds: runs stay reproducible);
 - a proposal whose architecture was already trained is answered from the record
-  (``reused_from``, see :mod:`nasseg.search.objective`) and :func:`budget_used` does not
-  count it; :func:`max_proposals` caps all proposals, so a sampler that only re-proposes
+  (``reused_from``, see :mod:`nasseg.search.objective`; one over a limit is rejected again
+  from its cached cost), and :func:`budget_used` counts distinct architectures, not
+  proposals; :func:`max_proposals` caps all proposals, so a sampler that only re-proposes
   known networks (a small or converged space) still ends the search;
 - :func:`distinct_counts` reports both numbers.
 
@@ -43,11 +44,13 @@ def _reused(t: FrozenTrial) -> bool:
 
 
 def budget_used(trials: list[FrozenTrial]) -> tuple[int, int]:
-    """``(evaluated, proposals)``: trials that use up the budget (every counted trial but the
-    re-proposals of an already trained architecture) and all counted proposals."""
+    """``(evaluated, proposals)``: distinct architectures proposed (trained, over a limit
+    or failed; a trial with no architecture yet counts on its own), and all counted
+    proposals. A re-proposal of a known architecture uses up no budget."""
     retried = retries(trials)
     mine = [t for t in trials if counted(t, retried)]
-    return sum(not _reused(t) for t in mine), len(mine)
+    archs = {t.user_attrs.get("arch_id") for t in mine} - {None}
+    return len(archs) + sum(t.user_attrs.get("arch_id") is None for t in mine), len(mine)
 
 
 def max_proposals(trials_budget: int) -> int:
@@ -58,8 +61,9 @@ def max_proposals(trials_budget: int) -> int:
 def distinct_counts(trials: list[FrozenTrial]) -> dict[str, int]:
     """``{"proposals", "reused", "trained"}``: counted proposals, those answered from an
     earlier trial's record, and the distinct architectures actually trained."""
-    evaluated, proposals = budget_used(trials)
-    trained = {t.user_attrs.get("arch_id") for t in trials
+    retried = retries(trials)
+    mine = [t for t in trials if counted(t, retried)]
+    trained = {t.user_attrs.get("arch_id") for t in mine
                if t.state == TrialState.COMPLETE and t.user_attrs.get("trained", True) and not _reused(t)}
     trained.discard(None)
-    return {"proposals": proposals, "reused": proposals - evaluated, "trained": len(trained)}
+    return {"proposals": len(mine), "reused": sum(_reused(t) for t in mine), "trained": len(trained)}

@@ -10,6 +10,7 @@ Example:
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,8 @@ from optuna.trial import FrozenTrial, TrialState
 from nasseg.errors import ConfigError
 from nasseg.store import (arch_summary, epochs_trained, fail_reason, feasible, front, hypervolume, locate,
                           objectives_of, retries, trial_record)
+
+log = logging.getLogger(__name__)
 
 __all__ = ["epochs_trained", "export_trial", "front_table", "front_trials", "hv_curve", "hypervolume",
            "open_result", "trial_table"]
@@ -81,7 +84,9 @@ def export_trial(study: optuna.Study, number: int, out: str | Path) -> Any:
     """Write trial ``number``'s network as an architecture YAML (for ``nasseg train``/``profile``).
 
     Raises:
-        ConfigError: no such trial, or it has no architecture (invalid network).
+        ConfigError: no such trial, it has no architecture (invalid network), or it did not
+            complete (failed, interrupted, running); an infeasible trial is written with a
+            warning (logged and in the file's header).
     """
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     if number not in trials:
@@ -92,13 +97,22 @@ def export_trial(study: optuna.Study, number: int, out: str | Path) -> Any:
     arch = r.arch
     if not arch:
         raise ConfigError(f"trial {number} has no architecture ({r.fail_reason or t.state.name})")
+    if t.state != TrialState.COMPLETE:
+        reason = fail_reason(t, retries(list(trials.values()))) or t.state.name.lower()
+        raise ConfigError(f"trial {number} is {t.state.name} ({reason}): its network has no validated result; "
+                          "export a trial of the Pareto set (`nasseg pareto STUDY`)")
+    warning = None if feasible(t) else (
+        f"trial {number} is infeasible ({r.constraint_violation or 'over a constraint'}); written anyway, "
+        "marked in the file's header")
     from nasseg.arch import load_arch
 
     cfg = load_arch({**arch, "name": f"{study.study_name}_trial{number}"})
     names = [o.name for o in objectives_of(study)]
     values = ", ".join(f"{n} {v:.4g}" for n, v in zip(names, t.values or []))
     header = (f"# study {study.study_name}, trial {number} ({t.state.name.lower()}; {values})\n"
-              f"# arch_id {r.arch_id}; {arch_summary(arch)}\n")
+              f"# arch_id {r.arch_id}; {arch_summary(arch)}\n" + (f"# WARNING: {warning}\n" if warning else ""))
+    if warning:
+        log.warning("nasseg export: %s", warning)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     body = cfg.model_dump(mode="json")

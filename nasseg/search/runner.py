@@ -7,11 +7,13 @@ memory, a segfault in a kernel) takes down one worker and not the study, and the
 same recovery that survives a killed run covers a killed worker.
 
 Each worker repeats, holding a lock file in the output folder: recover stale trials
-(:func:`~nasseg.store.study.recover_stale`), check the budget, ``study.ask()``; then,
-without the lock, it runs :func:`~nasseg.search.objective.run_objective` and tells the
-result. Running the same command again continues the same study: finished trials are
-kept, trials of dead processes are failed and re-queued, and the budget counts what is
-already done.
+(:func:`~nasseg.store.study.recover_stale`), check the budget, ``study.ask()`` and claim
+the trial (:mod:`nasseg.store.claims`); then, without the lock, it runs
+:func:`~nasseg.search.objective.run_objective` and tells the result. Running the same
+command again continues the same study: finished trials are kept, trials of dead
+processes are failed and re-queued, and the budget counts what is already done (a
+re-proposed, already trained network is not counted; see :mod:`nasseg.search.proposals`).
+Each worker samples with its own seed, and dies with the parent process.
 
 Example:
     >>> summary = run_search("studies/quickstart.yaml")
@@ -20,11 +22,10 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import multiprocessing as mp
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,27 +33,18 @@ import optuna
 from optuna.trial import TrialState
 
 from nasseg.search.objective import Outcome, Trainer, run_objective
-from nasseg.search.samplers import exhausted
+from nasseg.lifeline import die_with_parent
+from nasseg.search.proposals import budget_used, distinct_counts, max_proposals, worker_seed
+from nasseg.search.samplers import exhausted, make_sampler
+from nasseg.search.verdict import search_verdict
 from nasseg.search.setup import Prepared, open_study, prepare
 from nasseg.search.sources import TrialSource
 from nasseg.store import TrialWriter, counted, epochs_trained, front, open_existing, recover_stale, retries
-from nasseg.store.storage import identity
+from nasseg.store.claims import claim, run_lock
 from nasseg.store.study import enqueue_retry
 
 GRACE_S = 600.0
 """Seconds without heartbeat after which a trial owned by another host is stale."""
-
-
-@contextlib.contextmanager
-def ask_lock(output_dir: Path) -> Iterator[None]:
-    """An exclusive lock file, so that budget checks and asks of local workers do not race."""
-    output_dir.mkdir(parents=True, exist_ok=True)
-    with open(output_dir / ".ask.lock", "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def budget_left(prep: Prepared, study: optuna.Study) -> int | None:
@@ -70,8 +62,10 @@ def budget_left(prep: Prepared, study: optuna.Study) -> int | None:
             return 0
     if budget.trials is None:
         return None
-    retried = retries(trials)
-    return max(0, budget.trials - sum(counted(t, retried) for t in trials))
+    evaluated, proposals = budget_used(trials)
+    if proposals >= max_proposals(budget.trials):
+        return 0  # the sampler keeps re-proposing trained networks: the space is used up
+    return max(0, budget.trials - evaluated)
 
 
 def tell(study: optuna.Study, number: int, outcome: Outcome) -> None:
@@ -98,20 +92,22 @@ def worker_loop(prep: Prepared, worker: int = 0, device: str = "cpu", trainer: T
         torch.set_num_threads(num_threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = open_study(prep, create=False)
+    # its own random stream per worker and per resume: no replay of earlier proposals
+    study.sampler = make_sampler(prep.cfg, prep.space,
+                                 seed=worker_seed(prep.cfg.seed, worker, len(study.get_trials(deepcopy=False))))
     setup = prep.setup
     if num_threads and setup.train.num_threads is None:
         setup = _replace(setup, train=setup.train.model_copy(update={"num_threads": num_threads}))
     ran = 0
     while True:
-        with ask_lock(prep.output_dir):
+        with run_lock(prep.output_dir):
             recover_stale(study, GRACE_S)
             left = budget_left(prep, study)
             if (left is not None and left <= 0) or (deadline is not None and time.time() >= deadline) \
                     or exhausted(study):
                 return ran
             trial = study.ask()
-            writer = TrialWriter(trial)
-            writer.set(owner=identity(), worker=worker)
+            writer = claim(TrialWriter(trial), worker=worker)
         try:
             outcome = run_objective(
                 setup, writer, study,
@@ -131,7 +127,8 @@ def _replace(setup: Any, **kw: Any) -> Any:
 
 
 def _worker_main(prep: Prepared, worker: int, device: str, trainer: Trainer | None,
-                 deadline: float | None, num_threads: int) -> None:
+                 deadline: float | None, num_threads: int, parent: int) -> None:
+    die_with_parent(parent)  # a killed parent takes its workers with it
     with contextlib.suppress(KeyboardInterrupt):
         worker_loop(prep, worker, device, trainer, deadline, num_threads)
 
@@ -170,7 +167,7 @@ def run_search(study_path: str | Path, *, workers: int | None = None, trials: in
         else:
             ctx = mp.get_context("spawn")
             procs = [ctx.Process(target=_worker_main, args=(prep, i, devices[i % len(devices)], trainer,
-                                                            deadline, threads), daemon=False)
+                                                            deadline, threads, os.getpid()), daemon=False)
                      for i in range(n)]
             for p in procs:
                 p.start()
@@ -193,8 +190,8 @@ def summarise(prep: Prepared) -> dict[str, Any]:
         states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
     retried = retries(trials)
     return {"study": prep.cfg.name, "storage": prep.storage_url, "states": states,
-            "counted": sum(counted(t, retried) for t in trials),
-            "front": [t.number for t in front(study, trials)]}
+            "counted": sum(counted(t, retried) for t in trials), **distinct_counts(trials),
+            "front": [t.number for t in front(study, trials)], "verdict": search_verdict(study, trials)}
 
 
 __all__ = ["prepare", "run_search", "summarise", "worker_loop"]

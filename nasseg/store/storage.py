@@ -17,8 +17,9 @@ starting on the same new file do not both write the schema.
 Crash recovery: every trial records its *owner*, the process that will report its result
 (``{host, pid, start}``, ``start`` being the process's start time, so a recycled pid is
 not mistaken for it) and a ``heartbeat`` time while it trains. A RUNNING trial is stale
-(:func:`stale_reason`) when its owner is on this host and no longer alive, or when its
-heartbeat is older than ``grace_s`` (owners on other hosts).
+(:func:`stale_reason`) when its owner is on this host and no longer alive, when its
+heartbeat is older than ``grace_s`` (owners on other hosts), or when it never recorded an
+owner after :data:`nasseg.store.claims.OWNERLESS_GRACE_S` (see :mod:`nasseg.store.claims`).
 
 Example:
     >>> storage = open_storage("journal:///tmp/demo/study.log", create=True)
@@ -219,6 +220,13 @@ def stale_reason(trial: FrozenTrial, grace_s: float) -> str | None:
             return f"its process (pid {owner.get('pid')} on {owner.get('host')}) died"
         if state is True:
             return None
+    elif trial.user_attrs.get("heartbeat") is None:  # its asker died before claiming it
+        from nasseg.store.claims import OWNERLESS_GRACE_S
+
+        age = _age_s(None, trial.datetime_start)
+        if age > min(grace_s, OWNERLESS_GRACE_S):
+            return f"its process died between ask() and recording its owner ({age:.0f} s ago)"
+        return None
     age = _age_s(trial.user_attrs.get("heartbeat"), trial.datetime_start)
     if age > grace_s:
         return f"no heartbeat for {age:.0f} s (grace {grace_s:.0f} s)"
