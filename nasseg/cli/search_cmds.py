@@ -125,6 +125,9 @@ def _print_front(target: str, name: str | None, console: Console, every: bool = 
     from nasseg.store import hypervolume, locate, objectives_of
 
     study = locate(target, name)
+    if not study.get_trials(deepcopy=False):
+        raise NothingFound(f"{target}: study {study.study_name} holds no trials yet; run `nasseg search` "
+                           "on its study YAML first")
     table = trial_table(study) if every else front_table(study)
     if csv:
         table.to_csv(csv, index=False)
@@ -147,6 +150,10 @@ def _print_front(target: str, name: str | None, console: Console, every: bool = 
         console.print(f"dice = validation (selection); test = confirmed by `nasseg confirm` "
                       f"({info['seeds']} seeds, mixed-model 95% CI); normalised HV of the confirmed "
                       f"members: val {info['hv_val']:.4f}, test {info['hv_test']:.4f}")
+    if table.empty and not every:
+        from nasseg.search.verdict import search_verdict
+
+        console.print(f"no Pareto set: {escape(search_verdict(study) or 'no feasible trial')}")
 
 
 def _cell(c: str, v: Any) -> str:

@@ -1,0 +1,79 @@
+"""Fault injection, searches: nothing feasible, everything diverged, export of a failed
+trial, pareto on an empty study, and resumed runs that propose new networks.
+
+Issue 10, cases 3, 4, 5, 6 and 7: exit 0 and an empty front when constraints rejected every
+candidate or every trial failed; a diverged trial on the front; a resumed run replaying the
+first run's proposals; ``export`` of a failed trial writing a file; ``pareto`` on a study
+with no trials ending in ``KeyError``.
+"""
+from __future__ import annotations
+
+import logging
+
+import pytest
+from optuna.trial import TrialState
+from test_search_helpers import TINY_SPACE, make_study
+
+from nasseg.cli import main
+from nasseg.report.testing import new_study
+from nasseg.search.proposals import distinct_counts, worker_seed
+from nasseg.store import locate
+
+
+def _space(**stages):
+    return {**TINY_SPACE, "stages": {**TINY_SPACE["stages"], **stages}}
+
+
+def test_no_feasible_candidate_exits_3_naming_the_constraint(tmp_path, capsys, caplog):
+    space = {**TINY_SPACE, "constraints": {"input_size": [32, 32], "max_params": 100}}
+    study = make_study(tmp_path, space_dict=space, budget={"trials": 2})
+    assert main(["search", str(study), "--no-progress"]) == 3
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("nasseg: error: study tiny: no feasible trial: 2 trials finished, 2 complete, 0 failed")
+    assert "over a limit: 2 x params (limit 100)" in err and "loosen the constraints" in err
+    with caplog.at_level(logging.WARNING, logger="nasseg"):  # an infeasible trial exports with a warning
+        assert main(["export", str(study), "--trial", "0", "-o", str(tmp_path / "a.yaml")]) == 0
+    assert "# WARNING: trial 0 is infeasible" in (tmp_path / "a.yaml").read_text()
+    assert any("trial 0 is infeasible" in r.getMessage() for r in caplog.records)
+
+
+def test_every_trial_diverging_exits_3_with_the_reason_and_export_refuses(tmp_path, capsys):
+    study = make_study(tmp_path, space_dict=_space(width={"choice": [4, 6]}), budget={"trials": 2},
+                       train={"batch_size": 4, "num_threads": 1, "lr": 1e6})
+    assert main(["search", str(study), "--no-progress"]) == 3
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "no feasible trial" in err and "0 complete" in err
+    assert "most common failures: " in err and "'diverged: loss N at epoch N, step N is over" in err
+    trials = locate(study).get_trials(deepcopy=False)
+    assert trials and all(t.state == TrialState.FAIL for t in trials)  # never COMPLETE, never on a front
+    assert main(["export", str(study), "--trial", "0", "-o", str(tmp_path / "f.yaml")]) == 2
+    assert "trial 0 is FAIL (diverged" in capsys.readouterr().err
+    assert not (tmp_path / "f.yaml").exists()
+
+
+def test_pareto_on_a_study_without_trials_is_one_line(tmp_path, capsys):
+    new_study(f"sqlite:///{tmp_path / 'e.db'}", "e", "search", [("dice", "maximize"), ("params", "minimize")])
+    assert main(["pareto", str(tmp_path / "e.db")]) == 3
+    assert capsys.readouterr().err.strip() == \
+        f"nasseg: error: {tmp_path / 'e.db'}: study e holds no trials yet; run `nasseg search` on its study YAML first"
+
+
+def test_a_resumed_search_proposes_new_networks(tmp_path):
+    space = _space(width={"choice": [4, 6, 8, 10, 12, 14, 16]}, depth={"choice": [1, 2]},
+                   block={"type": "conv", "kernel_size": {"choice": [3, 5, 7]}})  # 42 networks
+    study = make_study(tmp_path, space_dict=space, budget={"trials": 2}, epochs=1)
+    assert main(["search", str(study), "--no-progress"]) == 0
+    assert main(["search", str(study), "--no-progress", "--trials", "4"]) == 0
+    trials = locate(study).get_trials(deepcopy=False)
+    # the first run's random stream is not replayed (it was: the resume re-proposed trial 0);
+    # seeded per worker and resume, so this outcome is reproducible
+    assert trials[2].params != trials[0].params
+    assert len({t.user_attrs["arch_id"] for t in trials}) == 4 and distinct_counts(trials)["reused"] == 0
+    assert len({worker_seed(0, w, n) for w in range(4) for n in range(50)}) == 200
+
+
+@pytest.mark.parametrize("flag", ["--trials", "--workers"])
+def test_search_counts_are_checked_before_the_study_is_created(tmp_path, capsys, flag):
+    study = make_study(tmp_path)
+    assert main(["search", str(study), flag, "-1"]) == 2
+    assert not (tmp_path / "run").exists()
