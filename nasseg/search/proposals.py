@@ -11,8 +11,9 @@ trained 1, 2, 2, 2, 3 and 8 distinct architectures. Now:
 - a proposal whose architecture was already trained is answered from the record
   (``reused_from``, see :mod:`nasseg.search.objective`; one over a limit is rejected again
   from its cached cost), and :func:`budget_used` counts distinct architectures, not
-  proposals; :func:`max_proposals` caps all proposals, so a sampler that only re-proposes
-  known networks (a small or converged space) still ends the search;
+  proposals; :func:`max_proposals` caps all proposals and :func:`used_up` ends a search
+  whose sampler only re-proposes known networks (a small or converged space), whatever
+  its budget (trials, trial-epochs or time);
 - :func:`distinct_counts` reports both numbers.
 
 Example:
@@ -27,10 +28,13 @@ from optuna.trial import FrozenTrial, TrialState
 
 from nasseg.store import counted, retries
 
-__all__ = ["budget_used", "distinct_counts", "max_proposals", "worker_seed"]
+__all__ = ["budget_used", "distinct_counts", "max_proposals", "used_up", "worker_seed"]
 
 PROPOSALS_PER_TRIAL = 3
 """At most this many proposals (re-proposed architectures included) per budgeted trial."""
+REUSE_STREAK = 10
+"""This many re-proposals of known networks in a row end a search (any budget): the
+sampler has nothing new to offer in this space."""
 
 
 def worker_seed(study_seed: int, worker: int, stored_trials: int) -> int:
@@ -51,6 +55,15 @@ def budget_used(trials: list[FrozenTrial]) -> tuple[int, int]:
     mine = [t for t in trials if counted(t, retried)]
     archs = {t.user_attrs.get("arch_id") for t in mine} - {None}
     return len(archs) + sum(t.user_attrs.get("arch_id") is None for t in mine), len(mine)
+
+
+def used_up(trials: list[FrozenTrial]) -> bool:
+    """Whether the last :data:`REUSE_STREAK` finished proposals all re-proposed known networks."""
+    retried = retries(trials)
+    done = [t for t in sorted(trials, key=lambda t: t.number)
+            if counted(t, retried) and t.state == TrialState.COMPLETE]
+    tail = done[-REUSE_STREAK:]
+    return len(tail) == REUSE_STREAK and all(_reused(t) for t in tail)
 
 
 def max_proposals(trials_budget: int) -> int:

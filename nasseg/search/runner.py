@@ -34,7 +34,7 @@ from optuna.trial import TrialState
 
 from nasseg.search.objective import Outcome, Trainer, run_objective
 from nasseg.lifeline import die_with_parent
-from nasseg.search.proposals import budget_used, distinct_counts, max_proposals, worker_seed
+from nasseg.search.proposals import budget_used, distinct_counts, max_proposals, used_up, worker_seed
 from nasseg.search.samplers import exhausted, make_sampler
 from nasseg.search.verdict import search_verdict
 from nasseg.search.setup import Prepared, open_study, prepare
@@ -55,6 +55,8 @@ def budget_left(prep: Prepared, study: optuna.Study) -> int | None:
     """
     budget = prep.cfg.budget
     trials = study.get_trials(deepcopy=False)
+    if used_up(trials):
+        return 0  # the sampler keeps re-proposing trained networks: the space is used up
     if budget.trial_epochs is not None:
         spent = sum(prep.setup.train.epochs if t.state == TrialState.RUNNING else epochs_trained(t)
                     for t in trials)
@@ -64,7 +66,7 @@ def budget_left(prep: Prepared, study: optuna.Study) -> int | None:
         return None
     evaluated, proposals = budget_used(trials)
     if proposals >= max_proposals(budget.trials):
-        return 0  # the sampler keeps re-proposing trained networks: the space is used up
+        return 0  # at most PROPOSALS_PER_TRIAL proposals per budgeted trial
     return max(0, budget.trials - evaluated)
 
 
