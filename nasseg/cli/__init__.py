@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as err:  # noqa: BLE001 - the last line of defence: one line, not a traceback
         if is_out_of_memory(err):
-            print(f"nasseg: error: out of memory ({_first_line(err)}); {MEMORY_HINT}", file=sys.stderr)
+            detail = f" ({_first_line(err)})" if _first_line(err) else ""
+            print(f"nasseg: error: out of memory{detail}; {MEMORY_HINT}", file=sys.stderr)
             return 2
         if args.debug:
             traceback.print_exc()
