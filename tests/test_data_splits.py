@@ -45,25 +45,32 @@ def test_stratified_split_keeps_class_proportions():
         assert sum(strata[ids.index(c)] == "malignant" for c in s[part]) == 5
 
 
-def test_group_split_from_a_csv_column_never_splits_a_group(tmp_path):
-    from types import SimpleNamespace
+def test_group_split_of_a_folder_dataset_never_splits_a_group(tmp_path):
+    import numpy as np
+    from PIL import Image
 
-    from nasseg.data import split_dataset
+    from nasseg.data import load_dataset, split_dataset
 
-    ids = [f"frame_{i:03d}" for i in range(60)]
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    ids = [f"frame_{i:03d}" for i in range(42)]
+    for i, c in enumerate(ids):  # six videos of seven frames, a lesion in every frame
+        mask = np.zeros((8, 8), np.uint8)
+        mask[1 + i % 5: 4 + i % 5, 2:5] = 255
+        Image.fromarray(mask).save(tmp_path / "masks" / f"{c}.png")
+        Image.fromarray(mask // 3 + 20).save(tmp_path / "images" / f"{c}.png")
     table = tmp_path / "groups.csv"
     table.write_text("case_id,video\n" + "".join(f"{c}.png,v{i // 7}\n" for i, c in enumerate(ids)))
-    ds = SimpleNamespace(case_ids=ids, labels=[None] * 60)
+    ds = load_dataset(resolve_data(str(tmp_path)), cache=False)
     for seed in range(5):
-        cfg = SplitConfig(seed=seed, table=str(table), group="video", stratify="none")
-        s = split_dataset(ds, cfg)
-        assert _disjoint(s) and len(s["train"]) + len(s["val"]) + len(s["test"]) == 60
+        s = split_dataset(ds, SplitConfig(seed=seed, table=str(table), group="video"))
+        assert _disjoint(s) and len(s["train"]) + len(s["val"]) + len(s["test"]) == 42
         owner = {}
         for part in ("train", "val", "test"):
             for c in s[part]:
                 owner.setdefault(int(c[6:]) // 7, set()).add(part)
         assert all(len(parts) == 1 for parts in owner.values())  # one partition per video
-        assert "grouped by video" in s["rule"]
+        assert all(s[p] for p in ("train", "val", "test")) and "grouped by video" in s["rule"]
     regex = split_dataset(ds, SplitConfig(group=r"regex:^frame_(\d\d)", stratify="none"))
     for part in ("val", "test"):  # groups of ten by the first two digits
         assert all(c[6:8] not in {x[6:8] for x in regex["train"]} for c in regex[part])
