@@ -98,13 +98,18 @@ def test_split_file_round_trip_nnunet_folds_and_errors(tmp_path):
 
 
 def test_max_cases_is_a_seeded_stratified_sample_not_the_first_files():
+    from pathlib import Path
+
     from nasseg.data import load_dataset
 
-    full = load_dataset(resolve_data("synthetic", n_cases=40, size=16))
-    sub = load_dataset(resolve_data("synthetic", n_cases=40, size=16, max_cases=10))
-    assert len(sub) == 10 and sub.case_ids != full.case_ids[:10] and set(sub.case_ids) <= set(full.case_ids)
-    assert sub.case_ids == load_dataset(resolve_data("synthetic", n_cases=40, size=16, max_cases=10),
-                                        cache=False).case_ids
+    dsb = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "dsb2018_96"
+    if not (dsb / "images").is_dir():
+        pytest.skip(f"dataset not found at {dsb}")
+    first = sorted(p.stem for p in (dsb / "images").iterdir())[:10]
+    sub = load_dataset(resolve_data(str(dsb), max_cases=10), cache=False)
+    assert len(sub) == 10 and sub.case_ids != first
+    assert sub.case_ids == load_dataset(resolve_data(str(dsb), max_cases=10), cache=False).case_ids
+    assert sub.case_ids != load_dataset(resolve_data(str(dsb), max_cases=10, seed=1), cache=False).case_ids
 
 
 def test_resolve_data_overrides_and_typos():

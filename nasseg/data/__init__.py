@@ -49,9 +49,10 @@ def load_dataset(cfg: DataConfig, *, cache: bool = True) -> SegDataset:
     Raises:
         DataError: the files are missing or broken (the message names the file).
     """
-    if cfg.max_cases is not None and cfg.kind != "decathlon":
+    if cfg.max_cases is not None and cfg.kind == "folder":
         # a seeded stratified sample of the whole decoded set, never the first N files
-        # (Decathlon samples its file list by name before decoding, see data/decathlon.py)
+        # (Decathlon samples its file list by name before decoding, see data/decathlon.py;
+        # synthetic cases are independent draws, so the first N already are a random sample)
         full = load_dataset(cfg.model_copy(update={"max_cases": None}), cache=cache)
         return full.subset(sample_cases(full, cfg.max_cases, cfg.split))
     fields = {k: v for k, v in cfg.model_dump(mode="json").items() if k in _DECODE_KEYS}
