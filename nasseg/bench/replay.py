@@ -13,9 +13,10 @@ One replayed run is a live search with the training replaced by a table lookup:
   else, so no result is ever invented;
 - the network "trains" epoch by epoch along its recorded validation curve (training seed
   ``table.seeds[seed % S]`` for the whole run, as a live study uses one seed); after each
-  epoch an optional *stopping rule* (``pareto``: :func:`nasseg.search.stopping.should_stop`
-  with the study defaults; ``moasha``: :class:`nasseg.search.mofidelity.RungRule`) sees
-  the earlier trials' curves, exactly the callback a live trial runs;
+  epoch the optional *stopping rules* (``pareto``: the Pareto-aware rule with the study
+  defaults; ``moasha``: :class:`nasseg.search.mofidelity.RungRule`) see the earlier
+  trials' curves through :func:`nasseg.search.mofidelity.make_stopper`, the same callback
+  a live trial runs;
 - the budget is counted in training epochs as live (:func:`budget_left`): a trial starts
   while the epochs spent are below the budget, costs the epochs it ran (an early-stopped
   trial the epochs before it stopped, a duplicate 0), and may end past the budget;
@@ -48,7 +49,7 @@ from nasseg.search.study import EarlyStoppingConfig
 SAMPLERS = ("random", "nsga2", "nsga2p20", "tpe", "gp")
 STOPPING = ("pareto", "moasha")
 DEFAULT_CURRENT = "nsga2p20+pareto"
-"""The search nasseg shipped before this benchmark: NSGA-II with Optuna's population rule
+"""nasseg's default search: NSGA-II with the study's population rule
 ``max(4, min(50, trials // 3))`` = 20 for an epoch budget, plus Pareto-aware stopping."""
 OBJECTIVES = ["dice", "macs", "params"]
 DIRECTIONS = ["maximize", "minimize", "minimize"]

@@ -39,13 +39,13 @@ from nasseg.bench.replay import DEFAULT_CURRENT, replay, front_test_hv
 from nasseg.bench.table import Table
 from nasseg.errors import ConfigError
 
-STRATEGIES = ["random", "nsga2", "tpe", "gp", "default_before", "random+moasha", "random+pareto",
+STRATEGIES = ["random", "nsga2", "tpe", "gp", "default", "random+moasha", "random+pareto",
               "tpe+moasha", "nsga2+moasha", "tpe+pareto", "gp+moasha"]
 FRACTIONS = (0.25, 0.5, 1.0)
 
 
 def _name(strategy: str) -> str:
-    return DEFAULT_CURRENT if strategy == "default_before" else strategy
+    return DEFAULT_CURRENT if strategy == "default" else strategy
 
 
 def hv_steps(table: Table, run: Any, budget: int, reference: dict[str, float]) -> np.ndarray:
@@ -209,6 +209,12 @@ def verdict(result: dict[str, Any]) -> list[str]:
         lines.append(f"- The table holds {st['archs']} of the {planned} planned architectures (x "
                      f"{st['seeds_per_arch']} seeds): the recording was cut by the CPU time available. "
                      "Conclusions hold for this table only.")
+    few = max(v["trained_trials_mean"] for v in s.values())
+    if few < 10:
+        lines.append(f"- At most {few:.1f} trained trials per search on average: TPE and GP start with 10 "
+                     "independent random trials and NSGA-II's first generation is random, so every Optuna "
+                     "sampler is random sampling (snapped to the table) at this budget; their rows differ "
+                     "from `random` only by the snapping.")
     if ok:
         lines.append("- Clear the bar (>= 1.3x random's mean HV at 50% of the budget, or random's final HV "
                      "with <= 50% of it; Holm p < 0.05 at 50%): " + ", ".join(f"`{k}`" for k in ok) + ".")
@@ -252,8 +258,8 @@ def markdown(result: dict[str, Any]) -> str:
     lines += ["", "## Verdict", ""] + verdict(result) + ["", "Strategies: `random` draws untried table architectures uniformly; `nsga2` (population 6), "
               "`tpe` (Optuna 5 multi-objective TPE), `gp` (GPSampler; constraints = the space's limits) "
               "suggest the space's parameters, snapped to the nearest untried recorded architecture; "
-              f"`default_before` is the previous default `{DEFAULT_CURRENT}` (NSGA-II population 20 with "
-              "Pareto-aware early stopping, study defaults); `+moasha` adds the MO-ASHA rung rule (eta 2, "
+              f"`default` is nasseg's default search `{DEFAULT_CURRENT}` (NSGA-II, population 20 by the "
+              "study's rule for an epoch budget, with Pareto-aware early stopping at the study defaults); `+moasha` adds the MO-ASHA rung rule (eta 2, "
               "rungs 1, 2, ...), `+pareto` the Pareto-aware stopping rule. p: two-sided Wilcoxon "
               "signed-rank test against random over seeds, Holm-corrected over strategies.", "",
               "Produced by `nasseg bench search --replay`; curves in hv_curve.csv, figure in hv_vs_budget.html."]
