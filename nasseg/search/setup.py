@@ -108,6 +108,11 @@ def prepare(path: str | Path, *, workers: int | None = None, trials: int | None 
         size = list(data.patch_size)  # costs at the patch the trials train on
     else:
         size = space.constraints.input_size or list(data.patch_size or ds.shapes()[0])
+    m = 2 ** (space.max_stages - 1)
+    if any(int(x) % m for x in size):
+        raise ConfigError(f"{src}: data: the input size {list(size)} is not divisible by 2^(stages-1) = {m} "
+                          f"for the deepest networks of {space.source} ({space.max_stages} stages); set "
+                          f"constraints.input_size there, or a patch_size/size that is a multiple of {m}")
     input_shape = (space.constraints.batch, ds.in_channels, *map(int, size))
     limits = space.constraints.limits()
     reference, ideal = {}, {}

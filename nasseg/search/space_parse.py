@@ -83,9 +83,17 @@ def _parse(raw: dict[str, Any], source: str, constraints: Constraints) -> Search
     if constraints.input_size is not None and len(constraints.input_size) != dims:
         raise ConfigError(f"constraints.input_size: {constraints.input_size} has "
                           f"{len(constraints.input_size)} sizes but spatial_dims is {dims}")
-    return SearchSpace(name=str(raw.get("name") or Path(source).stem),
-                       description=str(raw.get("description") or ""), source=source, top=top,
-                       stem=stem, stages=stages, constraints=constraints, raw=raw)
+    space = SearchSpace(name=str(raw.get("name") or Path(source).stem),
+                        description=str(raw.get("description") or ""), source=source, top=top,
+                        stem=stem, stages=stages, constraints=constraints, raw=raw)
+    if constraints.input_size is not None:
+        n = space.max_stages
+        m = 2 ** (n - 1)
+        if any(size % m for size in constraints.input_size):
+            raise ConfigError(f"constraints.input_size: {constraints.input_size} is not divisible by "
+                              f"2^(stages-1) = {m} for the space's deepest networks ({n} stages); "
+                              f"use a multiple of {m} (e.g. {[max(m, round(x / m) * m) for x in constraints.input_size]})")
+    return space
 
 
 def _parse_stem(raw: Any) -> dict[str, Leaf] | None:
