@@ -31,7 +31,7 @@ def test_search_then_pareto_then_export(tmp_path: Path, capsys) -> None:
 
 
 @pytest.mark.parametrize("change, words", [
-    ({"objectives": ["dice", "flops"]}, "study.yaml: objectives: unknown objective 'flops'"),
+    ({"objectives": ["dice", "energy"]}, "study.yaml: objectives: unknown objective 'energy'"),
     ({"sampler": "nsga4"}, "sampler.name"),
     ({"budget": {}}, "budget: give trials, trial_epochs and/or time_s"),
     ({"space": "nowhere.yaml"}, "space: 'nowhere.yaml' not found"),

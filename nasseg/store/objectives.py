@@ -108,6 +108,8 @@ OBJECTIVES: dict[str, Objective] = _reg(
               constraint="max_latency_ms", device="target", digits=1, suffix="ms"),
     Objective("memory", "minimize", "MB", "counter", "memory_mb", "Memory", "memory (MB)",
               constraint="max_memory_mb", digits=1, suffix="MB"),
+    Objective("flops", "minimize", "GFLOPs", "counter", "flops", "FLOPs", "GFLOPs", constraint="max_gflops",
+              factor=1e-9, suffix="GFLOPs"),
 )
 """Every objective a study can name, in the order of this table."""
 
