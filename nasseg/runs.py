@@ -50,7 +50,8 @@ class Run:
     result: Any = None
 
 
-def train_and_record(writer: Any, arch: Any, data: Any, tcfg: Any, *, run_dir: Path | None = None,
+def train_and_record(writer: Any, arch: Any, data: Any, tcfg: Any, *, device: str | None = None,
+                     run_dir: Path | None = None,
                      trainer: Trainer | None = None, callback: Callable[[int, dict], bool] | None = None,
                      progress: bool = False, heartbeat_s: float = 30.0) -> Run:
     """Train ``arch`` on ``data`` with ``tcfg`` and record the run through ``writer``.
@@ -58,6 +59,8 @@ def train_and_record(writer: Any, arch: Any, data: Any, tcfg: Any, *, run_dir: P
     Args:
         writer: a :class:`~nasseg.store.write.TrialWriter` (or anything with ``set(**fields)``).
         arch, data, tcfg: the ArchConfig, DataConfig and TrainConfig.
+        device: the resolved device this run trains on (e.g. ``cuda:1``); ``None`` keeps
+            ``tcfg.device``. A runtime choice: it is not part of the recorded settings.
         run_dir: the run folder (its ``checkpoint.pt`` is recorded as ``checkpoint``).
         trainer: default :func:`nasseg.train.train`.
         callback: per-validation hook; True stops training.
@@ -82,6 +85,8 @@ def train_and_record(writer: Any, arch: Any, data: Any, tcfg: Any, *, run_dir: P
         writer.set(history=history, heartbeat=now_iso())
         return bool(callback(epoch, metrics)) if callback is not None else False
 
+    if device is not None:
+        tcfg = tcfg.model_copy(update={"device": device})
     t0 = time.perf_counter()
     with _Heartbeat(writer, heartbeat_s):
         try:

@@ -76,14 +76,14 @@ def test_load_with_profile_and_overrides(tmp_path):
 
 def test_unknown_key_names_file_and_field(tmp_path):
     path = write(tmp_path, {**SMALL, "seed": 3})
-    with pytest.raises(ConfigError, match=r"study\.yaml: seed: unknown field \(did you mean 'seeds'\?\)"):
+    with pytest.raises(ConfigError, match=r"study\.yaml: seed: unknown key 'seed' \(did you mean 'seeds'\?\)"):
         load_ablation(path)
     bad = deep_merge(SMALL, {"factors": {"skip": {"baseline": "irsk"}}})
     with pytest.raises(ConfigError, match=r"factors\.skip: baseline 'irsk' is not one of the levels "
                                           r"\['skip_fusion', 'irsc'\] \(did you mean 'irsc'\?\)"):
         load_ablation(write(tmp_path, bad))
     bad = deep_merge(SMALL, {"factors": {"skip": {"levles": [1, 2]}}})
-    with pytest.raises(ConfigError, match=r"factors\.skip\.levles: unknown field \(did you mean 'levels'\?\)"):
+    with pytest.raises(ConfigError, match=r"factors\.skip\.levles: unknown key 'levles' \(did you mean 'levels'\?\)"):
         load_ablation(write(tmp_path, bad))
     with pytest.raises(ConfigError, match=r"stats\.test: Input should be 'mixed', 'wilcoxon', 'ttest' or 'crossed'"):
         load_ablation(write(tmp_path, {**SMALL, "stats": {"test": "anova"}}))

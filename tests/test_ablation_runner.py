@@ -143,7 +143,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     bad.write_text(yaml.safe_dump({**STUDY, "factor": {}}))
     assert main(["ablate", str(bad), "--dry-run"]) == 2
     err = capsys.readouterr().err
-    assert err.strip() == f"nasseg: error: {bad}: factor: unknown field (did you mean 'factors'?)"
+    assert err.strip() == f"nasseg: error: {bad}: factor: unknown key 'factor' (did you mean 'factors'?)"
 
 
 def test_cli_max_runs_stops_early_and_the_rest_resumes(tmp_path, capsys):

@@ -157,9 +157,34 @@ def test_every_objective_is_one_complete_record() -> None:
 
 
 def test_pareto_on_a_stored_study_imports_neither_torch_nor_ray(old_db: Path) -> None:
+    import yaml
+
+    (old_db.parent / "run").mkdir()
+    shutil.move(old_db, old_db.parent / "run" / "study.db")
+    study_yaml = old_db.parent / "quickstart.yaml"
+    study_yaml.write_text(yaml.safe_dump({
+        "name": "quickstart", "space": "tiny_space.yaml", "budget": {"trials": 4}, "epochs": 2,
+        "train": {"batch_size": 4}, "output_dir": str(old_db.parent / "run")}))
     code = ("import sys; from nasseg.cli import main; code = main(['pareto', sys.argv[1]]); "
             "print('LOADED', [m for m in ('torch', 'ray') if m in sys.modules]); sys.exit(code)")
-    out = subprocess.run([sys.executable, "-c", code, str(old_db)], cwd=REPO, capture_output=True, text=True,
-                         timeout=300)
-    assert out.returncode == 0, out.stderr
-    assert "LOADED []" in out.stdout
+    for target in (old_db.parent / "run" / "study.db", study_yaml):
+        out = subprocess.run([sys.executable, "-c", code, str(target)], cwd=REPO, capture_output=True,
+                             text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        assert "quickstart: Pareto set" in out.stdout and "LOADED []" in out.stdout
+
+
+def test_study_train_settings_are_typed_when_the_study_is_loaded(tmp_path: Path) -> None:
+    import yaml
+
+    from nasseg.search.study import load_study_config
+
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({"name": "s", "space": "x.yaml", "budget": {"trials": 1}, "epochs": 1,
+                                    "train": {"lr": "fast"}}))
+    with pytest.raises(ConfigError, match=r"s\.yaml: train: lr: "):
+        load_study_config(path)
+    path.write_text(yaml.safe_dump({"name": "s", "space": "x.yaml", "budget": {"trials": 1}, "epochs": 2,
+                                    "train": {"lr": 0.01}}))
+    tc = load_study_config(path).train_config()
+    assert (tc.lr, tc.epochs, tc.device) == (0.01, 2, "auto")  # the device is chosen at run time

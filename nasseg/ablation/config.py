@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from nasseg.configio import Strict, validate
 from nasseg.errors import ConfigError, did_you_mean
 
 __all__ = ["AblationConfig", "BootstrapConfig", "FactorConfig", "StatsConfig", "level_label",
@@ -44,10 +45,6 @@ RESERVED_NAMES = frozenset({
     "diff_ci_low", "diff_ci_high", "test", "statistic", "p_value", "p_holm", "effect_size",
     "effect_measure", "significance", "params", "macs", "trial"})
 """Column names of the tables, which a factor may not take."""
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 def level_label(value: Any) -> str:
@@ -68,7 +65,7 @@ def level_label(value: Any) -> str:
     return str(value)
 
 
-class FactorConfig(_Strict):
+class FactorConfig(Strict):
     """One factor: the field(s) it changes, its levels and its baseline level.
 
     Attributes:
@@ -136,7 +133,7 @@ class FactorConfig(_Strict):
         return names[[i for i, v in enumerate(self.levels) if v == self.baseline][0]]
 
 
-class BootstrapConfig(_Strict):
+class BootstrapConfig(Strict):
     """Interval settings (the name is historical: intervals now come from the mixed model).
 
     Attributes:
@@ -150,7 +147,7 @@ class BootstrapConfig(_Strict):
     seed: int = 0
 
 
-class StatsConfig(_Strict):
+class StatsConfig(Strict):
     """How variants are compared (see :mod:`nasseg.ablation.stats`).
 
     Attributes:
@@ -179,7 +176,7 @@ class StatsConfig(_Strict):
     bootstrap: BootstrapConfig = Field(default_factory=BootstrapConfig)
 
 
-class AblationConfig(_Strict):
+class AblationConfig(Strict):
     """A whole ablation study (the YAML file, with a profile applied).
 
     Attributes:
@@ -239,6 +236,26 @@ class AblationConfig(_Strict):
                                  "rename the factor")
         return self
 
+    def train_config(self, where: str = "study", seed: int = 0) -> Any:
+        """The typed :class:`~nasseg.train.TrainConfig` of ``train`` for one ``seed``.
+
+        Raises:
+            ConfigError: naming ``where``, ``train`` and the field.
+        """
+        from nasseg.train.config import TrainConfig
+
+        return TrainConfig.build({**self.train, "seed": seed}, where=f"{where}: train")
+
+    def data_config(self, where: str = "study") -> Any:
+        """The typed :class:`~nasseg.data.DataConfig` of ``data``.
+
+        Raises:
+            ConfigError: naming ``where``, ``data`` and the field.
+        """
+        from nasseg.data.config import DataConfig
+
+        return validate(DataConfig, self.data, f"{where}: data")
+
     def seed_list(self) -> list[int]:
         """The training seeds, in run order."""
         return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
@@ -266,22 +283,6 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = copy.deepcopy(value)
     return out
-
-
-def _error(where: str, err: ValidationError) -> ConfigError:
-    problems = []
-    for e in err.errors():
-        field = ".".join(str(p) for p in e["loc"]) or "(root)"
-        msg = e["msg"].removeprefix("Value error, ")
-        if e["type"] == "extra_forbidden":
-            parent = AblationConfig
-            if len(e["loc"]) == 3 and e["loc"][0] == "factors":
-                parent = FactorConfig
-            elif len(e["loc"]) >= 2 and e["loc"][0] == "stats":
-                parent = BootstrapConfig if e["loc"][1] == "bootstrap" else StatsConfig
-            msg = "unknown field" + did_you_mean(str(e["loc"][-1]), parent.model_fields)
-        problems.append(f"{field}: {msg}")
-    return ConfigError(f"{where}: " + "; ".join(problems))
 
 
 def load_ablation(path: str | Path, profile: str | None = None,
@@ -327,11 +328,11 @@ def load_ablation(path: str | Path, profile: str | None = None,
         raw, where = merged, f"{path} (profile '{profile}')"
     if overrides:
         raw = deep_merge(raw, overrides)
-    try:
-        cfg = AblationConfig.model_validate(raw)
-    except ValidationError as err:
-        raise _error(where, err) from None
-    return cfg.model_copy(update=_resolved_paths(cfg, path.parent))
+    cfg = validate(AblationConfig, raw, where)
+    cfg = cfg.model_copy(update=_resolved_paths(cfg, path.parent))
+    cfg.train_config(where)  # typed now: bad training or data settings fail here, naming the field
+    cfg.data_config(where)
+    return cfg
 
 
 def _resolved_paths(cfg: AblationConfig, here: Path) -> dict[str, Any]:

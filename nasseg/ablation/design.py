@@ -125,6 +125,7 @@ def build_archs(cfg: AblationConfig, variants: list[Variant], where: str = "stud
     from pydantic import ValidationError
 
     from nasseg.arch import ArchConfig
+    from nasseg.configio import format_validation_error
 
     out: dict[str, Any] = {}
     for v in variants:
@@ -145,10 +146,8 @@ def build_archs(cfg: AblationConfig, variants: list[Variant], where: str = "stud
         try:
             out[v.name] = ArchConfig.model_validate(data)
         except ValidationError as err:
-            first = err.errors()[0]
-            loc = ".".join(str(p) for p in first["loc"])
-            raise ConfigError(f"{where}: variant '{v.name}' is not a valid network: {loc}: "
-                              f"{first['msg']}") from None
+            raise ConfigError(format_validation_error(
+                err, f"{where}: variant '{v.name}' is not a valid network", ArchConfig)) from None
         except ValueError as err:
             raise ConfigError(f"{where}: variant '{v.name}' is not a valid network: {err}") from None
     return out

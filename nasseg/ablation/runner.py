@@ -110,13 +110,11 @@ def plan(cfg: AblationConfig, where: str = "study") -> AblationPlan:
         ConfigError: naming ``where`` and the field at fault.
     """
     from nasseg.data import load_dataset
-    from nasseg.data.config import DataConfig, parse_config
-    from nasseg.train.config import TrainConfig
 
     variants = plan_variants(cfg)
     archs = build_archs(cfg, variants, where)
-    data = parse_config(DataConfig, cfg.data, f"{where}: data")
-    TrainConfig.build({**cfg.train, "seed": 0}, where=f"{where}: train")
+    data = cfg.data_config(where)
+    cfg.train_config(where)
     ds = load_dataset(data)
     archs = _fit_to_data(archs, ds, where)
     shape = _input_shape(cfg, archs[variants[0].name], data, ds, where)
@@ -200,7 +198,6 @@ def run_ablation(cfg: AblationConfig, *, where: str = "study", command: str = ""
     from nasseg.arch import arch_id
     from nasseg.cost import profile
     from nasseg.runs import train_and_record
-    from nasseg.train import TrainConfig
 
     p = plan(cfg, where)
     study = open_study(p, command)
@@ -239,7 +236,7 @@ def run_ablation(cfg: AblationConfig, *, where: str = "study", command: str = ""
             continue
         attempted.add((v.name, seed))
         ran += 1
-        tcfg = TrainConfig.build({**p.train, "seed": seed}, where=f"{where}: train")
+        tcfg = cfg.train_config(where, seed)
         try:
             run = train_and_record(writer, arch, p.data, tcfg, progress=progress,
                                    run_dir=runs_dir / f"{_slug(v.name)}-seed{seed}")

@@ -20,9 +20,10 @@ import hashlib
 import json
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, model_validator
+from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
 
 from nasseg.blocks import BLOCKS, KernelSize
+from nasseg.configio import Strict
 from nasseg.errors import ConfigError
 from nasseg.layers import ACTS, NORMS
 from nasseg.skips import ATTENTIONS, SKIPS, UpMode
@@ -47,24 +48,20 @@ STAGE_EXTRAS = ("down", "up", "extra")
 """Stage fields added after arch ids were first stored: left out of the id while unset."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class StemConfig(_Strict):
+class StemConfig(Strict):
     """A conv + norm + act at full resolution before the first stage (CMUNeXt's stem)."""
 
     kernel_size: KernelSize = 3
 
 
-class ExtraBlocks(_Strict):
+class ExtraBlocks(Strict):
     """``depth`` blocks of one type at a stage's width (see ``StageConfig.extra``)."""
 
     block: BlockParams
     depth: PositiveInt = 1
 
 
-class StageConfig(_Strict):
+class StageConfig(Strict):
     """One resolution level: encoder blocks, and the decoder's skip and blocks at that level.
 
     ``skip``, ``skip_attention`` and ``decoder_depth`` are unused at the deepest stage.
@@ -85,7 +82,7 @@ class StageConfig(_Strict):
     decoder's (GLIMS' Swin layers beside its 192-channel DMSF/DMSU stages)."""
 
 
-class ArchConfig(_Strict):
+class ArchConfig(Strict):
     """A U-shaped network. ``out_channels`` 1 means binary (sigmoid), K > 1 means K classes
     including background (softmax)."""
 

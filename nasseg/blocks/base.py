@@ -6,31 +6,13 @@ Down- and up-sampling belong to the U-shaped network, not the block.
 """
 from __future__ import annotations
 
-from typing import Annotated, ClassVar
+from typing import ClassVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict
 from torch import nn
 
+from nasseg.params import KernelSize, Params
 
-def _check_kernel(k: int | tuple[int, ...]) -> int | tuple[int, ...]:
-    sizes = (k,) if isinstance(k, int) else k
-    if not sizes:
-        raise ValueError("kernel size tuple is empty")
-    for n in sizes:
-        if n < 1 or n % 2 == 0:
-            raise ValueError(f"kernel size must be odd and positive, got {n}")
-    return k
-
-
-KernelSize = Annotated[int | tuple[int, ...], AfterValidator(_check_kernel)]
-"""An odd kernel size: one int for every axis, or one per spatial axis."""
-
-
-class Params(BaseModel):
-    """Typed hyperparameters of one registered component; ``type`` is its registered name."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    type: str
+__all__ = ["Block", "KernelSize", "Params"]
 
 
 class Block(nn.Module):

@@ -13,13 +13,12 @@ Example:
 """
 from __future__ import annotations
 
+import importlib
 import json
 from collections import OrderedDict
 from pathlib import Path
+from typing import Any
 
-from nasseg.data.augment import augment_batch
-from nasseg.data.base import Sample, SegDataset
-from nasseg.data.batches import BatchFeeder, sliding_window
 from nasseg.data.config import (
     AugmentConfig,
     DataConfig,
@@ -27,7 +26,18 @@ from nasseg.data.config import (
     SyntheticConfig,
     resolve_data,
 )
-from nasseg.data.splits import make_split, sample_cases, split_dataset
+
+_WHERE = {"augment_batch": "nasseg.data.augment", "Sample": "nasseg.data.base",
+          "SegDataset": "nasseg.data.base", "BatchFeeder": "nasseg.data.batches",
+          "sliding_window": "nasseg.data.batches", "make_split": "nasseg.data.splits",
+          "sample_cases": "nasseg.data.splits", "split_dataset": "nasseg.data.splits"}
+"""Imported on first use: data configs validate without torch."""
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'nasseg.data' has no attribute '{name}'")
+    return getattr(importlib.import_module(_WHERE[name]), name)
 
 _CACHE: OrderedDict[str, SegDataset] = OrderedDict()
 _CACHE_SIZE = 2
@@ -53,6 +63,8 @@ def load_dataset(cfg: DataConfig, *, cache: bool = True) -> SegDataset:
         # a seeded stratified sample of the whole decoded set, never the first N files
         # (Decathlon samples its file list by name before decoding, see data/decathlon.py;
         # synthetic cases are independent draws, so the first N already are a random sample)
+        from nasseg.data.splits import sample_cases
+
         full = load_dataset(cfg.model_copy(update={"max_cases": None}), cache=cache)
         return full.subset(sample_cases(full, cfg.max_cases, cfg.split))
     fields = {k: v for k, v in cfg.model_dump(mode="json").items() if k in _DECODE_KEYS}

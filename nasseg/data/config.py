@@ -9,19 +9,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 
+from nasseg.configio import Strict
 from nasseg.errors import ConfigError, DataError, did_you_mean
 
 Size2 = tuple[int, int]
 Size3 = tuple[int, int, int]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class SplitConfig(_Strict):
+class SplitConfig(Strict):
     """How cases are divided into training, validation and test cases.
 
     ``val`` selects (best epoch, early stopping, search feedback, Pareto membership);
@@ -64,7 +61,7 @@ class SplitConfig(_Strict):
     stratify: str = "presence"
 
 
-class SyntheticConfig(_Strict):
+class SyntheticConfig(Strict):
     """Settings of the procedural generator (see :mod:`nasseg.data.synthetic`).
 
     Attributes:
@@ -92,7 +89,7 @@ class SyntheticConfig(_Strict):
     task: Literal["lesions", "context"] = "lesions"
 
 
-class AugmentConfig(_Strict):
+class AugmentConfig(Strict):
     """Training-time augmentations, run on the batch's device.
 
     Attributes:
@@ -109,7 +106,7 @@ class AugmentConfig(_Strict):
     intensity: float = Field(0.1, ge=0.0)
 
 
-class PlanConfig(_Strict):
+class PlanConfig(Strict):
     """Overrides of the 3D experiment plan (:mod:`nasseg.data.plan`); ``None`` = planned.
 
     Attributes:
@@ -135,7 +132,7 @@ class PlanConfig(_Strict):
     fg_classes: list[float] | None = None
 
 
-class DataConfig(_Strict):
+class DataConfig(Strict):
     """A dataset, its split and its augmentations.
 
     Attributes:

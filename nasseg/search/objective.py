@@ -80,7 +80,7 @@ class TrialSetup:
         if self.stored_train_key:
             return self.stored_train_key
         payload = {"data": self.data.model_dump(mode="json"), "seed": self.seed,
-                   "train": self.train.model_dump(mode="json", exclude={"device", "num_threads"})}
+                   "train": self.train.recipe()}
         text = json.dumps(payload, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -202,9 +202,8 @@ def _train(setup: TrialSetup, writer: Any, study: optuna.Study, cfg: ArchConfig,
         return stopper(epoch, metrics)
 
     run_dir = Path(setup.run_root) / f"trial_{writer.number:04d}" if setup.run_root else None
-    tcfg = setup.train.model_copy(update={"device": device})
-    run = train_and_record(writer, cfg, setup.data, tcfg, run_dir=run_dir, trainer=trainer,
-                           callback=callback, heartbeat_s=setup.heartbeat_s)
+    run = train_and_record(writer, cfg, setup.data, setup.train, device=device, run_dir=run_dir,
+                           trainer=trainer, callback=callback, heartbeat_s=setup.heartbeat_s)
     if not run.ok:
         return Outcome("fail", reason=run.reason, epochs_trained=run.epochs)
     if run.result.stop_reason == "callback":

@@ -78,7 +78,6 @@ def prepare(path: str | Path, *, workers: int | None = None, trials: int | None 
         ConfigError: naming the file and the field at fault.
     """
     from nasseg.data import load_dataset, resolve_data
-    from nasseg.train import TrainConfig
 
     path = Path(path)
     cfg = with_overrides(load_study_config(path), {**(overrides or {}), "workers": workers, "trials": trials},
@@ -98,8 +97,7 @@ def prepare(path: str | Path, *, workers: int | None = None, trials: int | None 
     if space.spatial_dims != ds.spatial_dims:
         raise ConfigError(f"{src}: space {space.source} is {space.spatial_dims}D but the data is "
                           f"{ds.spatial_dims}D")
-    train = TrainConfig.build({**cfg.train, "epochs": cfg.epochs, "seed": cfg.seed,
-                               "device": devices[0]}, where=f"{src}: train")
+    train = cfg.train_config(src)  # no device: each worker passes its own at run time
     if ds.spatial_dims == 3 and not ds.fixed_size and data.patch_size is None:
         from nasseg.data.plan import study_patch  # one planned patch for every trial (3D volumes)
 
@@ -171,7 +169,7 @@ def make_record(prep: Prepared) -> StudyRecord:
         objectives=prep.cfg.objective_dicts(), reference_point=prep.reference, ideal_point=prep.ideal,
         normalisation="linear", units={o: OBJECTIVES[o].unit for o in prep.cfg.objectives},
         input_shape=list(s.input_shape), limits=s.limits, dataset=s.data.model_dump(mode="json"),
-        train=s.train.model_dump(mode="json", exclude={"device", "num_threads"}),
+        train=s.train.recipe(),
         train_key=s.train_key, versions=versions(), command=prep.command, created=now_iso(),
         provenance=provenance(data=s.data, seeds=[s.seed], threads=s.train.num_threads
                               if isinstance(s.train.num_threads, int) else None))

@@ -23,9 +23,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from nasseg.configio import read_yaml, validate
+from nasseg.configio import Strict, read_yaml, validate
 from nasseg.errors import ConfigError, did_you_mean
 from nasseg.store.objectives import OBJECTIVES
 from nasseg.store.storage import default_storage_url, normalise_url
@@ -33,11 +33,7 @@ from nasseg.store.storage import default_storage_url, normalise_url
 SAMPLERS = ("nsga2", "nsga3", "tpe", "gp", "random", "grid")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class SamplerConfig(_Strict):
+class SamplerConfig(Strict):
     """Which Optuna sampler proposes the architectures.
 
     Attributes:
@@ -52,7 +48,7 @@ class SamplerConfig(_Strict):
     n_startup_trials: int | None = Field(None, ge=0)
 
 
-class BudgetConfig(_Strict):
+class BudgetConfig(Strict):
     """When the study stops: whichever of ``trials``, ``trial_epochs``, ``time_s`` comes first.
 
     ``trials`` counts every finished trial (complete, infeasible, reused, failed) except
@@ -74,7 +70,7 @@ class BudgetConfig(_Strict):
         return self
 
 
-class EarlyStoppingConfig(_Strict):
+class EarlyStoppingConfig(Strict):
     """The early-stopping rule of a trial.
 
     Attributes:
@@ -99,14 +95,14 @@ class EarlyStoppingConfig(_Strict):
     eta: int = Field(2, ge=2)
 
 
-class ResourcesConfig(_Strict):
+class ResourcesConfig(Strict):
     """Per-trial resources of the Ray backend (fractional GPUs share one GPU)."""
 
     cpus_per_trial: float = Field(1.0, gt=0)
     gpus_per_trial: float = Field(0.0, ge=0)
 
 
-class DataSpec(_Strict):
+class DataSpec(Strict):
     """A dataset (``synthetic`` or a folder) plus :func:`nasseg.data.resolve_data` overrides."""
 
     model_config = ConfigDict(extra="allow")
@@ -116,7 +112,7 @@ class DataSpec(_Strict):
         return dict(self.model_extra or {})
 
 
-class StudyConfig(_Strict):
+class StudyConfig(Strict):
     """A search study (see the module docstring for an example)."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
@@ -177,6 +173,17 @@ class StudyConfig(_Strict):
                 raise ValueError(f"unknown objective '{key}'{did_you_mean(key, OBJECTIVES)}")
         return v
 
+    def train_config(self, where: str = "study") -> Any:
+        """The typed :class:`~nasseg.train.TrainConfig` of ``train`` with the study's
+        ``epochs`` and ``seed`` (no device: workers choose theirs at run time).
+
+        Raises:
+            ConfigError: naming ``where``, ``train`` and the field.
+        """
+        from nasseg.train.config import TrainConfig
+
+        return TrainConfig.build({**self.train, "epochs": self.epochs, "seed": self.seed}, where=f"{where}: train")
+
     @property
     def devices(self) -> list[str]:
         return [self.device] if isinstance(self.device, str) else list(self.device)
@@ -218,4 +225,6 @@ def load_study_config(path: str | Path) -> StudyConfig:
     raw = read_yaml(path)
     if isinstance(raw, dict) and "name" not in raw:
         raw = {**raw, "name": Path(path).stem}
-    return validate(StudyConfig, raw, str(path))
+    cfg = validate(StudyConfig, raw, str(path))
+    cfg.train_config(str(path))  # typed now: a bad training setting fails here, naming the field
+    return cfg

@@ -11,8 +11,8 @@ from typing import ClassVar, Literal
 
 from torch import nn
 
-from nasseg.blocks.base import Params
 from nasseg.layers import Act, ConvTranspose, Norm, PatchExpanding, Upsample, conv_norm_act
+from nasseg.params import Params
 
 UpMode = Literal["interp_conv", "transposed", "patch_expanding"]
 

@@ -14,7 +14,7 @@ from typing import Literal
 
 import torch
 
-from nasseg.blocks.base import Params
+from nasseg.params import Params
 from nasseg.skips.base import Skip, make_up
 
 

@@ -21,8 +21,8 @@ import torch
 from pydantic import PositiveInt
 from torch import nn
 
-from nasseg.blocks.base import KernelSize, Params
 from nasseg.layers import Conv, GlobalAvgPool, GlobalMaxPool
+from nasseg.params import KernelSize, Params
 
 
 class CSABParams(Params):

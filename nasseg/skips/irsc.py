@@ -22,8 +22,8 @@ from typing import Literal
 
 from torch import nn
 
-from nasseg.blocks.base import Params
 from nasseg.layers import Act, Conv, Norm, depth_to_space, space_to_depth
+from nasseg.params import Params
 from nasseg.skips.base import Skip
 
 

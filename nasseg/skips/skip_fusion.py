@@ -19,8 +19,8 @@ import torch
 from pydantic import PositiveInt
 from torch import nn
 
-from nasseg.blocks.base import Params
 from nasseg.layers import conv_act_norm
+from nasseg.params import Params
 from nasseg.skips.base import Skip, make_up
 
 

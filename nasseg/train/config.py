@@ -6,11 +6,16 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from nasseg.data.config import _Strict, parse_config
+from nasseg.configio import Strict, validate
 from nasseg.errors import ConfigError
 
 
-class TrainConfig(_Strict):
+RUNTIME_FIELDS = frozenset({"device", "num_threads"})
+"""Where and on how many threads a run trains: chosen at run time, not part of what a
+trained result means (left out of :meth:`TrainConfig.recipe`, the stored settings)."""
+
+
+class TrainConfig(Strict):
     """How a network is trained and validated.
 
     Attributes:
@@ -110,6 +115,10 @@ class TrainConfig(_Strict):
             raise ConfigError(f"{path}: a training config must be a mapping of fields")
         return cls.build(data, where=str(path))
 
+    def recipe(self) -> dict[str, Any]:
+        """The settings that define a trained result (JSON), without :data:`RUNTIME_FIELDS`."""
+        return self.model_dump(mode="json", exclude=set(RUNTIME_FIELDS))
+
     @classmethod
     def build(cls, data: dict[str, Any], where: str = "training config") -> TrainConfig:
         """Validate a mapping; ``recipe: cmunext`` starts from :meth:`cmunext`."""
@@ -119,4 +128,4 @@ class TrainConfig(_Strict):
             raise ConfigError(f"{where}: recipe: unknown recipe '{recipe}' (default, cmunext)")
         if recipe == "cmunext":
             data = {**cls.cmunext().model_dump(exclude_unset=True), **data}
-        return parse_config(cls, data, where)
+        return validate(cls, data, where)
