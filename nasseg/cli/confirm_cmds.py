@@ -9,9 +9,10 @@ Examples::
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: Any) -> None:
     """Add ``confirm`` to the ``nasseg`` command line."""
     p = sub.add_parser("confirm", help="re-train a search's Pareto set over seeds and score it on the test split",
                        description="Re-train the Pareto members (or the top K by validation Dice) of a search "

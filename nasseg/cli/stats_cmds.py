@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: Any) -> None:
     """Add ``stats`` to the ``nasseg`` command line."""
     p = sub.add_parser("stats", help="statistics table (mixed model) of a per-case results CSV",
                        description="Compare variants on long-format per-case results (columns variant, "
