@@ -18,7 +18,7 @@ import traceback
 
 from nasseg.errors import MEMORY_HINT, NassegError, is_out_of_memory
 
-from . import arch_cmds, bench_cmds, confirm_cmds, infer_cmds, report_cmds, search_cmds, stats_cmds, train_cmds
+from . import arch_cmds, bench_cmds, confirm_cmds, gpu_cmds, infer_cmds, report_cmds, search_cmds, stats_cmds, train_cmds
 
 _MODULES = (arch_cmds, train_cmds, search_cmds, report_cmds, stats_cmds, confirm_cmds, infer_cmds)
 _COUNTS = ("trials", "workers", "epochs", "batch_size", "max_cases", "repeats", "eval_every", "patience",
@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         module.register(sub)
     search_cmds.add_bench(train_cmds.bench_subparsers(sub))  # `nasseg bench train|search`
     bench_cmds.add_bench(train_cmds.bench_subparsers(sub))  # `nasseg bench record`
+    gpu_cmds.add_bench(train_cmds.bench_subparsers(sub))  # `nasseg bench gpu`
     return parser
 
 

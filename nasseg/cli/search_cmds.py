@@ -38,6 +38,9 @@ def register(sub: Any) -> None:
     p.add_argument("--device", default=None, help="override the study's device(s): cpu, cuda, cuda:N or auto")
     p.add_argument("--output-dir", default=None,
                    help="override the output folder (a study with other epochs is another study: put it elsewhere)")
+    p.add_argument("--trials-per-gpu", type=int, default=None, metavar="N",
+                   help="run N trials at once on each device, admitted by estimated memory "
+                        "(optuna: N x devices workers; ray: 1/N GPU per trial)")
     p.add_argument("--address", default=None, help="ray: address of an existing cluster (default: local)")
     p.add_argument("--no-progress", action="store_true", help="no progress display")
     p.set_defaults(func=_search)
@@ -95,12 +98,14 @@ def _search(args: argparse.Namespace) -> int:
         from nasseg.search.ray_backend import run_search_ray
 
         summary = run_search_ray(args.study, workers=args.workers, trials=args.trials, address=args.address,
-                                 progress=not args.no_progress, command=command, overrides=_overrides(args))
+                                 progress=not args.no_progress, command=command, overrides=_overrides(args),
+                                 trials_per_device=args.trials_per_gpu)
     else:
         from nasseg.search.runner import run_search
 
         summary = run_search(args.study, workers=args.workers, trials=args.trials,
-                             progress=not args.no_progress, command=command, overrides=_overrides(args))
+                             progress=not args.no_progress, command=command, overrides=_overrides(args),
+                             trials_per_device=args.trials_per_gpu)
     console = _console()
     states = ", ".join(f"{n} {k}" for k, n in sorted(summary["states"].items()))
     console.print(f"study [bold]{summary['study']}[/]: {states}; storage {escape(summary['storage'])}")

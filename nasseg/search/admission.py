@@ -204,3 +204,63 @@ def device_capacity_mb(device: str, simulated_mb: float | None = None) -> float 
 def is_oom(reason: str | None) -> bool:
     """Whether a failure reason is an out-of-memory error."""
     return bool(reason) and any(m in reason.lower() for m in OOM_MARKERS)
+
+
+# -- wiring into a study's workers ------------------------------------------------------------
+_CURRENT: Ticket | None = None
+
+
+def current_ticket() -> Ticket | None:
+    """The ticket of the trial this process is training now (``None`` outside one)."""
+    return _CURRENT
+
+
+def study_admission(cfg: Any, output_dir: Path) -> Admission | None:
+    """The admission controller of a study's local workers, or ``None`` when every device
+    runs one trial at a time and no device memory is simulated.
+
+    ``cfg`` is the :class:`~nasseg.search.study.StudyConfig` (``trials_per_device``,
+    ``device_memory_mb``, ``devices``); the ledger lives in ``output_dir``.
+    """
+    if cfg.trials_per_device <= 1 and cfg.device_memory_mb is None:
+        return None
+    caps = {d: device_capacity_mb(d, cfg.device_memory_mb) for d in cfg.devices}
+    return Admission(Path(output_dir) / ".admission.json",
+                     {d: c for d, c in caps.items() if c is not None}, cfg.trials_per_device)
+
+
+def admitted_trainer(base: Any, adm: Admission, setup: Any, device: str, trial: int, alone: bool,
+                     key: str | None = None) -> Any:
+    """Wrap a trainer so it trains only once :class:`Admission` gives it room on ``device``
+    (``key``: the device's name in the ledger, when it differs from ``device``).
+
+    The need is :func:`training_memory_mb` of the trial's network (the cost package's
+    estimate, already counted and cached by the objective) at the training batch and
+    the data's size, plus the CUDA overhead on a GPU.
+    """
+    def run(arch: Any, data: Any, cfg: Any, **kw: Any) -> Any:
+        global _CURRENT
+        from nasseg.cost import profile
+
+        cost = profile(arch, setup.input_shape, latency=False).to_dict()
+        dims = len(setup.input_shape) - 2
+        size = data.patch_size or data.size
+        patch = None if size is None else (tuple(size) if isinstance(size, (list, tuple)) else (size,) * dims)
+        need = training_memory_mb(cost, cfg.batch_size, patch,
+                                  CUDA_OVERHEAD_MB if device.startswith("cuda") else 0.0)
+        with adm.admitted(key or device, trial, need, alone) as ticket:
+            _CURRENT = ticket
+            try:
+                return base(arch, data, cfg, **kw)
+            finally:
+                _CURRENT = None
+    return run
+
+
+def needs_alone_retry(outcome: Any, alone: bool) -> bool:
+    """A trial that failed out of memory beside other trials is retried alone (once)."""
+    return outcome.state == "fail" and not alone and is_oom(outcome.reason)
+
+
+RUN_ALONE = "run_alone"
+"""The user attr that marks a trial to be trained alone on its device."""

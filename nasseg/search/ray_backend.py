@@ -13,10 +13,15 @@ sampler and stopping rule as the Optuna backend, scheduled by Ray Tune:
   driver, which holds the trial, writes them), so ``nasseg pareto``/``export``/the report
   read it like any study.
 - Resources per trial: ``resources.cpus_per_trial`` and ``resources.gpus_per_trial``
-  (fractional: 0.25 lets four small trials share one GPU); ``--workers`` caps the
+  (fractional: 0.25 lets four small trials share one GPU); ``--trials-per-gpu N`` (or
+  ``trials_per_device: N``) sets it to 1/N of a GPU, and each node admits trials onto its
+  GPUs by estimated memory (:mod:`nasseg.search.admission`, a ledger per node); a trial
+  that runs out of memory beside others is retried alone. ``--workers`` caps the
   trials running at once. ``--address`` joins an existing cluster, whose nodes must have
-  nasseg installed and reach the storage (use a database URL there, not a local file);
-  without it a local Ray instance is started and shut down.
+  nasseg installed and reach the storage (a database URL, or a journal file on a shared
+  file system); without it a local Ray instance is started and shut down. A trial whose
+  worker process or node is lost is restarted by Tune (``FailureConfig(max_failures=2)``)
+  on the same Optuna trial.
 
 The Pareto-aware stopping runs inside the trial (Tune's schedulers rank one metric), as
 with the Optuna backend. A driver killed mid-run leaves RUNNING trials owned by its pid;
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -45,6 +51,7 @@ try:
     from ray.tune.search import Searcher
 except ImportError:  # pragma: no cover - ray is an optional dependency
     raise ConfigError("--backend ray needs Ray Tune: pip install 'nasseg[ray]'") from None
+from nasseg.search.admission import RUN_ALONE, Admission, admitted_trainer, device_capacity_mb, is_oom
 from nasseg.search.objective import Trainer, run_objective
 from nasseg.search.samplers import exhausted
 from nasseg.search.setup import Prepared, open_study, prepare
@@ -79,7 +86,8 @@ class NassegSearcher(Searcher):
         except ConfigError:
             pass  # an invalid network: the worker rebuilds it and records why
         self.running[trial_id] = writer
-        return {"nasseg_trial": writer.number, "nasseg_params": writer.params}
+        return {"nasseg_trial": writer.number, "nasseg_params": writer.params,
+                "nasseg_alone": bool(writer.trial.user_attrs.get(RUN_ALONE))}
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         writer = self.running.get(trial_id)
@@ -95,6 +103,11 @@ class NassegSearcher(Searcher):
         state = result.get("nasseg_state")
         if state == "complete" and not error:
             self.study.tell(writer.trial, list(result["nasseg_values"]))
+            return
+        if state == "fail" and not writer.trial.user_attrs.get(RUN_ALONE) and is_oom(result.get("fail_reason")):
+            from nasseg.search.runner import requeue
+
+            requeue(self.study, writer, f"{result['fail_reason']} beside other trials; retried alone", alone=True)
             return
         if state != "fail":
             writer.set(fail_reason="the Ray trial errored before reporting (see the Ray logs under "
@@ -145,6 +158,11 @@ def _trainable(config: dict[str, Any], prep: Prepared, trainer: Trainer | None, 
     setup = prep.setup
     writer.set(worker=f"ray pid {os.getpid()}")
     device = "cuda" if gpus > 0 else "cpu"
+    adm = _node_admission(prep, device)
+    if adm is not None:  # the ledger is per node, keyed by the physical GPU Ray assigned
+        key = f"cuda:{ray.get_gpu_ids()[0]}" if device == "cuda" and ray.get_gpu_ids() else device
+        trainer = admitted_trainer(trainer or _default_trainer(), adm, setup, device, writer.number,
+                                   bool(config.get("nasseg_alone")), key=key)
     names = setup.objectives
     nan = float("nan")
 
@@ -161,15 +179,41 @@ def _trainable(config: dict[str, Any], prep: Prepared, trainer: Trainer | None, 
                  "fail_reason": outcome.reason or "", "nasseg_record": writer.pending()})
 
 
+def _node_admission(prep: Prepared, device: str) -> Any:
+    """This node's admission controller (ledger in its temp folder), or ``None``."""
+    cfg = prep.cfg
+    if cfg.trials_per_device <= 1 and cfg.device_memory_mb is None:
+        return None
+    ledger = Path(tempfile.gettempdir()) / f"nasseg-admission-{cfg.name}.json"
+    return Admission(ledger, device_capacity_mb(device, cfg.device_memory_mb), cfg.trials_per_device)
+
+
+def _default_trainer() -> Trainer:
+    from nasseg.train import train
+
+    return train
+
+
+def gpus_per_trial(prep: Prepared) -> float:
+    """The study's GPU share per trial: ``resources.gpus_per_trial``, divided by
+    ``trials_per_device`` (a whole GPU when trials per device are set on a CUDA study)."""
+    res, per = prep.cfg.resources, prep.cfg.trials_per_device
+    if per > 1 and any(d.startswith("cuda") for d in prep.cfg.devices):
+        return (res.gpus_per_trial or 1.0) / per
+    return res.gpus_per_trial
+
+
 def run_search_ray(study_path: str | Path, *, workers: int | None = None, trials: int | None = None,
                    address: str | None = None, trainer: Trainer | None = None, progress: bool = True,
-                   command: str = "", overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+                   command: str = "", overrides: dict[str, Any] | None = None,
+                   trials_per_device: int | None = None) -> dict[str, Any]:
     """Create or resume the study and run it under Ray Tune (see the module docstring);
     ``overrides`` as for :func:`nasseg.search.runner.run_search`."""
     from nasseg.search.monitor import Monitor
     from nasseg.search.runner import GRACE_S, budget_left, summarise
 
-    prep = prepare(study_path, workers=workers, trials=trials, command=command, overrides=overrides)
+    prep = prepare(study_path, workers=workers, trials=trials, command=command, overrides=overrides,
+                   trials_per_device=trials_per_device)
     study = open_study(prep, create=True)
     recover_stale(study, GRACE_S)
     left = budget_left(prep, study)
@@ -192,14 +236,16 @@ def run_search_ray(study_path: str | Path, *, workers: int | None = None, trials
                 update={"num_threads": max(1, int(res.cpus_per_trial))})
         names, modes = prep.cfg.objectives, ["max" if d == "maximize" else "min" for d in prep.cfg.directions()]
         searcher = NassegSearcher(prep, study, metric=names, mode=modes)
+        gpus = gpus_per_trial(prep)
         fn = tune.with_resources(
-            tune.with_parameters(_trainable, prep=prep, trainer=trainer, gpus=res.gpus_per_trial),
-            {"cpu": res.cpus_per_trial, "gpu": res.gpus_per_trial})
+            tune.with_parameters(_trainable, prep=prep, trainer=trainer, gpus=gpus),
+            {"cpu": res.cpus_per_trial, "gpu": gpus})
         tcfg = tune.TuneConfig(search_alg=searcher, num_samples=left if left is not None else -1,
                                max_concurrent_trials=n, time_budget_s=prep.cfg.budget.time_s,
                                reuse_actors=True)
         rcfg = tune.RunConfig(name=f"{prep.cfg.name}_{int(time.time())}",
-                              storage_path=str((prep.output_dir / "ray").resolve()), verbose=0)
+                              storage_path=str((prep.output_dir / "ray").resolve()), verbose=0,
+                              failure_config=tune.FailureConfig(max_failures=2))
         with Monitor(prep, enabled=progress):
             tune.Tuner(fn, tune_config=tcfg, run_config=rcfg).fit()
     finally:

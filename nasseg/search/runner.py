@@ -32,6 +32,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from nasseg.search.admission import RUN_ALONE, admitted_trainer, needs_alone_retry, study_admission
 from nasseg.search.objective import Outcome, Trainer, run_objective
 from nasseg.lifeline import die_with_parent
 from nasseg.search.proposals import budget_used, distinct_counts, max_proposals, used_up, worker_seed
@@ -78,11 +79,24 @@ def tell(study: optuna.Study, number: int, outcome: Outcome) -> None:
         study.tell(number, state=TrialState.FAIL)
 
 
-def requeue(study: optuna.Study, writer: TrialWriter, reason: str) -> None:
-    """Fail our own interrupted trial and enqueue its params again."""
+def requeue(study: optuna.Study, writer: TrialWriter, reason: str, alone: bool = False) -> None:
+    """Fail our own interrupted trial and enqueue its params again (``alone``: the copy
+    trains alone on its device, see :mod:`nasseg.search.admission`)."""
     writer.set(fail_reason=f"interrupted: {reason}; re-queued")
     study.tell(writer.trial, state=TrialState.FAIL)
-    enqueue_retry(study, writer.params, writer.number, reason, writer.get("initial_arch"))
+    if not alone:
+        enqueue_retry(study, writer.params, writer.number, reason, writer.get("initial_arch"))
+        return
+    attrs = {"retry_of": writer.number, "retry_reason": reason, RUN_ALONE: True}
+    if writer.get("initial_arch") is not None:
+        attrs["initial_arch"] = writer.get("initial_arch")
+    study.enqueue_trial(writer.params, user_attrs=attrs)
+
+
+def _default_trainer() -> Trainer:
+    from nasseg.train import train
+
+    return train
 
 
 def worker_loop(prep: Prepared, worker: int = 0, device: str = "cpu", trainer: Trainer | None = None,
@@ -98,6 +112,7 @@ def worker_loop(prep: Prepared, worker: int = 0, device: str = "cpu", trainer: T
     study.sampler = make_sampler(prep.cfg, prep.space,
                                  seed=worker_seed(prep.cfg.seed, worker, len(study.get_trials(deepcopy=False))))
     setup = prep.setup
+    adm = study_admission(prep.cfg, prep.output_dir)
     if num_threads and setup.train.num_threads is None:
         setup = _replace(setup, train=setup.train.model_copy(update={"num_threads": num_threads}))
     ran = 0
@@ -110,15 +125,21 @@ def worker_loop(prep: Prepared, worker: int = 0, device: str = "cpu", trainer: T
                 return ran
             trial = study.ask()
             writer = claim(TrialWriter(trial), worker=worker)
+        alone = bool(trial.user_attrs.get(RUN_ALONE))
+        run = trainer if adm is None else admitted_trainer(trainer or _default_trainer(), adm, setup, device,
+                                                           trial.number, alone)
         try:
             outcome = run_objective(
                 setup, writer, study,
                 lambda: prep.space.build(TrialSource(trial), setup.in_channels, setup.out_channels),
-                device, trainer)
+                device, run)
         except KeyboardInterrupt:
             requeue(study, writer, "stopped by the user (Ctrl-C)")
             raise
-        tell(study, trial.number, outcome)
+        if adm is not None and needs_alone_retry(outcome, alone):
+            requeue(study, writer, f"{outcome.reason} beside other trials; retried alone on {device}", alone=True)
+        else:
+            tell(study, trial.number, outcome)
         ran += 1
 
 
@@ -138,7 +159,7 @@ def _worker_main(prep: Prepared, worker: int, device: str, trainer: Trainer | No
 def run_search(study_path: str | Path, *, workers: int | None = None, trials: int | None = None,
                trainer: Trainer | None = None, progress: bool = True, command: str = "",
                on_trial: Callable[[Any], None] | None = None,
-               overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+               overrides: dict[str, Any] | None = None, trials_per_device: int | None = None) -> dict[str, Any]:
     """Create or resume the study of ``study_path`` and run it to its budget.
 
     Args:
@@ -150,13 +171,15 @@ def run_search(study_path: str | Path, *, workers: int | None = None, trials: in
         command: the command line, stored with a new study.
         overrides: study fields replaced for this run (``device``, ``epochs``, ``time_s``,
             ``output_dir``; see :func:`nasseg.search.setup.prepare`).
+        trials_per_device: override the study's ``trials_per_device`` (``--trials-per-gpu``).
 
     Returns:
         A summary: counts by state, the storage URL, the Pareto set's trial numbers.
     """
     from nasseg.search.monitor import Monitor
 
-    prep = prepare(study_path, workers=workers, trials=trials, command=command, overrides=overrides)
+    prep = prepare(study_path, workers=workers, trials=trials, command=command, overrides=overrides,
+                   trials_per_device=trials_per_device)
     study = open_study(prep, create=True)
     recover_stale(study, GRACE_S)
     n = prep.cfg.workers

@@ -67,7 +67,8 @@ def with_overrides(cfg: StudyConfig, overrides: dict[str, Any], where: str) -> S
 
 
 def prepare(path: str | Path, *, workers: int | None = None, trials: int | None = None,
-            command: str = "", overrides: dict[str, Any] | None = None) -> Prepared:
+            command: str = "", overrides: dict[str, Any] | None = None,
+            trials_per_device: int | None = None) -> Prepared:
     """Load and check a study YAML and everything it names (space, data, presets).
 
     ``overrides`` replace top-level study fields or budget fields for this run, e.g.
@@ -80,11 +81,12 @@ def prepare(path: str | Path, *, workers: int | None = None, trials: int | None 
     from nasseg.data import load_dataset, resolve_data
 
     path = Path(path)
-    cfg = with_overrides(load_study_config(path), {**(overrides or {}), "workers": workers, "trials": trials},
-                         str(path))
+    cfg = with_overrides(load_study_config(path), {**(overrides or {}), "workers": workers, "trials": trials,
+                                                   "trials_per_device": trials_per_device}, str(path))
     src = str(path)
     devices = resolve_devices(cfg.devices, src)
-    cfg = cfg.model_copy(update={"device": devices})
+    cfg = cfg.model_copy(update={"device": devices,
+                                 "workers": max(cfg.workers, cfg.trials_per_device * len(devices))})
     space = load_space(resolve_path(cfg.space, path, "space"))
     data_src = cfg.data.source
     if data_src.lower() not in ("synthetic", "synthetic2d", "synthetic3d"):

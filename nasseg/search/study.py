@@ -113,7 +113,14 @@ class DataSpec(Strict):
 
 
 class StudyConfig(Strict):
-    """A search study (see the module docstring for an example)."""
+    """A search study (see the module docstring for an example).
+
+    Several trials per device: ``trials_per_device: N`` (``--trials-per-gpu N``) runs N
+    trials at once on each of ``device`` (so at least N x devices workers), admitted by
+    their estimated memory (see :mod:`nasseg.search.admission`); ``device_memory_mb``
+    sets the memory budget per device (default: 90% of a GPU's memory; on the CPU, no
+    memory limit unless set).
+    """
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
@@ -131,6 +138,8 @@ class StudyConfig(Strict):
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
     device: str | list[str] = "cpu"
     workers: int = Field(1, ge=1)
+    trials_per_device: int = Field(1, ge=1)
+    device_memory_mb: float | None = Field(None, gt=0)
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     reference_point: dict[str, float] = Field(default_factory=dict)
 

@@ -1,0 +1,349 @@
+"""``nasseg bench gpu``: one command that measures what nasseg does with a GPU.
+
+Four parts, each written to ``<out>/<part>.json``, with ``<out>/summary.md``:
+
+1. ``train_throughput``: training images/s of the ``cmunext`` preset at 256x256 on
+   ``busi_256``, nasseg's :func:`~nasseg.train.train` (bf16, channels-last, data
+   resident on the device, fused SGD, the CMUNeXt recipe) against the authors' style of
+   loop (:class:`~nasseg.train.disk_loop.DiskLoop`: files decoded by 8 DataLoader
+   workers, fp32, per-step ``.item()`` and host metrics), same network, batch and cases.
+   The first epoch of each is warm-up and not timed; validation is not timed.
+2. ``trials_per_gpu``: trials/hour of the quickstart study (``studies/quickstart.yaml``
+   on the device, ``trials`` trials each) at 1, 2, 4 and 8 trials per GPU, each setting
+   from a cold cost cache and an empty storage.
+3. ``glims_3d``: GLIMS forward + backward at 1x4x128^3 under bf16 autocast: milliseconds
+   per step from CUDA events after warm-up, and the allocator's peak memory.
+4. ``bf16_fraction``: the share of the GPU's dense bf16 peak that the cmunext training
+   step reaches: ``2 * MACs * 3 * images/s / peak FLOP/s`` (MACs counted at 1x3x256^2;
+   backward taken as twice the forward).
+
+``--tiny`` runs the same code on the CPU in seconds: 32x32 synthetic cases written as PNG
+files (so the authors'-style loop reads files too), a 2-trial quickstart at 1 and 2
+trials per device with a simulated device memory, and a GLIMS-shaped network (GLIMS's
+DACB, Swin and CSAB blocks in 4 stages at a quarter of the widths, 16^3). Its numbers say
+nothing about a GPU; its files carry ``"tiny": true`` and go to ``runs/bench_gpu_tiny``
+unless ``--out`` says otherwise.
+
+Example:
+    >>> report = bench_gpu(tiny=True, out_dir=Path("/tmp/bench_gpu"))  # doctest: +SKIP
+    >>> sorted(report)  # doctest: +SKIP
+    ['bf16_fraction', 'glims_3d', 'train_throughput', 'trials_per_gpu']
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from nasseg.errors import ConfigError
+from nasseg.versions import versions
+
+BF16_PEAK_TFLOPS = {"H200": 989.4, "H100 SXM": 989.4, "H100 80GB HBM3": 989.4, "H100 NVL": 835.0,
+                    "H100 PCIe": 756.0, "H100": 756.0, "GH200": 989.4, "A100": 312.0, "L40S": 362.1,
+                    "L4": 121.0, "A10": 125.0, "RTX 4090": 165.2}
+"""Dense (no sparsity) bf16 tensor-core peaks from NVIDIA's data sheets, by device-name substring
+(the first key found in the name wins, so specific names come first)."""
+PARTS = ("train_throughput", "trials_per_gpu", "glims_3d", "bf16_fraction")
+KEYS = {
+    "train_throughput": ("arch", "size", "train_cases", "batch_size", "epochs", "nasseg", "authors_loop", "ratio"),
+    "trials_per_gpu": ("study", "trials", "rows"),
+    "glims_3d": ("arch", "input_shape", "precision", "params", "ms_per_step", "peak_memory_mb", "timing"),
+    "bf16_fraction": ("formula", "macs_per_image", "images_per_s", "achieved_tflops", "peak_tflops",
+                      "peak_source", "fraction"),
+}
+"""The documented keys of each part's JSON, besides ``part``, ``what``, ``tiny``, ``device`` and
+``versions`` (``nasseg``/``authors_loop`` hold ``images_per_s``; each row of ``rows`` holds
+``trials_per_gpu, complete, failed, wall_s, trials_per_hour, speedup_vs_1``)."""
+REPO = Path(__file__).resolve().parents[2]
+
+
+def bench_gpu(*, tiny: bool = False, device: str = "cuda", out_dir: Path | None = None,
+              data: str | Path | None = None, epochs: int = 4, batch_size: int = 8, trials: int = 8,
+              per_gpu: tuple[int, ...] | None = None, glims_patch: int = 128, workers: int = 8,
+              peak_tflops: float | None = None) -> dict[str, Any]:
+    """Run the four parts (see the module docstring) and write their files.
+
+    Args:
+        tiny: the CPU version (see above).
+        device: ``cuda`` (or ``cuda:N``); ``cpu`` only with ``tiny``.
+        out_dir: where the files go (default ``reports/bench/gpu``, tiny: ``runs/bench_gpu_tiny``).
+        data: the busi_256 folder (default ``../shared/data/busi_256`` beside the repository).
+        epochs: epochs of each loop in part 1 (first not timed).
+        batch_size: part 1's batch, both loops.
+        trials: trials per setting of part 2.
+        per_gpu: trials-per-GPU settings of part 2 (default 1, 2, 4, 8; tiny: 1, 2).
+        glims_patch: cube side of part 3.
+        workers: DataLoader workers of the authors'-style loop.
+        peak_tflops: the device's dense bf16 peak, if it is not in :data:`BF16_PEAK_TFLOPS`.
+
+    Returns:
+        ``{part: report}`` for the four parts.
+
+    Raises:
+        ConfigError: CUDA missing without ``tiny``, or the data folder missing.
+    """
+    if tiny:
+        device = "cpu"
+        epochs, trials, per_gpu, workers = 2, 2, per_gpu or (1, 2), 0
+    elif not (device.startswith("cuda") and torch.cuda.is_available()):
+        raise ConfigError(f"bench gpu: device '{device}' is not an available CUDA device; "
+                          "use --tiny for the CPU version")
+    per_gpu = per_gpu or (1, 2, 4, 8)
+    out = Path(out_dir) if out_dir is not None else REPO / ("runs/bench_gpu_tiny" if tiny else "reports/bench/gpu")
+    out.mkdir(parents=True, exist_ok=True)
+    dev = torch.device(device)
+    common = {"tiny": tiny, "device": _device_name(dev), "versions": versions()}
+    threads = torch.get_num_threads()
+    if tiny:
+        torch.set_num_threads(1)  # both loops alike, and no oversubscription on a busy CPU
+    with tempfile.TemporaryDirectory(prefix="nasseg-bench-gpu-") as tmp:
+        folder, size = _data_folder(tiny, data, Path(tmp))
+        reports: dict[str, Any] = {}
+        reports["train_throughput"] = train_throughput(folder, size, dev, epochs, batch_size, workers)
+        reports["trials_per_gpu"] = trials_per_gpu(dev, trials, per_gpu, Path(tmp), tiny)
+        reports["glims_3d"] = glims_step(dev, 16 if tiny else glims_patch, tiny)
+        reports["bf16_fraction"] = bf16_fraction(reports["train_throughput"], size, dev, peak_tflops)
+    torch.set_num_threads(threads)
+    for part in PARTS:
+        reports[part] = {"part": part, **common, **reports[part]}
+        (out / f"{part}.json").write_text(json.dumps(reports[part], indent=1) + "\n")
+    (out / "summary.md").write_text(summary_markdown(reports))
+    return reports
+
+
+def _device_name(dev: torch.device) -> str:
+    return torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
+
+
+def _data_folder(tiny: bool, data: str | Path | None, tmp: Path) -> tuple[Path, int]:
+    """The folder of PNG cases part 1 reads, and its side length."""
+    if tiny:
+        from PIL import Image
+
+        from nasseg.data import load_dataset, resolve_data
+
+        ds = load_dataset(resolve_data("synthetic", n_cases=16, size=32))
+        folder = tmp / "tiny_cases"
+        (folder / "images").mkdir(parents=True)
+        (folder / "masks").mkdir()
+        for i, cid in enumerate(ds.case_ids):
+            x = ds.images[i, 0].numpy()
+            x = (255 * (x - x.min()) / max(float(np.ptp(x)), 1e-6)).astype(np.uint8)
+            Image.fromarray(x).save(folder / "images" / f"{cid}.png")
+            Image.fromarray((ds.labels[i].numpy() > 0).astype(np.uint8) * 255).save(folder / "masks" / f"{cid}.png")
+        return folder, 32
+    folder = Path(data) if data else REPO.parent / "shared" / "data" / "busi_256"
+    if not (folder / "images").is_dir():
+        raise ConfigError(f"bench gpu: {folder}: no images/ folder; pass --data PATH_TO/busi_256")
+    return folder, 256
+
+
+def _rate(times: list[tuple[float, int]]) -> float:
+    timed = times[1:] if len(times) > 1 else times
+    return sum(n for _, n in timed) / sum(t for t, _ in timed)
+
+
+def train_throughput(folder: Path, size: int, dev: torch.device, epochs: int, batch_size: int,
+                     workers: int) -> dict[str, Any]:
+    """Part 1: nasseg vs the authors'-style loop on the same cases (the training split)."""
+    from nasseg.arch import build_model, load_arch
+    from nasseg.data import load_dataset, make_split, resolve_data
+    from nasseg.data.folder import find_pairs
+    from nasseg.train import TrainConfig, train
+    from nasseg.train.disk_loop import DiskLoop
+
+    arch = load_arch("cmunext")
+    data = resolve_data(str(folder), size=size)
+    ds = load_dataset(data)
+    split = make_split(ds.case_ids, data.split)
+    cfg = TrainConfig.cmunext(epochs=epochs, eval_every=epochs, batch_size=batch_size, device=str(dev),
+                              num_threads=None if dev.type == "cuda" else 1)
+    res = train(arch, data, cfg, progress=False)
+    ours = _rate(list(zip(res.epoch_seconds, res.epoch_images)))
+    del res
+    pairs = {p.stem: (p, m) for p, m in find_pairs(folder)}
+    torch.manual_seed(cfg.seed)
+    model = build_model(arch.model_copy(update={"in_channels": 3, "out_channels": 1}))
+    model = model.to(memory_format=torch.contiguous_format)
+    loop = DiskLoop(model, [pairs[c] for c in split["train"]], size=size, batch_size=batch_size, device=dev,
+                    workers=workers, epochs=epochs)
+    theirs = _rate([loop.epoch() for _ in range(epochs)])
+    return {"what": "training images/s, cmunext, nasseg train() vs the CMUNeXt authors' style of loop",
+            "arch": "cmunext", "data": str(folder), "size": size, "train_cases": len(split["train"]),
+            "batch_size": batch_size, "epochs": epochs, "timed_epochs": max(1, epochs - 1),
+            "nasseg": {"images_per_s": ours, "precision": "bf16 autocast" if dev.type == "cuda" else "fp32",
+                       "layout": "channels_last", "data": "resident on the device, augmented there",
+                       "optimizer": "fused SGD (CMUNeXt recipe)"},
+            "authors_loop": {"images_per_s": theirs, "precision": "fp32", "layout": "contiguous",
+                             "data": f"PNG files decoded by {workers} DataLoader workers, CPU augmentation",
+                             "per_step": "loss.item(), IoU/Dice in NumPy on the host"},
+            "ratio": ours / theirs}
+
+
+def trials_per_gpu(dev: torch.device, trials: int, per_gpu: tuple[int, ...], tmp: Path,
+                   tiny: bool) -> dict[str, Any]:
+    """Part 2: trials/hour of the quickstart study at several trials per device."""
+    import os
+
+    import yaml
+
+    import optuna
+
+    from nasseg.search.runner import run_search
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    base = yaml.safe_load((REPO / "studies" / "quickstart.yaml").read_text())
+    rows = []
+    for n in per_gpu:
+        study = {**base, "name": f"bench_tpg_{n}", "device": str(dev), "trials_per_device": n,
+                 "budget": {"trials": trials}, "output_dir": str(tmp / f"tpg_{n}"),
+                 "space": str(REPO / base["space"])}
+        study["train"] = {**base.get("train", {}), "num_threads": 1}
+        if tiny:
+            study.update(epochs=1, data={**base["data"], "n_cases": 12, "size": 32},
+                         device_memory_mb=2048)
+            study["initial_archs"] = []
+        path = tmp / f"tpg_{n}.yaml"
+        path.write_text(yaml.safe_dump(study))
+        cache = tmp / f"cost_cache_{n}"
+        old = os.environ.get("NASSEG_CACHE_DIR")
+        os.environ["NASSEG_CACHE_DIR"] = str(cache)  # each setting counts its networks from cold
+        try:
+            t0 = time.perf_counter()
+            summary = run_search(path, progress=False)
+            wall = time.perf_counter() - t0
+        finally:
+            if old is None:
+                os.environ.pop("NASSEG_CACHE_DIR", None)
+            else:
+                os.environ["NASSEG_CACHE_DIR"] = old
+        done = summary["states"].get("complete", 0)
+        rows.append({"trials_per_gpu": n, "complete": done, "failed": summary["states"].get("fail", 0),
+                     "wall_s": wall, "trials_per_hour": 3600 * done / wall})
+        shutil.rmtree(tmp / f"tpg_{n}", ignore_errors=True)
+    one = rows[0]["trials_per_hour"] or math.nan
+    for r in rows:
+        r["speedup_vs_1"] = r["trials_per_hour"] / one
+    return {"what": "trials/hour of the quickstart study at N trials per GPU (cold cost cache, fresh storage)",
+            "study": "studies/quickstart.yaml", "trials": trials, "rows": rows}
+
+
+def glims_step(dev: torch.device, patch: int, tiny: bool) -> dict[str, Any]:
+    """Part 3: GLIMS forward + backward under bf16 autocast: ms per step and peak memory."""
+    from nasseg.arch import build_model, load_arch
+
+    arch = load_arch("glims")
+    if tiny:
+        stages = [s.model_copy(update={"width": s.width // 4}) for s in arch.stages]
+        arch = load_arch(arch.model_copy(update={"stages": stages[:2] + stages[4:], "name": "glims_tiny"})
+                         .model_dump(mode="json"))
+    fmt = torch.channels_last_3d
+    model = build_model(arch).to(dev, memory_format=fmt).train()
+    x = torch.randn(1, arch.in_channels, patch, patch, patch, device=dev).contiguous(memory_format=fmt)
+    # bf16 on CUDA; the CPU (--tiny) runs fp32: its bf16 kernels are slow emulations here
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else contextlib.nullcontext()
+
+    def step() -> None:
+        with autocast:
+            out = model(x)
+        outs = out if isinstance(out, (list, tuple)) else [out]
+        sum(o.float().mean() for o in outs).backward()
+        model.zero_grad(set_to_none=True)
+
+    ms, peak = time_step(step, dev, warmup=1 if tiny else 3, repeats=2 if tiny else 10)
+    return {"what": "GLIMS forward + backward, channels_last_3d, batch 1",
+            "precision": "bf16 autocast" if dev.type == "cuda" else "fp32 (CPU)",
+            "arch": arch.name, "input_shape": list(x.shape),
+            "params": sum(p.numel() for p in model.parameters()), "ms_per_step": ms,
+            "peak_memory_mb": peak, "timing": "CUDA events" if dev.type == "cuda" else "perf_counter (CPU)",
+            "memory": "allocator peak (max_memory_allocated)" if dev.type == "cuda" else "not measured on the CPU"}
+
+
+def time_step(step, dev: torch.device, warmup: int = 3, repeats: int = 10) -> tuple[float, float | None]:
+    """Median milliseconds of ``step()`` after ``warmup`` untimed calls, and the allocator's
+    peak in MB (CUDA: timed with CUDA events, so the host never waits inside the timing;
+    ``None`` peak on the CPU).
+
+    Example:
+        >>> ms, peak = time_step(lambda: torch.ones(8).sum(), torch.device("cpu"), 1, 3)
+        >>> ms >= 0 and peak is None
+        True
+    """
+    for _ in range(warmup):
+        step()
+    if dev.type != "cuda":
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            step()
+            times.append((time.perf_counter() - t0) * 1e3)
+        return float(np.median(times)), None
+    torch.cuda.synchronize(dev)
+    torch.cuda.reset_peak_memory_stats(dev)
+    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(repeats)]
+    for start, end in events:
+        start.record()
+        step()
+        end.record()
+    torch.cuda.synchronize(dev)
+    peak = torch.cuda.max_memory_allocated(dev) / 2**20
+    return float(np.median([s.elapsed_time(e) for s, e in events])), peak
+
+
+def bf16_fraction(throughput: dict[str, Any], size: int, dev: torch.device,
+                  peak_tflops: float | None) -> dict[str, Any]:
+    """Part 4: achieved FLOP/s of the cmunext training step over the device's bf16 peak."""
+    from nasseg.cost import profile
+
+    macs = profile("cmunext", (1, 3, size, size), latency=False).macs
+    rate = throughput["nasseg"]["images_per_s"]
+    achieved = 2 * macs * 3 * rate
+    name = _device_name(dev)
+    source = "--peak-tflops" if peak_tflops else None
+    if peak_tflops is None:
+        key = next((k for k in BF16_PEAK_TFLOPS if k in name), None)
+        if key is not None:
+            peak_tflops, source = BF16_PEAK_TFLOPS[key], f"data sheet ({key})"
+    return {"what": "achieved share of the dense bf16 peak, cmunext training step",
+            "formula": "2 * MACs * 3 * images/s / peak FLOP/s", "macs_per_image": macs, "size": size,
+            "images_per_s": rate, "achieved_tflops": achieved / 1e12, "peak_tflops": peak_tflops,
+            "peak_source": source or f"unknown for '{name}' (pass --peak-tflops)",
+            "fraction": achieved / (peak_tflops * 1e12) if peak_tflops else None}
+
+
+def summary_markdown(r: dict[str, Any]) -> str:
+    """The Markdown summary of the four parts."""
+    t, g, f, q = r["train_throughput"], r["glims_3d"], r["bf16_fraction"], r["trials_per_gpu"]
+    tiny = " (--tiny: CPU smoke run, not GPU numbers)" if t["tiny"] else ""
+    lines = [f"# nasseg bench gpu on {t['device']}{tiny}", "",
+             "## 1. Training throughput, cmunext", "",
+             f"{t['data']}, {t['size']}x{t['size']}, {t['train_cases']} training cases, batch {t['batch_size']}, "
+             f"{t['epochs']} epochs per loop (first not timed).", "",
+             "| loop | images/s | precision | data |", "|---|---|---|---|",
+             f"| nasseg | {t['nasseg']['images_per_s']:.1f} | {t['nasseg']['precision']} | {t['nasseg']['data']} |",
+             f"| authors' style | {t['authors_loop']['images_per_s']:.1f} | fp32 | {t['authors_loop']['data']}; "
+             f"{t['authors_loop']['per_step']} |", "",
+             f"**ratio nasseg / authors' loop: {t['ratio']:.2f}**", "",
+             "## 2. Trials per GPU (quickstart study)", "",
+             "| trials per GPU | complete | failed | wall s | trials/hour | vs 1 |", "|---|---|---|---|---|---|"]
+    for row in q["rows"]:
+        lines.append(f"| {row['trials_per_gpu']} | {row['complete']} | {row['failed']} | {row['wall_s']:.1f} | "
+                     f"{row['trials_per_hour']:.0f} | {row['speedup_vs_1']:.2f}x |")
+    peak = "n/a" if g["peak_memory_mb"] is None else f"{g['peak_memory_mb']:.0f} MB"
+    frac = "n/a" if f["fraction"] is None else f"{100 * f['fraction']:.1f}%"
+    lines += ["", f"## 3. GLIMS forward + backward, {g['precision']}", "",
+              f"{g['arch']} at {'x'.join(map(str, g['input_shape']))}: **{g['ms_per_step']:.1f} ms** per step "
+              f"({g['timing']}), peak memory {peak}.", "",
+              "## 4. Share of the bf16 peak, cmunext training", "",
+              f"{f['formula']} = 2 x {f['macs_per_image'] / 1e9:.2f} G x 3 x {f['images_per_s']:.1f} = "
+              f"{f['achieved_tflops']:.2f} TFLOP/s of {f['peak_tflops'] or 'n/a'} ({f['peak_source']}): **{frac}**.",
+              "", f"torch {t['versions']['torch']}, nasseg {t['versions']['nasseg']}."]
+    return "\n".join(lines) + "\n"
