@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from nasseg.search.admission import Admission, Ticket, is_oom, training_memory_mb
+from nasseg.search.admission import Admission, Ticket, is_oom, trial_memory_mb
 
 
 def test_admission_never_exceeds_the_budget_or_the_slots(tmp_path):
@@ -83,12 +83,16 @@ def test_a_dead_workers_room_is_freed(tmp_path):
     assert isinstance(adm.try_acquire("cuda:0", 8, 50), Ticket)
 
 
-def test_training_memory_scales_feature_maps_not_weights():
-    params = 2**20
-    cost = {"memory_mb": 64.0 + 16.0, "params": params, "input_shape": [1, 1, 64, 64]}
-    assert training_memory_mb(cost, batch_size=1) == pytest.approx(80.0)
-    assert training_memory_mb(cost, batch_size=4) == pytest.approx(4 * 64 + 16)
-    assert training_memory_mb(cost, batch_size=2, patch=(32, 32), overhead_mb=10) == pytest.approx(32 + 16 + 10)
+def test_a_trials_need_is_the_cost_estimate_at_the_training_batch_and_size():
+    from nasseg.arch import load_arch
+    from nasseg.cost import estimate_train_memory_mb
+    from nasseg.data import resolve_data
+    from nasseg.train import TrainConfig
+
+    arch = load_arch("cmunext_s")
+    need = trial_memory_mb(arch, (1, 3, 256, 256), resolve_data("synthetic", size=64), TrainConfig(batch_size=4), "cpu")
+    assert need == estimate_train_memory_mb(arch, (4, 3, 64, 64))
+    assert need < estimate_train_memory_mb(arch, (4, 3, 256, 256))
 
 
 def test_is_oom():

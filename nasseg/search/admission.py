@@ -5,8 +5,8 @@ study may run ``trials_per_device`` trials on each device at once (``--trials-pe
 Before a trial trains, its worker asks :class:`Admission` for room on its device:
 
 - at most ``slots`` trials run on a device at once;
-- their estimated memory (:func:`training_memory_mb`, from the cost package's estimate,
-  known before training) sums to at most the device's budget (``capacity_mb``); a trial
+- their estimated memory (:func:`trial_memory_mb`, the cost package's estimate from
+  shapes, known before training) sums to at most the device's budget (``capacity_mb``); a trial
   larger than the whole budget is admitted only onto an empty device;
 - a trial marked *alone* (the retry of a trial that ran out of memory next to others,
   see :func:`requeue_alone`) waits until the device is empty and keeps it to itself;
@@ -164,30 +164,6 @@ def _same(entry: dict[str, Any], me: dict[str, Any]) -> bool:
     return all(entry.get(k) == me[k] for k in ("host", "pid", "start", "trial"))
 
 
-def training_memory_mb(cost: dict[str, Any], batch_size: int, patch: tuple[int, ...] | None = None,
-                       overhead_mb: float = 0.0) -> float:
-    """A trial's training memory from the cost package's estimate at its own input shape.
-
-    ``cost`` is a :meth:`nasseg.cost.Cost.to_dict`: ``memory_mb`` = (feature maps at
-    ``input_shape`` + 4 x parameters: weights, gradients, two AdamW moments) x 4 bytes.
-    The feature maps scale with batch x voxels, so they are rescaled from the cost's
-    input shape to ``batch_size`` and ``patch`` (default: the cost's spatial size); the
-    parameter part stays. ``overhead_mb`` is added (CUDA context and workspaces). The
-    estimate is float32: under bf16 autocast the real peak is lower.
-
-    Example:
-        >>> c = {"memory_mb": 100.0 + 16 * 2**18 / 2**20, "params": 2**18, "input_shape": [1, 3, 64, 64]}
-        >>> training_memory_mb(c, batch_size=8, patch=(32, 32))
-        204.0
-    """
-    shape = list(cost["input_shape"])
-    weights = 16.0 * cost["params"] / 2**20
-    activations = max(0.0, float(cost["memory_mb"]) - weights)
-    vox_cost = math.prod(shape[2:])
-    vox = math.prod(patch) if patch else vox_cost
-    return activations * (batch_size * vox) / (shape[0] * vox_cost) + weights + overhead_mb
-
-
 def device_capacity_mb(device: str, simulated_mb: float | None = None) -> float | None:
     """The memory budget of ``device`` in MB: ``simulated_mb`` if given, else 90% of a
     CUDA device's total memory, else ``None`` (the CPU: slots only)."""
@@ -234,20 +210,13 @@ def admitted_trainer(base: Any, adm: Admission, setup: Any, device: str, trial: 
     """Wrap a trainer so it trains only once :class:`Admission` gives it room on ``device``
     (``key``: the device's name in the ledger, when it differs from ``device``).
 
-    The need is :func:`training_memory_mb` of the trial's network (the cost package's
-    estimate, already counted and cached by the objective) at the training batch and
-    the data's size, plus the CUDA overhead on a GPU.
+    The need is :func:`nasseg.cost.estimate_train_memory_mb` of the trial's network (from
+    shapes on the meta device, cached) at the training batch and the data's size, in
+    bf16 where training uses bf16 autocast, plus the CUDA overhead on a GPU.
     """
     def run(arch: Any, data: Any, cfg: Any, **kw: Any) -> Any:
         global _CURRENT
-        from nasseg.cost import profile
-
-        cost = profile(arch, setup.input_shape, latency=False).to_dict()
-        dims = len(setup.input_shape) - 2
-        size = data.patch_size or data.size
-        patch = None if size is None else (tuple(size) if isinstance(size, (list, tuple)) else (size,) * dims)
-        need = training_memory_mb(cost, cfg.batch_size, patch,
-                                  CUDA_OVERHEAD_MB if device.startswith("cuda") else 0.0)
+        need = trial_memory_mb(arch, setup.input_shape, data, cfg, device)
         with adm.admitted(key or device, trial, need, alone) as ticket:
             _CURRENT = ticket
             try:
@@ -255,6 +224,29 @@ def admitted_trainer(base: Any, adm: Admission, setup: Any, device: str, trial: 
             finally:
                 _CURRENT = None
     return run
+
+
+def trial_memory_mb(arch: Any, input_shape: tuple[int, ...], data: Any, cfg: Any, device: str) -> float:
+    """The memory a trial plans for: the cost package's training-step estimate at the
+    training batch and the data's patch or image size (``input_shape``'s when unset).
+
+    Example:
+        >>> cfg = TrainConfig(batch_size=8)  # doctest: +SKIP
+        >>> trial_memory_mb(load_arch("cmunext_s"), (1, 3, 256, 256), resolve_data("synthetic"), cfg, "cpu")  # doctest: +SKIP
+    """
+    import torch
+
+    from nasseg.cost import estimate_train_memory_mb
+
+    dims = len(input_shape) - 2
+    size = data.patch_size or data.size
+    patch = tuple(input_shape[2:]) if size is None else (
+        tuple(size) if isinstance(size, (list, tuple)) else (size,) * dims)
+    cuda = device.startswith("cuda")
+    dtype = torch.bfloat16 if cuda and cfg.amp in ("auto", "bf16") else (
+        torch.float16 if cuda and cfg.amp == "fp16" else torch.float32)
+    mb = estimate_train_memory_mb(arch, (cfg.batch_size, input_shape[1], *patch), dtype=dtype)
+    return mb + (CUDA_OVERHEAD_MB if cuda else 0.0)
 
 
 def needs_alone_retry(outcome: Any, alone: bool) -> bool:
