@@ -56,7 +56,7 @@ def test_two_trials_per_device_admitted_by_memory_and_an_oom_trial_retried_alone
     first, retry = trials[0], next(t for t in trials if t.user_attrs.get("retry_of") == 0)
     # the OOM is recorded with its reason, the trial retried alone and completed
     assert first.state.name == "FAIL" and "out of memory" in first.user_attrs["fail_reason"]
-    assert "retried alone" in first.user_attrs["fail_reason"] and first.user_attrs["requeued"]
+    assert "retried alone" in first.user_attrs["fail_reason"] and "out of memory" in retry.user_attrs["retry_reason"]
     assert retry.user_attrs[RUN_ALONE] and retry.state.name == "COMPLETE" and retry.params == first.params
     assert summary["states"]["complete"] == 3  # the study went on to its budget
     calls = [json.loads(line) for line in log.read_text().splitlines()]
