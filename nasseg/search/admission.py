@@ -207,13 +207,17 @@ def study_admission(cfg: Any, output_dir: Path) -> Admission | None:
 
 def admitted_trainer(base: Any, adm: Admission, setup: Any, device: str, trial: int, alone: bool,
                      key: str | None = None) -> Any:
-    """Wrap a trainer so it trains only once :class:`Admission` gives it room on ``device``
-    (``key``: the device's name in the ledger, when it differs from ``device``).
+    """Wrap a trainer (``None``: :func:`nasseg.train.train`) so it trains only once
+    :class:`Admission` gives it room on ``device`` (``key``: the device's name in the
+    ledger, when it differs from ``device``).
 
     The need is :func:`nasseg.cost.estimate_train_memory_mb` of the trial's network (from
     shapes on the meta device, cached) at the training batch and the data's size, in
     bf16 where training uses bf16 autocast, plus the CUDA overhead on a GPU.
     """
+    if base is None:
+        from nasseg.train import train as base
+
     def run(arch: Any, data: Any, cfg: Any, **kw: Any) -> Any:
         global _CURRENT
         need = trial_memory_mb(arch, setup.input_shape, data, cfg, device)

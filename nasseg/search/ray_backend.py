@@ -161,7 +161,7 @@ def _trainable(config: dict[str, Any], prep: Prepared, trainer: Trainer | None, 
     adm = _node_admission(prep, device)
     if adm is not None:  # the ledger is per node, keyed by the physical GPU Ray assigned
         key = f"cuda:{ray.get_gpu_ids()[0]}" if device == "cuda" and ray.get_gpu_ids() else device
-        trainer = admitted_trainer(trainer or _default_trainer(), adm, setup, device, writer.number,
+        trainer = admitted_trainer(trainer, adm, setup, device, writer.number,
                                    bool(config.get("nasseg_alone")), key=key)
     names = setup.objectives
     nan = float("nan")
@@ -186,12 +186,6 @@ def _node_admission(prep: Prepared, device: str) -> Any:
         return None
     ledger = Path(tempfile.gettempdir()) / f"nasseg-admission-{cfg.name}.json"
     return Admission(ledger, device_capacity_mb(device, cfg.device_memory_mb), cfg.trials_per_device)
-
-
-def _default_trainer() -> Trainer:
-    from nasseg.train import train
-
-    return train
 
 
 def gpus_per_trial(prep: Prepared) -> float:

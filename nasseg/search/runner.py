@@ -93,12 +93,6 @@ def requeue(study: optuna.Study, writer: TrialWriter, reason: str, alone: bool =
     study.enqueue_trial(writer.params, user_attrs=attrs)
 
 
-def _default_trainer() -> Trainer:
-    from nasseg.train import train
-
-    return train
-
-
 def worker_loop(prep: Prepared, worker: int = 0, device: str = "cpu", trainer: Trainer | None = None,
                 deadline: float | None = None, num_threads: int | None = None) -> int:
     """Run trials until the budget or the deadline is reached; returns how many it ran."""
@@ -126,7 +120,7 @@ def worker_loop(prep: Prepared, worker: int = 0, device: str = "cpu", trainer: T
             trial = study.ask()
             writer = claim(TrialWriter(trial), worker=worker)
         alone = bool(trial.user_attrs.get(RUN_ALONE))
-        run = trainer if adm is None else admitted_trainer(trainer or _default_trainer(), adm, setup, device,
+        run = trainer if adm is None else admitted_trainer(trainer, adm, setup, device,
                                                            trial.number, alone)
         try:
             outcome = run_objective(
