@@ -60,7 +60,7 @@ def test_lr_1e6_on_the_command_line_is_one_line_exit_2(tmp_path, capsys):
 
 def test_cpu_out_of_memory_names_the_setting_to_lower(tmp_path):
     # a real allocator failure: the address space is capped just above what the imports need
-    limit = ("import resource, torch, nasseg.train.engine, nasseg.data.synthetic, nasseg.arch\n"
+    limit = ("import resource, torch, torch._dynamo, nasseg.train.engine, nasseg.data.synthetic, nasseg.arch\n"
              "vm = int([l for l in open('/proc/self/status') if l.startswith('VmSize')][0].split()[1]) * 1024\n"
              "resource.setrlimit(resource.RLIMIT_AS, (vm + 300 * 2**20, resource.RLIM_INFINITY))")
     (tmp_path / "arch.yaml").write_text(json.dumps({**TINY_ARCH, "stages": [
