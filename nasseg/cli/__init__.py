@@ -22,7 +22,7 @@ from . import arch_cmds, bench_cmds, confirm_cmds, gpu_cmds, infer_cmds, report_
 
 _MODULES = (arch_cmds, train_cmds, search_cmds, report_cmds, stats_cmds, confirm_cmds, infer_cmds)
 _COUNTS = ("trials", "workers", "epochs", "batch_size", "max_cases", "repeats", "eval_every", "patience",
-           "threads", "budget_epochs", "seeds", "max_runs")
+           "threads", "budget_epochs", "seeds", "max_runs", "trials_per_gpu")
 """Options that count something: 0 or a negative value is refused before anything is created."""
 
 
