@@ -46,6 +46,17 @@ def _dice(pred: np.ndarray, label: np.ndarray, num_classes: int, case: str) -> d
     return {r["class"]: r["dice"] for r in rows}
 
 
+def _predict_held_out_volumes(run: Path, data: Path, tmp: Path) -> tuple[list[str], dict[tuple[str, int], float]]:
+    """``nasseg predict`` on the run's held-out NIfTI cases into ``tmp/out``."""
+    cases, dice = _held_out(run)
+    inputs = tmp / "in"
+    inputs.mkdir()
+    for c in cases:
+        (inputs / f"{c}.nii.gz").symlink_to(data / "imagesTr" / f"{c}.nii.gz")
+    assert main(["predict", str(run), "--input", str(inputs), "--out", str(tmp / "out"), "--no-progress"]) == 0
+    return cases, dice
+
+
 @pytest.fixture(scope="module")
 def dsb_run(tmp_path_factory):
     data = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "dsb2018_96"
@@ -115,12 +126,7 @@ def test_predict_hippocampus_keeps_nifti_geometry(shared_data, tmp_path):
 
     data = shared_data / "msd_hippocampus"
     run = _train(tmp_path, TINY3D, data, "--max-cases", "8", "--val-fraction", "0.25", "--test-fraction", "0.25")
-    cases, dice = _held_out(run)
-    inputs = tmp_path / "in"
-    inputs.mkdir()
-    for c in cases:
-        (inputs / f"{c}.nii.gz").symlink_to(data / "imagesTr" / f"{c}.nii.gz")
-    assert main(["predict", str(run), "--input", str(inputs), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    cases, dice = _predict_held_out_volumes(run, data, tmp_path)
     for c in cases:
         image = nib.load(str(data / "imagesTr" / f"{c}.nii.gz"))
         pred = nib.load(str(tmp_path / "out" / f"{c}.nii.gz"))
@@ -193,3 +199,22 @@ def test_study_trial_predicts_and_exports(tmp_path, capsys):
     assert "has no trial 7" in capsys.readouterr().err
     assert main(["predict", str(tmp_path / "run"), "--input", str(tmp_path / "in"), "--out", str(tmp_path)]) == 2
     assert "a study folder; name one of its trials" in capsys.readouterr().err
+
+
+def test_predict_volume_uses_training_preprocessing(tmp_path):
+    """Zero background, anisotropic spacing and two modalities of very different scale: predict
+    must crop, normalise per channel and resample as training did, then map back to the scan."""
+    import nibabel as nib
+    from test_data_volumetric import write_decathlon
+
+    data = write_decathlon(tmp_path / "dec", n=10, shape=(16, 16, 8), spacing=(1.0, 1.0, 2.5))
+    arch = {**TINY3D, "in_channels": 2, "out_channels": 4}
+    run = _train(tmp_path, arch, data, "--val-fraction", "0.2", "--test-fraction", "0.3", "--flip", "none")
+    cases, dice = _predict_held_out_volumes(run, data, tmp_path)
+    for c in cases:
+        pred = nib.load(str(tmp_path / "out" / f"{c}.nii.gz"))
+        label = np.asarray(nib.load(str(data / "labelsTr" / f"{c}.nii.gz")).dataobj)
+        assert pred.shape == label.shape
+        got = _dice(np.asarray(pred.dataobj), label, 4, c)
+        for k in (1, 2, 3):
+            assert got[k] == pytest.approx(dice[(c, k)], abs=1e-9)

@@ -112,13 +112,8 @@ def read_case(image_path: Path, label_path: Path, num_classes: int, source: str,
             values outside the classes ``source`` names.
     """
     image, spacing, affine = read_nifti_geometry(image_path)
+    image = channels_first(image, image_path)
     label = read_nifti(label_path)
-    if image.ndim == 4:
-        image = np.moveaxis(image, -1, 0)
-    elif image.ndim == 3:
-        image = image[None]
-    else:
-        raise DataError(f"{image_path}: image has {image.ndim} axes, expected 3 (or 4 with channels last)")
     if label.shape != image.shape[1:]:
         raise DataError(
             f"{label_path}: label shape {tuple(label.shape)} differs from image "
@@ -217,6 +212,19 @@ def read_nifti(path: Path) -> np.ndarray:
         DataError: the file is unreadable or truncated.
     """
     return read_nifti_geometry(path)[0]
+
+
+def channels_first(image: np.ndarray, path: Path) -> np.ndarray:
+    """A NIfTI voxel array ``[X, Y, Z]`` or ``[X, Y, Z, C]`` as ``[C, X, Y, Z]``.
+
+    Raises:
+        DataError: any other number of axes, naming ``path``.
+    """
+    if image.ndim == 4:
+        return np.moveaxis(image, -1, 0)
+    if image.ndim == 3:
+        return image[None]
+    raise DataError(f"{path}: image has {image.ndim} axes, expected 3 (or 4 with channels last)")
 
 
 def read_nifti_geometry(path: Path) -> tuple[np.ndarray, tuple[float, ...], np.ndarray]:

@@ -1,8 +1,9 @@
 """``nasseg predict``: segment new images or volumes with a trained network.
 
 Inputs are preprocessed exactly as in training (2D: read, colour channels matched, resized
-to the training size if training resized, z-scored per image; 3D: channels first,
-z-scored per volume) and labelled as training's evaluation labels them (binary: logit > 0,
+to the training size if training resized, z-scored per image; 3D: channels first, then
+the training data's own crop, per-channel normalisation and resampling, mapped back to the
+scan's grid) and labelled as training's evaluation labels them (binary: logit > 0,
 multi-class: argmax). Masks are written in the input's format, size and geometry:
 
 - 2D (``.png .bmp .tif .gif``; ``.jpg`` inputs get ``.png`` masks, a lossy mask would be
@@ -200,23 +201,43 @@ def predict_case(net: Network, image: Tensor, batch_size: int = 4, tta: bool = F
     return sliding_window(lambda x: _infer(net, x, tta), image, padded, 0.0, 1)
 
 
+def _training_preprocessing(net: Network) -> dict:
+    """The crop/normalise/resample settings of the run's training data (its preprocessed
+    cache's record), so a new volume is fed exactly as training fed its cases."""
+    from nasseg.data import load_dataset, resolve_data
+
+    data = net.meta.get("data") or {}
+    if data.get("kind") != "decathlon":
+        raise DataError(f"{net.source}: was not trained on NIfTI volumes (data kind {data.get('kind')!r}); "
+                        "its 3D preprocessing cannot be reproduced for a .nii input")
+    try:
+        settings = load_dataset(resolve_data(data)).info.get("preprocessing")
+    except DataError as err:
+        raise DataError(f"{net.source}: the training data that defines its preprocessing is not readable "
+                        f"({err}); predict from a machine that has {data.get('path')}") from None
+    if not settings:
+        raise DataError(f"{net.source}: its training data records no preprocessing settings")
+    return settings
+
+
 def _predict_volume(net: Network, path: Path, out: Path, batch_size: int, tta: bool) -> Written:
     import nibabel as nib
 
-    from nasseg.data.decathlon import read_nifti
+    from nasseg.data.decathlon import channels_first, read_nifti_geometry
+    from nasseg.data.geometry import to_original
+    from nasseg.data.preprocess import preprocess_case
 
     img = nib.load(str(path))
-    data = read_nifti(path)
-    if data.ndim == 4:
-        data = np.moveaxis(data, -1, 0)
-    elif data.ndim == 3:
-        data = data[None]
-    else:
-        raise DataError(f"{path}: image has {data.ndim} axes, expected 3 (or 4 with channels last)")
+    data, spacing, affine = read_nifti_geometry(path)
+    data = channels_first(data, path)
     if data.shape[0] != net.in_channels:
         raise DataError(f"{path}: volume has {data.shape[0]} channels; the network takes {net.in_channels}")
-    logits = predict_case(net, torch.from_numpy(normalise(data)), batch_size, tta)
-    label = predict_labels(logits[None])[0].numpy().astype(np.uint8)
+    pre = _training_preprocessing(net)
+    ct_stats = {int(k): v for k, v in (pre.get("ct_stats") or {}).items()}
+    image, _, meta = preprocess_case(data, np.zeros(data.shape[1:], np.uint8), spacing, affine, pre["kinds"],
+                                     tuple(pre["target_spacing"]), path.name, ct_stats)
+    logits = predict_case(net, torch.from_numpy(image), batch_size, tta)
+    label = to_original(logits, meta).numpy().astype(np.uint8)
     header = img.header.copy()
     header.set_data_dtype(np.uint8)
     target = out / path.name
