@@ -60,7 +60,9 @@ def test_two_trials_per_device_admitted_by_memory_and_an_oom_trial_retried_alone
     assert retry.user_attrs[RUN_ALONE] and retry.state.name == "COMPLETE" and retry.params == first.params
     assert summary["states"]["complete"] >= 3  # the study went on to its budget (reused duplicates do not count)
     calls = [json.loads(line) for line in log.read_text().splitlines()]
-    assert [c["alone"] for c in calls if c["trial"] in (0, retry.number)] == [False, True]
+    assert [c["alone"] for c in calls if c["trial"] == 0] == [False]
+    if retry.user_attrs.get("reused_from") is None:  # trained alone (unless an identical network was
+        assert [c["alone"] for c in calls if c["trial"] == retry.number] == [True]  # done meanwhile)
     for c in calls:  # admission, seen from inside every trial
         assert c["count"] <= 2 and c["mb"] <= DEVICE_MB
         if c["alone"]:
