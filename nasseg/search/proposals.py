@@ -50,7 +50,12 @@ def _reused(t: FrozenTrial) -> bool:
 def budget_used(trials: list[FrozenTrial]) -> tuple[int, int]:
     """``(evaluated, proposals)``: distinct architectures proposed (trained, over a limit
     or failed; a trial with no architecture yet counts on its own), and all counted
-    proposals. A re-proposal of a known architecture uses up no budget."""
+    proposals. A re-proposal of a known architecture uses up no budget.
+
+    Known race (left open): with several workers, a just-asked trial with no architecture
+    yet counts as a new network; if it then turns out to be a duplicate, a worker that
+    checked the budget meanwhile may already have stopped, so a search can end one
+    network short of its budget (seen with 2 workers on PostgreSQL: 3 of 4)."""
     retried = retries(trials)
     mine = [t for t in trials if counted(t, retried)]
     archs = {t.user_attrs.get("arch_id") for t in mine} - {None}
