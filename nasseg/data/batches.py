@@ -206,3 +206,15 @@ def sliding_window(predict: Callable[[Tensor], Tensor], image: Tensor, patch: tu
     out = sliding_window_inference(image[None], tuple(patch), batch_size, predict, overlap=overlap,
                                    mode="gaussian", sigma_scale=0.125, padding_mode="constant", cval=0.0)
     return out[0].float()
+
+
+def case_window(window: tuple[int, ...], shape: tuple[int, ...], divisor: int) -> tuple[int, ...]:
+    """The sliding window for one case: ``window``, shrunk along axes where the case
+    (rounded up to ``divisor``) is smaller -- the rule training's evaluation uses.
+
+    Example:
+        >>> case_window((40, 56, 40), (35, 60, 20), 8)
+        (40, 56, 24)
+    """
+    return tuple(min(w, -(-s // divisor) * divisor) for w, s in zip(window, shape))
+

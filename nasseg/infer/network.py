@@ -20,7 +20,6 @@ Example:
 from __future__ import annotations
 
 import json
-import math
 import warnings
 import zipfile
 from dataclasses import dataclass, field
@@ -273,14 +272,3 @@ def _from_torchscript(path: Path, device: str | torch.device) -> Network:
         return (out[0] if isinstance(out, (list, tuple)) else out).float()
 
     return Network(forward, json.loads(extra[f"{META_KEY}.json"]), str(path), "torchscript")
-
-
-def case_window(window: tuple[int, ...], shape: tuple[int, ...], divisor: int) -> tuple[int, ...]:
-    """The sliding window for one case: ``window``, shrunk along axes where the case
-    (rounded up to ``divisor``) is smaller -- the rule training's evaluation uses.
-
-    Example:
-        >>> case_window((40, 56, 40), (35, 60, 20), 8)
-        (40, 56, 24)
-    """
-    return tuple(min(w, math.ceil(s / divisor) * divisor) for w, s in zip(window, shape))

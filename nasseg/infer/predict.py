@@ -34,10 +34,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from nasseg.data.base import normalise
-from nasseg.data.batches import sliding_window
+from nasseg.data.batches import case_window, sliding_window
 from nasseg.data.folder import IMAGE_EXTS, read_image
 from nasseg.errors import DataError
-from nasseg.infer.network import Network, case_window
+from nasseg.infer.network import Network
 from nasseg.train.metrics import predict_labels
 
 NIFTI_EXTS = (".nii.gz", ".nii")

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from nasseg.data.base import SegDataset
-from nasseg.data.batches import sliding_window
+from nasseg.data.batches import case_window, sliding_window
 import torch.nn.functional as F
 
 from nasseg.data.geometry import to_original
@@ -117,7 +117,7 @@ def evaluate(model: nn.Module, ds: SegDataset, *, device: torch.device,
             if patch is None:
                 logits = predict(image[None])[0]
             else:
-                win = tuple(min(w, -(-s // divisor) * divisor) for w, s in zip(patch, image.shape[1:]))
-                logits = sliding_window(predict, image, win, overlap, batch_size)
+                logits = sliding_window(predict, image, case_window(patch, tuple(image.shape[1:]), divisor),
+                                        overlap, batch_size)
             score(logits[None], [i])
     return {**summarise(rows, ds.num_classes), **summarise_regions(region_scores)}, rows
