@@ -2,7 +2,8 @@
 ablation runs.
 
 :func:`train_and_record` trains a network with :func:`nasseg.train.train` (or a given
-trainer), writes a ``heartbeat`` into the trial's record while it trains, and records
+trainer), writes a ``heartbeat`` and the training ``progress`` (epoch, step) into the
+trial's record while it trains, and records
 what the training result holds: per-epoch ``history``, the best validation metrics
 (``best``; ``metrics["val"]``) and, when the run was evaluated on a test split,
 ``metrics["test"]`` (the sampler and the front only ever see validation values),
@@ -30,7 +31,10 @@ from nasseg.store.read import split_summary
 from nasseg.store.storage import now_iso
 
 Trainer = Callable[..., Any]
-"""``train(arch, data, cfg, run_dir=, callback=, progress=)`` -> TrainResult."""
+"""``train(arch, data, cfg, run_dir=, callback=, progress=, on_step=)`` -> TrainResult."""
+
+PROGRESS_S = 5.0
+"""Seconds between writes of a running trial's ``progress`` (and heartbeat)."""
 
 __all__ = ["Run", "STUDY_THREADS", "Trainer", "train_and_record"]
 
@@ -64,7 +68,8 @@ def train_and_record(writer: Any, arch: Any, data: Any, tcfg: Any, *, device: st
         run_dir: the run folder (its ``checkpoint.pt`` is recorded as ``checkpoint``).
         trainer: default :func:`nasseg.train.train`.
         callback: per-validation hook; True stops training.
-        heartbeat_s: seconds between heartbeats.
+        heartbeat_s: seconds between heartbeats (at most :data:`PROGRESS_S`, the interval
+            at which ``progress = {epoch, step, steps}`` is written for ``nasseg search``'s display).
 
     Returns:
         A :class:`Run`; failures (non-finite loss, out of memory, network and data that do
@@ -85,12 +90,17 @@ def train_and_record(writer: Any, arch: Any, data: Any, tcfg: Any, *, device: st
         writer.set(history=history, heartbeat=now_iso())
         return bool(callback(epoch, metrics)) if callback is not None else False
 
+    position: dict[str, int] = {}
+
+    def on_step(epoch: int, step: int, steps: int) -> None:
+        position.update(epoch=epoch, step=step, steps=steps)
+
     if device is not None:
         tcfg = tcfg.model_copy(update={"device": device})
     t0 = time.perf_counter()
-    with _Heartbeat(writer, heartbeat_s):
+    with _Heartbeat(writer, min(heartbeat_s, PROGRESS_S), position):
         try:
-            res = trainer(arch, data, tcfg, run_dir=run_dir, callback=on_epoch, progress=progress)
+            res = trainer(arch, data, tcfg, run_dir=run_dir, callback=on_epoch, progress=progress, on_step=on_step)
         except TrainingFailed as err:
             writer.set(train_seconds=time.perf_counter() - t0)
             return _fail(writer, err.reason, len(err.history) or len(history))
@@ -124,17 +134,24 @@ def _fail(writer: Any, reason: str, epochs: int = 0) -> Run:
 
 
 class _Heartbeat:
-    """Write ``heartbeat`` every ``interval`` seconds in a daemon thread while training."""
+    """Write ``heartbeat`` (and ``progress``, the trainer's last position, when it moved)
+    every ``interval`` seconds in a daemon thread while training."""
 
-    def __init__(self, writer: Any, interval: float) -> None:
-        self.writer, self.interval = writer, interval
+    def __init__(self, writer: Any, interval: float, position: dict[str, int]) -> None:
+        self.writer, self.interval, self.position = writer, interval, position
+        self.written: dict[str, int] = {}
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self.stop.wait(self.interval):
             try:
-                self.writer.set(heartbeat=now_iso())
+                moved = dict(self.position)
+                if moved and moved != self.written:
+                    self.writer.set(heartbeat=now_iso(), progress=moved)
+                    self.written = moved
+                else:
+                    self.writer.set(heartbeat=now_iso())
             except Exception:  # noqa: BLE001 - a missed heartbeat must not kill training
                 pass
 

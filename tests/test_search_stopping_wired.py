@@ -14,7 +14,7 @@ from nasseg.train import TrainResult
 CURVES = {4: [0.80, 0.85, 0.90, 0.90], 6: [0.10, 0.12, 0.50, 0.95]}
 
 
-def replay_trainer(arch, data, cfg, *, run_dir=None, callback=None, progress=True) -> TrainResult:
+def replay_trainer(arch, data, cfg, *, run_dir=None, callback=None, progress=True, on_step=None) -> TrainResult:
     """Reports the fixed curve of the network's width; stops when the callback says so."""
     history, stopped = [], False
     for epoch, dice in enumerate(CURVES[arch.stages[0].width][: cfg.epochs], start=1):

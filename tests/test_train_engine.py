@@ -141,3 +141,19 @@ def test_train_config_typos_and_recipe(tmp_path):
     assert (cfg.optimizer, cfg.schedule, cfg.lr, cfg.ce_weight, cfg.dice_weight, cfg.epochs) == \
         ("sgd", "poly", 0.01, 0.5, 1.0, 4)
     assert TrainConfig.model_validate(cfg.model_dump(mode="json")) == cfg
+
+
+def test_on_step_reports_every_step_of_every_epoch():
+    seen = []
+    train(tiny_arch(), _data(), TrainConfig(epochs=2, **FAST), progress=False,
+          on_step=lambda e, s, n: seen.append((e, s, n)))
+    steps = len(seen) // 2  # 12 synthetic cases: 60/20/20 -> 7 train cases, batch 4 -> 2 steps
+    assert seen == [(e, s, steps) for e in (1, 2) for s in range(1, steps + 1)] and steps == 2
+
+
+def test_cpu_runs_switch_deterministic_algorithms_on_and_restore_the_setting(tmp_path):
+    assert not torch.are_deterministic_algorithms_enabled()
+    train(tiny_arch(), _data(), TrainConfig(epochs=1, **FAST), run_dir=tmp_path, progress=False)
+    prov = json.loads((tmp_path / "config.json").read_text())["provenance"]
+    assert prov["deterministic"]["deterministic_algorithms"] is True
+    assert not torch.are_deterministic_algorithms_enabled()

@@ -40,6 +40,16 @@ def trial_line(t: FrozenTrial, names: list[str], retried: dict[int, FrozenTrial]
     return f"#{t.number} {vals}{tag}  {arch_summary(r.arch)}"
 
 
+def running_line(t: FrozenTrial) -> str:
+    """Where a running trial is: ``#3 e2 45/120`` (epoch 2, step 45 of 120), or ``#3 e1``
+    (validations done + 1) before its first progress write."""
+    r = trial_record(t)
+    if r.progress:
+        p = r.progress
+        return f"#{t.number} e{p['epoch']} {p['step']}/{p['steps']}"
+    return f"#{t.number} e{len(r.history or []) + 1}"
+
+
 class Monitor:
     """Context manager running the display thread (a no-op when ``enabled`` is False)."""
 
@@ -91,7 +101,7 @@ class Monitor:
                 if self.on_trial:
                     self.on_trial(t)
         running = [t for t in trials if t.state == TrialState.RUNNING]
-        run_info = " ".join(f"#{t.number}@e{len(trial_record(t).history or [])}" for t in running)
+        run_info = " ".join(running_line(t) for t in running)
         pareto = front(study, trials)
         hv = hypervolume(study, trials)
         done = sum(counted(t, retried) and t.state.is_finished() for t in trials)

@@ -109,7 +109,8 @@ class TrialRecord(_Record):
     Search trials: ``seed``, ``train_key``, ``arch``/``arch_id``, ``cost`` (a
     :class:`nasseg.cost.Cost` dict), ``constraint_violation`` and ``trained: False`` when
     over a limit, ``reused_from`` when a duplicate, ``initial_arch``, ``owner``/``worker``/
-    ``heartbeat`` while running, ``retry_of``/``retry_reason`` when re-queued.
+    ``heartbeat`` and ``progress`` (``{epoch, step, steps}``, the last position written
+    while it trained) while running, ``retry_of``/``retry_reason`` when re-queued.
     Trained runs (both kinds): ``history`` (per-epoch metrics), ``best`` (best validation
     metrics), ``metrics`` (``{"val": {...}, "test": {...}}`` as the training result holds
     them), ``best_epoch``, ``epochs_run``, ``stopped_early``, ``stop_reason``, ``split``
@@ -132,6 +133,7 @@ class TrialRecord(_Record):
     owner: dict[str, Any] | None = None
     worker: int | str | None = None
     heartbeat: str | None = None
+    progress: dict[str, int] | None = None
     retry_of: int | None = None
     retry_reason: str | None = None
     requeued: bool | None = None  # format 1 only; format 2 derives it from retry_of

@@ -30,10 +30,13 @@ from nasseg.train.setup import Runtime, prepare_model, resident_device
 from nasseg.versions import provenance, versions
 
 Callback = Callable[[int, dict], "bool | None"]
+StepHook = Callable[[int, int, int], None]
+"""``on_step(epoch, step, steps_per_epoch)`` after every training step (cheap: no I/O there)."""
 
 
 def train(arch: Any, data: DataConfig, cfg: TrainConfig, *, run_dir: Path | None = None,
-          callback: Callback | None = None, progress: bool = True) -> TrainResult:
+          callback: Callback | None = None, progress: bool = True,
+          on_step: StepHook | None = None) -> TrainResult:
     """Train a network on a dataset's training split, select on ``val``, score ``test`` once.
 
     The data is decoded once (and cached for later calls), moved to the training device
@@ -62,6 +65,8 @@ def train(arch: Any, data: DataConfig, cfg: TrainConfig, *, run_dir: Path | None
             ``epoch, dice, iou, hd95, train_loss, lr, seconds`` (+ per class); returning
             True stops training (``stop_reason="callback"``).
         progress: show a rich progress bar.
+        on_step: ``on_step(epoch, step, steps_per_epoch)`` after every training step
+            (``nasseg search`` shows the position of running trials within long epochs).
 
     Returns:
         A :class:`TrainResult`; ``res.model`` holds the best weights.
@@ -81,7 +86,7 @@ def train(arch: Any, data: DataConfig, cfg: TrainConfig, *, run_dir: Path | None
     t_start = time.perf_counter()
     rt = Runtime.create(cfg)
     try:
-        return _train(arch, data, cfg, rt, run_dir, callback, progress, t_start)
+        return _train(arch, data, cfg, rt, run_dir, callback, progress, t_start, on_step)
     except TrainingFailed as err:
         RunWriter(run_dir).json("failed.json", {"reason": err.reason, "history": err.history})
         raise
@@ -90,7 +95,7 @@ def train(arch: Any, data: DataConfig, cfg: TrainConfig, *, run_dir: Path | None
 
 
 def _train(arch: Any, data: DataConfig, cfg: TrainConfig, rt: Runtime, run_dir: Path | None,
-           callback: Callback | None, show: bool, t_start: float) -> TrainResult:
+           callback: Callback | None, show: bool, t_start: float, on_step: StepHook | None) -> TrainResult:
     _seed_everything(cfg.seed)
     ds = load_dataset(data)
     model, arch_json = prepare_model(arch, ds)
@@ -152,7 +157,7 @@ def _train(arch: Any, data: DataConfig, cfg: TrainConfig, rt: Runtime, run_dir: 
     best: dict[str, Any] = {"dice": -math.inf}
     stop_reason, epochs_run, bad_evals = None, 0, 0
     mem_format = rt.memory_format(ds.spatial_dims)
-    with Progress(show, cfg.epochs, len(feeder)) as bar:
+    with Progress(show, cfg.epochs, len(feeder), on_step) as bar:
         for epoch in range(1, cfg.epochs + 1):
             t0 = time.perf_counter()
             try:

@@ -1,6 +1,7 @@
 """The rich progress bar of a training run (silent when ``show`` is False)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -15,15 +16,17 @@ from rich.progress import Progress as RichProgress
 
 
 class Progress:
-    """One bar over all training steps, with the running loss and the last validation.
+    """One bar over all training steps, with the running loss and the last validation;
+    ``on_step(epoch, step, steps_per_epoch)`` is called after every step, shown or not.
 
     Example:
         >>> with Progress(False, epochs=2, steps_per_epoch=3) as bar:
         ...     bar.step(torch.tensor(0.5))
     """
 
-    def __init__(self, show: bool, epochs: int, steps_per_epoch: int) -> None:
-        self.show, self.epochs, self.n = show, epochs, 0
+    def __init__(self, show: bool, epochs: int, steps_per_epoch: int,
+                 on_step: Callable[[int, int, int], None] | None = None) -> None:
+        self.show, self.epochs, self.n, self.on_step = show, epochs, 0, on_step
         self._bar: RichProgress | None = None
         self._task = None
         self._spe = max(1, steps_per_epoch)
@@ -48,6 +51,8 @@ class Progress:
         """Advance one step; show ``loss`` when it is on the CPU (a CUDA loss is shown
         at the end of the epoch: reading it here would make the step wait for the GPU)."""
         self.n += 1
+        if self.on_step is not None:
+            self.on_step((self.n - 1) // self._spe + 1, (self.n - 1) % self._spe + 1, self._spe)
         if self._bar is None:
             return
         fields: dict[str, Any] = {}

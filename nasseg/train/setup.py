@@ -27,6 +27,10 @@ class Runtime:
         channels_last: use channels-last tensors (``NHWC``/``NDHWC``).
         check_interval: steps between NaN checks: 1 on the CPU; 0 on CUDA, where a check
             waits for the GPU, so the losses are checked once, at the end of the epoch.
+
+    On the CPU, torch's deterministic algorithms are switched on for the run (they cost
+    nothing there); on CUDA they stay as the process has them, so that cuDNN's autotuner
+    can pick the fastest kernels. Either way the run's provenance records the flags.
     """
 
     device: torch.device
@@ -35,6 +39,7 @@ class Runtime:
     check_interval: int
     _threads_before: int
     _cudnn_benchmark_before: bool = False
+    _deterministic_before: bool = False
 
     @classmethod
     def create(cls, cfg: TrainConfig) -> Runtime:
@@ -66,8 +71,11 @@ class Runtime:
             raise ConfigError(f"train.num_threads: must be at least 1, got {threads}")
         if threads:
             torch.set_num_threads(threads)
+        deterministic = torch.are_deterministic_algorithms_enabled()
+        if device.type == "cpu":
+            torch.use_deterministic_algorithms(True)
         return cls(device, amp, cfg.channels_last, 1 if device.type == "cpu" else 0, before,
-                   torch.backends.cudnn.benchmark)
+                   torch.backends.cudnn.benchmark, deterministic)
 
     def fixed_shapes(self, fixed: bool) -> None:
         """Turn on cuDNN's autotuner (``cudnn.benchmark``) when every training batch has
@@ -89,8 +97,9 @@ class Runtime:
         return torch.channels_last if spatial_dims == 2 else torch.channels_last_3d
 
     def close(self) -> None:
-        """Restore the thread count and the cuDNN autotuner setting of the process."""
+        """Restore the thread count, the cuDNN autotuner and determinism settings of the process."""
         torch.set_num_threads(self._threads_before)
+        torch.use_deterministic_algorithms(self._deterministic_before)
         torch.backends.cudnn.benchmark = self._cudnn_benchmark_before
 
 
