@@ -29,6 +29,7 @@ import numpy as np
 import optuna
 
 from nasseg.report.data import objectives_of, pareto_table_info
+from nasseg.store import study_record, trial_record
 
 __all__ = ["ChoiceInfo", "Member", "Recommendation", "choice_info", "case_dice", "mean_ci"]
 
@@ -112,7 +113,8 @@ def choice_info(study: optuna.Study) -> ChoiceInfo:
     members = [_member(trials[int(r["trial"])], r.get("config") or "", str(r.get("summary") or ""),
                        {o.name: float(r[o.name]) for o in objs}) for _, r in table.iterrows()]
     members.sort(key=lambda m: -m.dice)
-    limits = {k: float(v) for k, v in (study.user_attrs.get("limits") or {}).items()}
+    record = study_record(study)
+    limits = {k: float(v) for k, v in (record.limits if record else {}).items()}
     preset = _preset(study, trials, {o.name for o in objs})
     if not members:
         return ChoiceInfo([], [], preset, limits, "no feasible trained network yet")
@@ -157,16 +159,16 @@ def compare(m: Member, ref: Member) -> str:
 
 
 def _member(t: optuna.trial.FrozenTrial, yaml_text: str, summary: str, values: dict[str, float]) -> Member:
-    a = t.user_attrs
-    cases = case_dice(a.get("per_case"))
+    a = trial_record(t)
+    cases = case_dice(a.per_case)
     dice = float(np.mean(list(cases.values()))) if cases else float(values.get("dice", np.nan))
-    cost = dict(a.get("cost") or {})
+    cost = dict(a.cost or {})
     raw = {"params": cost.get("params"), "macs": cost["macs"] / 1e9 if cost.get("macs") is not None else None,
            "latency": cost.get("latency_ms"), "memory": cost.get("memory_mb")}  # the units of the limits
     costs = {k: float(v) for k, v in raw.items() if v is not None}
     costs.update({k: v for k, v in values.items() if k in _LIMIT_NAMES})
-    return Member(t.number, a.get("arch_id", ""), summary, yaml_text, values, costs, dice,
-                  mean_ci(np.array(list(cases.values()))), cases, a.get("checkpoint"), a.get("initial_arch"))
+    return Member(t.number, a.arch_id or "", summary, yaml_text, values, costs, dice,
+                  mean_ci(np.array(list(cases.values()))), cases, a.checkpoint, a.initial_arch)
 
 
 def _preset(study: optuna.Study, trials: dict[int, Any], names: set[str]) -> Member | None:
@@ -175,13 +177,12 @@ def _preset(study: optuna.Study, trials: dict[int, Any], names: set[str]) -> Mem
     from nasseg.store import arch_summary
 
     for t in trials.values():
-        a = t.user_attrs
-        if a.get("initial_arch") and a.get("trained") and a.get("per_case") and t.values:
-            src = trials.get(a.get("reused_from"), t)
+        a = trial_record(t)
+        if a.initial_arch and a.trained and a.per_case and t.values:
+            src = trials.get(a.reused_from, t)
             values = dict(zip([o.name for o in objectives_of(study)], t.values))
-            m = _member(src, yaml.safe_dump(a.get("arch") or {}, sort_keys=False), arch_summary(a.get("arch")),
-                        values)
-            m.trial, m.initial_arch = t.number, a["initial_arch"]
+            m = _member(src, yaml.safe_dump(a.arch or {}, sort_keys=False), arch_summary(a.arch), values)
+            m.trial, m.initial_arch = t.number, a.initial_arch
             return m
     return None
 

@@ -86,12 +86,16 @@ def pareto_figures(info: ParetoInfo) -> list[go.Figure]:
     return figs
 
 
-def hypervolume_figure(history: pd.DataFrame) -> go.Figure:
-    """Normalised hypervolume after each completed trial."""
+def hypervolume_figure(history: pd.DataFrame, confirmed: float | None = None) -> go.Figure:
+    """Normalised hypervolume (on validation Dice) after each completed trial, with the
+    hypervolume of the confirmed test values as a dashed line when ``nasseg confirm`` ran."""
     fig = go.Figure(go.Scatter(x=history["trial"], y=history["hypervolume"], mode="lines+markers",
-                               line={"shape": "hv", "color": BLUE}, name="hypervolume"))
+                               line={"shape": "hv", "color": BLUE}, name="validation"))
+    if confirmed is not None:
+        fig.add_hline(y=confirmed, line={"dash": "dash", "color": "black"},
+                      annotation_text=f"confirmed on test: {confirmed:.4f}")
     fig.update_layout(template=TEMPLATE, title="Hypervolume (normalised, fixed reference point)",
-                      xaxis_title="trial", yaxis_title="hypervolume", height=380,
+                      xaxis_title="trial", yaxis_title="hypervolume (validation Dice)", height=380,
                       yaxis={"rangemode": "tozero"})
     return fig
 

@@ -168,6 +168,7 @@ def _search_sections(study: optuna.Study, page: _Page) -> None:
         for fig in F.pareto_figures(pinfo):
             page.figure(fig)
     hv = hypervolume_history_info(study)
+    confirmed = (study_record(study).confirm or {}).get("hv_test")
     page.heading("Hypervolume history")
     if hv.empty:
         page.note("needs two or more objectives, a stored reference point and completed trials")
@@ -177,8 +178,12 @@ def _search_sections(study: optuna.Study, page: _Page) -> None:
         page.note("Each objective is mapped linearly onto [0, 1] between its ideal (Dice 1, costs 0) "
                   "and the fixed reference point " + ", ".join(f"{k} = {v:g}{units.get(k, '')}"
                                                                  for k, v in ref.items())
-                  + "; a perfect network that costs nothing would score 1.")
-        page.figure(F.hypervolume_figure(hv))
+                  + "; a perfect network that costs nothing would score 1. The line is the search's own "
+                  "view (validation Dice, which also chose the front)"
+                  + ("; the dashed line is the hypervolume of the front re-trained and scored on the test "
+                     "split by nasseg confirm." if confirmed is not None else
+                     "; run nasseg confirm for the test split's value."))
+        page.figure(F.hypervolume_figure(hv, confirmed))
     par = parallel_info(study)
     page.heading("Parallel coordinates")
     if par is None:
@@ -229,7 +234,7 @@ def _confirm_section(study: optuna.Study, page: _Page) -> None:
     conf = confirmed_table(study)
     if conf is None:
         return
-    info = study.user_attrs["confirm"]
+    info = study_record(study).confirm
     page.heading(f"Confirmed on the test split ({len(conf)} networks x {info['seeds']} seeds)")
     page.note("Validation Dice chose the Pareto set (and each trial's best epoch); the test cases were "
               f"never seen by the search. Each member was re-trained with {info['seeds']} seeds "

@@ -36,6 +36,7 @@ import pandas as pd
 import yaml
 
 from nasseg.search.results import hv_curve, hypervolume, open_result
+from nasseg.store import trial_record
 
 REPO = Path(__file__).resolve().parents[2]
 METHODS = {
@@ -67,8 +68,9 @@ def study_dict(method: str, seed: int, data: str, budget_epochs: int, epochs: in
 
 def saved_epochs(study: Any, epochs: int) -> int:
     """Epochs early stopping did not train: ``epochs - epochs_run`` over stopped trials."""
-    return sum(epochs - int(t.user_attrs.get("epochs_run", epochs)) for t in study.trials
-               if t.user_attrs.get("stopped_early") and t.user_attrs.get("reused_from") is None)
+    records = [trial_record(t) for t in study.trials]
+    return sum(epochs - (r.epochs_run if r.epochs_run is not None else epochs) for r in records
+               if r.stopped_early and r.reused_from is None)
 
 
 def run_bench(*, data: str = "../shared/data/dsb2018_96", seeds: list[int] = (0, 1, 2),
@@ -98,7 +100,7 @@ def run_bench(*, data: str = "../shared/data/dsb2018_96", seeds: list[int] = (0,
                 "trials": int(len(curve)), "epochs_spent": int(curve["epochs_spent"].iloc[-1]),
                 "hv_at_budget": float(within["hv"].iloc[-1]) if len(within) else 0.0,
                 "hv_final": float(hypervolume(study)),
-                "stopped_trials": sum(bool(t.user_attrs.get("stopped_early")) for t in study.trials),
+                "stopped_trials": sum(bool(trial_record(t).stopped_early) for t in study.trials),
                 "saved_epochs": saved_epochs(study, epochs),
                 "wall_s_this_invocation": round(time.perf_counter() - t0, 1),
             })

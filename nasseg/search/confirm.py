@@ -29,6 +29,7 @@ from typing import Any
 import pandas as pd
 
 from nasseg.errors import ConfigError
+from nasseg.store import study_record, trial_record
 
 __all__ = ["ConfirmResult", "confirm_columns", "confirm_search", "confirmed_table"]
 
@@ -100,7 +101,7 @@ def confirm_search(path: str | Path, *, seeds: int = 3, top: int | None = None, 
          f"({tcfg.epochs} epochs each)")
     for t in members:
         name = f"trial_{t.number}"
-        arch = load_arch({**t.user_attrs["arch"], "name": f"{study.study_name}_{name}"})
+        arch = load_arch({**trial_record(t).arch, "name": f"{study.study_name}_{name}"})
         for seed in range(seeds):
             if (name, seed) in have:
                 continue
@@ -117,15 +118,16 @@ def confirm_search(path: str | Path, *, seeds: int = 3, top: int | None = None, 
     for t in members:
         name = f"trial_{t.number}"
         s = summarize_variant(frame, name)
-        row = {"trial": t.number, "arch_id": t.user_attrs.get("arch_id"),
+        row = {"trial": t.number, "arch_id": trial_record(t).arch_id,
                "val_dice": t.values[names.index("dice")], "test_dice": s["dice_mean"],
                "test_ci_low": s["dice_ci_low"], "test_ci_high": s["dice_ci_high"],
                "test_sd_seeds": s["dice_sd"], "n_seeds": s["n_seeds"], "n_cases": s["n_cases"]}
         row.update({n: v for n, v in zip(names, t.values) if n != "dice"})
         rows.append(row)
     table = pd.DataFrame(rows)
-    ref = study.user_attrs["reference_point"]
-    ideal = {o.name: o.ideal for o in objs} | (study.user_attrs.get("ideal_point") or {})
+    record = study_record(study)
+    ref = record.reference_point
+    ideal = {o.name: o.ideal for o in objs} | (record.ideal_point or {})
     val_pts = [[r["val_dice"] if n == "dice" else r[n] for n in names] for r in rows]
     test_pts = [[r["test_dice"] if n == "dice" else r[n] for n in names] for r in rows]
     table["on_val_front"] = [i in set(pareto_indices(val_pts, dirs)) for i in range(len(rows))]
@@ -158,7 +160,8 @@ def _plain(x: Any) -> Any:
 
 def confirmed_table(study: Any) -> pd.DataFrame | None:
     """The stored confirmation of a study (one row per member), or ``None``."""
-    info = study.user_attrs.get("confirm")
+    record = study_record(study)
+    info = record.confirm if record else None
     if not info:
         return None
     return pd.DataFrame(info["members"])
