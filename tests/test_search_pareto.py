@@ -68,12 +68,12 @@ def _stored_study():
         add_trial(study, values, state=state, params={"w": w}, distributions=dist,
                   constraints=constraints or {"params": -1.0}, **{**base, **attrs})
 
-    add(1, [0.8, 50.0])                                                   # front
-    add(2, [0.6, 20.0], epochs_run=2, stopped_early=True)                 # front, stopped after 2
+    add(1, [0.8, 50.0], metrics={"test": {"dice": 0.7}})                  # front
+    add(2, [0.6, 20.0], epochs_run=2, stopped_early=True, metrics={"test": {"dice": 0.5}})  # front, stopped
     add(3, [0.0, 500.0], trained=False, constraints={"params": 400.0})    # infeasible: never in front
     add(1, [0.8, 50.0], reused_from=0)                                    # duplicate: costs nothing
     add(4, None, state=TrialState.FAIL, history=[{"epoch": 1, "dice": 0.1}])  # failed after 1 epoch
-    add(5, [0.5, 60.0])                                                   # dominated by #0
+    add(5, [0.5, 60.0], metrics={"test": {"dice": 0.9}})                  # dominated by #0 on val
     return study
 
 
@@ -87,6 +87,9 @@ def test_front_hypervolume_and_budget_curve_of_a_stored_study() -> None:
     curve = hv_curve(study)
     assert curve["epochs_spent"].tolist() == [4, 6, 6, 6, 7, 11]
     assert curve["hv"].iloc[0] == pytest.approx(0.4) and curve["hv"].iloc[-1] == pytest.approx(0.58)
+    # the same front (chosen on val) with test Dice: (0.7, 0.5) and (0.5, 0.8); #5's better test
+    # Dice does not count, validation did not choose it
+    assert curve["hv_test"].iloc[0] == pytest.approx(0.35) and curve["hv_test"].iloc[-1] == pytest.approx(0.5)
 
 
 def test_saved_epochs_counts_only_stopped_trials() -> None:

@@ -20,8 +20,8 @@ import yaml
 from optuna.trial import FrozenTrial, TrialState
 
 from nasseg.errors import ConfigError
-from nasseg.store import (arch_summary, epochs_trained, fail_reason, feasible, front, hypervolume, locate,
-                          objectives_of, retries, trial_record)
+from nasseg.store import (arch_summary, epochs_trained, fail_reason, feasible, front, hypervolume,
+                          hypervolume_on_test, locate, objectives_of, retries, trial_record)
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,9 @@ def front_table(study: optuna.Study) -> pd.DataFrame:
 
 
 def hv_curve(study: optuna.Study) -> pd.DataFrame:
-    """Normalised hypervolume after each finished trial, against trial-epochs spent."""
+    """Normalised hypervolume after each finished trial, against trial-epochs spent: ``hv``
+    on the stored (validation) values, ``hv_test`` of the same front with its members'
+    test Dice (:func:`nasseg.store.hypervolume_on_test`)."""
     done = [t for t in study.get_trials(deepcopy=False)
             if t.state in (TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED)]
     done.sort(key=lambda t: (t.datetime_complete or t.datetime_start, t.number))
@@ -76,7 +78,8 @@ def hv_curve(study: optuna.Study) -> pd.DataFrame:
     for i, t in enumerate(done):
         spent += epochs_trained(t)
         rows.append({"trial": t.number, "finished": i + 1, "epochs_spent": spent,
-                     "hv": hypervolume(study, done[: i + 1])})
+                     "hv": hypervolume(study, done[: i + 1]),
+                     "hv_test": hypervolume_on_test(study, done[: i + 1])})
     return pd.DataFrame(rows)
 
 

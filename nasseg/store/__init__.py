@@ -17,7 +17,7 @@ Example:
 """
 from nasseg.store.objectives import OBJECTIVES, Objective
 from nasseg.store.read import (arch_summary, constraints, counted, epochs_trained, fail_reason, feasible,
-                               front, hypervolume, objectives_of, requeued, retries, split_summary,
+                               front, hypervolume, hypervolume_on_test, objectives_of, requeued, retries, split_summary,
                                study_record, trial_record, unique_feasible)
 from nasseg.store.records import FORMAT, StoreFormatError, StudyRecord, TrialRecord
 from nasseg.store.storage import StorageError, open_storage
@@ -27,7 +27,7 @@ from nasseg.store.write import TrialWriter, add_trial
 __all__ = [
     "FORMAT", "OBJECTIVES", "Objective", "StorageError", "StoreFormatError", "StudyRecord", "TrialRecord",
     "TrialWriter", "add_trial", "arch_summary", "constraints", "counted", "create_or_open",
-    "epochs_trained", "fail_reason", "feasible", "front", "hypervolume", "locate", "objectives_of",
+    "epochs_trained", "fail_reason", "feasible", "front", "hypervolume", "hypervolume_on_test", "locate", "objectives_of",
     "open_existing", "open_storage", "recover_stale", "requeued", "retries", "split_summary",
     "study_record", "trial_record", "unique_feasible", "update_record",
 ]

@@ -127,6 +127,30 @@ def hypervolume(study: optuna.Study, trials: list[FrozenTrial] | None = None) ->
                                   [o.direction for o in objs], rec.reference_point, ideal)
 
 
+def hypervolume_on_test(study: optuna.Study, trials: list[FrozenTrial] | None = None) -> float:
+    """Normalised hypervolume of the Pareto set *chosen on the stored (validation) values*,
+    measured with each member's test Dice (``metrics["test"]["dice"]``, scored once with
+    the best-by-val weights; a reused trial takes its source's). NaN without a reference
+    point, a ``dice`` objective or a member without a test score."""
+    rec = study_record(study)
+    objs = objectives_of(study)
+    names = [o.name for o in objs]
+    if rec is None or not rec.reference_point or "dice" not in names:
+        return float("nan")
+    by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
+    members = front(study, trials)
+    points = []
+    for t in members:
+        r = trial_record(t)
+        source = trial_record(by_number[r.reused_from]) if r.reused_from in by_number else r
+        test = ((source.metrics or {}).get("test") or {}).get("dice")
+        if test is None:
+            return float("nan")
+        points.append([test if n == "dice" else v for n, v in zip(names, t.values)])
+    ideal = {o.name: o.ideal for o in objs} | (rec.ideal_point or {})
+    return normalised_hypervolume(points, names, [o.direction for o in objs], rec.reference_point, ideal)
+
+
 def retries(trials: list[FrozenTrial]) -> dict[int, FrozenTrial]:
     """``{number of a re-queued trial: the trial that re-runs it}``."""
     out = {}
