@@ -72,6 +72,7 @@ class NassegSearcher(Searcher):
         self.prep, self.study = prep, study
         self.owner = identity()
         self.running: dict[str, TrialWriter] = {}
+        self.recorded: dict[str, Any] = {}  # the last report's training_iteration, per Tune trial
 
     def suggest(self, trial_id: str) -> dict | str | None:
         from nasseg.search.runner import budget_left
@@ -93,13 +94,15 @@ class NassegSearcher(Searcher):
         writer = self.running.get(trial_id)
         if writer is not None:
             _record(writer, result)
+            self.recorded[trial_id] = result.get("training_iteration")
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         writer = self.running.pop(trial_id, None)
         if writer is None:
             return
         result = result or {}
-        _record(writer, result)
+        if self.recorded.pop(trial_id, None) != result.get("training_iteration"):
+            _record(writer, result)  # Tune hands the last report to on_trial_complete again
         state = result.get("nasseg_state")
         if state == "complete" and not error:
             self.study.tell(writer.trial, list(result["nasseg_values"]))
