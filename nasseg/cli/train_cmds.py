@@ -109,7 +109,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir) if args.run_dir else \
         Path("runs/train") / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}-{data.name}"
     console = Console()
-    batch = cfg.batch_size if "batch_size" in cfg.model_fields_set else f"{cfg.batch_size} (3D: planned)"
+    batch = cfg.batch_size if "batch_size" in cfg.model_fields_set else f"{cfg.batch_size} (2D; the plan sets it for 3D)"
     console.print(f"[bold]nasseg train[/] {name} on {data.name}: {cfg.epochs} epochs, batch {batch}, "
                   f"{cfg.optimizer} lr {cfg.lr} ({cfg.schedule}) -> {run_dir}")
     res = train(arch, data, cfg, run_dir=run_dir, progress=not args.no_progress)
