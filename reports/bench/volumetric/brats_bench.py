@@ -5,7 +5,9 @@ classes (1 edema, 2 non-enhancing core, 3 enhancing: whole tumour 1+2+3 > core 2
 a brain-like non-zero ellipsoid. Cases are generated one at a time (peak ~0.6 GB).
 
 Run twice with a fresh cache: the first run plans, preprocesses into the cache, trains one
-epoch and validates by sliding window; the second starts from the cache. Peak RSS comes from
+epoch, validates by sliding window and scores the test cases; the second starts from the
+cache and is stopped ``--second-for`` seconds after training starts (it measures start-up,
+the first run measures everything else). Peak RSS comes from
 `/usr/bin/time -v`, "training starts" from the time the plan line is printed (the engine prints
 it after loading and planning, right before the first step).
 
@@ -19,6 +21,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -81,8 +84,11 @@ def generate(root: Path, n: int) -> None:
     (root / "dataset.json").write_text(json.dumps(meta, indent=1))
 
 
-def run(cmd: list[str], log: Path, env: dict[str, str]) -> dict:
-    """Run ``cmd`` under /usr/bin/time -v; seconds until the plan line, peak RSS, wall."""
+def run(cmd: list[str], log: Path, env: dict[str, str], stop_after_start_s: float | None = None) -> dict:
+    """Run ``cmd`` under /usr/bin/time -v; seconds until the plan line, peak RSS, wall.
+
+    ``stop_after_start_s``: end the run (SIGTERM to the trainer; /usr/bin/time still reports
+    it) that many seconds after training started, when only its start-up is measured."""
     t0 = time.time()
     started = None
     with open(log, "w") as out:
@@ -93,10 +99,14 @@ def run(cmd: list[str], log: Path, env: dict[str, str]) -> dict:
             out.flush()
             if started is None and line.startswith("plan:"):
                 started = time.time() - t0
+                if stop_after_start_s is not None:
+                    threading.Timer(stop_after_start_s, subprocess.run,
+                                    [["pkill", "-TERM", "-P", str(proc.pid)]]).start()
         proc.wait()
     text = log.read_text()
     rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
     return {"command": " ".join(cmd), "exit": proc.returncode, "seconds_to_training": started,
+            "stopped_after_start_s": stop_after_start_s,
             "wall_s": round(time.time() - t0, 1), "peak_rss_gib": int(rss.group(1)) / 2**20 if rss else None}
 
 
@@ -107,23 +117,33 @@ def main() -> int:
     ap.add_argument("--cache", default="/tmp/brats_like_cache")
     ap.add_argument("--out", default="reports/bench/volumetric")
     ap.add_argument("--extra", nargs="*", default=[], help="extra `nasseg train` flags")
+    ap.add_argument("--runs", nargs="+", default=["first", "second"], choices=["first", "second"],
+                    help="which runs (the results of earlier runs in brats_bench.json are kept)")
+    ap.add_argument("--second-for", type=float, default=120.0,
+                    help="seconds the second run trains before it is stopped (it measures start-up)")
     args = ap.parse_args()
     root, out = Path(args.root), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t = time.time()
     generate(root, args.cases)
     gen_s = time.time() - t
-    env = {**os.environ, "NASSEG_CACHE_DIR": args.cache, "OMP_NUM_THREADS": "1"}
+    # unbuffered: the plan line must reach us when it is printed, not when a pipe buffer fills
+    env = {**os.environ, "NASSEG_CACHE_DIR": args.cache, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     env["PYTHONPATH"] = str(Path.cwd())
     cmd = [sys.executable, "-c", "import sys; from nasseg.cli import main; sys.exit(main(sys.argv[1:]))", "train", "studies/arch/unet3d_small.yaml", "--data", str(root),
-           "--epochs", "1", "--device", "cpu", "--threads", "1", "--no-progress", *args.extra]
-    results = {"generate_s": round(gen_s, 1), "cases": args.cases}
-    for name in ("first", "second"):
-        results[name] = run([*cmd, "--run-dir", f"/tmp/brats_like_runs/{name}"], out / f"brats_{name}.log", env)
+           "--epochs", "1", "--device", "cpu", "--threads", "1", *args.extra]  # the plan line needs the progress output on
+    saved = out / "brats_bench.json"
+    results = json.loads(saved.read_text()) if saved.is_file() else {}
+    results.update({"generate_s": round(gen_s, 1), "cases": args.cases})
+    for name in args.runs:
+        results[name] = run([*cmd, "--run-dir", f"/tmp/brats_like_runs/{name}"], out / f"brats_{name}.log", env,
+                            stop_after_start_s=args.second_for if name == "second" else None)
+        results[name]["load_average_1min_at_end"] = os.getloadavg()[0]
         print(name, results[name], flush=True)
+        saved.write_text(json.dumps(results, indent=1))
     plan = Path("/tmp/brats_like_runs/first/plan.json")
     results["plan"] = json.loads(plan.read_text()) if plan.is_file() else None
-    (out / "brats_bench.json").write_text(json.dumps(results, indent=1))
+    saved.write_text(json.dumps(results, indent=1))
     print(json.dumps(results, indent=1))
     return 0
 
