@@ -4,7 +4,8 @@ One replayed run is a live search with the training replaced by a table lookup:
 
 - a *sampler* proposes an architecture: ``random`` draws uniformly from the table's
   untried architectures (random search in the space, conditioned on the recorded set);
-  ``nsga2``/``nsga2p20``/``tpe``/``gp`` are Optuna 5 samplers that suggest the space's
+  ``rsnap``/``nsga2``/``nsga2p20``/``tpe``/``gp`` are Optuna 5 samplers (``rsnap``: its
+  RandomSampler, which shows what snapping alone does) that suggest the space's
   parameters (``space.sample(TrialSource(trial))``, exactly as live), and the proposal
   is *snapped* to the table: an exact match is a duplicate (reused at 0 epochs, as live
   runs reuse a trained identical network); otherwise the nearest untried recorded
@@ -46,7 +47,7 @@ from nasseg.store.pareto import normalised_hypervolume, pareto_indices
 from nasseg.search.stopping import Curve
 from nasseg.search.study import EarlyStoppingConfig
 
-SAMPLERS = ("random", "nsga2", "nsga2p20", "tpe", "gp")
+SAMPLERS = ("random", "rsnap", "nsga2", "nsga2p20", "tpe", "gp")
 STOPPING = ("pareto", "moasha")
 DEFAULT_CURRENT = "nsga2p20+pareto"
 """nasseg's default search: NSGA-II with the study's population rule
@@ -153,6 +154,8 @@ def front_test_hv(table: Table, trials: list[Trial], reference: dict[str, float]
 
 
 def _sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+    if name == "rsnap":
+        return optuna.samplers.RandomSampler(seed=seed)
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(population_size=6, seed=seed)
     if name == "nsga2p20":
