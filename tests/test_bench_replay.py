@@ -133,3 +133,12 @@ def test_the_bar_needs_both_the_gain_and_the_test():
     assert meets(v(1.1, 0.01, 20), 40)            # random's final HV with half the budget
     assert not meets(v(1.35, 0.2, None), 40)      # not significant
     assert not meets(v(1.1, 0.01, 21), 40)
+
+
+def test_the_replayed_default_is_the_study_default():
+    from nasseg.bench.replay import parse_strategy
+    from nasseg.search.study import EarlyStoppingConfig, SamplerConfig
+
+    sampler, stops = parse_strategy("default")
+    assert (sampler, stops) == (SamplerConfig().name, [EarlyStoppingConfig().rule])
+    assert EarlyStoppingConfig().enabled

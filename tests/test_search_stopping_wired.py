@@ -35,7 +35,7 @@ def test_dominated_trial_is_stopped_and_its_curve_kept(tmp_path: Path, enabled: 
     study_yaml = make_study(
         tmp_path, space_dict=space, epochs=4, budget={"trials": 2},
         initial_archs=[arch_yaml(tmp_path, "cheap_good", 4), arch_yaml(tmp_path, "costly_bad", 6)],
-        early_stopping={"enabled": enabled, "warmup_epochs": 2, "min_dominators": 1, "margin": 0.05})
+        early_stopping={"enabled": enabled, "rule": "pareto", "warmup_epochs": 2, "min_dominators": 1, "margin": 0.05})
     run_search(study_yaml, trainer=replay_trainer, progress=False)
     first, second = open_result(study_yaml).trials
     assert first.user_attrs["stopped_early"] is False and first.user_attrs["epochs_run"] == 4
