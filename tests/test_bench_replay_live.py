@@ -25,7 +25,7 @@ SPACE = {"name": "tiny", "spatial_dims": 2,
          "stages": {"n": 3, "width": {"choice": [4, 6, 8]}, "depth": 1,
                     "block": {"type": "conv", "kernel_size": {"choice": [3, 5]}}, "skip": {"type": "concat"}},
          "constraints": {"input_size": [32, 32], "max_params": 1000000, "max_gmacs": 1.0}}
-RULES = {"pareto": {"enabled": True, "warmup_epochs": 1, "min_dominators": 1, "margin": 0.0},
+RULES = {"pareto": {"enabled": True, "rule": "pareto", "warmup_epochs": 1, "min_dominators": 1, "margin": 0.0},
          "moasha": {"enabled": True, "rule": "moasha", "r_min": 1, "eta": 2}}
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from nasseg.search.stopping import Curve, ParetoStopper, dominators, should_stop
 from nasseg.search.study import EarlyStoppingConfig
 
-RULE = EarlyStoppingConfig(enabled=True, warmup_epochs=2, min_dominators=2, margin=0.05)
+RULE = EarlyStoppingConfig(enabled=True, rule="pareto", warmup_epochs=2, min_dominators=2, margin=0.05)
 
 
 def curve(trial: int, arch: str, costs: tuple[float, ...], *dice: float) -> Curve:
