@@ -137,8 +137,9 @@ def hypervolume_on_test(study: optuna.Study, trials: list[FrozenTrial] | None = 
     names = [o.name for o in objs]
     if rec is None or not rec.reference_point or "dice" not in names:
         return float("nan")
-    by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
-    members = front(study, trials)
+    pool = trials if trials is not None else study.get_trials(deepcopy=False)
+    by_number = {t.number: t for t in pool}  # a reused trial's source finished before it
+    members = front(study, pool)
     points = []
     for t in members:
         r = trial_record(t)
