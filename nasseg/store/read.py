@@ -120,11 +120,15 @@ def hypervolume(study: optuna.Study, trials: list[FrozenTrial] | None = None) ->
     rec = study_record(study)
     if rec is None or not rec.reference_point:
         return float("nan")
-    objs = objectives_of(study)
-    ideal = {o.name: o.ideal for o in objs} | (rec.ideal_point or {})
     pool = unique_feasible(trials if trials is not None else study.get_trials(deepcopy=False))
-    return normalised_hypervolume([t.values for t in pool], [o.name for o in objs],
-                                  [o.direction for o in objs], rec.reference_point, ideal)
+    return _normalised(rec, objectives_of(study), [t.values for t in pool])
+
+
+def _normalised(rec: StudyRecord, objs: list[Objective], points: list[Any]) -> float:
+    """:func:`normalised_hypervolume` of ``points`` between the study's ideal and reference point."""
+    ideal = {o.name: o.ideal for o in objs} | (rec.ideal_point or {})
+    return normalised_hypervolume(points, [o.name for o in objs], [o.direction for o in objs],
+                                  rec.reference_point, ideal)
 
 
 def hypervolume_on_test(study: optuna.Study, trials: list[FrozenTrial] | None = None) -> float:
@@ -148,8 +152,7 @@ def hypervolume_on_test(study: optuna.Study, trials: list[FrozenTrial] | None = 
         if test is None:
             return float("nan")
         points.append([test if n == "dice" else v for n, v in zip(names, t.values)])
-    ideal = {o.name: o.ideal for o in objs} | (rec.ideal_point or {})
-    return normalised_hypervolume(points, names, [o.direction for o in objs], rec.reference_point, ideal)
+    return _normalised(rec, objs, points)
 
 
 def retries(trials: list[FrozenTrial]) -> dict[int, FrozenTrial]:
