@@ -97,6 +97,19 @@ def test_boundary_component_is_zero_at_the_reml_maximum():
         pytest.approx(tuple(_reml_by_optimizer(y2)), rel=1e-4)
 
 
+def test_seeds_that_agree_exactly_are_an_exact_fit_without_warnings():
+    # a network that collapses to one prediction gives the same per-case Dice for every seed
+    # (seen in `nasseg confirm`): seed and residual variances are 0, the case variance alone
+    # makes the interval, and nothing overflows on the way
+    y = np.array([[0.07699530516431925, 0.36812749003984063]] * 2)  # the values confirm saw
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit = fit_crossed(y)
+    assert fit.var_seed == 0.0 and fit.var_res == pytest.approx(0.0, abs=1e-30)
+    assert fit.var_case == pytest.approx(np.var(y[0], ddof=1), rel=1e-12)
+    assert fit.se == pytest.approx(math.sqrt(fit.var_case / 2), rel=1e-12) and fit.df == 1.0
+
+
 def test_mixed_comparison_ci_and_p_come_from_one_model():
     frame = tidy(frame_from({"base": BASE, "new": BETTER}))
     r = compare(frame, "new", "base")

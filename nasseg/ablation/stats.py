@@ -178,10 +178,12 @@ def crossed_reml(y: np.ndarray) -> dict[str, np.ndarray]:
     for w in cands:
         lk = ms_stack @ w.T  # [..., 3] fitted lambdas
         feasible = (lk[..., 0] >= lk[..., 2] - 1e-15) & (lk[..., 1] >= lk[..., 2] - 1e-15)
-        with np.errstate(divide="ignore", invalid="ignore"):
+        # a lambda of 0 (or one so small that the sum overflows) is an exact fit (+inf) or
+        # impossible (-inf); both are limits, not errors
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             terms = np.where(dfs > 0, dfs * (np.log(lk) + ms_stack / lk), 0.0)
             terms = np.where((dfs > 0) & (lk == 0) & (ms_stack == 0), -np.inf, terms)  # exact fit
-        ll = np.where(feasible, -0.5 * np.nan_to_num(terms, nan=np.inf, posinf=np.inf).sum(-1), -np.inf)
+            ll = np.where(feasible, -0.5 * np.nan_to_num(terms, nan=np.inf, posinf=np.inf).sum(-1), -np.inf)
         better = ll > best_ll
         best_ll = np.where(better, ll, best_ll)
         lam = np.where(better[..., None], lk, lam)
