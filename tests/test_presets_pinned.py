@@ -1,9 +1,8 @@
-"""Pinned forward outputs: each 2D preset, built with seeded weights and fed a seeded
-input, gives the stored output statistics, so a refactor that keeps params and MACs but
-changes the computation fails here.
+"""Pinned forward outputs: each preset (the 2D ones at 32x32, GLIMS at 32^3), built with
+seeded weights and fed a seeded input, gives the stored output statistics, so a refactor
+that keeps params and MACs but changes the computation fails here.
 
-GLIMS (3D) is not pinned: it is being reworked (issue 11). After an intended change of a
-network's computation, regenerate the file on purpose:
+After an intended change of a network's computation, regenerate the file on purpose:
 ``python tests/test_presets_pinned.py`` (tests themselves never write it).
 """
 from __future__ import annotations
@@ -18,7 +17,7 @@ import torch
 from nasseg.arch import build_model, load_arch
 
 PINNED = Path(__file__).parent / "fixtures" / "preset_outputs.json"
-PRESETS = ["cmunext", "cmunext_l", "cmunext_s", "segnetr", "unet"]
+PRESETS = ["cmunext", "cmunext_l", "cmunext_s", "glims", "segnetr", "unet"]
 SIZE = 32
 
 
@@ -28,7 +27,7 @@ def forward_stats(name: str) -> dict[str, float]:
     cfg = load_arch(name)
     torch.manual_seed(0)
     model = build_model(cfg).eval()
-    x = torch.randn(1, cfg.in_channels, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    x = torch.randn(1, cfg.in_channels, *[SIZE] * cfg.spatial_dims, generator=torch.Generator().manual_seed(1))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
