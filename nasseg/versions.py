@@ -97,18 +97,35 @@ def _folder_hash(root: str) -> str:
     return hashlib.sha256("\n".join(sorted(entries)).encode()).hexdigest()[:16]
 
 
-def deterministic_flags() -> dict[str, Any]:
-    """torch's determinism settings as they are now."""
+def deterministic_flags(device: str | None = None) -> dict[str, Any]:
+    """torch's determinism settings as they are now or, with ``device`` (``cpu``,
+    ``cuda[:N]``, ``auto``), as each training run on that device will set them (a study
+    records this before its runs start; see :class:`nasseg.train.setup.Runtime`).
+
+    Example:
+        >>> deterministic_flags("cpu")["deterministic_algorithms"]
+        True
+    """
     import torch
 
-    return {"deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
-            "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
-            "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
-            "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
+    flags: dict[str, Any] = {"deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+                             "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
+                             "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
+                             "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
+    if device is None:
+        return flags
+    from nasseg.train.setup import deterministic_run
+
+    kind = "cuda" if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()) else "cpu"
+    flags["deterministic_algorithms"] = flags["deterministic_algorithms"] or deterministic_run(kind)
+    if kind == "cuda":
+        flags["cudnn_benchmark"] = "on in runs whose batch shapes are fixed"
+    flags["set_by"] = f"each training run on {kind}"
+    return flags
 
 
 def provenance(*, data: Any = None, split: dict[str, Any] | None = None, seeds: list[int] | None = None,
-               threads: int | None = None) -> dict[str, Any]:
+               threads: int | None = None, device: str | None = None) -> dict[str, Any]:
     """Everything needed to say what produced a result.
 
     Args:
@@ -116,6 +133,8 @@ def provenance(*, data: Any = None, split: dict[str, Any] | None = None, seeds: 
         split: the split used (for its hash; see :func:`nasseg.data.splits.split_hash`).
         seeds: training seeds.
         threads: torch CPU threads (default: the current setting).
+        device: where the runs will train, for a record written before they start (the
+            determinism flags are then those the runs set, not the current ones).
 
     Returns:
         ``versions`` (with ``git_commit``/``git_dirty`` from a checkout), ``command`` (the
@@ -130,4 +149,4 @@ def provenance(*, data: Any = None, split: dict[str, Any] | None = None, seeds: 
             "data_hash": data_hash(data) if data is not None else None,
             "split_hash": split_hash(split) if split else None, "seeds": list(seeds or []),
             "threads": threads if threads is not None else torch.get_num_threads(),
-            "deterministic": deterministic_flags()}
+            "deterministic": deterministic_flags(device)}

@@ -57,3 +57,24 @@ def test_study_runs_use_a_fixed_thread_count_when_auto():
     for threads, expected in (("auto", STUDY_THREADS), (2, 2)):
         run = train_and_record(writer, None, None, TrainConfig(num_threads=threads), trainer=trainer)
         assert not run.ok and seen[-1] == expected
+
+
+def test_a_record_written_before_the_runs_states_the_flags_the_runs_set():
+    """A study's provenance is written before any run switches determinism on: with the
+    device it states what each run sets (deterministic algorithms on the CPU), not the
+    flags of the process at that moment; the runs' own records hold the flags they ran with."""
+    import torch
+
+    from nasseg.train import TrainConfig
+    from nasseg.train.setup import Runtime
+
+    assert not torch.are_deterministic_algorithms_enabled()
+    assert provenance()["deterministic"]["deterministic_algorithms"] is False
+    planned = provenance(device="cpu")["deterministic"]
+    assert planned["deterministic_algorithms"] is True and planned["set_by"] == "each training run on cpu"
+    rt = Runtime.create(TrainConfig(device="cpu"))
+    try:
+        assert provenance()["deterministic"]["deterministic_algorithms"] is True
+    finally:
+        rt.close()
+    assert not torch.are_deterministic_algorithms_enabled()

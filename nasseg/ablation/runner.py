@@ -139,7 +139,7 @@ def open_study(p: AblationPlan, command: str) -> optuna.Study:
     record = StudyRecord(nasseg_kind="ablation", objectives=[{"name": "dice", "direction": "maximize"}],
                          config=config, dataset=p.data.model_dump(mode="json"), versions=versions(),
                          command=command, created=now_iso(),
-                         provenance=provenance(data=p.data, seeds=cfg.seed_list(), threads=p.train.get("num_threads")))
+                         provenance=_provenance(p))
     study = create_or_open(url, cfg.name, record)
     old, new = _essential(study_record(study).config), _essential(config)
     if old != new:
@@ -149,8 +149,14 @@ def open_study(p: AblationPlan, command: str) -> optuna.Study:
             f"{', '.join(diff)}; its runs cannot be mixed with these. Give the study a new "
             "name (or out_dir), or delete the old storage")
     update_record(study, config=config, versions=versions(), command=command,
-                  provenance=provenance(data=p.data, seeds=cfg.seed_list(), threads=p.train.get("num_threads")))
+                  provenance=_provenance(p))
     return study
+
+
+def _provenance(p: AblationPlan) -> dict[str, Any]:
+    """The study-level record, written before its runs: flags as the runs will set them."""
+    return provenance(data=p.data, seeds=p.config.seed_list(), threads=p.train.get("num_threads"),
+                      device=p.train.get("device", "auto"))
 
 
 def recover_interrupted(study: optuna.Study) -> list[int]:
@@ -263,7 +269,7 @@ def _pairs(study: optuna.Study, *, complete: bool = False, live: bool = False,
     out = set()
     for t in study.get_trials(deepcopy=False):
         failed = (failed_since is not None and t.state == optuna.trial.TrialState.FAIL
-                  and t.user_attrs.get("fail_reason") not in (None, "interrupted")
+                  and trial_record(t).fail_reason not in (None, "interrupted")
                   and t.datetime_start is not None and t.datetime_start >= failed_since)
         if (complete and t.state == optuna.trial.TrialState.COMPLETE) or (live and live_claim(t)) or failed:
             r = trial_record(t)

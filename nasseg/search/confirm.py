@@ -139,7 +139,7 @@ def confirm_search(path: str | Path, *, seeds: int = 3, top: int | None = None, 
         "seeds": seeds, "epochs": tcfg.epochs, "selection": "pareto" if top is None else f"top {top}",
         "hv_val": hv_val, "hv_test": hv_test, "per_case_csv": str(csv), "split_hashes": sorted(split_hashes),
         "members": _plain(table.to_dict(orient="records")),
-        "provenance": _plain(provenance(data=prep.setup.data, seeds=list(range(seeds))))})
+        "provenance": _plain(provenance(data=prep.setup.data, seeds=list(range(seeds)), device=tcfg.device))})
     return ConfirmResult(table, hv_val, hv_test, out)
 
 

@@ -174,7 +174,7 @@ def make_record(prep: Prepared) -> StudyRecord:
         train=s.train.recipe(),
         train_key=s.train_key, versions=versions(), command=prep.command, created=now_iso(),
         provenance=provenance(data=s.data, seeds=[s.seed], threads=s.train.num_threads
-                              if isinstance(s.train.num_threads, int) else None))
+                              if isinstance(s.train.num_threads, int) else None, device=prep.cfg.devices[0]))
 
 
 def open_study(prep: Prepared, *, create: bool, sampler: optuna.samplers.BaseSampler | None = None,

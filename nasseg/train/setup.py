@@ -72,7 +72,7 @@ class Runtime:
         if threads:
             torch.set_num_threads(threads)
         deterministic = torch.are_deterministic_algorithms_enabled()
-        if device.type == "cpu":
+        if deterministic_run(device.type):
             torch.use_deterministic_algorithms(True)
         return cls(device, amp, cfg.channels_last, 1 if device.type == "cpu" else 0, before,
                    torch.backends.cudnn.benchmark, deterministic)
@@ -101,6 +101,18 @@ class Runtime:
         torch.set_num_threads(self._threads_before)
         torch.use_deterministic_algorithms(self._deterministic_before)
         torch.backends.cudnn.benchmark = self._cudnn_benchmark_before
+
+
+def deterministic_run(device_type: str) -> bool:
+    """Whether a run on ``device_type`` switches torch's deterministic algorithms on: on
+    the CPU (they cost nothing there), not on CUDA (cuDNN's autotuner picks the fastest
+    kernels, which may differ from run to run).
+
+    Example:
+        >>> deterministic_run("cpu"), deterministic_run("cuda")
+        (True, False)
+    """
+    return device_type == "cpu"
 
 
 _AUTO_THREADS: int | None = None
