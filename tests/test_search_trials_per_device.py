@@ -8,7 +8,7 @@ import torch
 from test_search_helpers import TINY_SPACE, arch_yaml, make_study
 
 from nasseg.arch import build_model
-from nasseg.search.admission import RUN_ALONE, Admission, current_ticket
+from nasseg.search.admission import Admission, current_ticket
 from nasseg.search.results import open_result
 from nasseg.search.runner import run_search
 from nasseg.train import train
@@ -57,7 +57,7 @@ def test_two_trials_per_device_admitted_by_memory_and_an_oom_trial_retried_alone
     # the OOM is recorded with its reason, the trial retried alone and completed
     assert first.state.name == "FAIL" and "out of memory" in first.user_attrs["fail_reason"]
     assert "retried alone" in first.user_attrs["fail_reason"] and "out of memory" in retry.user_attrs["retry_reason"]
-    assert retry.user_attrs[RUN_ALONE] and retry.state.name == "COMPLETE" and retry.params == first.params
+    assert retry.user_attrs["run_alone"] and retry.state.name == "COMPLETE" and retry.params == first.params
     assert summary["states"]["complete"] >= 3  # the study went on to its budget (reused duplicates do not count)
     calls = [json.loads(line) for line in log.read_text().splitlines()]
     assert [c["alone"] for c in calls if c["trial"] == 0] == [False]

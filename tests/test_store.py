@@ -117,6 +117,8 @@ def test_writer_refuses_unknown_fields_and_stores_constraints_where_optuna_reads
     writer = TrialWriter(study.ask())
     with pytest.raises(KeyError, match="'arch_idd' is not a TrialRecord field"):
         writer.set(arch_idd="x")
+    with pytest.raises(KeyError, match="'alone' is not a TrialRecord field"):
+        writer.get("alone")
     writer.set(arch_id="a", history=[{"epoch": 1, "dice": float("nan")}])
     writer.constrain({"params": 5.0})
     study.tell(writer.trial, [0.5])
@@ -188,3 +190,14 @@ def test_study_train_settings_are_typed_when_the_study_is_loaded(tmp_path: Path)
                                     "train": {"lr": 0.01}}))
     tc = load_study_config(path).train_config()
     assert (tc.lr, tc.epochs, tc.device) == (0.01, 2, "auto")  # the device is chosen at run time
+
+
+def test_only_the_store_touches_user_attrs() -> None:
+    """One owner of the stored format: no module outside nasseg/store reads or writes
+    Optuna user attrs (they go through TrialWriter, trial_record and study_record)."""
+    root = Path(__file__).resolve().parents[1] / "nasseg"
+    pattern = re.compile(r"\.user_attrs\b|set_user_attr\(|user_attrs\s*=")
+    offenders = [f"{p.relative_to(root.parent)}:{i}: {line.strip()}"
+                 for p in sorted(root.rglob("*.py")) if p.parent.name != "store"
+                 for i, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
+    assert offenders == []

@@ -167,8 +167,7 @@ def analyze(study: optuna.Study, config: AblationConfig | None = None) -> Ablati
                          "significance": significance(float(ph), cfg.stats.alpha)})
     cols = ["variant", *cfg.factors, *TABLE_COLUMNS[1:]]
     table = pd.DataFrame(rows).reindex(columns=cols)
-    scored = {"test" if t.user_attrs.get("test_per_case") or t.user_attrs.get("per_case_split") == "test"
-              else "val"
+    scored = {"test" if trial_record(t).test_per_case else "val"
               for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
               if t.number in set(runs["trial"])}
     return AblationResult(cfg, variants, contrasts, runs, per_case, table,

@@ -131,7 +131,7 @@ def _print_front(target: str, name: str | None, console: Console, every: bool = 
                  csv: str | None = None) -> None:
     from nasseg.search.confirm import confirm_columns
     from nasseg.search.results import front_table, trial_table
-    from nasseg.store import hypervolume, locate, objectives_of
+    from nasseg.store import hypervolume, locate, objectives_of, study_record
 
     study = locate(target, name)
     if not study.get_trials(deepcopy=False):
@@ -155,7 +155,7 @@ def _print_front(target: str, name: str | None, console: Console, every: bool = 
         out.add_row(*[escape(objs[c].text(row.get(c)) if c in objs else _cell(c, row.get(c))) for c in cols])
     console.print(out)
     if confirmed is not None:
-        info = study.user_attrs["confirm"]
+        info = study_record(study).confirm
         console.print(f"dice = validation (selection); test = confirmed by `nasseg confirm` "
                       f"({info['seeds']} seeds, mixed-model 95% CI); normalised HV of the confirmed "
                       f"members: val {info['hv_val']:.4f}, test {info['hv_test']:.4f}")

@@ -166,7 +166,7 @@ def trial_checkpoint(study_ref: str, number: int) -> tuple[Path, dict[str, Any]]
     checkpoint. Raises ``ConfigError`` when the trial is unknown, failed, infeasible or
     has no checkpoint on disk.
     """
-    from nasseg.store import feasible, locate
+    from nasseg.store import feasible, locate, trial_record
 
     study = locate(study_ref)
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
@@ -174,12 +174,12 @@ def trial_checkpoint(study_ref: str, number: int) -> tuple[Path, dict[str, Any]]
         raise ConfigError(f"{study_ref}: study '{study.study_name}' has no trial {number} "
                           f"(trials 0..{max(trials, default=-1)})")
     t = trials[number]
-    a = t.user_attrs
+    rec = trial_record(t)
     if not feasible(t):
-        why = a.get("fail_reason") or a.get("constraint_violation") or t.state.name.lower()
+        why = rec.fail_reason or rec.constraint_violation or t.state.name.lower()
         raise ConfigError(f"{study_ref}#{number}: trial {number} has no usable trained network ({why})")
-    source = trials.get(a.get("reused_from"), t)
-    candidates = [Path(p) for p in (source.user_attrs.get("checkpoint"),) if p]
+    source = trials.get(rec.reused_from, t)
+    candidates = [Path(p) for p in (trial_record(source).checkpoint,) if p]
     run_root = _trial_root(study_ref, study)
     if run_root is not None:
         candidates.append(run_root / f"trial_{source.number:04d}" / "checkpoint.pt")

@@ -257,6 +257,3 @@ def needs_alone_retry(outcome: Any, alone: bool) -> bool:
     """A trial that failed out of memory beside other trials is retried alone (once)."""
     return outcome.state == "fail" and not alone and is_oom(outcome.reason)
 
-
-RUN_ALONE = "run_alone"
-"""The user attr that marks a trial to be trained alone on its device."""

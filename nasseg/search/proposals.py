@@ -26,7 +26,7 @@ import hashlib
 
 from optuna.trial import FrozenTrial, TrialState
 
-from nasseg.store import counted, retries
+from nasseg.store import counted, retries, trial_record
 
 __all__ = ["budget_used", "distinct_counts", "max_proposals", "used_up", "worker_seed"]
 
@@ -44,7 +44,7 @@ def worker_seed(study_seed: int, worker: int, stored_trials: int) -> int:
 
 
 def _reused(t: FrozenTrial) -> bool:
-    return t.user_attrs.get("reused_from") is not None
+    return trial_record(t).reused_from is not None
 
 
 def budget_used(trials: list[FrozenTrial]) -> tuple[int, int]:
@@ -58,8 +58,8 @@ def budget_used(trials: list[FrozenTrial]) -> tuple[int, int]:
     network short of its budget (seen with 2 workers on PostgreSQL: 3 of 4)."""
     retried = retries(trials)
     mine = [t for t in trials if counted(t, retried)]
-    archs = {t.user_attrs.get("arch_id") for t in mine} - {None}
-    return len(archs) + sum(t.user_attrs.get("arch_id") is None for t in mine), len(mine)
+    ids = [trial_record(t).arch_id for t in mine]
+    return len(set(ids) - {None}) + ids.count(None), len(mine)
 
 
 def used_up(trials: list[FrozenTrial]) -> bool:
@@ -81,7 +81,6 @@ def distinct_counts(trials: list[FrozenTrial]) -> dict[str, int]:
     earlier trial's record, and the distinct architectures actually trained."""
     retried = retries(trials)
     mine = [t for t in trials if counted(t, retried)]
-    trained = {t.user_attrs.get("arch_id") for t in mine
-               if t.state == TrialState.COMPLETE and t.user_attrs.get("trained", True) and not _reused(t)}
-    trained.discard(None)
+    records = [trial_record(t) for t in mine if t.state == TrialState.COMPLETE]
+    trained = {r.arch_id for r in records if r.trained is not False and r.reused_from is None} - {None}
     return {"proposals": len(mine), "reused": sum(_reused(t) for t in mine), "trained": len(trained)}

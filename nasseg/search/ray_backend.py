@@ -51,7 +51,7 @@ try:
     from ray.tune.search import Searcher
 except ImportError:  # pragma: no cover - ray is an optional dependency
     raise ConfigError("--backend ray needs Ray Tune: pip install 'nasseg[ray]'") from None
-from nasseg.search.admission import RUN_ALONE, Admission, admitted_trainer, device_capacity_mb, is_oom
+from nasseg.search.admission import Admission, admitted_trainer, device_capacity_mb, is_oom
 from nasseg.search.objective import Trainer, run_objective
 from nasseg.search.samplers import exhausted
 from nasseg.search.setup import Prepared, open_study, prepare
@@ -88,7 +88,7 @@ class NassegSearcher(Searcher):
             pass  # an invalid network: the worker rebuilds it and records why
         self.running[trial_id] = writer
         return {"nasseg_trial": writer.number, "nasseg_params": writer.params,
-                "nasseg_alone": bool(writer.trial.user_attrs.get(RUN_ALONE))}
+                "nasseg_alone": bool(writer.get("run_alone"))}
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         writer = self.running.get(trial_id)
@@ -107,7 +107,7 @@ class NassegSearcher(Searcher):
         if state == "complete" and not error:
             self.study.tell(writer.trial, list(result["nasseg_values"]))
             return
-        if state == "fail" and not writer.trial.user_attrs.get(RUN_ALONE) and is_oom(result.get("fail_reason")):
+        if state == "fail" and not writer.get("run_alone") and is_oom(result.get("fail_reason")):
             from nasseg.search.runner import requeue
 
             requeue(self.study, writer, f"{result['fail_reason']} beside other trials; retried alone", alone=True)

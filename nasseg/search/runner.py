@@ -32,7 +32,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from nasseg.search.admission import RUN_ALONE, admitted_trainer, needs_alone_retry, study_admission
+from nasseg.search.admission import admitted_trainer, needs_alone_retry, study_admission
 from nasseg.search.objective import Outcome, Trainer, run_objective
 from nasseg.lifeline import die_with_parent
 from nasseg.search.proposals import budget_used, distinct_counts, max_proposals, used_up, worker_seed
@@ -84,13 +84,7 @@ def requeue(study: optuna.Study, writer: TrialWriter, reason: str, alone: bool =
     trains alone on its device, see :mod:`nasseg.search.admission`)."""
     writer.set(fail_reason=f"interrupted: {reason}; re-queued")
     study.tell(writer.trial, state=TrialState.FAIL)
-    if not alone:
-        enqueue_retry(study, writer.params, writer.number, reason, writer.get("initial_arch"))
-        return
-    attrs = {"retry_of": writer.number, "retry_reason": reason, RUN_ALONE: True}
-    if writer.get("initial_arch") is not None:
-        attrs["initial_arch"] = writer.get("initial_arch")
-    study.enqueue_trial(writer.params, user_attrs=attrs)
+    enqueue_retry(study, writer.params, writer.number, reason, writer.get("initial_arch"), alone=alone)
 
 
 def worker_loop(prep: Prepared, worker: int = 0, device: str = "cpu", trainer: Trainer | None = None,
@@ -119,7 +113,7 @@ def worker_loop(prep: Prepared, worker: int = 0, device: str = "cpu", trainer: T
                 return ran
             trial = study.ask()
             writer = claim(TrialWriter(trial), worker=worker)
-        alone = bool(trial.user_attrs.get(RUN_ALONE))
+        alone = bool(writer.get("run_alone"))
         run = trainer if adm is None else admitted_trainer(trainer, adm, setup, device,
                                                            trial.number, alone)
         try:

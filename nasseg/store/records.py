@@ -110,7 +110,9 @@ class TrialRecord(_Record):
     :class:`nasseg.cost.Cost` dict), ``constraint_violation`` and ``trained: False`` when
     over a limit, ``reused_from`` when a duplicate, ``initial_arch``, ``owner``/``worker``/
     ``heartbeat`` and ``progress`` (``{epoch, step, steps}``, the last position written
-    while it trained) while running, ``retry_of``/``retry_reason`` when re-queued.
+    while it trained) while running, ``retry_of``/``retry_reason`` when re-queued
+    (``run_alone`` when it must train alone on its device, after running out of memory
+    beside other trials; see :mod:`nasseg.search.admission`).
     Trained runs (both kinds): ``history`` (per-epoch metrics), ``best`` (best validation
     metrics), ``metrics`` (``{"val": {...}, "test": {...}}`` as the training result holds
     them), ``best_epoch``, ``epochs_run``, ``stopped_early``, ``stop_reason``, ``split``
@@ -136,6 +138,7 @@ class TrialRecord(_Record):
     progress: dict[str, int] | None = None
     retry_of: int | None = None
     retry_reason: str | None = None
+    run_alone: bool | None = None
     requeued: bool | None = None  # format 1 only; format 2 derives it from retry_of
     history: list[dict[str, Any]] | None = None
     best: dict[str, Any] | None = None

@@ -25,7 +25,7 @@ from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
 from nasseg.errors import ConfigError
-from nasseg.store.read import study_record
+from nasseg.store.read import study_record, trial_record
 from nasseg.store.records import StudyRecord
 from nasseg.store.storage import normalise_url, open_storage, stale_reason, storage_path
 
@@ -169,15 +169,18 @@ def recover_stale(study: optuna.Study, grace_s: float = 600.0) -> list[int]:
             study.tell(t.number, state=TrialState.FAIL)
         except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError, ValueError):
             continue  # another process recovered it first
-        enqueue_retry(study, t.params, t.number, reason, t.user_attrs.get("initial_arch"))
+        enqueue_retry(study, t.params, t.number, reason, trial_record(t).initial_arch)
         recovered.append(t.number)
     return recovered
 
 
 def enqueue_retry(study: optuna.Study, params: dict[str, Any], number: int, reason: str,
-                  initial_arch: str | None = None) -> None:
-    """Enqueue the params of failed trial ``number`` again; the copy records why."""
+                  initial_arch: str | None = None, alone: bool = False) -> None:
+    """Enqueue the params of failed trial ``number`` again; the copy records why (and
+    ``run_alone`` when it must train alone on its device)."""
     attrs: dict[str, Any] = {"retry_of": number, "retry_reason": reason}
+    if alone:
+        attrs["run_alone"] = True
     if initial_arch is not None:
         attrs["initial_arch"] = initial_arch
     study.enqueue_trial(params, user_attrs=attrs)

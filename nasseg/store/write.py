@@ -49,6 +49,9 @@ class TrialWriter:
             self.trial.set_user_attr(key, json_safe(value))
 
     def get(self, key: str) -> Any:
+        """A stored record field, ``None`` when unset (``KeyError`` for a name that is no field)."""
+        if key not in TRIAL_FIELDS:
+            raise KeyError(f"'{key}' is not a TrialRecord field")
         return self.trial.user_attrs.get(key)
 
     def constrain(self, values: dict[str, float]) -> None:
