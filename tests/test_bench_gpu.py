@@ -34,3 +34,45 @@ def test_peak_fraction_formula():
     out = bf16_fraction({"nasseg": {"images_per_s": 1000.0}}, 32, torch.device("cpu"), peak_tflops=100.0)
     assert out["fraction"] == 2 * out["macs_per_image"] * 3 * 1000.0 / 100e12
     assert out["peak_source"] == "--peak-tflops"
+
+
+def test_parts_are_written_as_they_end_and_can_be_run_alone(tmp_path, capsys):
+    """The device run is one call, and a part can be run again alone: each part's file is
+    written when it ends, the summary says which parts were not run, and part 4 alone reads
+    part 1 from an earlier successful file (or is refused before anything runs)."""
+    code = main(["bench", "gpu", "--tiny", "--out", str(tmp_path), "--parts", "glims_3d,bf16_fraction"])
+    assert code == 2 and not any(tmp_path.iterdir())  # bf16_fraction without part 1: refused up front
+    assert "needs part 1's images/s" in capsys.readouterr().err
+    assert main(["bench", "gpu", "--tiny", "--out", str(tmp_path), "--parts", "glims_3d"]) == 0
+    out = capsys.readouterr().out
+    assert "part 1/1: glims_3d ..." in out and "part 1/1: glims_3d done in" in out
+    assert {p.name for p in tmp_path.iterdir()} == {"glims_3d.json", "summary.md"}
+    summary = (tmp_path / "summary.md").read_text()
+    assert "## 1. Training throughput, cmunext\n\nnot run" in summary and "glims_tiny at 1x4x16x16x16" in summary
+    (tmp_path / "train_throughput.json").write_text(json.dumps({"part": "train_throughput", "error": "x"}))
+    assert main(["bench", "gpu", "--tiny", "--out", str(tmp_path), "--parts", "bf16_fraction"]) == 2
+    assert main(["bench", "gpu", "--tiny", "--out", str(tmp_path), "--parts", "train_throughput"]) == 0
+    assert main(["bench", "gpu", "--tiny", "--out", str(tmp_path), "--parts", "bf16_fraction"]) == 0
+    rate = json.loads((tmp_path / "train_throughput.json").read_text())["nasseg"]["images_per_s"]
+    frac = json.loads((tmp_path / "bf16_fraction.json").read_text())
+    assert frac["images_per_s"] == rate and frac["seconds"] >= 0
+    assert main(["bench", "gpu", "--tiny", "--out", str(tmp_path), "--parts", "glims"]) == 2
+    assert "unknown part(s) ['glims']" in capsys.readouterr().err
+
+
+def test_a_failing_part_is_recorded_and_the_run_goes_on(tmp_path, monkeypatch, capsys):
+    # a CUDA error cannot happen on the CPU: the part's function is replaced by one that raises it
+    from nasseg.train import bench_gpu as bg
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    monkeypatch.setattr(bg, "glims_step", broken)
+    assert main(["bench", "gpu", "--tiny", "--out", str(tmp_path), "--parts", "glims_3d,trials_per_gpu",
+                 "--per-gpu", "1"]) == 1
+    out = capsys.readouterr().out
+    assert "1 part(s) failed: glims_3d" in out
+    glims = json.loads((tmp_path / "glims_3d.json").read_text())
+    assert glims["error"] == "RuntimeError: CUDA error: an illegal memory access was encountered"
+    assert json.loads((tmp_path / "trials_per_gpu.json").read_text())["rows"][0]["complete"] == 2
+    assert "**failed** after" in (tmp_path / "summary.md").read_text()

@@ -1,6 +1,9 @@
 """``nasseg bench gpu``: one command that measures what nasseg does with a GPU.
 
-Four parts, each written to ``<out>/<part>.json``, with ``<out>/summary.md``:
+Four parts, each written to ``<out>/<part>.json`` as soon as it ends, and ``<out>/summary.md``
+(rewritten after every part, so a run stopped by a time limit keeps what it measured). A part
+that raises is recorded in its file with ``error`` and the others still run; ``parts`` runs a
+subset (``bf16_fraction`` then reads part 1 from ``<out>/train_throughput.json``).
 
 1. ``train_throughput``: training images/s of the ``cmunext`` preset at 256x256 on
    ``busi_256``, nasseg's :func:`~nasseg.train.train` (bf16, channels-last, data
@@ -9,8 +12,8 @@ Four parts, each written to ``<out>/<part>.json``, with ``<out>/summary.md``:
    workers, fp32, per-step ``.item()`` and host metrics), same network, batch and cases.
    The first epoch of each is warm-up and not timed; validation is not timed.
 2. ``trials_per_gpu``: trials/hour of the quickstart study (``studies/quickstart.yaml``
-   on the device, ``trials`` trials each) at 1, 2, 4 and 8 trials per GPU, each setting
-   from a cold cost cache and an empty storage.
+   on the device) at 1, 2, 4 and 8 trials per GPU: the same ``trials`` networks for the
+   same epochs in every setting, each from a cold cost cache and an empty storage.
 3. ``glims_3d``: GLIMS forward + backward at 1x4x128^3 under bf16 autocast: milliseconds
    per step from CUDA events after warm-up, and the allocator's peak memory.
 4. ``bf16_fraction``: the share of the GPU's dense bf16 peak that the cmunext training
@@ -38,6 +41,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -54,21 +58,23 @@ BF16_PEAK_TFLOPS = {"H200": 989.4, "H100 SXM": 989.4, "H100 80GB HBM3": 989.4, "
 PARTS = ("train_throughput", "trials_per_gpu", "glims_3d", "bf16_fraction")
 KEYS = {
     "train_throughput": ("arch", "size", "train_cases", "batch_size", "epochs", "nasseg", "authors_loop", "ratio"),
-    "trials_per_gpu": ("study", "trials", "rows"),
+    "trials_per_gpu": ("study", "trials", "epochs", "networks", "rows"),
     "glims_3d": ("arch", "input_shape", "precision", "params", "ms_per_step", "peak_memory_mb", "timing"),
     "bf16_fraction": ("formula", "macs_per_image", "images_per_s", "achieved_tflops", "peak_tflops",
                       "peak_source", "fraction"),
 }
 """The documented keys of each part's JSON, besides ``part``, ``what``, ``tiny``, ``device`` and
 ``versions`` (``nasseg``/``authors_loop`` hold ``images_per_s``; each row of ``rows`` holds
-``trials_per_gpu, complete, failed, wall_s, trials_per_hour, speedup_vs_1``)."""
+``trials_per_gpu, complete, failed, wall_s, running_s, trials_per_hour, trials_per_hour_running,
+speedup_vs_1, speedup_vs_1_running``)."""
 REPO = Path(__file__).resolve().parents[2]
 
 
 def bench_gpu(*, tiny: bool = False, device: str = "cuda", out_dir: Path | None = None,
               data: str | Path | None = None, epochs: int = 4, batch_size: int = 8, trials: int = 8,
               per_gpu: tuple[int, ...] | None = None, glims_patch: int = 128, workers: int = 8,
-              peak_tflops: float | None = None) -> dict[str, Any]:
+              peak_tflops: float | None = None, parts: tuple[str, ...] = PARTS,
+              echo: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
     """Run the four parts (see the module docstring) and write their files.
 
     Args:
@@ -83,13 +89,19 @@ def bench_gpu(*, tiny: bool = False, device: str = "cuda", out_dir: Path | None 
         glims_patch: cube side of part 3.
         workers: DataLoader workers of the authors'-style loop.
         peak_tflops: the device's dense bf16 peak, if it is not in :data:`BF16_PEAK_TFLOPS`.
+        parts: which of :data:`PARTS` to run (in that order).
+        echo: called with a line when a part starts and ends.
 
     Returns:
-        ``{part: report}`` for the four parts.
+        ``{part: report}`` for the parts run; a failed part's report holds ``error``.
 
     Raises:
-        ConfigError: CUDA missing without ``tiny``, or the data folder missing.
+        ConfigError: CUDA missing without ``tiny``, the data folder missing, an unknown part,
+            or ``bf16_fraction`` without part 1 in this run or in ``out``.
     """
+    unknown = [p for p in parts if p not in PARTS]
+    if unknown or not parts:
+        raise ConfigError(f"bench gpu: --parts: unknown part(s) {unknown or parts}; choose from {', '.join(PARTS)}")
     if tiny:
         device = "cpu"
         epochs, trials, per_gpu, workers = 2, 2, per_gpu or (1, 2), 0
@@ -104,18 +116,35 @@ def bench_gpu(*, tiny: bool = False, device: str = "cuda", out_dir: Path | None 
     threads = torch.get_num_threads()
     if tiny:
         torch.set_num_threads(1)  # both loops alike, and no oversubscription on a busy CPU
-    with tempfile.TemporaryDirectory(prefix="nasseg-bench-gpu-") as tmp:
-        folder, size = _data_folder(tiny, data, Path(tmp))
-        reports: dict[str, Any] = {}
-        reports["train_throughput"] = train_throughput(folder, size, dev, epochs, batch_size, workers)
-        reports["trials_per_gpu"] = trials_per_gpu(dev, trials, per_gpu, Path(tmp), tiny)
-        reports["glims_3d"] = glims_step(dev, 16 if tiny else glims_patch, tiny)
-        reports["bf16_fraction"] = bf16_fraction(reports["train_throughput"], size, dev, peak_tflops)
-    torch.set_num_threads(threads)
-    for part in PARTS:
-        reports[part] = {"part": part, **common, **reports[part]}
-        (out / f"{part}.json").write_text(json.dumps(reports[part], indent=1) + "\n")
-    (out / "summary.md").write_text(summary_markdown(reports))
+    reports: dict[str, Any] = {}
+    if "bf16_fraction" in parts and "train_throughput" not in parts:
+        old = out / "train_throughput.json"
+        if not old.is_file() or "error" in json.loads(old.read_text()):
+            raise ConfigError(f"bench gpu: --parts bf16_fraction needs part 1's images/s: run train_throughput "
+                              f"too, or keep a successful {old} from an earlier run")
+        reports["train_throughput"] = json.loads(old.read_text())
+    try:
+        with tempfile.TemporaryDirectory(prefix="nasseg-bench-gpu-") as tmp:
+            folder, size = _data_folder(tiny, data, Path(tmp))
+            run = {"train_throughput": lambda: train_throughput(folder, size, dev, epochs, batch_size, workers),
+                   "trials_per_gpu": lambda: trials_per_gpu(dev, trials, per_gpu, Path(tmp), tiny),
+                   "glims_3d": lambda: glims_step(dev, 16 if tiny else glims_patch, tiny),
+                   "bf16_fraction": lambda: bf16_fraction(reports.get("train_throughput", {}), size, dev,
+                                                          peak_tflops)}
+            for i, part in enumerate(p for p in PARTS if p in parts):
+                echo(f"part {i + 1}/{len(parts)}: {part} ...")
+                t0 = time.perf_counter()
+                try:
+                    report = run[part]()
+                except Exception as err:  # recorded, and the other parts still run
+                    report = {"what": part, "error": f"{type(err).__name__}: {err}"}
+                reports[part] = {"part": part, **common, **report, "seconds": time.perf_counter() - t0}
+                (out / f"{part}.json").write_text(json.dumps(reports[part], indent=1) + "\n")
+                (out / "summary.md").write_text(summary_markdown(reports))
+                echo(f"part {i + 1}/{len(parts)}: {part} {'FAILED: ' + report['error'] if 'error' in report else 'done'}"
+                     f" in {reports[part]['seconds']:.1f} s")
+    finally:
+        torch.set_num_threads(threads)
     return reports
 
 
@@ -144,6 +173,11 @@ def _data_folder(tiny: bool, data: str | Path | None, tmp: Path) -> tuple[Path, 
     if not (folder / "images").is_dir():
         raise ConfigError(f"bench gpu: {folder}: no images/ folder; pass --data PATH_TO/busi_256")
     return folder, 256
+
+
+def failed(reports: dict[str, Any]) -> list[str]:
+    """The parts whose report holds an error."""
+    return [p for p, r in reports.items() if "error" in r]
 
 
 def _rate(times: list[tuple[float, int]]) -> float:
@@ -190,50 +224,69 @@ def train_throughput(folder: Path, size: int, dev: torch.device, epochs: int, ba
 
 def trials_per_gpu(dev: torch.device, trials: int, per_gpu: tuple[int, ...], tmp: Path,
                    tiny: bool) -> dict[str, Any]:
-    """Part 2: trials/hour of the quickstart study at several trials per device."""
+    """Part 2: trials/hour of the quickstart study at several trials per device.
+
+    Every setting trains the same ``trials`` networks (a seeded draw of distinct feasible
+    architectures of the quickstart space, queued as the study's initial architectures)
+    for the study's full epochs (early stopping off), so only the concurrency differs.
+    ``trials_per_hour`` counts the whole wall time, worker start-up included;
+    ``trials_per_hour_running`` counts from the first trial's start to the last one's end.
+    """
     import os
 
     import yaml
 
     import optuna
 
+    from nasseg.bench.record import iter_archs
     from nasseg.search.runner import run_search
+    from nasseg.search.space_parse import load_space
+    from nasseg.store import locate
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     base = yaml.safe_load((REPO / "studies" / "quickstart.yaml").read_text())
+    space = load_space(REPO / base["space"])
+    archs = []
+    for i, a in zip(range(trials), iter_archs(space, seed=0, in_channels=1, out_channels=1)):
+        archs.append(tmp / f"tpg_arch_{i}.yaml")
+        archs[-1].write_text(yaml.safe_dump(a["arch"].model_dump(mode="json")))
     rows = []
     for n in per_gpu:
         study = {**base, "name": f"bench_tpg_{n}", "device": str(dev), "trials_per_device": n,
-                 "budget": {"trials": trials}, "output_dir": str(tmp / f"tpg_{n}"),
-                 "space": str(REPO / base["space"])}
+                 "budget": {"trials": trials, "time_s": 3600}, "output_dir": str(tmp / f"tpg_{n}"),
+                 "space": str(REPO / base["space"]), "initial_archs": [str(a) for a in archs],
+                 "sampler": {"name": "random"}, "early_stopping": {"enabled": False}}
         study["train"] = {**base.get("train", {}), "num_threads": 1}
         if tiny:
-            study.update(epochs=1, data={**base["data"], "n_cases": 12, "size": 32},
-                         device_memory_mb=2048)
-            study["initial_archs"] = []
+            study.update(epochs=1, data={**base["data"], "n_cases": 12, "size": 32}, device_memory_mb=2048)
         path = tmp / f"tpg_{n}.yaml"
         path.write_text(yaml.safe_dump(study))
-        cache = tmp / f"cost_cache_{n}"
         old = os.environ.get("NASSEG_CACHE_DIR")
-        os.environ["NASSEG_CACHE_DIR"] = str(cache)  # each setting counts its networks from cold
+        os.environ["NASSEG_CACHE_DIR"] = str(tmp / f"cost_cache_{n}")  # each setting counts its networks from cold
         try:
             t0 = time.perf_counter()
             summary = run_search(path, progress=False)
             wall = time.perf_counter() - t0
+            done = locate(path).get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
         finally:
             if old is None:
                 os.environ.pop("NASSEG_CACHE_DIR", None)
             else:
                 os.environ["NASSEG_CACHE_DIR"] = old
-        done = summary["states"].get("complete", 0)
-        rows.append({"trials_per_gpu": n, "complete": done, "failed": summary["states"].get("fail", 0),
-                     "wall_s": wall, "trials_per_hour": 3600 * done / wall})
+        running = (max(t.datetime_complete for t in done) - min(t.datetime_start for t in done)).total_seconds() \
+            if done else math.nan
+        rows.append({"trials_per_gpu": n, "complete": len(done), "failed": summary["states"].get("fail", 0),
+                     "wall_s": wall, "running_s": running, "trials_per_hour": 3600 * len(done) / wall,
+                     "trials_per_hour_running": 3600 * len(done) / running if done else 0.0})
         shutil.rmtree(tmp / f"tpg_{n}", ignore_errors=True)
-    one = rows[0]["trials_per_hour"] or math.nan
-    for r in rows:
-        r["speedup_vs_1"] = r["trials_per_hour"] / one
-    return {"what": "trials/hour of the quickstart study at N trials per GPU (cold cost cache, fresh storage)",
-            "study": "studies/quickstart.yaml", "trials": trials, "rows": rows}
+    for key in ("trials_per_hour", "trials_per_hour_running"):
+        one = rows[0][key] or math.nan
+        for r in rows:
+            r[f"speedup_vs_1{key[len('trials_per_hour'):]}"] = r[key] / one
+    return {"what": "trials/hour of the quickstart study at N trials per GPU: the same networks and epochs in "
+                    "every setting (cold cost cache, fresh storage)",
+            "study": "studies/quickstart.yaml", "trials": trials, "epochs": study["epochs"],
+            "networks": [yaml.safe_load(a.read_text()) for a in archs], "rows": rows}
 
 
 def glims_step(dev: torch.device, patch: int, tiny: bool) -> dict[str, Any]:
@@ -303,6 +356,8 @@ def bf16_fraction(throughput: dict[str, Any], size: int, dev: torch.device,
     """Part 4: achieved FLOP/s of the cmunext training step over the device's bf16 peak."""
     from nasseg.cost import profile
 
+    if "nasseg" not in throughput:
+        raise RuntimeError("part 1 (train_throughput) has no images/s to convert")
     macs = profile("cmunext", (1, 3, size, size), latency=False).macs
     rate = throughput["nasseg"]["images_per_s"]
     achieved = 2 * macs * 3 * rate
@@ -320,30 +375,58 @@ def bf16_fraction(throughput: dict[str, Any], size: int, dev: torch.device,
 
 
 def summary_markdown(r: dict[str, Any]) -> str:
-    """The Markdown summary of the four parts."""
-    t, g, f, q = r["train_throughput"], r["glims_3d"], r["bf16_fraction"], r["trials_per_gpu"]
-    tiny = " (--tiny: CPU smoke run, not GPU numbers)" if t["tiny"] else ""
-    lines = [f"# nasseg bench gpu on {t['device']}{tiny}", "",
-             "## 1. Training throughput, cmunext", "",
-             f"{t['data']}, {t['size']}x{t['size']}, {t['train_cases']} training cases, batch {t['batch_size']}, "
-             f"{t['epochs']} epochs per loop (first not timed).", "",
-             "| loop | images/s | precision | data |", "|---|---|---|---|",
-             f"| nasseg | {t['nasseg']['images_per_s']:.1f} | {t['nasseg']['precision']} | {t['nasseg']['data']} |",
-             f"| authors' style | {t['authors_loop']['images_per_s']:.1f} | fp32 | {t['authors_loop']['data']}; "
-             f"{t['authors_loop']['per_step']} |", "",
-             f"**ratio nasseg / authors' loop: {t['ratio']:.2f}**", "",
-             "## 2. Trials per GPU (quickstart study)", "",
-             "| trials per GPU | complete | failed | wall s | trials/hour | vs 1 |", "|---|---|---|---|---|---|"]
+    """The Markdown summary of the parts in ``r`` (a part not run or failed says so)."""
+    first = next(iter(r.values()))
+    tiny = " (--tiny: CPU smoke run, not GPU numbers)" if first["tiny"] else ""
+    lines = [f"# nasseg bench gpu on {first['device']}{tiny}", ""]
+    titles = {"train_throughput": "1. Training throughput, cmunext",
+              "trials_per_gpu": "2. Trials per GPU (quickstart study)",
+              "glims_3d": "3. GLIMS forward + backward", "bf16_fraction": "4. Share of the bf16 peak, cmunext training"}
+    for part in PARTS:
+        lines += [f"## {titles[part]}", ""]
+        rep = r.get(part)
+        if rep is None or "error" in rep:
+            lines += ["not run" if rep is None else f"**failed** after {rep['seconds']:.1f} s: `{rep['error']}`", ""]
+            continue
+        lines += [*_SECTIONS[part](rep), ""]
+    lines.append(f"torch {first['versions']['torch']}, nasseg {first['versions']['nasseg']}.")
+    return "\n".join(lines) + "\n"
+
+
+def _throughput_lines(t: dict[str, Any]) -> list[str]:
+    return [f"{t['data']}, {t['size']}x{t['size']}, {t['train_cases']} training cases, batch {t['batch_size']}, "
+            f"{t['epochs']} epochs per loop (first not timed).", "",
+            "| loop | images/s | precision | data |", "|---|---|---|---|",
+            f"| nasseg | {t['nasseg']['images_per_s']:.1f} | {t['nasseg']['precision']} | {t['nasseg']['data']} |",
+            f"| authors' style | {t['authors_loop']['images_per_s']:.1f} | fp32 | {t['authors_loop']['data']}; "
+            f"{t['authors_loop']['per_step']} |", "",
+            f"**ratio nasseg / authors' loop: {t['ratio']:.2f}**"]
+
+
+def _trials_lines(q: dict[str, Any]) -> list[str]:
+    lines = [f"The same {q['trials']} networks, {q['epochs']} epoch{'s' * (q['epochs'] != 1)} each, in every setting. Wall: from the "
+             "command's start (worker start-up included); running: from the first trial's start to the last "
+             "one's end.", "",
+             "| trials per GPU | complete | failed | wall s | trials/hour (wall) | vs 1 | running s | "
+             "trials/hour (running) | vs 1 |", "|---|---|---|---|---|---|---|---|---|"]
     for row in q["rows"]:
         lines.append(f"| {row['trials_per_gpu']} | {row['complete']} | {row['failed']} | {row['wall_s']:.1f} | "
-                     f"{row['trials_per_hour']:.0f} | {row['speedup_vs_1']:.2f}x |")
+                     f"{row['trials_per_hour']:.0f} | {row['speedup_vs_1']:.2f}x | {row['running_s']:.1f} | "
+                     f"{row['trials_per_hour_running']:.0f} | {row['speedup_vs_1_running']:.2f}x |")
+    return lines
+
+
+def _glims_lines(g: dict[str, Any]) -> list[str]:
     peak = "n/a" if g["peak_memory_mb"] is None else f"{g['peak_memory_mb']:.0f} MB"
+    return [f"{g['arch']} at {'x'.join(map(str, g['input_shape']))}, {g['precision']}: "
+            f"**{g['ms_per_step']:.1f} ms** per step ({g['timing']}), peak memory {peak}."]
+
+
+def _fraction_lines(f: dict[str, Any]) -> list[str]:
     frac = "n/a" if f["fraction"] is None else f"{100 * f['fraction']:.1f}%"
-    lines += ["", f"## 3. GLIMS forward + backward, {g['precision']}", "",
-              f"{g['arch']} at {'x'.join(map(str, g['input_shape']))}: **{g['ms_per_step']:.1f} ms** per step "
-              f"({g['timing']}), peak memory {peak}.", "",
-              "## 4. Share of the bf16 peak, cmunext training", "",
-              f"{f['formula']} = 2 x {f['macs_per_image'] / 1e9:.2f} G x 3 x {f['images_per_s']:.1f} = "
-              f"{f['achieved_tflops']:.2f} TFLOP/s of {f['peak_tflops'] or 'n/a'} ({f['peak_source']}): **{frac}**.",
-              "", f"torch {t['versions']['torch']}, nasseg {t['versions']['nasseg']}."]
-    return "\n".join(lines) + "\n"
+    return [f"{f['formula']} = 2 x {f['macs_per_image'] / 1e9:.2f} G x 3 x {f['images_per_s']:.1f} = "
+            f"{f['achieved_tflops']:.2f} TFLOP/s of {f['peak_tflops'] or 'n/a'} ({f['peak_source']}): **{frac}**."]
+
+
+_SECTIONS = {"train_throughput": _throughput_lines, "trials_per_gpu": _trials_lines, "glims_3d": _glims_lines,
+             "bf16_fraction": _fraction_lines}
