@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 from nasseg.cli import main
-from nasseg.train.bench_gpu import KEYS, PARTS
+from nasseg.bench.gpu import KEYS, PARTS
 
 
 def test_tiny_bench_writes_every_part_with_its_documented_keys(tmp_path, capsys):
@@ -28,7 +28,7 @@ def test_tiny_bench_writes_every_part_with_its_documented_keys(tmp_path, capsys)
 
 
 def test_peak_fraction_formula():
-    from nasseg.train.bench_gpu import bf16_fraction
+    from nasseg.bench.gpu import bf16_fraction
     import torch
 
     out = bf16_fraction({"nasseg": {"images_per_s": 1000.0}}, 32, torch.device("cpu"), peak_tflops=100.0)
@@ -62,7 +62,7 @@ def test_parts_are_written_as_they_end_and_can_be_run_alone(tmp_path, capsys):
 
 def test_a_failing_part_is_recorded_and_the_run_goes_on(tmp_path, monkeypatch, capsys):
     # a CUDA error cannot happen on the CPU: the part's function is replaced by one that raises it
-    from nasseg.train import bench_gpu as bg
+    from nasseg.bench import gpu as bg
 
     def broken(*args, **kwargs):
         raise RuntimeError("CUDA error: an illegal memory access was encountered")

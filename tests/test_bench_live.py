@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from nasseg.search.bench import run_bench
+from nasseg.bench.live import run_bench
 from nasseg.search.results import open_result
 from nasseg.store import trial_record
 

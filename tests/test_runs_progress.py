@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import time
 
-import optuna
 from optuna.trial import TrialState
 
 from nasseg.runs import train_and_record

@@ -93,6 +93,6 @@ def test_front_hypervolume_and_budget_curve_of_a_stored_study() -> None:
 
 
 def test_saved_epochs_counts_only_stopped_trials() -> None:
-    from nasseg.search.bench import saved_epochs
+    from nasseg.bench.live import saved_epochs
 
     assert saved_epochs(_stored_study(), epochs=4) == 2

@@ -18,9 +18,9 @@ import traceback
 
 from nasseg.errors import MEMORY_HINT, NassegError, is_out_of_memory
 
-from . import arch_cmds, bench_cmds, confirm_cmds, gpu_cmds, infer_cmds, report_cmds, search_cmds, stats_cmds, train_cmds
+from . import arch_cmds, bench_cmds, confirm_cmds, infer_cmds, report_cmds, search_cmds, stats_cmds, train_cmds
 
-_MODULES = (arch_cmds, train_cmds, search_cmds, report_cmds, stats_cmds, confirm_cmds, infer_cmds)
+_MODULES = (arch_cmds, train_cmds, search_cmds, report_cmds, stats_cmds, confirm_cmds, infer_cmds, bench_cmds)
 _COUNTS = ("trials", "workers", "epochs", "batch_size", "max_cases", "repeats", "eval_every", "patience",
            "threads", "budget_epochs", "seeds", "max_runs", "trials_per_gpu")
 """Options that count something: 0 or a negative value is refused before anything is created."""
@@ -35,9 +35,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in _MODULES:
         module.register(sub)
-    search_cmds.add_bench(train_cmds.bench_subparsers(sub))  # `nasseg bench train|search`
-    bench_cmds.add_bench(train_cmds.bench_subparsers(sub))  # `nasseg bench record`
-    gpu_cmds.add_bench(train_cmds.bench_subparsers(sub))  # `nasseg bench gpu`
     return parser
 
 

@@ -1,23 +1,141 @@
-"""``nasseg bench record``: record the benchmark table of learning curves (:mod:`nasseg.bench.record`).
+"""``nasseg bench``: benchmarks that print numbers and save them under ``reports/bench/``.
 
-Example:
+- ``train``: nasseg's training loop against a plain PyTorch loop (:mod:`nasseg.bench.train`);
+- ``gpu``: the one-command device benchmark (:mod:`nasseg.bench.gpu`);
+- ``record``: the table of learning curves (:mod:`nasseg.bench.record`);
+- ``search``: search strategies replayed on that table (``--replay``, :mod:`nasseg.bench.replay`)
+  or the default search against random search, live (:mod:`nasseg.bench.live`).
+
+Examples::
+
+    nasseg bench train cmunext_s --data ../shared/data/dsb2018_96 --size 96
+    nasseg bench gpu                       # on a CUDA machine: reports/bench/gpu/*.json + summary.md
+    nasseg bench gpu --tiny --out /tmp/b   # the same code on the CPU in seconds (not GPU numbers)
     nasseg bench record --archs 150 --seeds 0 1 --epochs 4 --log reports/bench/table/record.log
+    nasseg bench search --replay           # every strategy on the recorded table, 100 seeds
 """
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+from rich.table import Table
 
-def add_bench(bench_sub: Any) -> None:
-    """Add ``record`` to the sub-parsers of ``nasseg bench``."""
+from nasseg.errors import ConfigError
+
+DEFAULT_TABLE = "reports/bench/table/dsb2018_64.csv.gz"
+
+
+def register(sub: Any) -> None:
+    """Add ``nasseg bench`` and its four benchmarks to the command line."""
+    parser = sub.add_parser("bench", help="benchmarks that print numbers and save them under reports/bench/")
+    bench = parser.add_subparsers(dest="bench", required=True, metavar="WHAT")
+    _add_train(bench)
+    _add_gpu(bench)
+    _add_record(bench)
+    _add_search(bench)
+
+
+def _add_train(bench: Any) -> None:
+    from nasseg.cli.train_cmds import data_args
+
+    b = bench.add_parser("train", help="nasseg's training loop vs a plain PyTorch loop (images/s and ratio)")
+    b.add_argument("arch", metavar="PRESET_OR_YAML", nargs="?", default="cmunext_s")
+    data_args(b)
+    b.add_argument("--epochs", type=int, default=3, help="per run; the first is not timed")
+    b.add_argument("--batch-size", type=int, default=8)
+    b.add_argument("--repeats", type=int, default=2, help="alternating (plain, nasseg) pairs")
+    b.add_argument("--device", default="cpu")
+    b.add_argument("--threads", type=int, help="torch CPU threads of both loops (default: auto)")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--out", default="reports/bench")
+    b.add_argument("--contiguous", action="store_true",
+                   help="nasseg without channels-last tensors: compare the loops alone (saved as train_contiguous_*)")
+    b.set_defaults(func=_train)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from nasseg.arch import load_arch
+    from nasseg.bench.train import bench_train
+    from nasseg.cli.train_cmds import resolve_data_args
+
+    arch = load_arch(args.arch)
+    data = resolve_data_args(args)
+    if args.epochs < 2:
+        raise ConfigError("--epochs: bench train needs at least 2 (the first is warm-up)")
+    console = Console()
+    console.print(f"[bold]nasseg bench train[/] {arch.name or args.arch} on {data.name}, batch {args.batch_size}, "
+                  f"{args.epochs} epochs x {args.repeats} repeats per loop, device {args.device}")
+    r = bench_train(arch, data, epochs=args.epochs, batch_size=args.batch_size, repeats=args.repeats,
+                    device=args.device, num_threads=args.threads or "auto", seed=args.seed or 0,
+                    out_dir=Path(args.out), channels_last=not args.contiguous,
+                    name="train_contiguous" if args.contiguous else "train")
+    table = Table(title=f"training throughput on {r['device']} ({r['threads']} threads)")
+    for col in ("loop", "images/s (median)", "runs", "val Dice"):
+        table.add_column(col, justify="right")
+    for loop in ("plain", "nasseg"):
+        mine = [x for x in r["runs"] if x["loop"] == loop]
+        table.add_row(loop, f"{r[loop + '_images_per_s']:.1f}", ", ".join(f"{x['images_per_s']:.1f}" for x in mine),
+                      ", ".join(f"{x['dice']:.3f}" for x in mine))
+    console.print(table)
+    stem = ("train_contiguous_" if args.contiguous else "train_") + r["device"].split(":")[0]
+    lo, hi = r["ratio_range"]
+    console.print(f"ratio nasseg / plain: [bold]{r['ratio']:.3f}[/] (median of per-repeat ratios, range "
+                  f"{lo:.3f}-{hi:.3f})   saved: {args.out}/{stem}.json, .md")
+    console.print(f"[dim]plain loop: {r['baseline']}[/]")
+    return 0
+
+
+def _add_gpu(bench: Any) -> None:
+    p = bench.add_parser("gpu", help="GPU benchmark: training images/s, trials per GPU, GLIMS 3D, bf16 share",
+                         description="Four measurements on one CUDA device, written to "
+                                     "reports/bench/gpu/*.json and summary.md (under 6 minutes on an "
+                                     "H100/H200). --tiny runs the same code on the CPU in seconds.")
+    p.add_argument("--tiny", action="store_true", help="CPU smoke version (default out: runs/bench_gpu_tiny)")
+    p.add_argument("--device", default="cuda", help="CUDA device (default cuda)")
+    p.add_argument("--data", default=None, help="the busi_256 folder (default ../shared/data/busi_256)")
+    p.add_argument("--out", default=None, help="output folder (default reports/bench/gpu)")
+    p.add_argument("--epochs", type=int, default=4, help="epochs per loop in part 1 (first not timed)")
+    p.add_argument("--trials", type=int, default=8, help="quickstart trials per setting in part 2")
+    p.add_argument("--per-gpu", default=None, help="trials-per-GPU settings of part 2 (default 1,2,4,8; tiny 1,2)")
+    p.add_argument("--parts", default=None,
+                   help="comma-separated subset of train_throughput,trials_per_gpu,glims_3d,bf16_fraction")
+    p.add_argument("--peak-tflops", type=float, default=None,
+                   help="the device's dense bf16 peak when its name is not in the built-in table")
+    p.set_defaults(func=_gpu)
+
+
+def _gpu(args: argparse.Namespace) -> int:
+    from nasseg.bench.gpu import PARTS, bench_gpu, failed, summary_markdown
+
+    try:
+        per_gpu = tuple(int(x) for x in args.per_gpu.split(",")) if args.per_gpu else None
+    except ValueError:
+        raise ConfigError(f"--per-gpu: '{args.per_gpu}' is not a comma-separated list of integers") from None
+    parts = tuple(x.strip() for x in args.parts.split(",")) if args.parts else PARTS
+    console = Console()
+    reports = bench_gpu(tiny=args.tiny, device=args.device, out_dir=Path(args.out) if args.out else None,
+                        data=args.data, epochs=args.epochs, trials=args.trials, per_gpu=per_gpu,
+                        peak_tflops=args.peak_tflops, parts=parts,
+                        echo=lambda line: console.print(line, markup=False, highlight=False))
+    console.print(summary_markdown(reports), markup=False, highlight=False, soft_wrap=True)
+    bad = failed(reports)
+    if bad:
+        console.print(f"nasseg: bench gpu: {len(bad)} part(s) failed: {', '.join(bad)} (reasons in their files)",
+                      markup=False, highlight=False)
+    return 1 if bad else 0
+
+
+def _add_record(bench: Any) -> None:
     from nasseg.bench.record import RecordConfig
 
     d = RecordConfig()
-    p = bench_sub.add_parser("record", help="train a seeded sample of a space's networks and store their curves",
-                             description="Train a seeded sample of feasible architectures of a search space, "
-                                         "several training seeds each, and store per-epoch validation and test "
-                                         "Dice with exact costs in reports/bench/table/ (resumes).")
+    p = bench.add_parser("record", help="train a seeded sample of a space's networks and store their curves",
+                         description="Train a seeded sample of feasible architectures of a search space, "
+                                     "several training seeds each, and store per-epoch validation and test "
+                                     "Dice with exact costs in reports/bench/table/ (resumes).")
     p.add_argument("--name", default=d.name, help="table name (file stem)")
     p.add_argument("--data", default=d.data, help="dataset folder")
     p.add_argument("--size", type=int, default=d.size, help="resize images to this size")
@@ -55,11 +173,25 @@ def _record(args: argparse.Namespace) -> int:
     return 0
 
 
-DEFAULT_TABLE = "reports/bench/table/dsb2018_64.csv.gz"
-
-
-def add_replay_args(p: argparse.ArgumentParser) -> None:
-    """``--replay [TABLE]`` and its options on ``nasseg bench search``."""
+def _add_search(bench: Any) -> None:
+    p = bench.add_parser("search", help="benchmark search strategies (--replay) or confirm one live",
+                         description="With --replay: every strategy replayed on the recorded table, "
+                                     "many seeds each (reports/bench/search). Without: the live "
+                                     "confirmation on dsb2018_96 at an equal budget of trial-epochs: the "
+                                     "default search vs Optuna's random sampler, 3 seeds each "
+                                     "(reports/bench/search/live).")
+    p.add_argument("--data", default="../shared/data/dsb2018_96", help="dataset folder")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--budget-epochs", type=int, default=40, help="trained epochs per run")
+    p.add_argument("--epochs", type=int, default=4, help="epochs per trial")
+    p.add_argument("--max-cases", type=int, default=192, help="cases of the dataset used (a seeded sample)")
+    p.add_argument("--size", type=int, default=64, help="resize images to this size (0 = native)")
+    p.add_argument("--methods", nargs="+", default=["default", "random"],
+                   choices=["default", "random", "nsga2_nostop"],
+                   help="arms to run (nsga2_nostop: NSGA-II without early stopping, an ablation)")
+    p.add_argument("--out", default=None,
+                   help="output folder (default reports/bench/search, live: reports/bench/search/live)")
+    p.add_argument("--no-progress", action="store_true")
     p.add_argument("--replay", nargs="?", const=DEFAULT_TABLE, default=None, metavar="TABLE",
                    help=f"replay strategies on a recorded table instead of training (default {DEFAULT_TABLE})")
     p.add_argument("--strategies", nargs="+", default=None,
@@ -69,16 +201,24 @@ def add_replay_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--replay-seeds", type=int, default=100, help="with --replay: seeds per strategy")
     p.add_argument("--budget", type=int, default=None,
                    help="with --replay: training epochs per search (default: epochs x ceil(archs / 5))")
+    p.set_defaults(func=_search)
 
 
-def replay_bench(args: argparse.Namespace) -> int:
-    from nasseg.bench.search_report import run_replay_bench
+def _search(args: argparse.Namespace) -> int:
+    if args.replay:
+        from nasseg.bench.search_report import markdown, run_replay_bench
 
-    print(f"nasseg bench search --replay {args.replay}: {args.replay_seeds} seeds per strategy")
-    res = run_replay_bench(args.replay, strategies=args.strategies, n_seeds=args.replay_seeds,
-                           budget=args.budget, out=args.out)
-    print()
-    from nasseg.bench.search_report import markdown
-    print(markdown(res))
-    print(f"wrote {args.out}/summary.md, results.json, hv_curve.csv, hv_vs_budget.html")
+        args.out = args.out or "reports/bench/search"
+        print(f"nasseg bench search --replay {args.replay}: {args.replay_seeds} seeds per strategy")
+        res = run_replay_bench(args.replay, strategies=args.strategies, n_seeds=args.replay_seeds,
+                               budget=args.budget, out=args.out)
+        print()
+        print(markdown(res))
+        print(f"wrote {args.out}/summary.md, results.json, hv_curve.csv, hv_vs_budget.html")
+        return 0
+    from nasseg.bench.live import run_bench
+
+    run_bench(data=args.data, seeds=args.seeds, budget_epochs=args.budget_epochs, epochs=args.epochs,
+              max_cases=args.max_cases, size=args.size or None, out=args.out or "reports/bench/search/live",
+              progress=not args.no_progress, methods=args.methods)
     return 0

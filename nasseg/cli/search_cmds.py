@@ -1,4 +1,4 @@
-"""``nasseg search``, ``nasseg pareto``, ``nasseg export`` and ``nasseg bench search``.
+"""``nasseg search``, ``nasseg pareto`` and ``nasseg export``.
 
 Examples::
 
@@ -7,7 +7,6 @@ Examples::
     nasseg pareto studies/quickstart.yaml                 # the Pareto set as a table
     nasseg export studies/quickstart.yaml --trial 8 -o arch.yaml
     nasseg export studies/quickstart.yaml#8 --format onnx -o model.onnx   # trained, parity-checked
-    nasseg bench search                                   # NSGA-II + stopping vs random search
 """
 from __future__ import annotations
 
@@ -63,31 +62,6 @@ def register(sub: Any) -> None:
 
     add_export_args(p)
     p.set_defaults(func=_export)
-
-
-def add_bench(bench_sub: Any) -> None:
-    """Add ``search`` to the sub-parsers of ``nasseg bench``."""
-    p = bench_sub.add_parser("search", help="benchmark search strategies (--replay) or confirm one live",
-                             description="With --replay: every strategy replayed on the recorded table, "
-                                         "many seeds each (reports/bench/search). Without: the live "
-                                         "confirmation on dsb2018_96 at an equal budget of trial-epochs: the "
-                                         "default search vs Optuna's random sampler, 3 seeds each "
-                                         "(reports/bench/search/live).")
-    p.add_argument("--data", default="../shared/data/dsb2018_96", help="dataset folder")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--budget-epochs", type=int, default=40, help="trained epochs per run")
-    p.add_argument("--epochs", type=int, default=4, help="epochs per trial")
-    p.add_argument("--max-cases", type=int, default=192, help="cases of the dataset used (a seeded sample)")
-    p.add_argument("--size", type=int, default=64, help="resize images to this size (0 = native)")
-    p.add_argument("--methods", nargs="+", default=["default", "random"],
-                   choices=["default", "random", "nsga2_nostop"],
-                   help="arms to run (nsga2_nostop: NSGA-II without early stopping, an ablation)")
-    p.add_argument("--out", default=None,
-                   help="output folder (default reports/bench/search, live: reports/bench/search/live)")
-    p.add_argument("--no-progress", action="store_true")
-    from nasseg.cli.bench_cmds import add_replay_args
-    add_replay_args(p)  # --replay [TABLE]: strategies replayed on a recorded table (nasseg.bench)
-    p.set_defaults(func=_bench)
 
 
 def _target(p: argparse.ArgumentParser) -> None:
@@ -202,19 +176,4 @@ def _export(args: argparse.Namespace) -> int:
     cfg = export_trial(study, args.trial, args.output)
     _console().print(f"wrote {escape(args.output)}: trial {args.trial} of {study.study_name} "
                     f"({len(cfg.stages)} stages); try `nasseg profile {escape(args.output)}`")
-    return 0
-
-
-def _bench(args: argparse.Namespace) -> int:
-    from nasseg.search.bench import run_bench
-
-    if args.replay:
-        from nasseg.cli.bench_cmds import replay_bench
-        args.out = args.out or "reports/bench/search"
-        return replay_bench(args)
-    args.out = args.out or "reports/bench/search/live"
-
-    run_bench(data=args.data, seeds=args.seeds, budget_epochs=args.budget_epochs, epochs=args.epochs,
-              max_cases=args.max_cases, size=args.size or None, out=args.out, progress=not args.no_progress,
-              methods=args.methods)
     return 0

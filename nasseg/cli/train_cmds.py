@@ -1,17 +1,15 @@
-"""``nasseg train`` and ``nasseg bench train``: train one network, or time the training loop.
+"""``nasseg train``: train one network on a dataset and report held-out metrics.
 
 Examples::
 
     nasseg train cmunext_s --data ../shared/data/dsb2018_96 --size 96 --epochs 5
     nasseg train cmunext_s --data ../shared/data/busi_256 --size 128 --recipe cmunext --epochs 10
     nasseg train studies/arch/unet3d_small.yaml --data ../shared/data/msd_hippocampus --epochs 6
-    nasseg bench train cmunext_s --data ../shared/data/dsb2018_96 --size 96
 """
 from __future__ import annotations
 
 import argparse
 import time
-import weakref
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +36,7 @@ def _ints_or_zero(text: str) -> tuple[int, ...]:
         raise ConfigError(f"--flip '{text}': expected all, none, or axes like 0,2") from None
 
 
-def _data_args(p: argparse.ArgumentParser) -> None:
+def data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="synthetic",
                    help="'synthetic' (default), 'synthetic3d', a dataset folder, or a data-config YAML")
     p.add_argument("--size", type=_ints, help="2D: resize to this size (96 or 128,96); synthetic: image size")
@@ -59,7 +57,7 @@ def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split-seed", type=int, help="seed of the random/k-fold split (default 0)")
 
 
-def _resolve_data(args: argparse.Namespace):
+def resolve_data_args(args: argparse.Namespace):
     from nasseg.data import DataConfig, resolve_data
 
     size = args.size[0] if args.size and len(args.size) == 1 else args.size
@@ -104,7 +102,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     arch = load_arch(args.arch)
     cfg = _train_config(args)
-    data = _resolve_data(args)
+    data = resolve_data_args(args)
     name = arch.name or Path(str(args.arch)).stem
     run_dir = Path(args.run_dir) if args.run_dir else \
         Path("runs/train") / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}-{data.name}"
@@ -142,57 +140,13 @@ def metrics_table(res) -> Table:
     return table
 
 
-def cmd_bench_train(args: argparse.Namespace) -> int:
-    from nasseg.arch import load_arch
-    from nasseg.train.bench import bench_train
-
-    arch = load_arch(args.arch)
-    data = _resolve_data(args)
-    if args.epochs < 2:
-        raise ConfigError("--epochs: bench train needs at least 2 (the first is warm-up)")
-    console = Console()
-    console.print(f"[bold]nasseg bench train[/] {arch.name or args.arch} on {data.name}, batch {args.batch_size}, "
-                  f"{args.epochs} epochs x {args.repeats} repeats per loop, device {args.device}")
-    r = bench_train(arch, data, epochs=args.epochs, batch_size=args.batch_size, repeats=args.repeats,
-                    device=args.device, num_threads=args.threads or "auto", seed=args.seed or 0,
-                    out_dir=Path(args.out), channels_last=not args.contiguous,
-                    name="train_contiguous" if args.contiguous else "train")
-    table = Table(title=f"training throughput on {r['device']} ({r['threads']} threads)")
-    for col in ("loop", "images/s (median)", "runs", "val Dice"):
-        table.add_column(col, justify="right")
-    for loop in ("plain", "nasseg"):
-        mine = [x for x in r["runs"] if x["loop"] == loop]
-        table.add_row(loop, f"{r[loop + '_images_per_s']:.1f}", ", ".join(f"{x['images_per_s']:.1f}" for x in mine),
-                      ", ".join(f"{x['dice']:.3f}" for x in mine))
-    console.print(table)
-    stem = ("train_contiguous_" if args.contiguous else "train_") + r["device"].split(":")[0]
-    lo, hi = r["ratio_range"]
-    console.print(f"ratio nasseg / plain: [bold]{r['ratio']:.3f}[/] (median of per-repeat ratios, range "
-                  f"{lo:.3f}-{hi:.3f})   saved: {args.out}/{stem}.json, .md")
-    console.print(f"[dim]plain loop: {r['baseline']}[/]")
-    return 0
-
-
-_BENCH: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-"""The ``nasseg bench`` sub-parsers made for each top-level sub-parsers object."""
-
-
-def bench_subparsers(sub):
-    """The sub-commands of ``nasseg bench``: made on the first call for ``sub``, then reused
-    (other modules add their benchmarks to the same ones)."""
-    if sub not in _BENCH:
-        parser = sub.add_parser("bench", help="benchmarks that print numbers and save them under reports/bench/")
-        _BENCH[sub] = parser.add_subparsers(dest="bench", required=True, metavar="WHAT")
-    return _BENCH[sub]
-
-
 def register(sub) -> None:
-    """Add ``train`` and ``bench train`` to the ``nasseg`` command line."""
+    """Add ``train`` to the ``nasseg`` command line (``nasseg bench train`` shares its data options)."""
     p = sub.add_parser("train", help="train one network and report held-out Dice/IoU/HD95",
                        description="Train a preset or architecture YAML on a dataset; writes a run folder "
                                    "(config.json, split.json, history.csv, metrics.json, per_case.csv, checkpoint.pt).")
     p.add_argument("arch", metavar="PRESET_OR_YAML")
-    _data_args(p)
+    data_args(p)
     p.add_argument("--epochs", type=int)
     p.add_argument("--steps-per-epoch", type=int, help="training steps per epoch (default: cases / batch)")
     p.add_argument("--batch-size", type=int)
@@ -214,18 +168,3 @@ def register(sub) -> None:
     p.add_argument("--run-dir", help="output folder (default runs/train/<time>-<arch>-<data>)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_train)
-
-    bench = bench_subparsers(sub)
-    b = bench.add_parser("train", help="nasseg's training loop vs a plain PyTorch loop (images/s and ratio)")
-    b.add_argument("arch", metavar="PRESET_OR_YAML", nargs="?", default="cmunext_s")
-    _data_args(b)
-    b.add_argument("--epochs", type=int, default=3, help="per run; the first is not timed")
-    b.add_argument("--batch-size", type=int, default=8)
-    b.add_argument("--repeats", type=int, default=2, help="alternating (plain, nasseg) pairs")
-    b.add_argument("--device", default="cpu")
-    b.add_argument("--threads", type=int, help="torch CPU threads of both loops (default: auto)")
-    b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--out", default="reports/bench")
-    b.add_argument("--contiguous", action="store_true",
-                   help="nasseg without channels-last tensors: compare the loops alone (saved as train_contiguous_*)")
-    b.set_defaults(func=cmd_bench_train)

@@ -17,7 +17,7 @@ import importlib
 import json
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nasseg.data.config import (
     AugmentConfig,
@@ -26,6 +26,9 @@ from nasseg.data.config import (
     SyntheticConfig,
     resolve_data,
 )
+
+if TYPE_CHECKING:  # torch is imported on first use, not with the configs
+    from nasseg.data.base import SegDataset
 
 _WHERE = {"augment_batch": "nasseg.data.augment", "Sample": "nasseg.data.base",
           "SegDataset": "nasseg.data.base", "BatchFeeder": "nasseg.data.batches",

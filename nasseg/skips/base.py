@@ -12,7 +12,6 @@ from typing import ClassVar, Literal
 from torch import nn
 
 from nasseg.layers import Act, ConvTranspose, Norm, PatchExpanding, Upsample, conv_norm_act
-from nasseg.params import Params
 
 UpMode = Literal["interp_conv", "transposed", "patch_expanding"]
 

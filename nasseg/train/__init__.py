@@ -1,4 +1,4 @@
-"""Training and validation: losses, per-case metrics, the training loop, the benchmark.
+"""Training and validation: losses, per-case metrics, the training loop.
 
 :class:`TrainConfig` is imported at once (it needs no torch, so study configs validate
 without it); the rest is imported on first use.

@@ -8,7 +8,7 @@ subset (``bf16_fraction`` then reads part 1 from ``<out>/train_throughput.json``
 1. ``train_throughput``: training images/s of the ``cmunext`` preset at 256x256 on
    ``busi_256``, nasseg's :func:`~nasseg.train.train` (bf16, channels-last, data
    resident on the device, fused SGD, the CMUNeXt recipe) against the authors' style of
-   loop (:class:`~nasseg.train.disk_loop.DiskLoop`: files decoded by 8 DataLoader
+   loop (:class:`~nasseg.bench.disk_loop.DiskLoop`: files decoded by 8 DataLoader
    workers, fp32, per-step ``.item()`` and host metrics), same network, batch and cases.
    The first epoch of each is warm-up and not timed; validation is not timed.
 2. ``trials_per_gpu``: trials/hour of the quickstart study (``studies/quickstart.yaml``
@@ -192,7 +192,7 @@ def train_throughput(folder: Path, size: int, dev: torch.device, epochs: int, ba
     from nasseg.data import load_dataset, make_split, resolve_data
     from nasseg.data.folder import find_pairs
     from nasseg.train import TrainConfig, train
-    from nasseg.train.disk_loop import DiskLoop
+    from nasseg.bench.disk_loop import DiskLoop
 
     arch = load_arch("cmunext")
     data = resolve_data(str(folder), size=size)
