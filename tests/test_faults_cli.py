@@ -56,3 +56,13 @@ def test_did_you_mean_never_suggests_the_same_word(tmp_path):
     with pytest.raises(ConfigError) as err:
         DataConfig.from_yaml(path)
     assert "unknown key 'n_cases'" in str(err.value) and "did you mean 'n_cases'" not in str(err.value)
+
+
+def test_python_dash_m_nasseg_runs_the_command_line_without_an_installed_script():
+    """What the device run uses (the repository on PYTHONPATH, no `nasseg` script)."""
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "nasseg", "bench", "gpu", "--parts", "nope"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "unknown part(s) ['nope']" in res.stderr
