@@ -40,8 +40,8 @@ import math
 import shutil
 import tempfile
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -191,10 +191,10 @@ def train_throughput(folder: Path, size: int, dev: torch.device, epochs: int, ba
                      workers: int) -> dict[str, Any]:
     """Part 1: nasseg vs the authors'-style loop on the same cases (the training split)."""
     from nasseg.arch import build_model, load_arch
+    from nasseg.bench.disk_loop import DiskLoop
     from nasseg.data import load_dataset, make_split, resolve_data
     from nasseg.data.folder import find_pairs
     from nasseg.train import TrainConfig, train
-    from nasseg.bench.disk_loop import DiskLoop
 
     arch = load_arch("cmunext")
     data = resolve_data(str(folder), size=size)
