@@ -314,10 +314,13 @@ def glims_step(dev: torch.device, patch: int, tiny: bool) -> dict[str, Any]:
         model.zero_grad(set_to_none=True)
 
     ms, peak = time_step(step, dev, warmup=1 if tiny else 3, repeats=2 if tiny else 10)
+    shape, params = list(x.shape), sum(p.numel() for p in model.parameters())
+    del model, x
+    if dev.type == "cuda":
+        torch.cuda.empty_cache()  # the trials of part 2 share this device after it
     return {"what": "GLIMS forward + backward, channels_last_3d, batch 1",
             "precision": "bf16 autocast" if dev.type == "cuda" else "fp32 (CPU)",
-            "arch": arch.name, "input_shape": list(x.shape),
-            "params": sum(p.numel() for p in model.parameters()), "ms_per_step": ms,
+            "arch": arch.name, "input_shape": shape, "params": params, "ms_per_step": ms,
             "peak_memory_mb": peak, "timing": "CUDA events" if dev.type == "cuda" else "perf_counter (CPU)",
             "memory": "allocator peak (max_memory_allocated)" if dev.type == "cuda" else "not measured on the CPU"}
 
