@@ -34,7 +34,6 @@ Example:
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import shutil
@@ -293,31 +292,16 @@ def trials_per_gpu(dev: torch.device, trials: int, per_gpu: tuple[int, ...], tmp
 
 def glims_step(dev: torch.device, patch: int, tiny: bool) -> dict[str, Any]:
     """Part 3: GLIMS forward + backward under bf16 autocast: ms per step and peak memory."""
-    from nasseg.arch import build_model, load_arch
+    from nasseg.arch import load_arch
 
     arch = load_arch("glims")
     if tiny:
         stages = [s.model_copy(update={"width": s.width // 4}) for s in arch.stages]
         arch = load_arch(arch.model_copy(update={"stages": stages[:2] + stages[4:], "name": "glims_tiny"})
                          .model_dump(mode="json"))
-    fmt = torch.channels_last_3d
-    model = build_model(arch).to(dev, memory_format=fmt).train()
-    x = torch.randn(1, arch.in_channels, patch, patch, patch, device=dev).contiguous(memory_format=fmt)
-    # bf16 on CUDA; the CPU (--tiny) runs fp32: its bf16 kernels are slow emulations here
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else contextlib.nullcontext()
-
-    def step() -> None:
-        with autocast:
-            out = model(x)
-        outs = out if isinstance(out, (list, tuple)) else [out]
-        sum(o.float().mean() for o in outs).backward()
-        model.zero_grad(set_to_none=True)
-
-    ms, peak = time_step(step, dev, warmup=1 if tiny else 3, repeats=2 if tiny else 10)
-    shape, params = list(x.shape), sum(p.numel() for p in model.parameters())
-    del model, x
+    ms, peak, shape, params = _time_train_step(arch, dev, patch, warmup=1 if tiny else 3, repeats=2 if tiny else 10)
     if dev.type == "cuda":
-        torch.cuda.empty_cache()  # the trials of part 2 share this device after it
+        torch.cuda.empty_cache()  # the model is gone; the trials of part 2 share this device after it
     return {"what": "GLIMS forward + backward, channels_last_3d, batch 1",
             "precision": "bf16 autocast" if dev.type == "cuda" else "fp32 (CPU)",
             "arch": arch.name, "input_shape": shape, "params": params, "ms_per_step": ms,
@@ -325,35 +309,26 @@ def glims_step(dev: torch.device, patch: int, tiny: bool) -> dict[str, Any]:
             "memory": "allocator peak (max_memory_allocated)" if dev.type == "cuda" else "not measured on the CPU"}
 
 
-def time_step(step, dev: torch.device, warmup: int = 3, repeats: int = 10) -> tuple[float, float | None]:
-    """Median milliseconds of ``step()`` after ``warmup`` untimed calls, and the allocator's
-    peak in MB (CUDA: timed with CUDA events, so the host never waits inside the timing;
-    ``None`` peak on the CPU).
+def _time_train_step(arch: Any, dev: torch.device, patch: int, warmup: int,
+                     repeats: int) -> tuple[float, float | None, list[int], int]:
+    """Forward + backward of ``arch`` at batch 1 and ``patch``^3, channels_last_3d, under
+    :func:`~nasseg.cost.counters.cuda_autocast`: ``(ms, peak MB, input shape, params)``."""
+    from nasseg.arch import build_model
+    from nasseg.cost.counters import cuda_autocast, time_ms
 
-    Example:
-        >>> ms, peak = time_step(lambda: torch.ones(8).sum(), torch.device("cpu"), 1, 3)
-        >>> ms >= 0 and peak is None
-        True
-    """
-    for _ in range(warmup):
-        step()
-    if dev.type != "cuda":
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            step()
-            times.append((time.perf_counter() - t0) * 1e3)
-        return float(np.median(times)), None
-    torch.cuda.synchronize(dev)
-    torch.cuda.reset_peak_memory_stats(dev)
-    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(repeats)]
-    for start, end in events:
-        start.record()
-        step()
-        end.record()
-    torch.cuda.synchronize(dev)
-    peak = torch.cuda.max_memory_allocated(dev) / 2**20
-    return float(np.median([s.elapsed_time(e) for s, e in events])), peak
+    fmt = torch.channels_last_3d
+    model = build_model(arch).to(dev, memory_format=fmt).train()
+    x = torch.randn(1, arch.in_channels, patch, patch, patch, device=dev).contiguous(memory_format=fmt)
+
+    def step() -> None:
+        with cuda_autocast(dev):  # bf16 on CUDA; the CPU (--tiny) runs fp32 (its bf16 kernels are slow emulations)
+            out = model(x)
+        outs = out if isinstance(out, (list, tuple)) else [out]
+        sum(o.float().mean() for o in outs).backward()
+        model.zero_grad(set_to_none=True)
+
+    ms, peak = time_ms(step, dev, warmup, repeats)
+    return ms, peak, list(x.shape), sum(p.numel() for p in model.parameters())
 
 
 def bf16_fraction(throughput: dict[str, Any], size: int, dev: torch.device,

@@ -76,7 +76,9 @@ class Cost:
 def _device_tag(device: str, threads: int | None, channels_last: bool) -> str:
     layout = "channels_last" if channels_last else "contiguous"
     if device.startswith("cuda"):
-        return f"cuda:{torch.cuda.get_device_name(torch.device(device))}:{layout}"
+        dev = torch.device(device)
+        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp32"  # counters.cuda_autocast
+        return f"cuda:{torch.cuda.get_device_name(dev)}:{layout}:{precision}"
     return f"cpu:{platform.processor() or platform.machine()}:threads={threads or torch.get_num_threads()}:{layout}"
 
 

@@ -4,8 +4,9 @@
   ``FlopCountAnalysis``: the references that :mod:`nasseg.cost.meta` matches to the
   unit (``profile(..., counter="reference")`` and the tests run them; the default
   path does not). Both run the network on CPU tensors.
-- latency: median wall time of a forward pass in eval mode under ``no_grad``,
-  after warm-up (CUDA: synchronised), at a fixed thread count and memory layout.
+- latency: median time of a forward pass in eval mode under ``no_grad``, after warm-up,
+  at a fixed thread count and memory layout (CUDA: CUDA events, under the bf16 autocast
+  training uses); :func:`time_ms` is the one timer (``nasseg bench gpu`` uses it too).
 - CUDA memory: the allocator's peak of one forward + backward.
 
 MACs and FLOPs are counted at batch 1 and scaled by the batch size (every
@@ -13,10 +14,12 @@ counted op is linear in the batch).
 """
 from __future__ import annotations
 
-import statistics
+import contextlib
 import time
 import warnings
+from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -70,33 +73,70 @@ def cuda_peak_memory_mb(model: nn.Module, shape: tuple[int, ...]) -> float:
     return peak / 2**20 + count_params(model) * 4 * 4 / 2**20
 
 
+def cuda_autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 autocast on a CUDA device that has bf16 (what training uses there), else nothing."""
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def time_ms(step: Callable[[], object], device: torch.device, warmup: int = 3,
+            repeats: int = 10) -> tuple[float, float | None]:
+    """Median milliseconds of ``step()`` after ``warmup`` untimed calls, and the allocator's
+    peak in MB over the timed calls (``None`` on the CPU).
+
+    On CUDA each call is timed by a pair of CUDA events recorded around it, so the host
+    never waits inside the timing; on the CPU by ``time.perf_counter``.
+
+    Example:
+        >>> ms, peak = time_ms(lambda: torch.ones(8).sum(), torch.device("cpu"), 1, 3)
+        >>> ms >= 0 and peak is None
+        True
+    """
+    for _ in range(warmup):
+        step()
+    if device.type != "cuda":
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            step()
+            times.append((time.perf_counter() - t0) * 1e3)
+        return float(np.median(times)), None
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(repeats)]
+    for start, end in events:
+        start.record()
+        step()
+        end.record()
+    torch.cuda.synchronize(device)
+    peak = torch.cuda.max_memory_allocated(device) / 2**20
+    return float(np.median([s.elapsed_time(e) for s, e in events])), peak
+
+
 def measure_latency_ms(model: nn.Module, shape: tuple[int, ...], device: str = "cpu",
                        warmup: int = 3, repeats: int = 10, *, threads: int | None = 1,
                        channels_last: bool = True) -> float:
-    """Median forward time in milliseconds after ``warmup`` untimed passes.
+    """Median forward time in milliseconds after ``warmup`` untimed passes (:func:`time_ms`).
 
     ``threads``: CPU threads while timing (restored afterwards; None keeps the current
     setting). ``channels_last``: the model and input in ``channels_last(_3d)``, as training.
+    On CUDA the pass runs under :func:`cuda_autocast`, as training does.
     """
     dev = torch.device(device)
     fmt = (torch.channels_last if len(shape) == 4 else torch.channels_last_3d) if channels_last \
         else torch.contiguous_format
     model = model.to(dev, memory_format=fmt).eval()
     x = torch.randn(shape, device=dev).contiguous(memory_format=fmt)
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+
+    def forward() -> None:
+        with torch.no_grad(), cuda_autocast(dev):
+            model(x)
+
     before = torch.get_num_threads()
     if threads and dev.type == "cpu":
         torch.set_num_threads(threads)
-    times = []
     try:
-        with torch.no_grad():
-            for i in range(warmup + repeats):
-                sync()
-                t0 = time.perf_counter()
-                model(x)
-                sync()
-                if i >= warmup:
-                    times.append((time.perf_counter() - t0) * 1e3)
+        return time_ms(forward, dev, warmup, repeats)[0]
     finally:
         torch.set_num_threads(before)
-    return float(statistics.median(times))
