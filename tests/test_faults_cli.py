@@ -66,3 +66,15 @@ def test_python_dash_m_nasseg_runs_the_command_line_without_an_installed_script(
     res = subprocess.run([sys.executable, "-m", "nasseg", "bench", "gpu", "--parts", "nope"],
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and "unknown part(s) ['nope']" in res.stderr
+
+
+@pytest.mark.parametrize("argv", [["profile", "cmunext_s", "--device", "cuda:7"],
+                                  ["predict", "nowhere", "--input", "x", "--out", "y", "--device", "cuda:7"],
+                                  ["evaluate", "nowhere", "--data", "synthetic", "--device", "cuda:7"],
+                                  ["train", "cmunext_s", "--device", "cuda:7"]])
+def test_a_cuda_device_this_machine_lacks_is_one_line_naming_the_option(argv, capsys):
+    """cuda:7 exists on no machine this suite runs on (CPU-only, or one to a few GPUs)."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'cuda:7' asked for, but this machine has" in err[0]
+    assert err[0].startswith("nasseg: error: --device:" if argv[0] != "train" else "nasseg: error: train.device:")

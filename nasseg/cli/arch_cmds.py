@@ -57,9 +57,11 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from nasseg.arch import load_arch
     from nasseg.cost import profile
 
+    from nasseg.device import resolve_device
+
     cfg = load_arch(args.arch)
     shape = parse_shape(args.input) if args.input else _default_shape(cfg)
-    cost = profile(cfg, shape, device=args.device, latency=args.latency and not args.no_latency,
+    cost = profile(cfg, shape, device=str(resolve_device(args.device, "--device")), latency=args.latency and not args.no_latency,
                    cache=not args.no_cache, warmup=args.warmup, repeats=args.repeats,
                    threads=args.threads or None, channels_last=not args.contiguous, counter=args.counter)
     d = cost.to_dict() | {"name": cfg.name or str(args.arch), "cached": cost.cached}

@@ -60,9 +60,9 @@ def add_export_args(p: argparse.ArgumentParser) -> None:
 
 
 def _device(name: str) -> str:
-    import torch
+    from nasseg.device import resolve_device
 
-    return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
+    return str(resolve_device(name, "--device"))
 
 
 def _predict(args: argparse.Namespace) -> int:

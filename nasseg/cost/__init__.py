@@ -30,6 +30,7 @@ import torch
 from nasseg.arch import ArchConfig, arch_id, build_model, check_input_shape, load_arch
 from nasseg.cost import counters, meta
 from nasseg.cost.cache import CostCache
+from nasseg.device import resolve_device
 
 Counter = Literal["meta", "reference"]
 
@@ -172,6 +173,8 @@ def profile(config: ArchConfig | str | Path | dict, input_shape: tuple[int, ...]
     """
     cfg = load_arch(config)
     shape = check_input_shape(cfg, input_shape)
+    if latency or device != "cpu":
+        device = str(resolve_device(device, "profile: device"))
     store = _store(cache)
     counts, cached = _count(cfg, shape, counter, store)
     batch = shape[0]

@@ -17,6 +17,7 @@ from typing import Any
 import optuna
 
 from nasseg.arch import load_arch
+from nasseg.device import resolve_device
 from nasseg.errors import ConfigError, NassegError
 from nasseg.search.objective import TrialSetup
 from nasseg.search.space import SearchSpace
@@ -84,7 +85,7 @@ def prepare(path: str | Path, *, workers: int | None = None, trials: int | None 
     cfg = with_overrides(load_study_config(path), {**(overrides or {}), "workers": workers, "trials": trials,
                                                    "trials_per_device": trials_per_device}, str(path))
     src = str(path)
-    devices = resolve_devices(cfg.devices, src)
+    devices = resolve_devices(cfg.devices, "--device" if (overrides or {}).get("device") else f"{src}: device")
     cfg = cfg.model_copy(update={"device": devices,
                                  "workers": max(cfg.workers, cfg.trials_per_device * len(devices))})
     space = load_space(resolve_path(cfg.space, path, "space"))
@@ -147,20 +148,9 @@ def prepare(path: str | Path, *, workers: int | None = None, trials: int | None 
     return Prepared(cfg, src, space, setup, output_dir, url, reference, ideal, initial, command)
 
 
-def resolve_devices(devices: list[str], src: str) -> list[str]:
-    """``auto`` -> ``cuda`` when available, else ``cpu``; a CUDA device must exist."""
-    import torch
-
-    out = []
-    for d in devices:
-        if d == "auto":
-            d = "cuda" if torch.cuda.is_available() else "cpu"
-        if d.startswith("cuda") and not torch.cuda.is_available():
-            raise ConfigError(f"{src}: device: '{d}' but this machine has no CUDA device (use cpu)")
-        if not (d == "cpu" or d.startswith("cuda")):
-            raise ConfigError(f"{src}: device: unknown device '{d}' (cpu, cuda, cuda:N, auto)")
-        out.append(d)
-    return out
+def resolve_devices(devices: list[str], option: str) -> list[str]:
+    """Each device through :func:`nasseg.device.resolve_device` (``auto`` resolved)."""
+    return [str(resolve_device(d, option)) for d in devices]
 
 
 def make_record(prep: Prepared) -> StudyRecord:

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from nasseg.data.base import SegDataset
+from nasseg.device import resolve_device
 from nasseg.errors import ConfigError
 from nasseg.train.config import TrainConfig
 
@@ -48,17 +49,7 @@ class Runtime:
         Raises:
             ConfigError: CUDA requested but not available, or an unknown device.
         """
-        name = cfg.device
-        if name == "auto":
-            name = "cuda" if torch.cuda.is_available() else "cpu"
-        try:
-            device = torch.device(name)
-        except RuntimeError:
-            raise ConfigError(f"train.device: unknown device '{cfg.device}' (cpu, cuda, cuda:N, auto)") from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ConfigError(f"train.device: '{cfg.device}' requested but CUDA is not available here")
-        if device.type not in ("cpu", "cuda"):
-            raise ConfigError(f"train.device: unsupported device '{cfg.device}' (cpu, cuda, auto)")
+        device = resolve_device(cfg.device, "train.device")
         amp = None
         if device.type == "cuda" and cfg.amp != "off":
             if cfg.amp == "fp16" or (cfg.amp == "auto" and not torch.cuda.is_bf16_supported()):

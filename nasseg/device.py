@@ -1,0 +1,48 @@
+"""The one place that turns a device name (``cpu``, ``cuda``, ``cuda:N``, ``auto``) into a
+usable ``torch.device``, or refuses it with a line naming the option it came from.
+
+Example:
+    >>> resolve_device("cpu", "--device")
+    device(type='cpu')
+    >>> resolve_device("tpu", "train.device")
+    Traceback (most recent call last):
+    ...
+    nasseg.errors.ConfigError: train.device: unknown device 'tpu' (cpu, cuda, cuda:N, auto)
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from nasseg.errors import ConfigError
+
+
+def resolve_device(name: str, option: str) -> Any:
+    """``auto`` -> ``cuda`` when available, else ``cpu``; ``cuda[:N]`` must exist here.
+
+    Args:
+        name: the device as the user wrote it.
+        option: where it came from, for the message (``--device``, ``train.device``,
+            ``study.yaml: device``).
+
+    Raises:
+        ConfigError: an unknown device, CUDA asked for on a machine without it, or a CUDA
+            index this machine does not have.
+    """
+    import torch
+
+    text = str(name).strip()
+    if text == "auto":
+        text = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"{option}: unknown device '{name}' (cpu, cuda, cuda:N, auto)")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"{option}: '{name}' asked for, but this machine has no CUDA device (use cpu)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"{option}: '{name}' asked for, but this machine has "
+                              f"{torch.cuda.device_count()} CUDA device(s)")
+    return device
