@@ -64,10 +64,14 @@ def test_bench_train_saves_json_and_markdown(tmp_path, capsys):
                  "--epochs", "2", "--repeats", "1", "--batch-size", "4", "--threads", "1", "--out", str(tmp_path)])
     out = capsys.readouterr().out
     assert code == 0 and "ratio nasseg / plain" in out
-    report = json.loads((tmp_path / "train_cpu.json").read_text())
+    # the settings are in the file name, so a quick run never replaces another benchmark's result
+    stem = f"train_cpu_{TINY.get('name') or 'ArchConfig'}_synthetic2d_16x16"
+    assert f"saved: {tmp_path}/{stem}.json" in " ".join(out.split())
+    report = json.loads((tmp_path / f"{stem}.json").read_text())
+    assert report["file_stem"] == stem
     assert report["plain_images_per_s"] > 0 and report["nasseg_images_per_s"] > 0
     assert report["ratio_of_medians"] == report["nasseg_images_per_s"] / report["plain_images_per_s"]
     assert report["repeat_ratios"] == [report["ratio"]] == report["ratio_range"][:1]  # one repeat
     assert "no augmentation" in report["baseline"] and "understates" in report["baseline"]
     assert [r["loop"] for r in report["runs"]] == ["plain", "nasseg"]
-    assert "ratio nasseg / plain" in (tmp_path / "train_cpu.md").read_text()
+    assert "ratio nasseg / plain" in (tmp_path / f"{stem}.md").read_text()

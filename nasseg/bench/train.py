@@ -113,7 +113,8 @@ def bench_train(arch: Any, data: DataConfig, *, epochs: int = 3, batch_size: int
             :func:`nasseg.train.setup.auto_threads`).
         lr: AdamW learning rate of both.
         seed: weights, order, augmentations.
-        out_dir: where ``<name>_<device>.json`` and ``.md`` go (``None``: nowhere).
+        out_dir: where ``<name>_<device>_<arch>_<data>_<size>.json`` and ``.md`` go
+            (``None``: nowhere).
         name: file stem.
         channels_last: nasseg's setting (False compares the loops alone, same tensor layout).
 
@@ -178,8 +179,12 @@ def bench_train(arch: Any, data: DataConfig, *, epochs: int = 3, batch_size: int
         "ratio_of_medians": ours / plain,
         "runs": runs, "versions": versions(),
     }
+    # the settings in the name: a quick run with another network, data or size never
+    # replaces a committed result
+    report["file_stem"] = "_".join([name, rt.device.type, report["arch"], data.name,
+                                    "x".join(map(str, report["size"]))])
     if out_dir is not None:
-        write_report(report, Path(out_dir), f"{name}_{rt.device.type}")
+        write_report(report, Path(out_dir), report["file_stem"])
     return report
 
 

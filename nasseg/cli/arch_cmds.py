@@ -4,9 +4,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from rich.console import Console
 from rich.table import Table
 
+from nasseg.cli.console import make_console
 from nasseg.errors import ConfigError
 
 
@@ -49,7 +49,7 @@ def cmd_presets(args: argparse.Namespace) -> int:
     for r in rows:
         table.add_row(r["preset"], r["id"], "x".join(map(str, r["input"])), f"{r['params']:,}",
                       f"{r['macs'] / 1e9:.2f}")
-    Console().print(table)
+    make_console().print(table)
     return 0
 
 
@@ -84,9 +84,9 @@ def cmd_profile(args: argparse.Namespace) -> int:
     table.add_row("memory", f"{cost.memory_mb:,.1f} MB",
                   "CUDA allocator peak" if cost.memory_kind == "cuda_peak"
                   else "training-step estimate from feature maps")
-    Console().print(table)
+    make_console().print(table)
     if cost.cached:
-        Console().print("[dim](from the cost cache)[/dim]")
+        make_console().print("[dim](from the cost cache)[/dim]")
     return 0
 
 

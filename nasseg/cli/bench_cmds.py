@@ -20,9 +20,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
+from nasseg.cli.console import make_console
 from nasseg.errors import ConfigError
 
 DEFAULT_TABLE = "reports/bench/table/dsb2018_64.csv.gz"
@@ -65,7 +65,7 @@ def _train(args: argparse.Namespace) -> int:
     data = resolve_data_args(args)
     if args.epochs < 2:
         raise ConfigError("--epochs: bench train needs at least 2 (the first is warm-up)")
-    console = Console()
+    console = make_console()
     console.print(f"[bold]nasseg bench train[/] {arch.name or args.arch} on {data.name}, batch {args.batch_size}, "
                   f"{args.epochs} epochs x {args.repeats} repeats per loop, device {args.device}")
     r = bench_train(arch, data, epochs=args.epochs, batch_size=args.batch_size, repeats=args.repeats,
@@ -80,10 +80,9 @@ def _train(args: argparse.Namespace) -> int:
         table.add_row(loop, f"{r[loop + '_images_per_s']:.1f}", ", ".join(f"{x['images_per_s']:.1f}" for x in mine),
                       ", ".join(f"{x['dice']:.3f}" for x in mine))
     console.print(table)
-    stem = ("train_contiguous_" if args.contiguous else "train_") + r["device"].split(":")[0]
     lo, hi = r["ratio_range"]
     console.print(f"ratio nasseg / plain: [bold]{r['ratio']:.3f}[/] (median of per-repeat ratios, range "
-                  f"{lo:.3f}-{hi:.3f})   saved: {args.out}/{stem}.json, .md")
+                  f"{lo:.3f}-{hi:.3f})   saved: {args.out}/{r['file_stem']}.json, .md")
     console.print(f"[dim]plain loop: {r['baseline']}[/]")
     return 0
 
@@ -115,7 +114,7 @@ def _gpu(args: argparse.Namespace) -> int:
     except ValueError:
         raise ConfigError(f"--per-gpu: '{args.per_gpu}' is not a comma-separated list of integers") from None
     parts = tuple(x.strip() for x in args.parts.split(",")) if args.parts else PARTS
-    console = Console()
+    console = make_console()
     reports = bench_gpu(tiny=args.tiny, device=args.device, out_dir=Path(args.out) if args.out else None,
                         data=args.data, epochs=args.epochs, trials=args.trials, per_gpu=per_gpu,
                         peak_tflops=args.peak_tflops, parts=parts,

@@ -15,9 +15,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+from nasseg.cli.console import make_console
 
 RUN_OR_TRIAL = "run folder, study trial (STUDY.yaml#N) or exported .onnx / TorchScript file"
 
@@ -43,7 +44,7 @@ def register(sub) -> None:
     e.add_argument("network", metavar="RUN_OR_TRIAL", help=RUN_OR_TRIAL)
     e.add_argument("--data", required=True, help="a dataset folder or a data-config YAML")
     e.add_argument("--out", help="folder for per_case.csv and summary.json (default: print only)")
-    e.add_argument("--max-cases", type=int, help="only the first N cases")
+    e.add_argument("--max-cases", type=int, help="score a seeded stratified sample of N cases (never the first N files)")
     e.add_argument("--batch-size", type=int, default=16)
     e.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     e.set_defaults(func=_evaluate)
@@ -71,7 +72,7 @@ def _predict(args: argparse.Namespace) -> int:
     net = load_network(args.network, _device(args.device))
     written = predict_path(net, args.input, args.out, batch_size=args.batch_size, tta=args.tta,
                            index_masks=args.index_masks, progress=not args.no_progress)
-    Console().print(f"wrote {len(written)} masks to {escape(args.out)} ({net.name}, {net.kind}"
+    make_console().print(f"wrote {len(written)} masks to {escape(args.out)} ({net.name}, {net.kind}"
                     f"{', flip TTA' if args.tta else ''})")
     return 0
 
@@ -86,7 +87,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     for col in summary:
         table.add_column(col, justify="right")
     table.add_row(*[f"{v:.4f}" for v in summary.values()])
-    console = Console()
+    console = make_console()
     console.print(f"{net.name} scored on {len({r['case_id'] for r in rows})} cases of {escape(str(args.data))}")
     console.print(table)
     if args.out:
@@ -111,7 +112,7 @@ def export_model(args: argparse.Namespace) -> int:
     net = load_network(target)
     res = export_network(net, args.format, out, size=size, atol=args.atol)
     shapes = ", ".join("x".join(map(str, s)) for s in res.shapes)
-    Console().print(f"wrote {escape(str(res.path))} ({res.format}, {net.name}); parity with PyTorch on seeded "
+    make_console().print(f"wrote {escape(str(res.path))} ({res.format}, {net.name}); parity with PyTorch on seeded "
                     f"inputs {shapes}: max abs difference [bold]{res.max_abs_diff:.3g}[/]; spatial size "
                     f"{'dynamic' if res.dynamic else escape(res.note)}; {res.seconds:.1f} s")
     return 0

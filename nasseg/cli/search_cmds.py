@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from nasseg.cli.console import make_console
 from nasseg.errors import NothingFound
 
 
@@ -84,7 +85,7 @@ def _search(args: argparse.Namespace) -> int:
         summary = run_search(args.study, workers=args.workers, trials=args.trials,
                              progress=not args.no_progress, command=command, overrides=_overrides(args),
                              trials_per_device=args.trials_per_gpu)
-    console = _console()
+    console = make_console()
     states = ", ".join(f"{n} {k}" for k, n in sorted(summary["states"].items()))
     console.print(f"study [bold]{summary['study']}[/]: {states}; storage {escape(summary['storage'])}")
     if "trained" in summary:
@@ -147,14 +148,8 @@ def _cell(c: str, v: Any) -> str:
     return str(v)
 
 
-def _console() -> Console:
-    """A console that does not fold tables to 80 columns when the output is not a terminal."""
-    console = Console()
-    return console if console.is_terminal else Console(width=200)
-
-
 def _pareto(args: argparse.Namespace) -> int:
-    _print_front(args.study, args.study_name, _console(), every=args.all, csv=args.csv)
+    _print_front(args.study, args.study_name, make_console(), every=args.all, csv=args.csv)
     return 0
 
 
@@ -174,6 +169,6 @@ def _export(args: argparse.Namespace) -> int:
         raise ConfigError("export --format yaml: give the trial (--trial N or STUDY#N) and the file (-o FILE)")
     study = locate(args.study, args.study_name)
     cfg = export_trial(study, args.trial, args.output)
-    _console().print(f"wrote {escape(args.output)}: trial {args.trial} of {study.study_name} "
+    make_console().print(f"wrote {escape(args.output)}: trial {args.trial} of {study.study_name} "
                     f"({len(cfg.stages)} stages); try `nasseg profile {escape(args.output)}`")
     return 0

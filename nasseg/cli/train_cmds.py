@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
+from nasseg.cli.console import make_console
 from nasseg.errors import ConfigError
 
 
@@ -106,7 +106,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     name = arch.name or Path(str(args.arch)).stem
     run_dir = Path(args.run_dir) if args.run_dir else \
         Path("runs/train") / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}-{data.name}"
-    console = Console()
+    console = make_console()
     batch = cfg.batch_size if "batch_size" in cfg.model_fields_set else f"{cfg.batch_size} (2D; the plan sets it for 3D)"
     console.print(f"[bold]nasseg train[/] {name} on {data.name}: {cfg.epochs} epochs, batch {batch}, "
                   f"{cfg.optimizer} lr {cfg.lr} ({cfg.schedule}) -> {run_dir}")
