@@ -121,6 +121,27 @@ def test_evaluate_on_renamed_reencoded_copy_matches_run(dsb_run, tmp_path, capsy
     assert len(tidy(pd.read_csv(out / "per_case.csv"))) == 20  # what the statistics read
 
 
+def test_evaluate_adapts_channels_as_predict_does(dsb_run, tmp_path, capsys):
+    """Grey copies of the held-out images for a colour-trained network: ``evaluate`` repeats
+    the grey channel as ``predict`` does (one adapter), so its per-case Dice equals the Dice
+    of ``predict``'s masks on the same files."""
+    run, data = dsb_run
+    cases, _ = _held_out(run)
+    grey = tmp_path / "grey"
+    (grey / "images").mkdir(parents=True)
+    (grey / "masks").mkdir()
+    for c in cases[:8]:
+        Image.open(data / "images" / f"{c}.png").convert("L").save(grey / "images" / f"{c}.png")
+        (grey / "masks" / f"{c}.png").symlink_to(data / "masks" / f"{c}.png")
+    assert main(["evaluate", str(run), "--data", str(grey), "--out", str(tmp_path / "eval"), "--device", "cpu"]) == 0
+    rows = {r["case_id"]: float(r["dice"]) for r in csv.DictReader(open(tmp_path / "eval" / "per_case.csv"))}
+    assert main(["predict", str(run), "--input", str(grey / "images"), "--out", str(tmp_path / "pred"),
+                 "--device", "cpu", "--no-progress"]) == 0
+    for c in cases[:8]:
+        mask = np.asarray(Image.open(tmp_path / "pred" / f"{c}.png")) > 127
+        assert rows[c] == pytest.approx(_dice(mask, read_mask(data / "masks" / f"{c}.png") > 127, 2, c)[1], abs=1e-12)
+
+
 def test_predict_hippocampus_keeps_nifti_geometry(shared_data, tmp_path):
     import nibabel as nib
 

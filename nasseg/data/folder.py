@@ -174,6 +174,33 @@ def _by_stem(folder: Path, mask_re: re.Pattern) -> tuple[dict[str, list[Path]], 
     return plain, suffixed
 
 
+LUMA = (0.299, 0.587, 0.114)
+"""ITU-R BT.601 weights: colour to grey for a network trained on grey images."""
+
+
+def to_channels(image: np.ndarray, channels: int, where: str, axis: int = -1) -> np.ndarray:
+    """``image`` with ``channels`` channels on ``axis``, for a network trained on a folder:
+    grey repeated (as :func:`load_folder` makes grey cases of a colour dataset), colour to
+    grey by :data:`LUMA` for a one-channel network.
+
+    Example:
+        >>> to_channels(np.ones((2, 2, 3), np.float32), 1, "x.png").shape
+        (2, 2, 1)
+
+    Raises:
+        DataError: any other pair of channel counts, naming ``where``.
+    """
+    c = image.shape[axis]
+    if c == channels:
+        return image
+    if c == 1:
+        return np.repeat(image, channels, axis=axis)
+    if channels == 1 and c == 3:
+        grey = np.tensordot(np.moveaxis(image.astype(np.float32), axis, -1), np.array(LUMA, np.float32), axes=1)
+        return np.expand_dims(grey, axis)
+    raise DataError(f"{where}: image has {c} channels; the network takes {channels}")
+
+
 def read_image(path: Path) -> np.ndarray:
     """Decode an image file to ``[H, W, 1|3]`` uint8 or float32.
 

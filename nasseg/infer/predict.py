@@ -35,7 +35,7 @@ from torch import Tensor
 
 from nasseg.data.base import normalise
 from nasseg.data.batches import case_window, sliding_window
-from nasseg.data.folder import IMAGE_EXTS, read_image
+from nasseg.data.folder import IMAGE_EXTS, read_image, to_channels
 from nasseg.errors import DataError
 from nasseg.infer.network import Network
 from nasseg.train.metrics import predict_labels
@@ -125,18 +125,6 @@ def _chunks(files: list[Path], batch_size: int, net: Network) -> Iterator[list[t
         yield batch
 
 
-def _to_channels(image: np.ndarray, channels: int, path: Path) -> np.ndarray:
-    """``[H, W, c]`` -> ``[H, W, channels]`` as training's folder loader would."""
-    c = image.shape[2]
-    if c == channels:
-        return image
-    if c == 1:
-        return np.repeat(image, channels, axis=2)
-    if channels == 1 and c == 3:
-        return (image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
-    raise DataError(f"{path}: image has {c} channels; the network takes {channels}")
-
-
 def _predict_images(net: Network, batch: list[tuple[Path, np.ndarray]], out: Path, tta: bool,
                     index_masks: bool) -> list[Written]:
     from nasseg.data.folder import _resize
@@ -144,7 +132,7 @@ def _predict_images(net: Network, batch: list[tuple[Path, np.ndarray]], out: Pat
     size = net.size
     arrays = []
     for path, image in batch:
-        image = _to_channels(image, net.in_channels, path)
+        image = to_channels(image, net.in_channels, str(path))
         if size is not None:
             image = _resize(image, size, 2)  # PIL.Image.BILINEAR, as training resizes
         arrays.append(normalise(image.transpose(2, 0, 1)))

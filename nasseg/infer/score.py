@@ -61,7 +61,7 @@ def evaluate_network(net: Network, data: str | Path, *, out_dir: str | Path | No
         data: a dataset folder (2D ``images/`` + masks, or Decathlon) or a data-config YAML.
         out_dir: where ``per_case.csv`` and ``summary.json`` go (``None``: nowhere).
         batch_size: cases (2D) or windows (3D) per forward pass.
-        max_cases: only the first N cases.
+        max_cases: a seeded stratified sample of N cases (as ``--max-cases`` everywhere).
         hausdorff: compute HD95.
 
     Returns:
@@ -79,7 +79,9 @@ def evaluate_network(net: Network, data: str | Path, *, out_dir: str | Path | No
     if ds.spatial_dims != net.spatial_dims:
         raise DataError(f"{data}: the data is {ds.spatial_dims}D but the network is {net.spatial_dims}D")
     if ds.in_channels != net.in_channels:
-        raise DataError(f"{data}: images have {ds.in_channels} channels; the network takes {net.in_channels}")
+        if ds.spatial_dims != 2:
+            raise DataError(f"{data}: volumes have {ds.in_channels} channels; the network takes {net.in_channels}")
+        ds = _with_channels(ds, net.in_channels, str(data))
     if ds.num_classes != net.num_classes:
         raise DataError(f"{data}: masks have {ds.num_classes} classes (background included); "
                         f"the network predicts {net.num_classes}")
@@ -90,6 +92,20 @@ def evaluate_network(net: Network, data: str | Path, *, out_dir: str | Path | No
     if out_dir is not None:
         write_scores(Path(out_dir), summary, rows, net, cfg)
     return summary, rows
+
+
+def _with_channels(ds: Any, channels: int, where: str) -> Any:
+    """A 2D dataset's images with ``channels`` channels, as ``nasseg predict`` adapts them
+    (:func:`nasseg.data.folder.to_channels`)."""
+    from dataclasses import replace
+
+    from nasseg.data.folder import to_channels
+
+    def adapt(x: Tensor) -> Tensor:
+        return torch.from_numpy(to_channels(x.numpy(), channels, where, axis=-3))
+
+    images = adapt(ds.images) if isinstance(ds.images, Tensor) else [adapt(x) for x in ds.images]
+    return replace(ds, images=images, in_channels=channels)
 
 
 def write_scores(out: Path, summary: dict[str, float], rows: list[dict], net: Network, cfg: Any) -> None:
