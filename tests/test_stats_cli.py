@@ -1,6 +1,7 @@
 """`nasseg stats` on a hand-written long-format CSV reproduces statsmodels' MixedLM."""
 from __future__ import annotations
 
+import io
 import warnings
 
 import numpy as np
@@ -95,3 +96,17 @@ def test_stats_cli_bad_input_is_one_clear_line(tmp_path, capsys):
     path.write_text(CSV)
     assert main(["stats", str(path), "--baseline", "unet"]) == 2
     assert "baseline 'unet' is not a variant" in capsys.readouterr().err
+
+
+def test_voxel_counts_of_nasseg_evaluate_are_not_analysed_unless_named(tmp_path, capsys):
+    """``nasseg evaluate``'s per_case.csv carries inter/pred_voxels/label_voxels (for the pooled
+    Dice): by default only the metrics get tables; a count is analysed when named."""
+    frame = pd.read_csv(io.StringIO(CSV))
+    frame = frame.assign(inter=100, pred_voxels=200, label_voxels=150)
+    path = tmp_path / "per_case.csv"
+    frame.to_csv(path, index=False)
+    assert main(["stats", str(path), "--baseline", "skip_fusion", "-o", str(tmp_path / "out")]) == 0
+    capsys.readouterr()
+    assert sorted(p.name for p in (tmp_path / "out").glob("stats_*.csv")) == ["stats_dice.csv", "stats_hd95.csv"]
+    assert main(["stats", str(path), "--baseline", "skip_fusion", "--metric", "inter", "-o", str(tmp_path / "o2")]) == 0
+    assert (tmp_path / "o2" / "stats_inter.csv").is_file()

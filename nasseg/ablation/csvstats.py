@@ -27,6 +27,8 @@ __all__ = ["CsvStats", "TableConfig", "csv_stats", "read_results"]
 
 ID_COLUMNS = ("variant", "seed", "case", "case_id", "class", "trial")
 LOWER_IS_BETTER = ("hd95", "assd")
+COUNT_COLUMNS = ("inter", "pred_voxels", "label_voxels")
+"""nasseg's per-case voxel counts (what the pooled Dice adds up): not metrics, analysed only when named."""
 
 
 @dataclass
@@ -86,7 +88,8 @@ def csv_stats(path: str | Path, baseline: str, *, metrics: list[str] | None = No
     Args:
         path: the CSV.
         baseline: the reference variant.
-        metrics: the metric columns to analyse (default: every numeric non-id column).
+        metrics: the metric columns to analyse (default: every numeric column but the ids
+            and :data:`COUNT_COLUMNS`).
         stats: test, alpha and confidence (default: the mixed model, 0.05, 95%).
         name: the table's name (default: the file's stem).
 
@@ -94,7 +97,7 @@ def csv_stats(path: str | Path, baseline: str, *, metrics: list[str] | None = No
         DataError: bad file, unknown baseline or metric.
     """
     frame, found = read_results(path)
-    metrics = metrics or found
+    metrics = metrics or [m for m in found if m not in COUNT_COLUMNS]
     unknown = [m for m in metrics if m not in found]
     if unknown:
         raise DataError(f"{path}: no numeric column {unknown} (metric columns: {found})")

@@ -22,7 +22,7 @@ def register(sub: Any) -> None:
                                    "CSV, Markdown and LaTeX per metric.")
     p.add_argument("results", help="the CSV (e.g. an ablation's report/per_case.csv)")
     p.add_argument("--baseline", required=True, help="the reference variant")
-    p.add_argument("--metric", action="append", help="metric column(s) to analyse (default: all numeric)")
+    p.add_argument("--metric", action="append", help="metric column(s) to analyse (default: every numeric column but ids and the voxel counts inter, pred_voxels, label_voxels)")
     p.add_argument("--test", choices=["mixed", "wilcoxon", "ttest"], default="mixed",
                    help="mixed (default): crossed random seed and case effects; wilcoxon/ttest: per-case "
                         "tests over seed-averaged values")
