@@ -155,3 +155,11 @@ def test_cpu_runs_switch_deterministic_algorithms_on_and_restore_the_setting(tmp
     prov = json.loads((tmp_path / "config.json").read_text())["provenance"]
     assert prov["deterministic"]["deterministic_algorithms"] is True
     assert not torch.are_deterministic_algorithms_enabled()
+
+
+def test_history_lr_is_the_rate_each_epoch_starts_at():
+    """The per-step cosine schedule ends at 0 after the last step; the history shows the rate
+    an epoch trained from (a 1-epoch run trained at the configured lr, not at 0)."""
+    res = train(tiny_arch(), _data(), TrainConfig(epochs=2, **FAST), progress=False)
+    lrs = [h["lr"] for h in res.history]
+    assert lrs[0] == FAST["lr"] and 0 < lrs[1] < FAST["lr"]

@@ -160,6 +160,7 @@ def _train(arch: Any, data: DataConfig, cfg: TrainConfig, rt: Runtime, run_dir: 
     with Progress(show, cfg.epochs, len(feeder), on_step) as bar:
         for epoch in range(1, cfg.epochs + 1):
             t0 = time.perf_counter()
+            lr = optimizer.param_groups[0]["lr"]  # the rate the epoch starts at (the schedule steps per batch)
             try:
                 losses, n_images = _train_epoch(step_model, feeder, loss_fn, optimizer, scheduler, scaler,
                                                 cfg, rt, mem_format, epoch, history, bar, guard)
@@ -188,7 +189,7 @@ def _train(arch: Any, data: DataConfig, cfg: TrainConfig, rt: Runtime, run_dir: 
                                      f"train.eval_batch_size ({cfg.eval_batch_size})", history) from None
             eval_seconds = time.perf_counter() - t1
             record = {"epoch": epoch, "train_loss": float(torch.stack(losses).mean()), **summary,
-                      "lr": optimizer.param_groups[0]["lr"], "seconds": train_seconds + eval_seconds,
+                      "lr": lr, "seconds": train_seconds + eval_seconds,
                       "train_seconds": train_seconds, "eval_seconds": eval_seconds,
                       "images_per_s": n_images / max(train_seconds, 1e-9)}
             history.append(record)
