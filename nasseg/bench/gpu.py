@@ -133,7 +133,7 @@ def bench_gpu(*, tiny: bool = False, device: str = "cuda", out_dir: Path | None 
                    "bf16_fraction": lambda: bf16_fraction(reports.get("train_throughput", {}), size, dev,
                                                           peak_tflops)}
             for i, part in enumerate(p for p in RUN_ORDER if p in parts):
-                echo(f"part {i + 1}/{len(parts)}: {part} ...")
+                echo(f"running {part} ({i + 1} of {len(parts)}) ...")
                 t0 = time.perf_counter()
                 try:
                     report = run[part]()
@@ -142,7 +142,7 @@ def bench_gpu(*, tiny: bool = False, device: str = "cuda", out_dir: Path | None 
                 reports[part] = {"part": part, **common, **report, "seconds": time.perf_counter() - t0}
                 (out / f"{part}.json").write_text(json.dumps(reports[part], indent=1) + "\n")
                 (out / "summary.md").write_text(summary_markdown(reports))
-                echo(f"part {i + 1}/{len(parts)}: {part} {'FAILED: ' + report['error'] if 'error' in report else 'done'}"
+                echo(f"{part} {'FAILED: ' + report['error'] if 'error' in report else 'done'}"
                      f" in {reports[part]['seconds']:.1f} s")
     finally:
         torch.set_num_threads(threads)
