@@ -12,6 +12,7 @@ read off the model being validated.
 """
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
@@ -83,12 +84,25 @@ def _union_tags(model: Any) -> set[str]:
 
 
 def format_validation_error(err: ValidationError, source: str, model: Any = None) -> str:
-    """One line per problem: ``source: field.path: message``."""
+    """One line per problem: ``source: field.path: message``.
+
+    A required field reported missing because it was misspelled gets no line of its own:
+    the misspelling's line (``unknown key 'epoch' (did you mean 'epochs'?)``) says it all.
+    """
     lines = []
     fields = field_names(model) if model is not None else set()
     tags = _union_tags(model) if model is not None else set()
-    for e in err.errors():
+    errors = err.errors()
+    misspelled = set()  # (parent loc, the field an unknown key there was meant to be)
+    for e in errors:
+        if e["type"] == "extra_forbidden":
+            here = _fields_at(model, e["loc"][:-1]) if model is not None else fields
+            close = difflib.get_close_matches(str(e["loc"][-1]), list(here or fields), n=1, cutoff=0.5)
+            misspelled.update((tuple(e["loc"][:-1]), c) for c in close)
+    for e in errors:
         loc, kind, ctx = e["loc"], e["type"], e.get("ctx") or {}
+        if kind == "missing" and loc and (tuple(loc[:-1]), loc[-1]) in misspelled:
+            continue
         if kind == "union_tag_invalid":
             tag = ctx.get("tag", "")
             expected = [t.strip(" '") for t in str(ctx.get("expected_tags", "")).split(",")]

@@ -78,3 +78,17 @@ def test_a_cuda_device_this_machine_lacks_is_one_line_naming_the_option(argv, ca
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "'cuda:7' asked for, but this machine has" in err[0]
     assert err[0].startswith("nasseg: error: --device:" if argv[0] != "train" else "nasseg: error: train.device:")
+
+
+def test_a_misspelled_required_key_is_one_line_not_two(tmp_path, capsys):
+    """`epoch: 8` for the required `epochs`: the unknown key's line names the fix; no second
+    line claims that `epochs` is missing."""
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    text = (repo / "studies" / "quickstart.yaml").read_text().replace("\nepochs: 8", "\nepoch: 8")
+    study = tmp_path / "q.yaml"
+    study.write_text(text.replace("space: search_spaces", f"space: {repo}/search_spaces"))
+    assert main(["search", str(study)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"nasseg: error: {study}: epoch: unknown key 'epoch' (did you mean 'epochs'?)"]
