@@ -8,7 +8,7 @@ one per metric, every non-baseline variant compared with the baseline by the mix
 of :mod:`nasseg.ablation.stats` (or a per-case test), Holm-corrected per metric.
 
 Example:
-    >>> res = csv_stats("runs/skips/report/per_case.csv", baseline="skip_fusion")  # doctest: +SKIP
+    >>> res = csv_stats("reports/skips/per_case.csv", baseline="skip_fusion")  # doctest: +SKIP
     >>> res["dice"].table[["variant", "mean_diff", "p_value"]]                    # doctest: +SKIP
 """
 from __future__ import annotations
