@@ -189,3 +189,19 @@ def test_train_plans_scores_on_original_grid_with_regions_and_refuses_size(tmp_p
         train(arch, resolve_data(str(root), size=16), cfg, progress=False)
     with pytest.raises(ConfigError, match=r"choose a --patch-size that is"):
         train(arch, resolve_data(str(root), patch_size=(5, 8, 8)), cfg, progress=False)
+
+
+def test_train_cli_prints_the_3d_plan_also_without_progress(tmp_path, capsys):
+    import yaml
+
+    from nasseg.cli import main
+
+    root = write_decathlon(tmp_path / "d", n=5, shape=(20, 22, 8))
+    arch = tmp_path / "tiny3d.yaml"
+    arch.write_text(yaml.safe_dump({"name": "tiny3d", "spatial_dims": 3, "in_channels": 2, "out_channels": 4,
+                                    "stages": [{"width": 4, "block": {"type": "conv"}},
+                                               {"width": 8, "block": {"type": "conv"}}]}))
+    assert main(["train", str(arch), "--data", str(root), "--epochs", "1", "--steps-per-epoch", "2", "--threads", "1",
+                 "--device", "cpu", "--run-dir", str(tmp_path / "run"), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "batch planned (3D)" in out and "plan: spacing" in out and "windows per validation pass" in out

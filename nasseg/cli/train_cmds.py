@@ -107,10 +107,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir) if args.run_dir else \
         Path("runs/train") / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}-{data.name}"
     console = make_console()
-    batch = cfg.batch_size if "batch_size" in cfg.model_fields_set else f"{cfg.batch_size} (2D; the plan sets it for 3D)"
+    batch = cfg.batch_size if "batch_size" in cfg.model_fields_set or arch.spatial_dims == 2 else "planned (3D)"
     console.print(f"[bold]nasseg train[/] {name} on {data.name}: {cfg.epochs} epochs, batch {batch}, "
                   f"{cfg.optimizer} lr {cfg.lr} ({cfg.schedule}) -> {run_dir}")
     res = train(arch, data, cfg, run_dir=run_dir, progress=not args.no_progress)
+    plan = res.config["resolved"].get("plan")
+    if plan is not None and args.no_progress:  # with progress on, train() printed it before training
+        from nasseg.data.plan import Plan
+
+        console.print(Plan(**plan).describe(), markup=False)
     console.print(metrics_table(res))
     stop = f", stopped early ({res.stop_reason})" if res.stopped_early else ""
     console.print(f"best epoch {res.best_epoch} (chosen on val): mean per-case Dice {res.best['dice']:.4f} over "
