@@ -42,6 +42,7 @@ def test_confirm_retrains_the_front_on_the_test_split(tmp_path: Path, capsys) ->
     assert main(["pareto", str(study_yaml)]) == 0
     table = " ".join(capsys.readouterr().out.split())
     assert "test dice" in table and "stays" in table and "confirmed by `nasseg confirm`" in table
+    assert "(2 seeds x 2 epochs, mixed-model 95% CI)" in table and "has changed since" not in table
 
     from nasseg.report.html import build_report
 
@@ -52,3 +53,22 @@ def test_confirm_retrains_the_front_on_the_test_split(tmp_path: Path, capsys) ->
     # resuming re-trains nothing
     assert main(["confirm", str(study_yaml), "--seeds", "2"]) == 0
     assert " seed " not in capsys.readouterr().out.split("confirming")[1].split("trial  ")[0]
+
+
+def test_pareto_says_when_the_front_changed_after_confirm(tmp_path: Path, capsys) -> None:
+    from nasseg.store import study_record, update_record
+
+    small = arch_yaml(tmp_path, "small", 4)
+    study_yaml = make_study(tmp_path, initial_archs=[small], budget={"trials": 1},
+                            data={"source": "synthetic", "n_cases": 12, "size": 32})
+    assert main(["search", str(study_yaml), "--no-progress"]) == 0
+    assert main(["confirm", str(study_yaml), "--seeds", "1", "--epochs", "1"]) == 0
+    study = open_result(study_yaml)
+    rec = study_record(study).confirm
+    # as if later trials had replaced the confirmed member on the front
+    update_record(study, confirm={**rec, "members": [{**m, "trial": 99} for m in rec["members"]]})
+    capsys.readouterr()
+    assert main(["pareto", str(study_yaml)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "(1 seeds x 1 epochs" in out
+    assert "the Pareto set has changed since `nasseg confirm` ran (it confirmed trials 99); run it again" in out

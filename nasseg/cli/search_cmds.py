@@ -132,8 +132,12 @@ def _print_front(target: str, name: str | None, console: Console, every: bool = 
     if confirmed is not None:
         info = study_record(study).confirm
         console.print(f"dice = validation (selection); test = confirmed by `nasseg confirm` "
-                      f"({info['seeds']} seeds, mixed-model 95% CI); normalised HV of the confirmed "
-                      f"members: val {info['hv_val']:.4f}, test {info['hv_test']:.4f}")
+                      f"({info['seeds']} seeds x {info['epochs']} epochs, mixed-model 95% CI); normalised HV of "
+                      f"the confirmed members: val {info['hv_val']:.4f}, test {info['hv_test']:.4f}")
+        members = {int(m["trial"]) for m in info["members"]}
+        if not every and info.get("selection") == "pareto" and members != set(int(n) for n in table["trial"]):
+            console.print("[yellow]the Pareto set has changed since `nasseg confirm` ran "
+                          f"(it confirmed trials {', '.join(map(str, sorted(members)))}); run it again[/]")
     if table.empty and not every:
         from nasseg.search.verdict import search_verdict
 
