@@ -25,6 +25,9 @@ def test_search_then_pareto_then_export(tmp_path: Path, capsys) -> None:
 
     target = tmp_path / "exported.yaml"
     assert main(["export", str(study_yaml), "--trial", "0", "-o", str(target)]) == 0
+    first = target.read_text().splitlines()[0]  # the costs with their units and the input they were counted at
+    assert first.startswith("# study tiny, trial 0 (complete; dice ") and "params (M) 0.002" in first
+    assert first.endswith("; costs at input 1x1x32x32)")
     assert arch_id(load_arch(target)) == arch_id(load_arch(small)) == \
         open_result(study_yaml).trials[0].user_attrs["arch_id"]
     assert main(["profile", str(target), "--input", "1,1,32,32", "--no-latency", "--json"]) == 0

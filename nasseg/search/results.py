@@ -21,7 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from nasseg.errors import ConfigError
 from nasseg.store import (arch_summary, epochs_trained, fail_reason, feasible, front, hypervolume,
-                          hypervolume_on_test, locate, objectives_of, retries, trial_record)
+                          hypervolume_on_test, locate, objectives_of, retries, study_record, trial_record)
 
 log = logging.getLogger(__name__)
 
@@ -110,9 +110,11 @@ def export_trial(study: optuna.Study, number: int, out: str | Path) -> Any:
     from nasseg.arch import load_arch
 
     cfg = load_arch({**arch, "name": f"{study.study_name}_trial{number}"})
-    names = [o.name for o in objectives_of(study)]
-    values = ", ".join(f"{n} {v:.4g}" for n, v in zip(names, t.values or []))
-    header = (f"# study {study.study_name}, trial {number} ({t.state.name.lower()}; {values})\n"
+    objs = objectives_of(study)
+    values = ", ".join(f"{o.column} {o.text(v)}" for o, v in zip(objs, t.values or []))
+    shape = study_record(study).input_shape
+    at = f"; costs at input {'x'.join(map(str, shape))}" if shape else ""
+    header = (f"# study {study.study_name}, trial {number} ({t.state.name.lower()}; {values}{at})\n"
               f"# arch_id {r.arch_id}; {arch_summary(arch)}\n" + (f"# WARNING: {warning}\n" if warning else ""))
     if warning:
         log.warning("nasseg export: %s", warning)
