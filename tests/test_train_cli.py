@@ -64,6 +64,7 @@ def test_bench_train_saves_json_and_markdown(tmp_path, capsys):
                  "--epochs", "2", "--repeats", "1", "--batch-size", "4", "--threads", "1", "--out", str(tmp_path)])
     out = capsys.readouterr().out
     assert code == 0 and "ratio nasseg / plain" in out
+    assert "repeat 1/1, epoch 1/2: nasseg " in out and "(warm-up)" in out and "repeat 1/1, epoch 2/2: nasseg " in out
     # the settings are in the file name, so a quick run never replaces another benchmark's result
     stem = f"train_cpu_{TINY.get('name') or 'ArchConfig'}_synthetic2d_16x16"
     assert f"saved: {tmp_path}/{stem}.json" in " ".join(out.split())

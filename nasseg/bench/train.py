@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +100,7 @@ def _rate(times: list[tuple[float, int]]) -> float:
 def bench_train(arch: Any, data: DataConfig, *, epochs: int = 3, batch_size: int = 8, repeats: int = 2,
                 device: str = "cpu", num_threads: int | str | None = "auto", lr: float = 2e-3, seed: int = 0,
                 out_dir: Path | None = Path("reports/bench"), name: str = "train",
-                channels_last: bool = True) -> dict[str, Any]:
+                channels_last: bool = True, echo: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
     """Measure nasseg's and the plain loop's training throughput side by side.
 
     Args:
@@ -117,6 +118,7 @@ def bench_train(arch: Any, data: DataConfig, *, epochs: int = 3, batch_size: int
             (``None``: nowhere).
         name: file stem.
         channels_last: nasseg's setting (False compares the loops alone, same tensor layout).
+        echo: called with a progress line after every epoch pair.
 
     Returns:
         ``{"plain_images_per_s", "nasseg_images_per_s", "ratio", "runs": [...], ...}``;
@@ -151,8 +153,10 @@ def bench_train(arch: Any, data: DataConfig, *, epochs: int = 3, batch_size: int
                               weight_decay=cfg.weight_decay, epochs=epochs, device=rt.device, seed=seed)
             plain_times: list[tuple[float, int]] = []
             def plain_epoch(epoch: int, metrics: dict, loop: PlainLoop = plain,
-                            times: list[tuple[float, int]] = plain_times) -> None:
+                            times: list[tuple[float, int]] = plain_times, r: int = r) -> None:
                 times.append(loop.epoch())
+                echo(f"repeat {r + 1}/{repeats}, epoch {epoch}/{epochs}: nasseg {metrics['images_per_s']:.1f}, "
+                     f"plain {times[-1][1] / times[-1][0]:.1f} images/s" + (" (warm-up)" if epoch == 1 else ""))
 
             res = train(arch, data, cfg, progress=False, callback=plain_epoch)
             plain_dice = evaluate(plain.model, val_ds, device=rt.device)[0]["dice"]

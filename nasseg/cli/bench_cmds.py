@@ -71,7 +71,8 @@ def _train(args: argparse.Namespace) -> int:
     r = bench_train(arch, data, epochs=args.epochs, batch_size=args.batch_size, repeats=args.repeats,
                     device=args.device, num_threads=args.threads or "auto", seed=args.seed or 0,
                     out_dir=Path(args.out), channels_last=not args.contiguous,
-                    name="train_contiguous" if args.contiguous else "train")
+                    name="train_contiguous" if args.contiguous else "train",
+                    echo=lambda line: console.print(line, markup=False, highlight=False))
     table = Table(title=f"training throughput on {r['device']} ({r['threads']} threads)")
     for col in ("loop", "images/s (median)", "runs", "val Dice"):
         table.add_column(col, justify="right")
