@@ -226,8 +226,8 @@ def run_ablation(cfg: AblationConfig, *, where: str = "study", command: str = ""
         with run_lock(out_dir):  # one claim at a time: ask() and the owner are written together
             for n in recover_interrupted(study):
                 echo(f"trial {n} was interrupted; its run will be repeated")
-            busy = _pairs(study, complete=True) | _pairs(study, live=True) | _pairs(study, failed_since=since)
-            busy |= attempted
+            # one snapshot: read twice, a run told COMPLETE between the reads would be in neither set
+            busy = _pairs(study, complete=True, live=True, failed_since=since) | attempted
             nxt = next(((s, v) for s, v in order if (v.name, s) not in busy), None)
             if nxt is not None:
                 seed, v = nxt
@@ -263,9 +263,9 @@ def run_ablation(cfg: AblationConfig, *, where: str = "study", command: str = ""
 
 def _pairs(study: optuna.Study, *, complete: bool = False, live: bool = False,
            failed_since: dt.datetime | None = None) -> set[tuple[str, int]]:
-    """(variant, seed) pairs of the COMPLETE trials, of those claimed by a live process, or of
+    """(variant, seed) pairs of the COMPLETE trials, of those claimed by a live process, and of
     those that failed (not interrupted) after ``failed_since`` (retried at the next start,
-    not by every process of this one)."""
+    not by every process of this one), as one read of the storage finds them."""
     out = set()
     for t in study.get_trials(deepcopy=False):
         failed = (failed_since is not None and t.state == optuna.trial.TrialState.FAIL
