@@ -1,8 +1,8 @@
 """The console every ``nasseg`` command prints through.
 
 On a terminal it is rich's usual console; when the output goes to a file or a pipe (a log,
-CI), rich would wrap at 80 columns and cut table cells to ``1.95…``, so it is 200 columns
-wide there and numbers stay whole.
+CI), rich would wrap at 80 columns and cut table cells to ``1.95…``, so there tables are
+laid out 200 columns wide and lines of text are never folded (a path stays whole).
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ PIPE_WIDTH = 200
 
 
 def make_console() -> Console:
-    """A rich console, :data:`PIPE_WIDTH` columns wide when not writing to a terminal."""
+    """A rich console; when not writing to a terminal, :data:`PIPE_WIDTH` columns wide with
+    text lines unfolded."""
     out = Console()
-    return out if out.is_terminal else Console(width=PIPE_WIDTH)
+    return out if out.is_terminal else Console(width=PIPE_WIDTH, soft_wrap=True)
