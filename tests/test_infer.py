@@ -142,6 +142,44 @@ def test_evaluate_adapts_channels_as_predict_does(dsb_run, tmp_path, capsys):
         assert rows[c] == pytest.approx(_dice(mask, read_mask(data / "masks" / f"{c}.png") > 127, 2, c)[1], abs=1e-12)
 
 
+def test_evaluate_on_colour_images_for_a_grey_network_matches_predict(dsb_run, tmp_path):
+    """The other direction: a network trained on grey copies, evaluated on the colour
+    originals. The colour is turned to grey before the per-case z-score (as predict and
+    the folder loader do), so evaluate's per-case Dice equals that of predict's masks."""
+    _, data = dsb_run
+    grey = tmp_path / "grey"
+    (grey / "images").mkdir(parents=True)
+    (grey / "masks").mkdir()
+    for f in sorted((data / "images").glob("*.png"))[:30]:
+        Image.open(f).convert("L").save(grey / "images" / f.name)
+        (grey / "masks" / f.name).symlink_to(data / "masks" / f.name)
+    run = _train(tmp_path, TINY2D, grey, "--val-fraction", "0.2", "--test-fraction", "0.3")
+    cases, _ = _held_out(run)
+    colour = tmp_path / "colour"
+    (colour / "images").mkdir(parents=True)
+    (colour / "masks").mkdir()
+    for c in cases:
+        (colour / "images" / f"{c}.png").symlink_to(data / "images" / f"{c}.png")
+        (colour / "masks" / f"{c}.png").symlink_to(data / "masks" / f"{c}.png")
+    assert main(["evaluate", str(run), "--data", str(colour), "--out", str(tmp_path / "eval"), "--device", "cpu"]) == 0
+    rows = {r["case_id"]: float(r["dice"]) for r in csv.DictReader(open(tmp_path / "eval" / "per_case.csv"))}
+    assert main(["predict", str(run), "--input", str(colour / "images"), "--out", str(tmp_path / "pred"),
+                 "--device", "cpu", "--no-progress"]) == 0
+    for c in cases:
+        mask = np.asarray(Image.open(tmp_path / "pred" / f"{c}.png")) > 127
+        assert rows[c] == pytest.approx(_dice(mask, read_mask(data / "masks" / f"{c}.png") > 127, 2, c)[1], abs=1e-12)
+    # the network's input itself: the same as predict's (a 2-epoch network may not tell them apart)
+    from nasseg.data import load_dataset, resolve_data
+    from nasseg.data.base import normalise
+    from nasseg.data.folder import read_image, to_channels
+    from nasseg.infer.score import _with_channels
+
+    ds = _with_channels(load_dataset(resolve_data(str(colour)), cache=False), 1, str(colour))
+    for i, c in enumerate(ds.case_ids):
+        want = normalise(to_channels(read_image(colour / "images" / f"{c}.png"), 1, c).transpose(2, 0, 1))
+        assert np.abs(ds.images[i].numpy() - want).max() < 1e-5, c
+
+
 def test_predict_hippocampus_keeps_nifti_geometry(shared_data, tmp_path):
     import nibabel as nib
 

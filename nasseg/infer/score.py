@@ -21,6 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -96,13 +97,16 @@ def evaluate_network(net: Network, data: str | Path, *, out_dir: str | Path | No
 
 def _with_channels(ds: Any, channels: int, where: str) -> Any:
     """A 2D dataset's images with ``channels`` channels, as ``nasseg predict`` adapts them
-    (:func:`nasseg.data.folder.to_channels`)."""
+    (:func:`nasseg.data.folder.to_channels`, then the per-case z-score again: the folder
+    loader normalised the cases before, and colour to grey changes their statistics)."""
     from dataclasses import replace
 
+    from nasseg.data.base import normalise
     from nasseg.data.folder import to_channels
 
     def adapt(x: Tensor) -> Tensor:
-        return torch.from_numpy(to_channels(x.numpy(), channels, where, axis=-3))
+        out = to_channels(x.numpy(), channels, where, axis=-3)
+        return torch.from_numpy(normalise(out) if out.ndim == 3 else np.stack([normalise(c) for c in out]))
 
     images = adapt(ds.images) if isinstance(ds.images, Tensor) else [adapt(x) for x in ds.images]
     return replace(ds, images=images, in_channels=channels)
