@@ -201,3 +201,21 @@ def test_only_the_store_touches_user_attrs() -> None:
                  for p in sorted(root.rglob("*.py")) if p.parent.name != "store"
                  for i, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
     assert offenders == []
+
+
+def test_format_1_ablation_runs_marked_per_case_split_test_count_as_test_scored(tmp_path) -> None:
+    """Before ``test_per_case`` existed, a run scored on the test cases said so with
+    ``per_case_split: test``; the tables must still call those results test results."""
+    from test_report_html import make_ablation_study
+
+    from nasseg.ablation.results import analyze
+
+    plain = make_ablation_study(f"sqlite:///{tmp_path / 'a.db'}")
+    assert analyze(plain).scored_split == "val"
+    old = make_ablation_study(f"sqlite:///{tmp_path / 'b.db'}")
+    marked = create_or_open(f"sqlite:///{tmp_path / 'c.db'}", "skips", StudyRecord.model_validate(old.user_attrs))
+    from nasseg.store import add_trial
+
+    for t in old.get_trials():
+        add_trial(marked, t.values, **t.user_attrs, per_case_split="test")
+    assert analyze(marked).scored_split == "test"

@@ -167,7 +167,7 @@ def analyze(study: optuna.Study, config: AblationConfig | None = None) -> Ablati
                          "significance": significance(float(ph), cfg.stats.alpha)})
     cols = ["variant", *cfg.factors, *TABLE_COLUMNS[1:]]
     table = pd.DataFrame(rows).reindex(columns=cols)
-    scored = {"test" if trial_record(t).test_per_case else "val"
+    scored = {"test" if trial_record(t).test_per_case or trial_record(t).per_case_split == "test" else "val"
               for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
               if t.number in set(runs["trial"])}
     return AblationResult(cfg, variants, contrasts, runs, per_case, table,

@@ -149,6 +149,7 @@ class TrialRecord(_Record):
     stop_reason: str | None = None
     split: dict[str, Any] | None = None
     per_case: list[dict[str, Any]] | None = None
+    per_case_split: str | None = None  # format 1 only: "test" when per_case held the test cases
     test_per_case: list[dict[str, Any]] | None = None
     train_seconds: float | None = None
     checkpoint: str | None = None
