@@ -219,3 +219,14 @@ def test_format_1_ablation_runs_marked_per_case_split_test_count_as_test_scored(
     for t in old.get_trials():
         add_trial(marked, t.values, **t.user_attrs, per_case_split="test")
     assert analyze(marked).scored_split == "test"
+
+
+def test_a_trial_that_must_run_alone_still_must_after_recovery() -> None:
+    from nasseg.store import recover_stale
+
+    study = create_or_open(optuna.storages.InMemoryStorage(), "r", _record())
+    writer = TrialWriter(study.ask({"w": optuna.distributions.IntDistribution(1, 4)}))
+    writer.set(owner={"host": "elsewhere", "pid": 1, "start": 0}, run_alone=True)
+    assert recover_stale(study, grace_s=0.0) == [0]
+    retry = study.get_trials()[1]
+    assert retry.state == TrialState.WAITING and retry.user_attrs["run_alone"] is True

@@ -122,7 +122,7 @@ def worker_loop(prep: Prepared, worker: int = 0, device: str = "cpu", trainer: T
                 lambda: prep.space.build(TrialSource(trial), setup.in_channels, setup.out_channels),
                 device, run)
         except KeyboardInterrupt:
-            requeue(study, writer, "stopped by the user (Ctrl-C)")
+            requeue(study, writer, "stopped by the user (Ctrl-C)", alone=alone)
             raise
         if adm is not None and needs_alone_retry(outcome, alone):
             requeue(study, writer, f"{outcome.reason} beside other trials; retried alone on {device}", alone=True)

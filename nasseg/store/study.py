@@ -169,7 +169,8 @@ def recover_stale(study: optuna.Study, grace_s: float = 600.0) -> list[int]:
             study.tell(t.number, state=TrialState.FAIL)
         except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError, ValueError):
             continue  # another process recovered it first
-        enqueue_retry(study, t.params, t.number, reason, trial_record(t).initial_arch)
+        rec = trial_record(t)
+        enqueue_retry(study, t.params, t.number, reason, rec.initial_arch, alone=bool(rec.run_alone))
         recovered.append(t.number)
     return recovered
 
