@@ -46,3 +46,11 @@ def resolve_device(name: str, option: str) -> Any:
             raise ConfigError(f"{option}: '{name}' asked for, but this machine has "
                               f"{torch.cuda.device_count()} CUDA device(s)")
     return device
+
+
+def bf16_supported(device: Any) -> bool:
+    """Whether the CUDA ``device`` itself (not the process's current device) has bf16."""
+    import torch
+
+    with torch.cuda.device(device):
+        return torch.cuda.is_bf16_supported()

@@ -37,28 +37,32 @@ class DiskCases(Dataset):
         pairs: ``[(image_path, [mask_paths])]`` (as :func:`nasseg.data.folder.find_pairs`).
         size: square side the cases are resized to.
         seed: seeds the per-item augmentation (with the item index and epoch).
+        channels: 3 (RGB, the authors' setting) or 1 (grey, normalised with the mean of
+            the ImageNet statistics), as the network takes.
     """
 
-    def __init__(self, pairs: list[tuple[Path, list[Path]]], size: int, seed: int = 0) -> None:
+    def __init__(self, pairs: list[tuple[Path, list[Path]]], size: int, seed: int = 0, channels: int = 3) -> None:
         self.pairs, self.size, self.seed, self.epoch = pairs, size, seed, 0
+        self.mode = "RGB" if channels == 3 else "L"
+        self.mean, self.std = (MEAN, STD) if channels == 3 else (MEAN.mean(keepdims=True), STD.mean(keepdims=True))
 
     def __len__(self) -> int:
         return len(self.pairs)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         img_path, mask_paths = self.pairs[i]
-        image = Image.open(img_path).convert("RGB").resize((self.size, self.size), Image.BILINEAR)
+        image = Image.open(img_path).convert(self.mode).resize((self.size, self.size), Image.BILINEAR)
         mask = np.zeros((self.size, self.size), bool)
         for p in mask_paths:
             m = Image.open(p).convert("L").resize((self.size, self.size), Image.NEAREST)
             mask |= np.asarray(m) > 127
-        x = np.asarray(image, np.float32) / 255.0
+        x = np.asarray(image, np.float32).reshape(self.size, self.size, -1) / 255.0
         rng = np.random.default_rng((self.seed, self.epoch, i))
         k = int(rng.integers(4))
         x, mask = np.rot90(x, k), np.rot90(mask, k)
         if rng.random() < 0.5:
             x, mask = x[:, ::-1], mask[:, ::-1]
-        x = (x - MEAN) / STD
+        x = (x - self.mean) / self.std
         return (torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))),
                 torch.from_numpy(np.ascontiguousarray(mask[None], dtype=np.float32)))
 
@@ -85,19 +89,21 @@ class DiskLoop:
     """One epoch per :meth:`epoch` call, the authors' way (see the module docstring).
 
     Args:
-        model: binary network ``[B, 3, S, S] -> [B, 1, S, S]`` (deep supervision: first output).
+        model: binary network ``[B, channels, S, S] -> [B, 1, S, S]`` (deep supervision: first output).
         pairs: the training cases' files.
         size, batch_size: as nasseg's run.
         device: where the network trains.
         workers: ``DataLoader`` worker processes (the authors use 8).
         lr, momentum, weight_decay: their SGD settings.
         epochs: planned epochs (length of their poly schedule).
+        channels: the network's input channels (see :class:`DiskCases`).
     """
 
     def __init__(self, model: torch.nn.Module, pairs: list[tuple[Path, list[Path]]], *, size: int,
                  batch_size: int, device: torch.device, workers: int = 4, lr: float = 0.01,
-                 momentum: float = 0.9, weight_decay: float = 1e-4, epochs: int = 300, seed: int = 0) -> None:
-        self.cases = DiskCases(pairs, size, seed)
+                 momentum: float = 0.9, weight_decay: float = 1e-4, epochs: int = 300, seed: int = 0,
+                 channels: int = 3) -> None:
+        self.cases = DiskCases(pairs, size, seed, channels)
         gen = torch.Generator().manual_seed(seed)
         self.loader = DataLoader(self.cases, batch_size=batch_size, shuffle=True, num_workers=workers,
                                  pin_memory=False, drop_last=len(pairs) % batch_size == 1, generator=gen)

@@ -34,8 +34,10 @@ Example:
 """
 from __future__ import annotations
 
+import gc
 import json
 import math
+import re
 import shutil
 import tempfile
 import time
@@ -46,14 +48,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from nasseg.device import resolve_device
 from nasseg.errors import ConfigError
 from nasseg.versions import versions
 
-BF16_PEAK_TFLOPS = {"H200": 989.4, "H100 SXM": 989.4, "H100 80GB HBM3": 989.4, "H100 NVL": 835.0,
-                    "H100 PCIe": 756.0, "H100": 756.0, "GH200": 989.4, "A100": 312.0, "L40S": 362.1,
+BF16_PEAK_TFLOPS = {"GH200": 989.4, "H200 NVL": 835.5, "H200": 989.4, "H100 NVL": 835.0, "H100 SXM": 989.4,
+                    "H100 80GB HBM3": 989.4, "H100 PCIe": 756.0, "H100": 756.0, "A100": 312.0, "L40S": 362.1,
                     "L4": 121.0, "A10": 125.0, "RTX 4090": 165.2}
-"""Dense (no sparsity) bf16 tensor-core peaks from NVIDIA's data sheets, by device-name substring
-(the first key found in the name wins, so specific names come first)."""
+"""Dense (no sparsity) bf16 tensor-core peaks from NVIDIA's data sheets, by the device name's
+words (``"H200"`` matches "NVIDIA H200", not "NVIDIA GH200"; ``"L4"`` not "L40S"); the first
+key found wins, so the specific names come first."""
 PARTS = ("train_throughput", "trials_per_gpu", "glims_3d", "bf16_fraction")
 RUN_ORDER = ("train_throughput", "bf16_fraction", "glims_3d", "trials_per_gpu")
 """The order the parts run in: the longest last, so a time limit costs the fewest parts."""
@@ -105,10 +109,12 @@ def bench_gpu(*, tiny: bool = False, device: str = "cuda", out_dir: Path | None 
         raise ConfigError(f"bench gpu: --parts: unknown part(s) {unknown or parts}; choose from {', '.join(PARTS)}")
     if tiny:
         device = "cpu"
-        epochs, trials, per_gpu, workers = 2, 2, per_gpu or (1, 2), 0
-    elif not (device.startswith("cuda") and torch.cuda.is_available()):
+        epochs, trials, per_gpu, workers = 2, 2, per_gpu or (1, 2), 2
+    elif not device.startswith("cuda") or not torch.cuda.is_available():
         raise ConfigError(f"bench gpu: device '{device}' is not an available CUDA device; "
                           "use --tiny for the CPU version")
+    else:
+        resolve_device(device, "bench gpu --device")
     per_gpu = per_gpu or (1, 2, 4, 8)
     out = Path(out_dir) if out_dir is not None else REPO / ("runs/bench_gpu_tiny" if tiny else "reports/bench/gpu")
     out.mkdir(parents=True, exist_ok=True)
@@ -124,11 +130,19 @@ def bench_gpu(*, tiny: bool = False, device: str = "cuda", out_dir: Path | None 
             raise ConfigError(f"bench gpu: --parts bf16_fraction needs part 1's images/s: run train_throughput "
                               f"too, or keep a successful {old} from an earlier run")
         reports["train_throughput"] = json.loads(old.read_text())
+    def write(part: str, report: dict[str, Any], t0: float) -> None:
+        reports[part] = {"part": part, **common, **report, "seconds": time.perf_counter() - t0}
+        (out / f"{part}.json").write_text(json.dumps(reports[part], indent=1) + "\n")
+        (out / "summary.md").write_text(summary_markdown(reports))
+
+    size = 32 if tiny else 256
+    busi = _data_folder(False, data, None) if "train_throughput" in parts and not tiny else None  # checked now
     try:
         with tempfile.TemporaryDirectory(prefix="nasseg-bench-gpu-") as tmp:
-            folder, size = _data_folder(tiny, data, Path(tmp))
-            run = {"train_throughput": lambda: train_throughput(folder, size, dev, epochs, batch_size, workers),
-                   "trials_per_gpu": lambda: trials_per_gpu(dev, trials, per_gpu, Path(tmp), tiny),
+            run = {"train_throughput": lambda: train_throughput(busi or _data_folder(True, data, Path(tmp)), size,
+                                                                dev, epochs, batch_size, workers),
+                   "trials_per_gpu": lambda: trials_per_gpu(dev, trials, per_gpu, Path(tmp), tiny,
+                                                            save=lambda partial: write("trials_per_gpu", partial, t0)),
                    "glims_3d": lambda: glims_step(dev, 16 if tiny else glims_patch, tiny),
                    "bf16_fraction": lambda: bf16_fraction(reports.get("train_throughput", {}), size, dev,
                                                           peak_tflops)}
@@ -139,9 +153,11 @@ def bench_gpu(*, tiny: bool = False, device: str = "cuda", out_dir: Path | None 
                     report = run[part]()
                 except Exception as err:  # recorded, and the other parts still run
                     report = {"what": part, "error": f"{type(err).__name__}: {err}"}
-                reports[part] = {"part": part, **common, **report, "seconds": time.perf_counter() - t0}
-                (out / f"{part}.json").write_text(json.dumps(reports[part], indent=1) + "\n")
-                (out / "summary.md").write_text(summary_markdown(reports))
+                finally:
+                    if dev.type == "cuda":  # what a part left cached is not the next part's to plan around
+                        gc.collect()
+                        torch.cuda.empty_cache()
+                write(part, report, t0)
                 echo(f"{part} {'FAILED: ' + report['error'] if 'error' in report else 'done'}"
                      f" in {reports[part]['seconds']:.1f} s")
     finally:
@@ -153,8 +169,8 @@ def _device_name(dev: torch.device) -> str:
     return torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
 
 
-def _data_folder(tiny: bool, data: str | Path | None, tmp: Path) -> tuple[Path, int]:
-    """The folder of PNG cases part 1 reads, and its side length."""
+def _data_folder(tiny: bool, data: str | Path | None, tmp: Path | None) -> Path:
+    """The folder of PNG cases part 1 reads."""
     if tiny:
         from PIL import Image
 
@@ -169,11 +185,11 @@ def _data_folder(tiny: bool, data: str | Path | None, tmp: Path) -> tuple[Path, 
             x = (255 * (x - x.min()) / max(float(np.ptp(x)), 1e-6)).astype(np.uint8)
             Image.fromarray(x).save(folder / "images" / f"{cid}.png")
             Image.fromarray((ds.labels[i].numpy() > 0).astype(np.uint8) * 255).save(folder / "masks" / f"{cid}.png")
-        return folder, 32
+        return folder
     folder = Path(data) if data else REPO.parent / "shared" / "data" / "busi_256"
     if not (folder / "images").is_dir():
         raise ConfigError(f"bench gpu: {folder}: no images/ folder; pass --data PATH_TO/busi_256")
-    return folder, 256
+    return folder
 
 
 def failed(reports: dict[str, Any]) -> list[str]:
@@ -206,13 +222,15 @@ def train_throughput(folder: Path, size: int, dev: torch.device, epochs: int, ba
     del res
     pairs = {p.stem: (p, m) for p, m in find_pairs(folder)}
     torch.manual_seed(cfg.seed)
-    model = build_model(arch.model_copy(update={"in_channels": 3, "out_channels": 1}))
+    channels = ds.in_channels  # the network nasseg trained (busi_256 is grey: 1 input channel)
+    model = build_model(arch.model_copy(update={"in_channels": channels, "out_channels": 1}))
     model = model.to(memory_format=torch.contiguous_format)
     loop = DiskLoop(model, [pairs[c] for c in split["train"]], size=size, batch_size=batch_size, device=dev,
-                    workers=workers, epochs=epochs)
+                    workers=workers, epochs=epochs, channels=channels)
     theirs = _rate([loop.epoch() for _ in range(epochs)])
     return {"what": "training images/s, cmunext, nasseg train() vs the CMUNeXt authors' style of loop",
-            "arch": "cmunext", "data": str(folder), "size": size, "train_cases": len(split["train"]),
+            "arch": "cmunext", "in_channels": channels, "data": str(folder), "size": size,
+            "train_cases": len(split["train"]),
             "batch_size": batch_size, "epochs": epochs, "timed_epochs": max(1, epochs - 1),
             "nasseg": {"images_per_s": ours, "precision": "bf16 autocast" if dev.type == "cuda" else "fp32",
                        "layout": "channels_last", "data": "resident on the device, augmented there",
@@ -224,7 +242,7 @@ def train_throughput(folder: Path, size: int, dev: torch.device, epochs: int, ba
 
 
 def trials_per_gpu(dev: torch.device, trials: int, per_gpu: tuple[int, ...], tmp: Path,
-                   tiny: bool) -> dict[str, Any]:
+                   tiny: bool, save: Callable[[dict[str, Any]], None] = lambda report: None) -> dict[str, Any]:
     """Part 2: trials/hour of the quickstart study at several trials per device.
 
     Every setting trains the same ``trials`` networks (a seeded draw of distinct feasible
@@ -232,6 +250,10 @@ def trials_per_gpu(dev: torch.device, trials: int, per_gpu: tuple[int, ...], tmp
     for the study's full epochs (early stopping off), so only the concurrency differs.
     ``trials_per_hour`` counts the whole wall time, worker start-up included;
     ``trials_per_hour_running`` counts from the first trial's start to the last one's end.
+    At 1 trial per device the trials run in this process (its CUDA context and caches
+    warm); at 2 or more, in fresh spawned worker processes that import torch and start
+    CUDA first, which the wall-time rate counts against them and the running rate does not.
+    ``save`` gets the report after every setting (a time limit keeps the rows measured).
     """
     import os
 
@@ -280,14 +302,17 @@ def trials_per_gpu(dev: torch.device, trials: int, per_gpu: tuple[int, ...], tmp
                      "wall_s": wall, "running_s": running, "trials_per_hour": 3600 * len(done) / wall,
                      "trials_per_hour_running": 3600 * len(done) / running if done else 0.0})
         shutil.rmtree(tmp / f"tpg_{n}", ignore_errors=True)
-    for key in ("trials_per_hour", "trials_per_hour_running"):
-        one = rows[0][key] or math.nan
-        for r in rows:
-            r[f"speedup_vs_1{key[len('trials_per_hour'):]}"] = r[key] / one
-    return {"what": "trials/hour of the quickstart study at N trials per GPU: the same networks and epochs in "
-                    "every setting (cold cost cache, fresh storage)",
-            "study": "studies/quickstart.yaml", "trials": trials, "epochs": study["epochs"],
-            "networks": [yaml.safe_load(a.read_text()) for a in archs], "rows": rows}
+        for key in ("trials_per_hour", "trials_per_hour_running"):
+            one = rows[0][key] or math.nan
+            for r in rows:
+                r[f"speedup_vs_1{key[len('trials_per_hour'):]}"] = r[key] / one
+        report = {"what": "trials/hour of the quickstart study at N trials per GPU: the same networks and epochs "
+                          "in every setting (cold cost cache, fresh storage; N = 1 in this process, N > 1 in "
+                          "spawned workers)",
+                  "study": "studies/quickstart.yaml", "trials": trials, "epochs": study["epochs"],
+                  "networks": [yaml.safe_load(a.read_text()) for a in archs], "rows": rows}
+        save(report)
+    return report
 
 
 def glims_step(dev: torch.device, patch: int, tiny: bool) -> dict[str, Any]:
@@ -300,8 +325,6 @@ def glims_step(dev: torch.device, patch: int, tiny: bool) -> dict[str, Any]:
         arch = load_arch(arch.model_copy(update={"stages": stages[:2] + stages[4:], "name": "glims_tiny"})
                          .model_dump(mode="json"))
     ms, peak, shape, params = _time_train_step(arch, dev, patch, warmup=1 if tiny else 3, repeats=2 if tiny else 10)
-    if dev.type == "cuda":
-        torch.cuda.empty_cache()  # the model is gone; the trials of part 2 share this device after it
     return {"what": "GLIMS forward + backward, channels_last_3d, batch 1",
             "precision": "bf16 autocast" if dev.type == "cuda" else "fp32 (CPU)",
             "arch": arch.name, "input_shape": shape, "params": params, "ms_per_step": ms,
@@ -327,7 +350,12 @@ def _time_train_step(arch: Any, dev: torch.device, patch: int, warmup: int,
         sum(o.float().mean() for o in outs).backward()
         model.zero_grad(set_to_none=True)
 
-    ms, peak = time_ms(step, dev, warmup, repeats)
+    benchmark = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = dev.type == "cuda"  # as train() sets it for a fixed patch
+    try:
+        ms, peak = time_ms(step, dev, warmup, repeats)
+    finally:
+        torch.backends.cudnn.benchmark = benchmark
     return ms, peak, list(x.shape), sum(p.numel() for p in model.parameters())
 
 
@@ -338,13 +366,17 @@ def bf16_fraction(throughput: dict[str, Any], size: int, dev: torch.device,
 
     if "nasseg" not in throughput:
         raise RuntimeError("part 1 (train_throughput) has no images/s to convert")
-    macs = profile("cmunext", (1, 3, size, size), latency=False).macs
+    from nasseg.arch import load_arch
+
+    channels = throughput.get("in_channels", 3)
+    arch = load_arch("cmunext").model_copy(update={"in_channels": channels})
+    macs = profile(arch, (1, channels, size, size), latency=False).macs
     rate = throughput["nasseg"]["images_per_s"]
     achieved = 2 * macs * 3 * rate
     name = _device_name(dev)
     source = "--peak-tflops" if peak_tflops else None
     if peak_tflops is None:
-        key = next((k for k in BF16_PEAK_TFLOPS if k in name), None)
+        key = next((k for k in BF16_PEAK_TFLOPS if re.search(rf"(?<!\w){re.escape(k)}(?!\w)", name)), None)
         if key is not None:
             peak_tflops, source = BF16_PEAK_TFLOPS[key], f"data sheet ({key})"
     return {"what": "achieved share of the dense bf16 peak, cmunext training step",
@@ -386,7 +418,8 @@ def _throughput_lines(t: dict[str, Any]) -> list[str]:
 def _trials_lines(q: dict[str, Any]) -> list[str]:
     lines = [f"The same {q['trials']} networks, {q['epochs']} epoch{'s' * (q['epochs'] != 1)} each, in every setting. Wall: from the "
              "command's start (worker start-up included); running: from the first trial's start to the last "
-             "one's end.", "",
+             "one's end. At 1 per GPU the trials run in the benchmark's own warm process; at 2 or more in "
+             "fresh worker processes, whose start-up only the wall rate counts.", "",
              "| trials per GPU | complete | failed | wall s | trials/hour (wall) | vs 1 | running s | "
              "trials/hour (running) | vs 1 |", "|---|---|---|---|---|---|---|---|---|"]
     for row in q["rows"]:

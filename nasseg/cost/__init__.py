@@ -30,7 +30,7 @@ import torch
 from nasseg.arch import ArchConfig, arch_id, build_model, check_input_shape, load_arch
 from nasseg.cost import counters, meta
 from nasseg.cost.cache import CostCache
-from nasseg.device import resolve_device
+from nasseg.device import bf16_supported, resolve_device
 
 Counter = Literal["meta", "reference"]
 
@@ -78,7 +78,7 @@ def _device_tag(device: str, threads: int | None, channels_last: bool) -> str:
     layout = "channels_last" if channels_last else "contiguous"
     if device.startswith("cuda"):
         dev = torch.device(device)
-        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp32"  # counters.cuda_autocast
+        precision = "bf16" if bf16_supported(dev) else "fp32"  # counters.cuda_autocast
         return f"cuda:{torch.cuda.get_device_name(dev)}:{layout}:{precision}"
     return f"cpu:{platform.processor() or platform.machine()}:threads={threads or torch.get_num_threads()}:{layout}"
 
@@ -192,7 +192,7 @@ def profile(config: ArchConfig | str | Path | dict, input_shape: tuple[int, ...]
                                                                   threads=threads, channels_last=channels_last)
                         if latency else None}
             if device.startswith("cuda"):
-                measured["memory_mb"] = counters.cuda_peak_memory_mb(model, shape)
+                measured["memory_mb"] = counters.cuda_peak_memory_mb(model, shape, device)
             if store is not None:
                 store.put(dev_key, measured)
             cost.cached = False

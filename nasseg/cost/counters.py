@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from nasseg.device import bf16_supported
+
 PTFLOPS_BACKEND = "pytorch"
 
 
@@ -57,17 +59,17 @@ def count_flops(model: nn.Module, shape: tuple[int, ...]) -> int:
         return int(analysis.total()) * shape[0]
 
 
-def cuda_peak_memory_mb(model: nn.Module, shape: tuple[int, ...]) -> float:
-    """Allocator peak of one forward + backward on CUDA."""
-    device = torch.device("cuda")
+def cuda_peak_memory_mb(model: nn.Module, shape: tuple[int, ...], device: str = "cuda") -> float:
+    """Allocator peak of one forward + backward on the CUDA ``device``."""
+    device = torch.device(device)
     model = model.to(device).train()
-    torch.cuda.synchronize()
+    torch.cuda.synchronize(device)
     torch.cuda.reset_peak_memory_stats(device)
     base = torch.cuda.memory_allocated(device)
     out = model(torch.randn(shape, device=device))
     loss = sum(o.float().mean() for o in out) if isinstance(out, list) else out.float().mean()
     loss.backward()
-    torch.cuda.synchronize()
+    torch.cuda.synchronize(device)
     peak = torch.cuda.max_memory_allocated(device) - base
     model.zero_grad(set_to_none=True)
     return peak / 2**20 + count_params(model) * 4 * 4 / 2**20
@@ -75,7 +77,7 @@ def cuda_peak_memory_mb(model: nn.Module, shape: tuple[int, ...]) -> float:
 
 def cuda_autocast(device: torch.device) -> contextlib.AbstractContextManager:
     """bf16 autocast on a CUDA device that has bf16 (what training uses there), else nothing."""
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+    if device.type == "cuda" and bf16_supported(device):
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
@@ -104,11 +106,13 @@ def time_ms(step: Callable[[], object], device: torch.device, warmup: int = 3,
         return float(np.median(times)), None
     torch.cuda.synchronize(device)
     torch.cuda.reset_peak_memory_stats(device)
-    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(repeats)]
-    for start, end in events:
-        start.record()
-        step()
-        end.record()
+    with torch.cuda.device(device):  # events record on the current device's stream: make it ``device``
+        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+                  for _ in range(repeats)]
+        for start, end in events:
+            start.record()
+            step()
+            end.record()
     torch.cuda.synchronize(device)
     peak = torch.cuda.max_memory_allocated(device) / 2**20
     return float(np.median([s.elapsed_time(e) for s, e in events])), peak

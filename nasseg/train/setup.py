@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from nasseg.data.base import SegDataset
-from nasseg.device import resolve_device
+from nasseg.device import bf16_supported, resolve_device
 from nasseg.errors import ConfigError
 from nasseg.train.config import TrainConfig
 
@@ -52,7 +52,7 @@ class Runtime:
         device = resolve_device(cfg.device, "train.device")
         amp = None
         if device.type == "cuda" and cfg.amp != "off":
-            if cfg.amp == "fp16" or (cfg.amp == "auto" and not torch.cuda.is_bf16_supported()):
+            if cfg.amp == "fp16" or (cfg.amp == "auto" and not bf16_supported(device)):
                 amp = torch.float16
             else:
                 amp = torch.bfloat16
