@@ -200,13 +200,17 @@ def test_predict_hippocampus_keeps_nifti_geometry(shared_data, tmp_path):
 
 def test_export_onnx_and_torchscript_match_pytorch(dsb_run, tmp_path, capsys):
     run, data = dsb_run
-    for fmt, name in (("onnx", "m.onnx"), ("torchscript", "m.pt")):
+    # the file's name need not say its format (an ONNX file named "m_onnx" is still read as ONNX)
+    for fmt, name in (("onnx", "m.onnx"), ("torchscript", "m.pt"), ("onnx", "m_onnx"), ("torchscript", "m_ts")):
         from nasseg.infer import export_network, load_network
 
         res = export_network(load_network(run), fmt, tmp_path / name)
         assert res.max_abs_diff <= 1e-4 and res.dynamic and res.shapes[1][0] == 2
         exported = load_network(tmp_path / name)
         assert exported.kind == fmt and exported.size is None and exported.num_classes == 2
+    for size in ("0", "-8", "0,48"):
+        assert main(["export", str(run), "--format", "onnx", "-o", str(tmp_path / "z.onnx"), "--size", size]) == 2
+        assert "each a positive multiple of 4" in capsys.readouterr().err
     # an exported model predicts the same masks as its run folder
     inputs = tmp_path / "in"
     inputs.mkdir()

@@ -74,8 +74,9 @@ def example_shape(net: Network, size: tuple[int, ...] | None = None) -> tuple[in
     spatial = size or net.size or net.window or (native,) * net.spatial_dims
     if len(spatial) == 1:
         spatial = spatial * net.spatial_dims
-    if len(spatial) != net.spatial_dims or any(s % net.divisor for s in spatial):
-        raise ConfigError(f"size {tuple(spatial)}: needs {net.spatial_dims} axes, each a multiple of {net.divisor}")
+    if len(spatial) != net.spatial_dims or any(s % net.divisor or s <= 0 for s in spatial):
+        raise ConfigError(f"size {tuple(spatial)}: needs {net.spatial_dims} axes, each a positive multiple of "
+                          f"{net.divisor}")
     return (1, net.in_channels, *spatial)
 
 

@@ -150,7 +150,7 @@ def load_network(target: str | Path, device: str | torch.device = "cpu") -> Netw
         raise ConfigError(f"{path}: no checkpoint.pt here (a run folder of `nasseg train` holds one)")
     if not path.is_file():
         raise ConfigError(f"{path}: no such run folder, study trial (STUDY#N) or exported model")
-    if path.suffix == ".onnx":
+    if path.suffix == ".onnx" or _is_onnx(path):
         return _from_onnx(path)
     if _is_torchscript(path):
         return _from_torchscript(path, device)
@@ -247,6 +247,14 @@ def _from_onnx(path: Path) -> Network:
         return torch.from_numpy(session.run(None, {name: x.detach().cpu().numpy().astype(np.float32)})[0])
 
     return Network(forward, json.loads(props[META_KEY]), str(path), "onnx")
+
+
+def _is_onnx(path: Path) -> bool:
+    """An ONNX file whatever its name: a protobuf ``ModelProto`` begins with field 1
+    (``ir_version``, a varint: byte 0x08); torch files are zip archives (``PK``) or pickles (0x80)."""
+    with open(path, "rb") as fh:
+        head = fh.read(2)
+    return len(head) == 2 and head[0] == 0x08 and head[1] < 0x80
 
 
 def _is_torchscript(path: Path) -> bool:
