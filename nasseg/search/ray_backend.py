@@ -53,7 +53,8 @@ except ImportError:  # pragma: no cover - ray is an optional dependency
     raise ConfigError("--backend ray needs Ray Tune: pip install 'nasseg[ray]'") from None
 from nasseg.search.admission import Admission, admitted_trainer, device_capacity_mb, is_oom
 from nasseg.search.objective import Trainer, run_objective
-from nasseg.search.samplers import exhausted
+from nasseg.search.proposals import worker_seed
+from nasseg.search.samplers import exhausted, make_sampler
 from nasseg.search.setup import Prepared, open_study, prepare
 from nasseg.search.sources import FixedSource, TrialSource
 from nasseg.store import TrialWriter, open_existing, recover_stale
@@ -213,6 +214,10 @@ def run_search_ray(study_path: str | Path, *, workers: int | None = None, trials
                    trials_per_device=trials_per_device)
     study = open_study(prep, create=True)
     recover_stale(study, GRACE_S)
+    # the Ray searcher is one proposer: its own random stream per resume, as each Optuna
+    # worker has (seeded by the study seed alone, a resumed run re-proposed its first networks)
+    study.sampler = make_sampler(prep.cfg, prep.space,
+                                 seed=worker_seed(prep.cfg.seed, 0, len(study.get_trials(deepcopy=False))))
     left = budget_left(prep, study)
     if left == 0:
         return summarise(prep)
