@@ -155,3 +155,15 @@ def test_cli_max_runs_stops_early_and_the_rest_resumes(tmp_path, capsys):
     study = optuna.load_study(study_name="one", storage=f"sqlite:///{tmp_path / 'out' / 'study.db'}")
     assert [t.user_attrs["variant"] for t in study.get_trials()] == ["skip_fusion"]
     assert study.user_attrs["command"] == f"nasseg ablate {path} --max-runs 1"
+
+
+def test_an_ablation_whose_every_run_fails_exits_3_with_the_reason(tmp_path, capsys):
+    """lr 1e6 makes every run diverge: the runs are recorded as failed, and instead of a
+    report of empty cells the command ends with exit 3 and the reason."""
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({**STUDY, "seeds": 1, "out_dir": str(tmp_path / "out"),
+                                    "train": {**STUDY["train"], "lr": 1e6}}))
+    assert main(["ablate", str(path), "-o", str(tmp_path / "rep")]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"nasseg: error: {path}: no run completed (2 x diverged")
+    assert not (tmp_path / "rep").exists()

@@ -105,6 +105,7 @@ def _ablate(args: argparse.Namespace) -> int:
     command = _command(args, "ablate", list(_FLAGS))
     study = run_ablation(cfg, where=args.study, command=command, progress=args.progress,
                          max_runs=args.max_runs)
+    _refuse_without_results(study, args.study)
     if args.no_report:
         return 0
     from nasseg.ablation.tables import to_markdown
@@ -118,6 +119,26 @@ def _ablate(args: argparse.Namespace) -> int:
     print(f"tables: {path.parent / 'stats.csv'} (.md, .tex)")
     print(f"report: {path}  (open it in a browser; it works offline)")
     return 0
+
+
+def _refuse_without_results(study, where: str) -> None:
+    """No COMPLETE run: exit 3 with the runs' reasons, not a report of empty cells."""
+    from collections import Counter
+
+    from optuna.trial import TrialState
+
+    from nasseg.errors import NothingFound
+    from nasseg.store import trial_record
+
+    trials = study.get_trials(deepcopy=False)
+    if any(t.state == TrialState.COMPLETE for t in trials):
+        return
+    reasons = [trial_record(t).fail_reason or t.state.name.lower() for t in trials]
+    if not reasons:
+        raise NothingFound(f"{where}: no run completed (none ran); nothing to report")
+    kinds = Counter(r.split(":")[0] for r in reasons)  # "diverged: loss at epoch 1 ..." -> "diverged"
+    raise NothingFound(f"{where}: no run completed ({', '.join(f'{n} x {k}' for k, n in kinds.most_common())}; "
+                       f"the first: {reasons[0]}); nothing to report")
 
 
 def _report(args: argparse.Namespace) -> int:
