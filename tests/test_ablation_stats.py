@@ -250,3 +250,17 @@ def test_significance_marks():
     assert [significance(p) for p in (0.0004, 0.004, 0.04, 0.05, 0.3)] == ["***", "**", "*", "ns", "ns"]
     assert significance(float("nan")) == ""
     assert significance(0.02, alpha=0.01) == "ns"
+
+
+def test_unequal_seed_counts_are_said_in_the_method_note():
+    """A failed run leaves its variant with fewer seeds: the table says so (means over each
+    variant's own seeds, comparisons over the seeds both completed)."""
+    from nasseg.ablation.tables import seed_warning
+
+    text = seed_warning(pd.DataFrame({"variant": ["skip_fusion", "irsc"], "n_seeds": [5, 4]}))
+    assert text == ("Warning: the variants completed different numbers of seeds (skip_fusion: 5, irsc: 4): "
+                    "failed runs are missing; each mean is over that variant's seeds, each comparison over "
+                    "the seeds both variants completed. Warning: only 4 training seeds (< 5): the seed variance "
+                    "is estimated on 3 degrees of freedom, so intervals are wide and the training-seed effect "
+                    "is poorly known.")
+    assert seed_warning(pd.DataFrame({"variant": ["a", "b"], "n_seeds": [5, 5]})) == ""

@@ -31,14 +31,23 @@ def metric_of(table: pd.DataFrame) -> str:
 
 
 def seed_warning(table: pd.DataFrame) -> str:
-    """``""``, or a warning when a variant has fewer than :data:`MIN_SEEDS` training seeds."""
-    seeds = table["n_seeds"].dropna()
-    if seeds.empty or seeds.min() >= MIN_SEEDS:
+    """``""``, or warnings: variants with different seed counts (failed runs are missing),
+    and fewer than :data:`MIN_SEEDS` training seeds."""
+    seeds = table.set_index("variant")["n_seeds"].dropna() if "variant" in table else table["n_seeds"].dropna()
+    if seeds.empty:
         return ""
+    out = []
+    if seeds.nunique() > 1:
+        counts = ", ".join(f"{v}: {int(n)}" for v, n in seeds.items())
+        out.append(f"Warning: the variants completed different numbers of seeds ({counts}): failed runs "
+                   "are missing; each mean is over that variant's seeds, each comparison over the seeds "
+                   "both variants completed.")
     n = int(seeds.min())
-    return (f"Warning: only {n} training seed{'s' if n != 1 else ''} (< {MIN_SEEDS}): the seed "
-            f"variance is estimated on {max(n - 1, 0)} degree{'s' if n != 2 else ''} of freedom, "
-            "so intervals are wide and the training-seed effect is poorly known.")
+    if n < MIN_SEEDS:
+        out.append(f"Warning: only {n} training seed{'s' if n != 1 else ''} (< {MIN_SEEDS}): the seed "
+                   f"variance is estimated on {max(n - 1, 0)} degree{'s' if n != 2 else ''} of freedom, "
+                   "so intervals are wide and the training-seed effect is poorly known.")
+    return " ".join(out)
 
 
 def fmt_count(n: float) -> str:
@@ -120,7 +129,8 @@ def method_note(result) -> str:
         pairs = "cases, each averaged over seeds"
         effect = ("r: matched-pairs rank-biserial correlation" if st.test == "wilcoxon"
                   else "d_z: Cohen's d of the case differences")
-    text = (f"{label}: mean over {seeds:.0f} training seed{'s' if seeds != 1 else ''} of the mean over "
+    text = (f"{label}: mean over {'up to ' if t['n_seeds'].nunique() > 1 else ''}{seeds:.0f} training "
+            f"seed{'s' if seeds != 1 else ''} of the mean over "
             f"{cases:.0f} {split} cases "
             f"(same cases for every variant); {pct} CI from a mixed model with crossed random seed "
             f"and case effects. Δ{label}: variant minus 'vs.' on {pairs}. p: {how}; "
