@@ -151,7 +151,7 @@ def test_cli_max_runs_stops_early_and_the_rest_resumes(tmp_path, capsys):
     path.write_text(yaml.safe_dump({**STUDY, "name": "one", "seeds": 1, "out_dir": str(tmp_path / "out")}))
     assert main(["ablate", str(path), "--max-runs", "1", "--no-report"]) == 0
     out = capsys.readouterr().out
-    assert "[1/2] skip_fusion seed 0: dice " in out and "irsc seed 0" not in out
+    assert "[1/2] skip_fusion seed 0: val dice " in out and "irsc seed 0" not in out
     study = optuna.load_study(study_name="one", storage=f"sqlite:///{tmp_path / 'out' / 'study.db'}")
     assert [t.user_attrs["variant"] for t in study.get_trials()] == ["skip_fusion"]
     assert study.user_attrs["command"] == f"nasseg ablate {path} --max-runs 1"

@@ -255,7 +255,8 @@ def run_ablation(cfg: AblationConfig, *, where: str = "study", command: str = ""
             echo(f"[{ran}/{left}] {v.name} seed {seed}: FAILED ({run.reason})")
             continue
         study.tell(writer.trial, [run.dice])
-        echo(f"[{ran}/{left}] {v.name} seed {seed}: dice {run.dice:.4f} ({run.result.seconds:.1f} s)")
+        echo(f"[{ran}/{left}] {v.name} seed {seed}: val dice {run.dice:.4f} "
+             f"({run.result.seconds:.1f} s; the tables report test)")
     if not ran:
         echo("nothing to run")
     return study
