@@ -2,6 +2,7 @@
 untouched, concurrent creation of a new SQLite file, records checked, the registry."""
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -230,3 +231,21 @@ def test_a_trial_that_must_run_alone_still_must_after_recovery() -> None:
     assert recover_stale(study, grace_s=0.0) == [0]
     retry = study.get_trials()[1]
     assert retry.state == TrialState.WAITING and retry.user_attrs["run_alone"] is True
+
+
+def test_the_trial_table_says_when_a_running_trial_lost_its_process(capsys) -> None:
+    """`pareto --all` between a kill and the next `search`: the trial still reads RUNNING in
+    the storage, but its note says its process is gone and what will happen to it."""
+    import socket
+
+    from nasseg.search.results import trial_table
+
+    study = create_or_open(optuna.storages.InMemoryStorage(), "k", _record())
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    TrialWriter(study.ask()).set(owner={"host": socket.gethostname(), "pid": dead.pid, "start": None})
+    TrialWriter(study.ask()).set(owner={"host": socket.gethostname(), "pid": os.getpid(), "start": None})
+    notes = trial_table(study)["note"].tolist()
+    assert notes[0] == (f"interrupted: its process (pid {dead.pid} on {socket.gethostname()}) died; "
+                        "the next `nasseg search` re-queues it")
+    assert notes[1] == ""  # this process still runs

@@ -36,14 +36,12 @@ from nasseg.ablation.design import (
 )
 from nasseg.errors import ConfigError
 from nasseg.store import StudyRecord, TrialWriter, create_or_open, study_record, trial_record, update_record
-from nasseg.store.claims import claim, live_claim, run_lock
+from nasseg.store.claims import HEARTBEAT_GRACE_S, claim, live_claim, run_lock
 from nasseg.store.storage import now_iso, stale_reason
 from nasseg.versions import provenance, versions
 
 __all__ = ["AblationPlan", "open_study", "plan", "recover_interrupted", "run_ablation"]
 
-GRACE_S = 600.0
-"""Seconds without heartbeat after which a run owned by another host is stale."""
 WAIT_S = 2.0
 """Seconds between looks at the storage while other processes finish their runs."""
 
@@ -168,7 +166,7 @@ def recover_interrupted(study: optuna.Study) -> list[int]:
     """
     marked = []
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        if stale_reason(t, GRACE_S) is None:
+        if stale_reason(t, HEARTBEAT_GRACE_S) is None:
             continue
         try:
             study.tell(t.number, state=optuna.trial.TrialState.FAIL)

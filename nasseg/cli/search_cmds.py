@@ -124,7 +124,7 @@ def _print_front(target: str, name: str | None, console: Console, every: bool = 
         table = confirmed
         cols[cols.index("dice") + 1:cols.index("dice") + 1] = ["test dice [95% CI]", "stays"]
     for c in cols:
-        out.add_column(objs[c].column if c in objs else c,
+        out.add_column(objs[c].column if c in objs else c, overflow="fold" if c == "note" else "ellipsis",
                        justify="right" if c in ("trial", "epochs", *objs) else "left")
     for _, row in table.iterrows():
         out.add_row(*[escape(objs[c].text(row.get(c)) if c in objs else _cell(c, row.get(c))) for c in cols])

@@ -54,9 +54,21 @@ def trial_table(study: optuna.Study) -> pd.DataFrame:
         row.update({"feasible": feasible(t), "arch_id": r.arch_id, "epochs": epochs_trained(t),
                     "stopped_early": bool(r.stopped_early), "reused_from": r.reused_from,
                     "initial_arch": r.initial_arch, "arch": arch_summary(r.arch),
-                    "note": fail_reason(t, retried) or r.constraint_violation or r.stop_reason or ""})
+                    "note": fail_reason(t, retried) or r.constraint_violation or r.stop_reason
+                    or _dead_claim(t)})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _dead_claim(t: FrozenTrial) -> str:
+    """For a RUNNING trial whose process is gone: why, and what will happen to it."""
+    from nasseg.store.claims import HEARTBEAT_GRACE_S
+    from nasseg.store.storage import stale_reason
+
+    if t.state != TrialState.RUNNING:
+        return ""
+    reason = stale_reason(t, HEARTBEAT_GRACE_S)
+    return f"interrupted: {reason}; the next `nasseg search` re-queues it" if reason else ""
 
 
 def front_table(study: optuna.Study) -> pd.DataFrame:

@@ -41,11 +41,8 @@ from nasseg.search.verdict import search_verdict
 from nasseg.search.setup import Prepared, open_study, prepare
 from nasseg.search.sources import TrialSource
 from nasseg.store import TrialWriter, counted, epochs_trained, front, open_existing, recover_stale, retries
-from nasseg.store.claims import claim, run_lock
+from nasseg.store.claims import HEARTBEAT_GRACE_S, claim, run_lock
 from nasseg.store.study import enqueue_retry
-
-GRACE_S = 600.0
-"""Seconds without heartbeat after which a trial owned by another host is stale."""
 
 
 def budget_left(prep: Prepared, study: optuna.Study) -> int | None:
@@ -106,7 +103,7 @@ def worker_loop(prep: Prepared, worker: int = 0, device: str = "cpu", trainer: T
     ran = 0
     while True:
         with run_lock(prep.output_dir):
-            recover_stale(study, GRACE_S)
+            recover_stale(study, HEARTBEAT_GRACE_S)
             left = budget_left(prep, study)
             if (left is not None and left <= 0) or (deadline is not None and time.time() >= deadline) \
                     or exhausted(study):
@@ -169,7 +166,7 @@ def run_search(study_path: str | Path, *, workers: int | None = None, trials: in
     prep = prepare(study_path, workers=workers, trials=trials, command=command, overrides=overrides,
                    trials_per_device=trials_per_device)
     study = open_study(prep, create=True)
-    recover_stale(study, GRACE_S)
+    recover_stale(study, HEARTBEAT_GRACE_S)
     n = prep.cfg.workers
     deadline = time.time() + prep.cfg.budget.time_s if prep.cfg.budget.time_s else None
     devices = prep.cfg.devices

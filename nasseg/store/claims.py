@@ -32,8 +32,11 @@ from optuna.trial import FrozenTrial, TrialState
 
 from nasseg.store.storage import alive, identity, now_iso
 
-__all__ = ["OWNERLESS_GRACE_S", "claim", "live_claim", "run_lock"]
+__all__ = ["HEARTBEAT_GRACE_S", "OWNERLESS_GRACE_S", "claim", "live_claim", "run_lock"]
 
+HEARTBEAT_GRACE_S = 600.0
+"""Seconds without a heartbeat after which a trial owned by a process on another host (whose
+liveness cannot be checked from here) is stale."""
 OWNERLESS_GRACE_S = 20.0
 """Seconds after which a RUNNING trial that never recorded its owner is stale (the asker
 writes it within milliseconds of ``ask()``, under the run lock)."""

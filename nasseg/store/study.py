@@ -25,6 +25,7 @@ from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
 from nasseg.errors import ConfigError
+from nasseg.store.claims import HEARTBEAT_GRACE_S
 from nasseg.store.read import study_record, trial_record
 from nasseg.store.records import StudyRecord
 from nasseg.store.storage import normalise_url, open_storage, stale_reason, storage_path
@@ -151,7 +152,7 @@ def _from_yaml(path: Path, profile: str | None) -> tuple[str, str]:
     return cfg.storage_url(), cfg.name
 
 
-def recover_stale(study: optuna.Study, grace_s: float = 600.0) -> list[int]:
+def recover_stale(study: optuna.Study, grace_s: float = HEARTBEAT_GRACE_S) -> list[int]:
     """Fail every stale RUNNING trial (see :func:`nasseg.store.storage.stale_reason`) and
     enqueue its params again, its copy recording ``retry_of`` and ``retry_reason``.
 
