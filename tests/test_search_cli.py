@@ -79,3 +79,17 @@ def test_two_worker_processes_share_the_storage_and_the_budget(tmp_path: Path) -
     assert len(trained) == len(set(trained)) and len(trained) in (3, 4)
     reused = [t for t in trials if t.user_attrs.get("reused_from") is not None]
     assert len(trials) == len(trained) + len(reused)
+
+
+def test_a_second_search_says_another_process_is_running_the_study(tmp_path, capsys):
+    from nasseg.store import TrialWriter
+    from nasseg.store.claims import claim
+
+    small = arch_yaml(tmp_path, "small", 4)
+    study_yaml = make_study(tmp_path, initial_archs=[small], budget={"trials": 1})
+    assert main(["search", str(study_yaml), "--no-progress"]) == 0
+    claim(TrialWriter(open_result(study_yaml).ask()))  # a live process (this one) works on a trial
+    capsys.readouterr()
+    assert main(["search", str(study_yaml), "--no-progress"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "1 running" in out and "1 trial(s) still running in another process" in out

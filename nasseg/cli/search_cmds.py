@@ -88,6 +88,9 @@ def _search(args: argparse.Namespace) -> int:
     console = make_console()
     states = ", ".join(f"{n} {k}" for k, n in sorted(summary["states"].items()))
     console.print(f"study [bold]{summary['study']}[/]: {states}; storage {escape(summary['storage'])}")
+    if summary["states"].get("running"):
+        console.print(f"[yellow]{summary['states']['running']} trial(s) still running in another process; "
+                      "this one found nothing left to start (the table below is the front so far)[/]")
     if "trained" in summary:
         console.print(f"{summary['trained']} distinct architectures trained; {summary['proposals']} proposals, "
                       f"{summary['reused']} of them answered from an earlier trial's record")
