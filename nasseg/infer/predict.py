@@ -93,12 +93,12 @@ def predict_path(net: Network, inputs: str | Path, out_dir: str | Path, *, batch
             or an image whose channels the network cannot take.
     """
     files = list_inputs(inputs)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     volumes = [f for f in files if _is_nifti(f)]
     if volumes and net.spatial_dims == 2 or len(volumes) < len(files) and net.spatial_dims == 3:
         bad = volumes[0] if net.spatial_dims == 2 else next(f for f in files if not _is_nifti(f))
         raise DataError(f"{bad}: the network is {net.spatial_dims}D; it cannot segment this file")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)  # only once the inputs are known to fit the network
     written: list[Written] = []
     with _bar(progress, len(files), net.name) as advance:
         if net.spatial_dims == 3:
