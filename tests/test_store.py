@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ from optuna.trial import TrialState
 
 from nasseg.cli import main
 from nasseg.errors import ConfigError
-from nasseg.store import (OBJECTIVES, StudyRecord, TrialWriter, create_or_open, fail_reason, feasible, front,
+from nasseg.store import (OBJECTIVES, StudyRecord, TrialWriter, add_trial, create_or_open, fail_reason, feasible, front,
                           hypervolume, locate, objectives_of, retries, split_summary, study_record)
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -215,8 +216,6 @@ def test_format_1_ablation_runs_marked_per_case_split_test_count_as_test_scored(
     assert analyze(plain).scored_split == "val"
     old = make_ablation_study(f"sqlite:///{tmp_path / 'b.db'}")
     marked = create_or_open(f"sqlite:///{tmp_path / 'c.db'}", "skips", StudyRecord.model_validate(old.user_attrs))
-    from nasseg.store import add_trial
-
     for t in old.get_trials():
         add_trial(marked, t.values, **t.user_attrs, per_case_split="test")
     assert analyze(marked).scored_split == "test"
@@ -249,3 +248,21 @@ def test_the_trial_table_says_when_a_running_trial_lost_its_process(capsys) -> N
     assert notes[0] == (f"interrupted: its process (pid {dead.pid} on {socket.gethostname()}) died; "
                         "the next `nasseg search` re-queues it")
     assert notes[1] == ""  # this process still runs
+
+
+def test_a_study_left_with_a_hot_journal_by_a_killed_writer_opens_with_its_committed_trials(tmp_path) -> None:
+    """SIGKILL inside a write transaction (larger than SQLite's page cache) leaves a hot
+    journal that a read-only connection cannot roll back; `pareto` and a resumed `search`
+    reported the study as corrupt (seen once in test_sigkill_during_a_trial_then_resume)."""
+    db = tmp_path / "study.db"
+    study = create_or_open(f"sqlite:///{db}", "hot", _record())
+    for i in range(120):
+        add_trial(study, [0.5], seed=i, arch_id="x" * 2000)
+    code = ("import os, signal, sqlite3; con = sqlite3.connect(%r, isolation_level=None); "
+            "con.execute('PRAGMA cache_size=1'); con.execute('BEGIN IMMEDIATE'); "
+            "con.execute(\"UPDATE trial_user_attributes SET value_json = '\\\"\" + 'y' * 3000 + \"\\\"'\"); "
+            "os.kill(os.getpid(), signal.SIGKILL)" % str(db))
+    assert subprocess.run([sys.executable, "-c", code]).returncode == -signal.SIGKILL
+    assert (tmp_path / "study.db-journal").stat().st_size > 0  # the hot journal
+    trials = locate(db).get_trials(deepcopy=False)
+    assert len(trials) == 120 and {t.user_attrs["arch_id"] for t in trials} == {"x" * 2000}  # as committed

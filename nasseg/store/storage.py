@@ -128,7 +128,11 @@ def _rdb(url: str, path: Path, skip_tables: bool) -> RDBStorage:
 def check_sqlite(path: Path) -> None:
     """Raise :class:`StorageError` unless ``path`` is a SQLite file holding Optuna's tables.
 
-    Reads the file only (SQLite opened read-only); never writes to it.
+    Reads the file only (SQLite opened read-only), with one exception: a process killed
+    inside a write transaction leaves a hot journal (``study.db-journal``), which a
+    read-only connection cannot roll back ("attempt to write a readonly database"). Then
+    the file is opened read-write once, so that SQLite's own crash recovery restores the
+    last committed state; nothing committed changes.
     """
     size = path.stat().st_size
     if size == 0:
@@ -138,13 +142,24 @@ def check_sqlite(path: Path) -> None:
         if fh.read(16) != _SQLITE_MAGIC:
             raise StorageError(f"{path}: not a SQLite database (is it the right file?)")
     try:
-        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60)) as con:
-            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        tables = _tables(path, "ro")
+    except sqlite3.OperationalError as err:
+        if "readonly" not in str(err) or not Path(f"{path}-journal").exists():
+            raise StorageError(f"{path}: a corrupt SQLite database ({err})") from None
+        try:
+            tables = _tables(path, "rw")  # rolls the hot journal back
+        except sqlite3.DatabaseError as err2:
+            raise StorageError(f"{path}: a corrupt SQLite database ({err2})") from None
     except sqlite3.DatabaseError as err:
         raise StorageError(f"{path}: a corrupt SQLite database ({err})") from None
     if not {"studies", "trials", "alembic_version"} <= tables:
         raise StorageError(f"{path}: a SQLite database without Optuna's tables (not a study "
                            "storage); choose another storage file")
+
+
+def _tables(path: Path, mode: str) -> set[str]:
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode={mode}", uri=True, timeout=60)) as con:
+        return {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
 
 
 @contextlib.contextmanager
