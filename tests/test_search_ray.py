@@ -33,3 +33,18 @@ def test_ray_backend_two_workers_then_pareto(tmp_path: Path, capsys) -> None:
     assert main(["pareto", str(study_yaml)]) == 0
     out = capsys.readouterr().out
     assert "tiny: Pareto set" in out and "k 3-3-3" in out
+
+
+def test_a_resumed_ray_search_proposes_new_networks(tmp_path: Path, capsys) -> None:
+    """The Ray searcher seeds its sampler per resume (study seed, stored trials), as Optuna
+    workers do: seeded by the study seed alone, the resumed run re-proposed its first networks."""
+    space = {**TINY_SPACE, "stages": {**TINY_SPACE["stages"], "width": {"choice": [4, 5, 6, 7, 8, 9, 10, 11]},
+                                      "block": {"type": "conv", "kernel_size": {"choice": [3, 5, 7]}}}}
+    study_yaml = make_study(tmp_path, space_dict=space, budget={"trials": 2}, epochs=1)
+    assert main(["search", str(study_yaml), "--backend", "ray", "--workers", "1", "--no-progress"]) == 0
+    assert main(["search", str(study_yaml), "--backend", "ray", "--workers", "1", "--trials", "4",
+                 "--no-progress"]) == 0
+    trials = open_result(study_yaml).trials
+    ids = [t.user_attrs["arch_id"] for t in trials]
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
+    assert len(set(ids)) == 4 and not any(t.user_attrs.get("reused_from") is not None for t in trials), ids
