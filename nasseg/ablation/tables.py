@@ -33,7 +33,7 @@ def metric_of(table: pd.DataFrame) -> str:
 def seed_warning(table: pd.DataFrame) -> str:
     """``""``, or warnings: variants with different seed counts (failed runs are missing),
     and fewer than :data:`MIN_SEEDS` training seeds."""
-    seeds = table.set_index("variant")["n_seeds"].dropna() if "variant" in table else table["n_seeds"].dropna()
+    seeds = table.set_index("variant")["n_seeds"].dropna()
     if seeds.empty:
         return ""
     out = []

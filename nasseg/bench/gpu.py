@@ -110,15 +110,13 @@ def bench_gpu(*, tiny: bool = False, device: str = "cuda", out_dir: Path | None 
     if tiny:
         device = "cpu"
         epochs, trials, per_gpu, workers = 2, 2, per_gpu or (1, 2), 2
-    elif not device.startswith("cuda") or not torch.cuda.is_available():
+    elif not (device.startswith("cuda") and torch.cuda.is_available()):
         raise ConfigError(f"bench gpu: device '{device}' is not an available CUDA device; "
                           "use --tiny for the CPU version")
-    else:
-        resolve_device(device, "bench gpu --device")
+    dev = resolve_device(device, "bench gpu --device")  # and a CUDA index this machine has
     per_gpu = per_gpu or (1, 2, 4, 8)
     out = Path(out_dir) if out_dir is not None else REPO / ("runs/bench_gpu_tiny" if tiny else "reports/bench/gpu")
     out.mkdir(parents=True, exist_ok=True)
-    dev = torch.device(device)
     common = {"tiny": tiny, "device": _device_name(dev), "versions": versions()}
     threads = torch.get_num_threads()
     if tiny:
@@ -126,20 +124,22 @@ def bench_gpu(*, tiny: bool = False, device: str = "cuda", out_dir: Path | None 
     reports: dict[str, Any] = {}
     if "bf16_fraction" in parts and "train_throughput" not in parts:
         old = out / "train_throughput.json"
-        if not old.is_file() or "error" in json.loads(old.read_text()):
+        earlier = json.loads(old.read_text()) if old.is_file() else {"error": "none"}
+        if "error" in earlier:
             raise ConfigError(f"bench gpu: --parts bf16_fraction needs part 1's images/s: run train_throughput "
                               f"too, or keep a successful {old} from an earlier run")
-        reports["train_throughput"] = json.loads(old.read_text())
+        reports["train_throughput"] = earlier
+
     def write(part: str, report: dict[str, Any], t0: float) -> None:
         reports[part] = {"part": part, **common, **report, "seconds": time.perf_counter() - t0}
         (out / f"{part}.json").write_text(json.dumps(reports[part], indent=1) + "\n")
         (out / "summary.md").write_text(summary_markdown(reports))
 
     size = 32 if tiny else 256
-    busi = _data_folder(False, data, None) if "train_throughput" in parts and not tiny else None  # checked now
+    busi = _busi_folder(data) if "train_throughput" in parts and not tiny else None  # checked now
     try:
         with tempfile.TemporaryDirectory(prefix="nasseg-bench-gpu-") as tmp:
-            run = {"train_throughput": lambda: train_throughput(busi or _data_folder(True, data, Path(tmp)), size,
+            run = {"train_throughput": lambda: train_throughput(busi or _tiny_cases(Path(tmp)), size,
                                                                 dev, epochs, batch_size, workers),
                    "trials_per_gpu": lambda: trials_per_gpu(dev, trials, per_gpu, Path(tmp), tiny,
                                                             save=lambda partial: write("trials_per_gpu", partial, t0)),
@@ -169,23 +169,26 @@ def _device_name(dev: torch.device) -> str:
     return torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
 
 
-def _data_folder(tiny: bool, data: str | Path | None, tmp: Path | None) -> Path:
-    """The folder of PNG cases part 1 reads."""
-    if tiny:
-        from PIL import Image
+def _tiny_cases(tmp: Path) -> Path:
+    """``--tiny``'s part 1 data: 16 synthetic 32x32 cases written as PNG files under ``tmp``."""
+    from PIL import Image
 
-        from nasseg.data import load_dataset, resolve_data
+    from nasseg.data import load_dataset, resolve_data
 
-        ds = load_dataset(resolve_data("synthetic", n_cases=16, size=32))
-        folder = tmp / "tiny_cases"
-        (folder / "images").mkdir(parents=True)
-        (folder / "masks").mkdir()
-        for i, cid in enumerate(ds.case_ids):
-            x = ds.images[i, 0].numpy()
-            x = (255 * (x - x.min()) / max(float(np.ptp(x)), 1e-6)).astype(np.uint8)
-            Image.fromarray(x).save(folder / "images" / f"{cid}.png")
-            Image.fromarray((ds.labels[i].numpy() > 0).astype(np.uint8) * 255).save(folder / "masks" / f"{cid}.png")
-        return folder
+    ds = load_dataset(resolve_data("synthetic", n_cases=16, size=32))
+    folder = tmp / "tiny_cases"
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    for i, cid in enumerate(ds.case_ids):
+        x = ds.images[i, 0].numpy()
+        x = (255 * (x - x.min()) / max(float(np.ptp(x)), 1e-6)).astype(np.uint8)
+        Image.fromarray(x).save(folder / "images" / f"{cid}.png")
+        Image.fromarray((ds.labels[i].numpy() > 0).astype(np.uint8) * 255).save(folder / "masks" / f"{cid}.png")
+    return folder
+
+
+def _busi_folder(data: str | Path | None) -> Path:
+    """Part 1's busi_256 folder (``--data``, or ``../shared/data/busi_256`` beside the repository)."""
     folder = Path(data) if data else REPO.parent / "shared" / "data" / "busi_256"
     if not (folder / "images").is_dir():
         raise ConfigError(f"bench gpu: {folder}: no images/ folder; pass --data PATH_TO/busi_256")
@@ -269,10 +272,11 @@ def trials_per_gpu(dev: torch.device, trials: int, per_gpu: tuple[int, ...], tmp
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     base = yaml.safe_load((REPO / "studies" / "quickstart.yaml").read_text())
     space = load_space(REPO / base["space"])
-    archs = []
-    for i, a in zip(range(trials), iter_archs(space, seed=0, in_channels=1, out_channels=1)):
-        archs.append(tmp / f"tpg_arch_{i}.yaml")
-        archs[-1].write_text(yaml.safe_dump(a["arch"].model_dump(mode="json")))
+    networks = [a["arch"].model_dump(mode="json")
+                for _, a in zip(range(trials), iter_archs(space, seed=0, in_channels=1, out_channels=1))]
+    archs = [tmp / f"tpg_arch_{i}.yaml" for i in range(len(networks))]
+    for path, net in zip(archs, networks):
+        path.write_text(yaml.safe_dump(net))
     rows = []
     for n in per_gpu:
         study = {**base, "name": f"bench_tpg_{n}", "device": str(dev), "trials_per_device": n,
@@ -310,7 +314,7 @@ def trials_per_gpu(dev: torch.device, trials: int, per_gpu: tuple[int, ...], tmp
                           "in every setting (cold cost cache, fresh storage; N = 1 in this process, N > 1 in "
                           "spawned workers)",
                   "study": "studies/quickstart.yaml", "trials": trials, "epochs": study["epochs"],
-                  "networks": [yaml.safe_load(a.read_text()) for a in archs], "rows": rows}
+                  "networks": networks, "rows": rows}
         save(report)
     return report
 

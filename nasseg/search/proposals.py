@@ -26,7 +26,7 @@ import hashlib
 
 from optuna.trial import FrozenTrial, TrialState
 
-from nasseg.store import counted, retries, trial_record
+from nasseg.store.read import counted, field, retries
 
 __all__ = ["budget_used", "distinct_counts", "max_proposals", "used_up", "worker_seed"]
 
@@ -44,7 +44,7 @@ def worker_seed(study_seed: int, worker: int, stored_trials: int) -> int:
 
 
 def _reused(t: FrozenTrial) -> bool:
-    return trial_record(t).reused_from is not None
+    return field(t, "reused_from") is not None
 
 
 def budget_used(trials: list[FrozenTrial]) -> tuple[int, int]:
@@ -58,7 +58,7 @@ def budget_used(trials: list[FrozenTrial]) -> tuple[int, int]:
     network short of its budget (seen with 2 workers on PostgreSQL: 3 of 4)."""
     retried = retries(trials)
     mine = [t for t in trials if counted(t, retried)]
-    ids = [trial_record(t).arch_id for t in mine]
+    ids = [field(t, "arch_id") for t in mine]
     return len(set(ids) - {None}) + ids.count(None), len(mine)
 
 
@@ -81,6 +81,6 @@ def distinct_counts(trials: list[FrozenTrial]) -> dict[str, int]:
     earlier trial's record, and the distinct architectures actually trained."""
     retried = retries(trials)
     mine = [t for t in trials if counted(t, retried)]
-    records = [trial_record(t) for t in mine if t.state == TrialState.COMPLETE]
-    trained = {r.arch_id for r in records if r.trained is not False and r.reused_from is None} - {None}
+    trained = {field(t, "arch_id") for t in mine if t.state == TrialState.COMPLETE
+               and field(t, "trained") is not False and not _reused(t)} - {None}
     return {"proposals": len(mine), "reused": sum(_reused(t) for t in mine), "trained": len(trained)}

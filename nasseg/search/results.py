@@ -22,6 +22,8 @@ from optuna.trial import FrozenTrial, TrialState
 from nasseg.errors import ConfigError
 from nasseg.store import (arch_summary, epochs_trained, fail_reason, feasible, front, hypervolume,
                           hypervolume_on_test, locate, objectives_of, retries, study_record, trial_record)
+from nasseg.store.claims import HEARTBEAT_GRACE_S
+from nasseg.store.storage import stale_reason
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +64,6 @@ def trial_table(study: optuna.Study) -> pd.DataFrame:
 
 def _dead_claim(t: FrozenTrial) -> str:
     """For a RUNNING trial whose process is gone: why, and what will happen to it."""
-    from nasseg.store.claims import HEARTBEAT_GRACE_S
-    from nasseg.store.storage import stale_reason
-
     if t.state != TrialState.RUNNING:
         return ""
     reason = stale_reason(t, HEARTBEAT_GRACE_S)

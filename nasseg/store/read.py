@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from nasseg.store import objectives as registry
 from nasseg.store.objectives import Objective
 from nasseg.store.pareto import normalised_hypervolume, pareto_indices
-from nasseg.store.records import READABLE, StoreFormatError, StudyRecord, TrialRecord
+from nasseg.store.records import READABLE, TRIAL_FIELDS, StoreFormatError, StudyRecord, TrialRecord
 
 __all__ = ["arch_summary", "constraints", "counted", "epochs_trained", "fail_reason", "feasible",
            "front", "hypervolume", "objectives_of", "requeued", "retries", "split_summary",
@@ -62,6 +62,18 @@ def trial_record(t: FrozenTrial) -> TrialRecord:
     except ValidationError as err:
         raise StoreFormatError(f"trial {t.number}: its stored attributes do not match the nasseg "
                                f"format: {_first(err)}") from None
+
+
+def field(t: Any, name: str) -> Any:
+    """One record field of a trial (running or frozen), ``None`` when unset: what a hot path
+    reads instead of validating the whole :func:`trial_record`.
+
+    Raises:
+        KeyError: ``name`` is no :class:`TrialRecord` field.
+    """
+    if name not in TRIAL_FIELDS:
+        raise KeyError(f"'{name}' is not a TrialRecord field")
+    return t.user_attrs.get(name)
 
 
 def _first(err: ValidationError) -> str:

@@ -22,6 +22,7 @@ import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
+from nasseg.store.read import field
 from nasseg.store.records import TRIAL_FIELDS, json_safe
 
 __all__ = ["TrialWriter", "add_trial"]
@@ -50,9 +51,7 @@ class TrialWriter:
 
     def get(self, key: str) -> Any:
         """A stored record field, ``None`` when unset (``KeyError`` for a name that is no field)."""
-        if key not in TRIAL_FIELDS:
-            raise KeyError(f"'{key}' is not a TrialRecord field")
-        return self.trial.user_attrs.get(key)
+        return field(self.trial, key)
 
     def constrain(self, values: dict[str, float]) -> None:
         """Store constraint values (``value - limit`` per limit; feasible when all <= 0)."""
