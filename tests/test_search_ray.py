@@ -48,3 +48,29 @@ def test_a_resumed_ray_search_proposes_new_networks(tmp_path: Path, capsys) -> N
     ids = [t.user_attrs["arch_id"] for t in trials]
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
     assert len(set(ids)) == 4 and not any(t.user_attrs.get("reused_from") is not None for t in trials), ids
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random"])
+def test_ray_backend_other_samplers_then_pareto(tmp_path: Path, sampler: str, capsys) -> None:
+    """Every sampler nasseg offers runs under Ray with 2 workers (nsga2 is the test above):
+    Tune pickles the searcher, and optuna 5.1's NSGA-II sampler holds a thread lock."""
+    study_yaml = make_study(tmp_path, budget={"trials": 3}, sampler=sampler, epochs=1)
+    assert main(["search", str(study_yaml), "--backend", "ray", "--workers", "2", "--no-progress"]) == 0
+    assert [t.state for t in open_result(study_yaml).trials] == [TrialState.COMPLETE] * 3
+    capsys.readouterr()
+    assert main(["pareto", str(study_yaml)]) == 0
+    assert "tiny: Pareto set" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("sampler", ["nsga2", "nsga3", "tpe", "gp", "random", "grid"])
+def test_the_ray_searcher_pickles_and_reopens_its_study(tmp_path: Path, sampler: str) -> None:
+    import pickle
+
+    from nasseg.search.ray_backend import NassegSearcher
+    from nasseg.search.setup import open_study, prepare
+
+    prep = prepare(make_study(tmp_path, sampler=sampler))
+    searcher = NassegSearcher(prep, open_study(prep, create=True), metric=["dice"], mode=["max"])
+    back = pickle.loads(pickle.dumps(searcher))
+    assert back.study.study_name == searcher.study.study_name
+    assert type(back.study.sampler) is type(searcher.study.sampler)

@@ -44,15 +44,33 @@ def test_shipped_spaces_exist_and_load() -> None:
 def test_every_sample_is_named_in_param_leaves_and_mostly_valid(path: Path) -> None:
     space = load_space(path)
     leaves = space.param_leaves()
-    valid = 0
-    for trial, arch in _sample_many(space, 30):
+    for trial, arch in _sample_many(space, 60):
         assert set(trial.params) <= set(leaves)
-        try:
-            ArchConfig.model_validate(arch)
-            valid += 1
-        except Exception as err:  # only the documented invalid combination may occur
-            assert "decoder_depth" in str(err)
-    assert valid >= 20
+        ArchConfig.model_validate(arch)  # a space cannot express an invalid network
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_decoder_depth_zero_only_with_a_fusing_skip(tied: bool) -> None:
+    """decoder_depth 0 (no decoder block) is valid only after a skip that fuses to the stage
+    width; a concat stage samples decoder_depth without 0, under its own parameter name."""
+    space = parse_space(_space(decoder_depth={"int": [0, 2], "per_stage": not tied},
+                               skip={"type": {"choice": ["concat", "skip_fusion", "irsc"], "per_stage": True}}),
+                        "t.yaml")
+    seen = set()
+    for trial, arch in _sample_many(space, 80):
+        cfg = ArchConfig.model_validate(arch)
+        for st in cfg.stages[:-1]:
+            seen.add((st.skip.type, st.decoder_depth))
+            assert st.decoder_depth > 0 or st.skip.type != "concat"
+        assert set(trial.params) <= set(space.param_leaves())
+    assert ("concat", 1) in seen and ("concat", 2) in seen and ("irsc", 0) in seen
+    assert any(k.endswith("decoder_depth.unfused") for k in space.param_leaves())
+
+
+def test_a_space_that_only_allows_decoder_depth_zero_with_concat_is_refused() -> None:
+    with pytest.raises(ConfigError, match="decoder_depth: only 0"):
+        parse_space(_space(decoder_depth=0, skip={"type": {"choice": ["concat", "irsc"]}}), "t.yaml")
+    parse_space(_space(decoder_depth=0, skip={"type": "irsc"}), "t.yaml")  # fine: irsc fuses
 
 
 def test_typo_in_block_param_names_file_path_and_suggestion(tmp_path: Path) -> None:

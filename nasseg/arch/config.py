@@ -26,7 +26,7 @@ from nasseg.blocks import BLOCKS, KernelSize
 from nasseg.configio import Strict
 from nasseg.errors import ConfigError
 from nasseg.layers import ACTS, NORMS
-from nasseg.skips import ATTENTIONS, SKIPS, UpMode
+from nasseg.skips import ATTENTIONS, SKIPS, UpMode, fuses
 
 
 def _tagged(registry) -> Any:
@@ -113,10 +113,11 @@ class ArchConfig(Strict):
             if i == 0 and (stage.down or stage.up):
                 raise ValueError(f"stages.0.{'down' if stage.down else 'up'}: the first stage is neither "
                                  "entered by downsampling nor upsampled; set it on a deeper stage")
-            if not last and stage.decoder_depth == 0 and stage.skip.type == "concat":
+            if not last and stage.decoder_depth == 0 and not fuses(stage.skip.type):
+                ok = [t for t in SKIPS.names() if fuses(t)]
                 raise ValueError(
                     f"stages.{i}.decoder_depth: 0 needs a skip that fuses to the stage width "
-                    "(skip_fusion or irsc), not 'concat'"
+                    f"({' or '.join(ok)}), not '{stage.skip.type}'"
                 )
         if self.stem is not None and isinstance(self.stem.kernel_size, tuple) \
                 and len(self.stem.kernel_size) != self.spatial_dims:

@@ -100,6 +100,28 @@ class Dist:
         n = int(round((self.high - self.low) / self.step))
         return [self.low + i * self.step for i in range(n + 1)]
 
+    def excluding(self, value: Any) -> Leaf | None:
+        """This leaf without ``value`` (a conditional restriction): a narrower range or
+        choice, a :class:`Fixed` when one value is left, ``None`` when none is."""
+        if not self.contains(value):
+            return self
+        if self.kind == "choice":
+            rest = tuple(c for c in self.choices if c != value)
+        elif self.kind == "int" and value in (self.low, self.high) and self.low != self.high:
+            low, high = (self.low + (self.step or 1), self.high) if value == self.low else (
+                self.low, self.high - (self.step or 1))
+            if low == high:
+                return Fixed(int(low), self.per_stage)
+            return Dist("int", low=low, high=high, step=self.step, log=self.log, per_stage=self.per_stage)
+        elif self.kind == "int" and self.low == self.high:
+            return None
+        else:
+            raise ConfigError(f"cannot exclude {value!r} from the inside of {self.describe()}")
+        if not rest:
+            return None
+        return Fixed(rest[0], self.per_stage) if len(rest) == 1 else Dist(
+            "choice", choices=rest, per_stage=self.per_stage)
+
     def describe(self) -> str:
         if self.kind == "choice":
             return f"one of {list(self.choices)}"

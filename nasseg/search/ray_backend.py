@@ -75,6 +75,22 @@ class NassegSearcher(Searcher):
         self.running: dict[str, TrialWriter] = {}
         self.recorded: dict[str, Any] = {}  # the last report's training_iteration, per Tune trial
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Tune pickles the searcher with the experiment (``Tuner.__init__``); the study is
+        not picklable (NSGA-II/III samplers hold a thread lock) and lives in the storage
+        anyway, so a pickled searcher carries no study and no running trials: a restored
+        one re-opens the study (:meth:`__setstate__`), as a resumed ``nasseg search`` does."""
+        state = dict(self.__dict__)
+        state.update(study=None, running={}, recorded={})
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if self.study is None:
+            self.study = open_study(self.prep, create=False)
+            self.study.sampler = make_sampler(self.prep.cfg, self.prep.space, seed=worker_seed(
+                self.prep.cfg.seed, 0, len(self.study.get_trials(deepcopy=False))))
+
     def suggest(self, trial_id: str) -> dict | str | None:
         from nasseg.search.runner import budget_left
 

@@ -49,7 +49,7 @@ from nasseg.configio import validate
 from nasseg.errors import ConfigError
 from nasseg.search.dists import Dist, Fixed, Leaf
 from nasseg.search.sources import ArchSource, FixedSource, Source
-from nasseg.skips import ATTENTIONS, SKIPS
+from nasseg.skips import ATTENTIONS, SKIPS, fuses
 from nasseg.store.objectives import limit_fields
 
 _DECODER_SIDE = ("decoder_depth", "skip", "skip_attention")
@@ -182,10 +182,14 @@ class SearchSpace:
                 s["width"] = w
         else:
             _assign(src, stages, "width", st.width, range(n))
-        for key, leaf in st.fields.items():
-            _assign(src, stages, key, leaf, range(n - 1) if key in _DECODER_SIDE else range(n))
         for kind, comp in st.components.items():
             _component(src, stages, comp, range(n - 1) if kind in _DECODER_SIDE else range(n))
+        for key, leaf in st.fields.items():
+            idx = range(n - 1) if key in _DECODER_SIDE else range(n)
+            if key == "decoder_depth":
+                _decoder_depth(src, stages, leaf, idx)
+            else:
+                _assign(src, stages, key, leaf, idx)
         arch["stages"] = stages
         return arch
 
@@ -245,6 +249,8 @@ class SearchSpace:
             staged("width", st.width, False)
         for key, leaf in st.fields.items():
             staged(key, leaf, key in _DECODER_SIDE)
+            if key == "decoder_depth" and isinstance(unfused := _unfused(leaf), Dist):
+                staged(f"{key}.{_UNFUSED}", unfused, True)
         for kind, comp in st.components.items():
             dec = kind in _DECODER_SIDE
             staged(f"{kind}.type", comp.type, dec)
@@ -289,6 +295,31 @@ def _assign(src: Source, stages: list[dict], key: str, leaf: Leaf, idx: Iterable
         for p in parents:
             node = node[p]
         node[last] = v
+
+
+_UNFUSED = "unfused"
+
+
+def _unfused(leaf: Leaf) -> Leaf | None:
+    """``decoder_depth``'s leaf for a stage whose skip does not fuse (concat): without 0."""
+    return leaf.excluding(0) if isinstance(leaf, Dist) else leaf
+
+
+def _decoder_depth(src: Source, stages: list[dict], leaf: Leaf, idx: Iterable[int]) -> None:
+    """Conditional ``decoder_depth``: 0 (no decoder block) only where the stage's skip fuses
+    to the stage width (:func:`nasseg.skips.fuses`), so a space cannot express the invalid
+    concat + 0. Stages with a non-fusing skip take the leaf without 0, under its own
+    parameter name (``stages.decoder_depth.unfused``): Optuna keeps one distribution per
+    name. (A space whose decoder_depth is fixed at 0 with a concat choice is refused when
+    it is parsed.)"""
+    fusing = [i for i in idx if fuses(stages[i].get("skip", {}).get("type", "concat"))]
+    rest = [i for i in idx if i not in fusing]
+    _assign(src, stages, "decoder_depth", leaf, fusing)
+    unfused = _unfused(leaf)
+    if unfused is None:
+        unfused = leaf  # only 0 is left: the network is invalid (refused at parse time)
+    _assign(src, stages, "decoder_depth", unfused, rest,
+            name_key="decoder_depth" if unfused is leaf else f"decoder_depth.{_UNFUSED}")
 
 
 def _component(src: Source, stages: list[dict], comp: Component, idx: Iterable[int]) -> None:

@@ -24,6 +24,7 @@ from nasseg.configio import read_yaml, validate
 from nasseg.errors import ConfigError, did_you_mean
 from nasseg.search.dists import Dist, Fixed, Leaf, is_spec, parse_leaf
 from nasseg.search.schema import check_leaf, type_names, unknown_key
+from nasseg.skips import SKIPS, fuses
 from nasseg.search.space import (_COMPONENTS, Component, Constraints, Geometric, SearchSpace,
                                  StageSpace)
 
@@ -132,6 +133,14 @@ def _parse_stages(raw: Any) -> StageSpace:
             fields[key] = parse_leaf(raw[key], f"stages.{key}", allow_per_stage=True)
             check_leaf(StageConfig.model_fields[key], fields[key], f"stages.{key}")
     comps = {kind: _parse_component(kind, raw[kind]) for kind in _COMPONENTS if kind in raw}
+    dd = fields.get("decoder_depth")
+    skip_types = type_names(comps["skip"].type, SKIPS, "stages.skip.type") if "skip" in comps else ["concat"]
+    unfused = [t for t in skip_types if not fuses(t)]
+    if dd is not None and unfused and (isinstance(dd, Fixed) and dd.value == 0 or
+                                       isinstance(dd, Dist) and dd.excluding(0) is None):
+        raise ConfigError(f"stages.decoder_depth: only 0 (no decoder block), which needs a skip that "
+                          f"fuses to the stage width, but stages.skip.type can be {', '.join(unfused)}; "
+                          "allow decoder_depth 1 or drop those skips")
     return StageSpace(n=n, width=_parse_width(raw["width"]), fields=fields, components=comps)
 
 

@@ -12,7 +12,14 @@ SKIPS.register(ConcatSkip)
 SKIPS.register(SkipFusion)
 SKIPS.register(IRSC)
 
+
+
+def fuses(skip_type: str) -> bool:
+    """Whether skip ``skip_type`` merges to the stage width (``decoder_depth: 0`` allowed)."""
+    return SKIPS.get(skip_type).fuses
+
+
 ATTENTIONS = Registry("skip attention")
 ATTENTIONS.register(CSAB)
 
-__all__ = ["ATTENTIONS", "SKIPS", "Skip", "UpMode", "make_up"]
+__all__ = ["ATTENTIONS", "SKIPS", "Skip", "UpMode", "fuses", "make_up"]

@@ -39,4 +39,7 @@ class Skip(nn.Module):
     """Base class of registered skips; subclasses set ``Params`` and ``out_channels``."""
 
     Params: ClassVar[type[Params]]
+    fuses: ClassVar[bool] = True
+    """Whether the merged feature has the stage's width (a stage may then have no decoder
+    block: ``decoder_depth: 0``); concat doubles it and needs a decoder block to fuse."""
     out_channels: int

@@ -24,6 +24,7 @@ class ConcatParams(Params):
 
 class ConcatSkip(Skip):
     Params = ConcatParams
+    fuses = False
 
     def __init__(self, *, spatial_dims: int, skip_channels: int, deep_channels: int,
                  params: ConcatParams, up: str = "interp_conv", norm: str = "batch",
