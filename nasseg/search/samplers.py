@@ -15,6 +15,7 @@ from __future__ import annotations
 import optuna
 
 from nasseg.search.space import SearchSpace
+from nasseg.search.strategies import LocalSearchSampler, MOREASampler, PredictorSampler
 from nasseg.search.study import StudyConfig
 
 
@@ -49,4 +50,11 @@ def make_sampler(cfg: StudyConfig, space: SearchSpace, seed: int | None = None) 
         return optuna.samplers.GPSampler(seed=seed, **startup)
     if s.name == "grid":
         return GridSearch(space.grid(), seed=seed)
+    if s.name == "local":
+        return LocalSearchSampler(seed=seed)
+    if s.name == "morea":
+        size = s.population_size or 20
+        return MOREASampler(population_size=size, sample_size=max(1, min(5, size // 4)), seed=seed)
+    if s.name == "predictor":
+        return PredictorSampler(seed=seed, **startup)
     return optuna.samplers.RandomSampler(seed=seed)
