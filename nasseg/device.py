@@ -54,3 +54,15 @@ def bf16_supported(device: Any) -> bool:
 
     with torch.cuda.device(device):
         return torch.cuda.is_bf16_supported()
+
+
+def deterministic_run(device_type: str) -> bool:
+    """Whether a run on ``device_type`` switches torch's deterministic algorithms on: on
+    the CPU (they cost nothing there), not on CUDA (cuDNN's autotuner picks the fastest
+    kernels, which may differ from run to run).
+
+    Example:
+        >>> deterministic_run("cpu"), deterministic_run("cuda")
+        (True, False)
+    """
+    return device_type == "cpu"

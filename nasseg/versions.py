@@ -20,6 +20,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from nasseg.device import deterministic_run
+
 _PACKAGES = ("optuna", "numpy", "scipy", "pandas", "plotly", "pydantic", "ray")
 
 
@@ -100,7 +102,7 @@ def _folder_hash(root: str) -> str:
 def deterministic_flags(device: str | None = None) -> dict[str, Any]:
     """torch's determinism settings as they are now or, with ``device`` (``cpu``,
     ``cuda[:N]``, ``auto``), as each training run on that device will set them (a study
-    records this before its runs start; see :class:`nasseg.train.setup.Runtime`).
+    records this before its runs start; see :func:`nasseg.device.deterministic_run`).
 
     Example:
         >>> deterministic_flags("cpu")["deterministic_algorithms"]
@@ -114,8 +116,6 @@ def deterministic_flags(device: str | None = None) -> dict[str, Any]:
                              "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
     if device is None:
         return flags
-    from nasseg.train.setup import deterministic_run
-
     kind = "cuda" if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()) else "cpu"
     flags["deterministic_algorithms"] = flags["deterministic_algorithms"] or deterministic_run(kind)
     if kind == "cuda":

@@ -21,7 +21,7 @@ from optuna.trial import TrialState
 
 from nasseg.ablation.runner import recover_interrupted
 from nasseg.report.testing import new_study
-from nasseg.store import claims, recover_stale
+from nasseg.store import recover_stale, storage
 from nasseg.store.storage import identity
 
 STUDY = {
@@ -72,7 +72,7 @@ def test_trial_orphaned_between_ask_and_owner_write_is_recovered_quickly(tmp_pat
     (orphan,) = study.get_trials(deepcopy=False)
     assert orphan.state == TrialState.RUNNING and "owner" not in orphan.user_attrs
     assert recover_stale(study) == []  # a fresh ask: its asker may be writing its owner right now
-    monkeypatch.setattr(claims, "OWNERLESS_GRACE_S", 0.5)
+    monkeypatch.setattr(storage, "OWNERLESS_GRACE_S", 0.5)
     time.sleep(1.0)
     assert recover_stale(study) == [orphan.number]  # not after the 600 s heartbeat grace
     trials = study.get_trials(deepcopy=False)

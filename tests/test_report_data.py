@@ -12,12 +12,12 @@ from optuna.trial import TrialState
 
 from nasseg.arch import load_arch
 from nasseg.errors import NassegError
-from nasseg.report.data import (arch_summary, header_info, hypervolume, hypervolume_history_info,
-                                importance_info, learning_curves_info, normalized_losses, objectives_of,
+from nasseg.report.data import (arch_summary, header_info, hypervolume_history_info,
+                                importance_info, learning_curves_info, objectives_of,
                                 parallel_info, pareto_info, pareto_table_info)
 from nasseg.report.source import open_study
 from nasseg.report.testing import add_trial, new_study
-from nasseg.store.pareto import pareto_indices
+from nasseg.store.pareto import normalise, normalised_hypervolume, pareto_indices
 
 
 def pareto_mask(values, maximize):
@@ -86,17 +86,14 @@ def test_pareto_info_of_stored_trials(search):
 
 
 def test_normalised_hypervolume_by_hand():
-    objs = objectives_of_pairs([("dice", "maximize"), ("macs", "minimize")])
-    # dice 0.8 -> (0.8 - 1) / (0 - 1) = 0.2; macs 1e9 of a 2e9 bound -> 0.5
-    losses = normalized_losses(np.array([[0.8, 1e9], [0.5, 0.4e9]]), objs, {"dice": 0.0, "macs": 2e9})
-    np.testing.assert_allclose(losses, [[0.2, 0.5], [0.5, 0.2]])
-    # union of [0.2,1]x[0.5,1] and [0.5,1]x[0.2,1]: 0.4 + 0.4 - 0.25
-    assert hypervolume(losses) == pytest.approx(0.55, abs=1e-12)
-    assert hypervolume(np.array([[1.2, 0.1]])) == 0.0  # beyond the reference: no volume
-    with pytest.raises(NassegError, match="reference_point has no bound for objective 'macs'"):
-        normalized_losses(np.array([[0.8, 1e9]]), objs, {"dice": 0.0})
-    with pytest.raises(NassegError, match=r"reference_point\['dice'\] = 1.5 is not worse than the ideal 1.0"):
-        normalized_losses(np.array([[0.8, 1e9]]), objs, {"dice": 1.5, "macs": 1.0})
+    """The report's hypervolume is the store's one function (nasseg.store.pareto)."""
+    names, dirs = ["dice", "macs"], ["maximize", "minimize"]
+    ref, ideal = {"dice": 0.0, "macs": 2e9}, {"dice": 1.0, "macs": 0.0}
+    # dice 0.8 is 0.8 of the way from the reference to the ideal; macs 1e9 of a 2e9 bound: 0.5
+    assert normalise([0.8, 1e9], names, dirs, ref, ideal) == pytest.approx([0.8, 0.5])
+    # union of [0,0.8]x[0,0.5] and [0,0.5]x[0,0.8]: 0.4 + 0.4 - 0.25
+    assert normalised_hypervolume([[0.8, 1e9], [0.5, 0.4e9]], names, dirs, ref, ideal) == pytest.approx(0.55)
+    assert normalised_hypervolume([[-0.2, 0.1e9]], names, dirs, ref, ideal) == 0.0  # beyond the reference
 
 
 def objectives_of_pairs(pairs):
@@ -112,7 +109,10 @@ def test_hypervolume_history_is_cumulative_against_the_fixed_reference(search):
     trials = search.get_trials(states=(TrialState.COMPLETE,))
     assert hv["trial"].tolist() == [t.number for t in trials]
     assert np.all(np.diff(hv["hypervolume"]) >= -1e-12)
-    losses = normalized_losses(np.array([t.values for t in trials]), objectives_of(search), REFERENCE)
+    objs = objectives_of(search)
+    ideal = {o.name: o.ideal for o in objs}
+    losses = 1 - np.array([normalise(t.values, [o.name for o in objs], [o.direction for o in objs], REFERENCE, ideal)
+                           for t in trials])
     # brute force on a grid would be slow; check the last value by inclusion-exclusion of boxes
     assert hv["hypervolume"].iloc[-1] == pytest.approx(_inclusion_exclusion(losses), abs=1e-9)
 

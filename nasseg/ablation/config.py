@@ -24,16 +24,17 @@ variant and every training seed is evaluated on the same held-out cases.
 """
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-import yaml
 from pydantic import Field, field_validator, model_validator
 
 from nasseg.configio import Strict, validate
-from nasseg.errors import ConfigError, did_you_mean
+from nasseg.data.config import DataConfig, canonical_section, data_section
+from nasseg.errors import did_you_mean
+from nasseg.store.studyfile import StudyBase, deep_merge, read_study_file
+from nasseg.train.config import TrainConfig
 
 __all__ = ["AblationConfig", "BootstrapConfig", "FactorConfig", "StatsConfig", "level_label",
            "load_ablation", "deep_merge"]
@@ -176,12 +177,14 @@ class StatsConfig(Strict):
     bootstrap: BootstrapConfig = Field(default_factory=BootstrapConfig)
 
 
-class AblationConfig(Strict):
+class AblationConfig(StudyBase):
     """A whole ablation study (the YAML file, with a profile applied).
 
+    ``name``, ``description``, ``train``, ``storage`` and ``output_dir`` (``out_dir`` in
+    older files) are the :class:`~nasseg.store.studyfile.StudyBase`'s: the output folder
+    defaults to ``runs/<name>``, the storage to ``sqlite:///<output folder>/study.db``.
+
     Attributes:
-        name: study name in the Optuna storage (letters, digits, ``_ - .``).
-        description: free text shown in the report.
         base: preset name or ArchConfig YAML path; optional when a factor has path ``base``.
         design: ``one_at_a_time`` (baseline + each factor's other levels alone) or
             ``full_factorial`` (every combination).
@@ -191,23 +194,17 @@ class AblationConfig(Strict):
         train: a ``nasseg.train.TrainConfig`` mapping; its ``seed`` is set per run.
         input_shape: ``[B, C, *spatial]`` for params/MACs; default from the data size.
         stats: comparison settings.
-        storage: Optuna storage URL; default ``sqlite:///<out_dir>/study.db``.
-        out_dir: where the storage, run folders and tables go; default ``runs/<name>``.
         profiles: named partial overrides (e.g. ``cpu``), deep-merged over the file.
     """
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
-    description: str = ""
+    KIND: ClassVar[str] = "ablation"
     base: str | None = None
     design: Literal["one_at_a_time", "full_factorial"] = "one_at_a_time"
     factors: dict[str, FactorConfig] = Field(min_length=1)
     seeds: int | list[int] = 5
-    data: dict[str, Any]
-    train: dict[str, Any] = Field(default_factory=dict)
+    data: str | dict[str, Any]
     input_shape: list[int] | None = None
     stats: StatsConfig = Field(default_factory=StatsConfig)
-    storage: str | None = None
-    out_dir: str | None = None
     profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @field_validator("seeds")
@@ -236,53 +233,26 @@ class AblationConfig(Strict):
                                  "rename the factor")
         return self
 
-    def train_config(self, where: str = "study", seed: int = 0) -> Any:
+    def train_config(self, where: str = "study", seed: int = 0) -> TrainConfig:
         """The typed :class:`~nasseg.train.TrainConfig` of ``train`` for one ``seed``.
 
         Raises:
             ConfigError: naming ``where``, ``train`` and the field.
         """
-        from nasseg.train.config import TrainConfig
-
         return TrainConfig.build({**self.train, "seed": seed}, where=f"{where}: train")
 
-    def data_config(self, where: str = "study") -> Any:
-        """The typed :class:`~nasseg.data.DataConfig` of ``data``.
+    def data_config(self, where: str = "study") -> DataConfig:
+        """The typed :class:`~nasseg.data.DataConfig` of ``data`` (the one data schema,
+        :func:`nasseg.data.config.data_section`).
 
         Raises:
             ConfigError: naming ``where``, ``data`` and the field.
         """
-        from nasseg.data.config import DataConfig
-
-        return validate(DataConfig, self.data, f"{where}: data")
+        return data_section(self.data, where)
 
     def seed_list(self) -> list[int]:
         """The training seeds, in run order."""
         return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
-
-    def resolved_out_dir(self) -> Path:
-        """The study's output folder."""
-        return Path(self.out_dir) if self.out_dir else Path("runs") / self.name
-
-    def storage_url(self) -> str:
-        """The Optuna storage URL (default: SQLite in :meth:`resolved_out_dir`)."""
-        return self.storage or f"sqlite:///{self.resolved_out_dir() / 'study.db'}"
-
-
-def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """Return ``base`` with ``over`` merged in: mappings recursively, anything else replaced.
-
-    Example:
-        >>> deep_merge({"a": {"x": 1, "y": 2}}, {"a": {"y": 3}})
-        {'a': {'x': 1, 'y': 3}}
-    """
-    out = copy.deepcopy(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 def load_ablation(path: str | Path, profile: str | None = None,
@@ -302,40 +272,17 @@ def load_ablation(path: str | Path, profile: str | None = None,
             the message names the file and the field.
     """
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read the study file ({err.strerror})") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: a study file is a mapping (name, base, factors, ...)")
-    if raw.get("kind", "ablation") != "ablation":
-        raise ConfigError(f"{path}: kind is '{raw['kind']}', not an ablation study")
-    raw.pop("kind", None)
-    where = str(path)
-    if profile is not None:
-        profiles = raw.get("profiles") or {}
-        if profile not in profiles:
-            raise ConfigError(f"{path}: profiles: no profile '{profile}'"
-                              + did_you_mean(profile, profiles)
-                              + (f"; defined: {', '.join(profiles)}" if profiles else ""))
-        if "profiles" in profiles[profile]:
-            raise ConfigError(f"{path}: profiles.{profile}: a profile cannot define profiles")
-        merged = deep_merge(raw, profiles[profile])
-        if "name" not in profiles[profile]:
-            merged["name"] = f"{raw.get('name')}-{profile}"
-        raw, where = merged, f"{path} (profile '{profile}')"
+    raw, where = read_study_file(path, profile)
     if overrides:
         raw = deep_merge(raw, overrides)
     cfg = validate(AblationConfig, raw, where)
-    cfg = cfg.model_copy(update=_resolved_paths(cfg, path.parent))
+    cfg = cfg.model_copy(update=_resolved_paths(cfg, path.parent, where))
     cfg.train_config(where)  # typed now: bad training or data settings fail here, naming the field
     cfg.data_config(where)
     return cfg
 
 
-def _resolved_paths(cfg: AblationConfig, here: Path) -> dict[str, Any]:
+def _resolved_paths(cfg: AblationConfig, here: Path, where: str) -> dict[str, Any]:
     def resolve(p: str) -> str:
         if Path(p).is_absolute() or Path(p).exists() or not (here / p).exists():
             return p
@@ -344,8 +291,7 @@ def _resolved_paths(cfg: AblationConfig, here: Path) -> dict[str, Any]:
     update: dict[str, Any] = {}
     if cfg.base and cfg.base.endswith((".yaml", ".yml")):
         update["base"] = resolve(cfg.base)
-    if isinstance(cfg.data.get("path"), str):
-        update["data"] = {**cfg.data, "path": resolve(cfg.data["path"])}
+    update["data"] = canonical_section(cfg.data, f"{where}: data", here)  # kind inferred, 'source' read
     factors = {}
     for name, f in cfg.factors.items():
         if f.path == "base":

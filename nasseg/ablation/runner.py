@@ -45,7 +45,7 @@ __all__ = ["AblationPlan", "open_study", "plan", "recover_interrupted", "run_abl
 WAIT_S = 2.0
 """Seconds between looks at the storage while other processes finish their runs."""
 
-_ANALYSIS_ONLY = ("seeds", "stats", "profiles", "description", "storage", "out_dir")
+_ANALYSIS_ONLY = ("seeds", "stats", "profiles", "description", "storage", "output_dir", "out_dir")
 """Config fields that may change between resumptions without invalidating stored runs."""
 
 
@@ -205,7 +205,7 @@ def run_ablation(cfg: AblationConfig, *, where: str = "study", command: str = ""
 
     p = plan(cfg, where)
     study = open_study(p, command)
-    out_dir = cfg.resolved_out_dir()
+    out_dir = cfg.out_dir()
     with run_lock(out_dir):
         for n in recover_interrupted(study):
             echo(f"trial {n} was interrupted; its run will be repeated")
@@ -243,7 +243,7 @@ def run_ablation(cfg: AblationConfig, *, where: str = "study", command: str = ""
         tcfg = cfg.train_config(where, seed)
         try:
             run = train_and_record(writer, arch, p.data, tcfg, progress=progress,
-                                   run_dir=runs_dir / f"{_slug(v.name)}-seed{seed}")
+                                   run_dir=runs_dir / f"{_slug(v.name)}-seed{seed}", degenerate_fails=True)
         except BaseException:
             writer.set(fail_reason="interrupted")
             study.tell(writer.trial, state=optuna.trial.TrialState.FAIL)

@@ -15,20 +15,17 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import optuna
 import pandas as pd
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
-from nasseg.errors import NassegError
-from nasseg.store import Objective, arch_summary, feasible, objectives_of, study_record, trial_record
+from nasseg.store import Objective, arch_summary, feasible, objectives_of, outcome_counts, study_record, trial_record
 from nasseg.store import hypervolume as study_hypervolume
-from nasseg.store.pareto import normalise, pareto_indices
+from nasseg.store.pareto import pareto_indices
 
-__all__ = ["Header", "Objective", "arch_summary", "feasible", "header_info", "hypervolume",
-           "hypervolume_history_info", "importance_info", "learning_curves_info", "normalized_losses",
-           "objectives_of", "parallel_info", "pareto_info", "pareto_table_info"]
+__all__ = ["Header", "Objective", "arch_summary", "feasible", "header_info",
+           "hypervolume_history_info", "importance_info", "learning_curves_info", "objectives_of", "parallel_info", "pareto_info", "pareto_table_info"]
 
 
 # --- objectives and trials ----------------------------------------------------------------
@@ -65,50 +62,7 @@ def pareto_info(study: optuna.Study) -> ParetoInfo:
     return ParetoInfo(objs, points)
 
 
-# --- hypervolume --------------------------------------------------------------------------
-
-def normalized_losses(values: np.ndarray, objectives: list[Objective], reference: dict[str, float],
-                      ideal: dict[str, float] | None = None) -> np.ndarray:
-    """Map objective values to [0, 1] losses: 0 = ideal, 1 = the reference (worst) bound.
-
-    One minus :func:`nasseg.store.pareto.normalise` (the ideal from ``ideal``, a search's
-    stored ``ideal_point``, else the registry's), so both give the same hypervolume;
-    values worse than the reference come out above 1.
-
-    Raises:
-        NassegError: an objective has no reference bound, or its bound equals its ideal.
-    """
-    v = np.asarray(values, dtype=float).reshape(-1, len(objectives))
-    best = {o.name: float((ideal or {}).get(o.name, o.ideal)) for o in objectives}
-    for o in objectives:
-        if o.name not in reference:
-            raise NassegError(f"reference_point has no bound for objective '{o.name}'")
-        span = float(reference[o.name]) - best[o.name]
-        if span == 0 or (o.maximize and span > 0) or (not o.maximize and span < 0):
-            raise NassegError(f"reference_point['{o.name}'] = {reference[o.name]} is not worse than "
-                              f"the ideal {best[o.name]}")
-    names, dirs = [o.name for o in objectives], [o.direction for o in objectives]
-    return 1.0 - np.array([normalise(row, names, dirs, reference, best) for row in v]).reshape(v.shape)
-
-
-def hypervolume(losses: np.ndarray) -> float:
-    """Hypervolume dominated by normalised losses inside the unit box (reference 1, ..., 1).
-
-    Points outside the box on any axis contribute nothing. Computed exactly by
-    :func:`nasseg.store.pareto.hypervolume` on ``1 - losses``, so the report shows the
-    same numbers as ``nasseg search``.
-
-    Example:
-        >>> hypervolume(np.array([[0.2, 0.6], [0.5, 0.3]]))  # 0.8*0.4 + 0.5*0.7 - 0.5*0.4
-        0.47
-    """
-    from nasseg.store.pareto import hypervolume as gain_hypervolume
-
-    pts = np.asarray(losses, dtype=float)
-    if pts.size == 0:
-        return 0.0
-    return round(float(gain_hypervolume(1.0 - pts)), 12)
-
+# --- hypervolume ----------------------------------------------------------------------------
 
 def hypervolume_history_info(study: optuna.Study) -> pd.DataFrame:
     """Normalised hypervolume after each completed trial (``trial, hypervolume``), against
@@ -291,14 +245,19 @@ class Header:
     provenance: dict[str, Any] = field(default_factory=dict)
 
 
+def _optuna_states(trials: list) -> dict[str, int]:
+    states: dict[str, int] = {}
+    for t in trials:
+        states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
+    return states
+
+
 def header_info(study: optuna.Study) -> Header:
     """Collect the header from the study's attributes and its trials."""
     rec = study_record(study)
     trials = study.get_trials(deepcopy=False)
     records = [trial_record(t) for t in trials]
-    states: dict[str, int] = {}
-    for t in trials:
-        states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
+    states = outcome_counts(trials) if rec is None or rec.nasseg_kind == "search" else _optuna_states(trials)
     split = next((r.split for r in records if r.split), {})
     seeds = sorted({int(r.seed) for r in records if r.seed is not None})
     config = rec.config if rec else {}

@@ -3,7 +3,7 @@
 Example (``studies/quickstart.yaml``, which keeps the defaults below)::
 
     name: quickstart
-    data: {source: synthetic, task: context, n_cases: 200, size: 48, val_fraction: 0.25, test_fraction: 0.15}
+    data: {kind: synthetic, size: 48, synthetic: {task: context, n_cases: 200}, split: {val_fraction: 0.25, test_fraction: 0.15}}
     space: search_spaces/quickstart_2d.yaml
     objectives: [dice, macs, params]
     budget: {trials: 14, time_s: 150}
@@ -18,6 +18,8 @@ that did best in the replayed benchmark (``reports/bench/search/summary.md``: 1.
 search's hypervolume at half the budget, Holm p = 4e-6 over 100 seeds; random search's final
 hypervolume with 68% of the budget), confirmed live in ``reports/bench/search/live/``.
 
+The ``data`` section is the one data schema of train, search and ablate
+(:func:`nasseg.data.config.data_section`; the older ``{source: X, ...}`` is still read).
 Relative paths (``space``, a data folder, ``output_dir``) are read relative to the
 current directory, then to the study file's folder. The objectives a study can name,
 their directions and units are those of the registry, :mod:`nasseg.store.objectives`.
@@ -25,14 +27,15 @@ their directions and units are those of the registry, :mod:`nasseg.store.objecti
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from nasseg.configio import Strict, read_yaml, validate
+from nasseg.configio import Strict, validate
 from nasseg.errors import ConfigError, did_you_mean
 from nasseg.store.objectives import OBJECTIVES
-from nasseg.store.storage import default_storage_url, normalise_url
+from nasseg.store.studyfile import StudyBase, read_study_file
+from nasseg.train.config import TrainConfig
 
 SAMPLERS = ("nsga2", "nsga3", "tpe", "gp", "random", "grid", "local", "morea", "predictor")
 
@@ -109,18 +112,9 @@ class ResourcesConfig(Strict):
     gpus_per_trial: float = Field(0.0, ge=0)
 
 
-class DataSpec(Strict):
-    """A dataset (``synthetic`` or a folder) plus :func:`nasseg.data.resolve_data` overrides."""
-
-    model_config = ConfigDict(extra="allow")
-    source: str = "synthetic"
-
-    def overrides(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
-
-
-class StudyConfig(Strict):
-    """A search study (see the module docstring for an example).
+class StudyConfig(StudyBase):
+    """A search study (see the module docstring for an example); ``name``, ``description``,
+    ``train``, ``storage`` and ``output_dir`` are the :class:`~nasseg.store.studyfile.StudyBase`'s.
 
     Several trials per device: ``trials_per_device: N`` (``--trials-per-gpu N``) runs N
     trials at once on each of ``device`` (so at least N x devices workers), admitted by
@@ -129,18 +123,14 @@ class StudyConfig(Strict):
     memory limit unless set).
     """
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    description: str = ""
-    data: DataSpec = Field(default_factory=DataSpec)
+    KIND: ClassVar[str] = "search"
+    data: str | dict[str, Any] = Field(default_factory=dict)
     space: str
     objectives: list[str] = Field(default_factory=lambda: ["dice", "macs", "params"], min_length=1)
     sampler: SamplerConfig = Field(default_factory=SamplerConfig)
     budget: BudgetConfig
     epochs: int = Field(ge=1)
-    train: dict[str, Any] = Field(default_factory=dict)
     seed: int = 0
-    storage: str | None = None
-    output_dir: str | None = None
     initial_archs: list[str] = Field(default_factory=list)
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
     device: str | list[str] = "cpu"
@@ -149,11 +139,6 @@ class StudyConfig(Strict):
     device_memory_mb: float | None = Field(None, gt=0)
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     reference_point: dict[str, float] = Field(default_factory=dict)
-
-    @field_validator("data", mode="before")
-    @classmethod
-    def _data(cls, v: Any) -> Any:
-        return {"source": v} if isinstance(v, str) else v
 
     @field_validator("sampler", mode="before")
     @classmethod
@@ -189,15 +174,13 @@ class StudyConfig(Strict):
                 raise ValueError(f"unknown objective '{key}'{did_you_mean(key, OBJECTIVES)}")
         return v
 
-    def train_config(self, where: str = "study") -> Any:
+    def train_config(self, where: str = "study") -> TrainConfig:
         """The typed :class:`~nasseg.train.TrainConfig` of ``train`` with the study's
         ``epochs`` and ``seed`` (no device: workers choose theirs at run time).
 
         Raises:
             ConfigError: naming ``where``, ``train`` and the field.
         """
-        from nasseg.train.config import TrainConfig
-
         return TrainConfig.build({**self.train, "epochs": self.epochs, "seed": self.seed}, where=f"{where}: train")
 
     @property
@@ -210,14 +193,6 @@ class StudyConfig(Strict):
     def objective_dicts(self) -> list[dict[str, str]]:
         """``[{name, direction}]`` in value order (stored as the study's ``objectives``)."""
         return [{"name": o, "direction": OBJECTIVES[o].direction} for o in self.objectives]
-
-    def out_dir(self) -> Path:
-        """The output folder: ``output_dir``, or ``runs/NAME`` (absolute)."""
-        return Path(self.output_dir).expanduser().resolve() if self.output_dir else (Path("runs") / self.name).resolve()
-
-    def storage_url(self) -> str:
-        """``storage`` (normalised), or ``sqlite:///<out_dir>/study.db``."""
-        return normalise_url(self.storage) if self.storage else default_storage_url(self.out_dir())
 
 
 def resolve_path(value: str, study_file: Path | None, what: str) -> Path:
@@ -238,9 +213,7 @@ def resolve_path(value: str, study_file: Path | None, what: str) -> Path:
 
 def load_study_config(path: str | Path) -> StudyConfig:
     """Read and validate a study YAML; errors name the file and the field."""
-    raw = read_yaml(path)
-    if isinstance(raw, dict) and "name" not in raw:
-        raw = {**raw, "name": Path(path).stem}
-    cfg = validate(StudyConfig, raw, str(path))
+    raw, where = read_study_file(path)
+    cfg = validate(StudyConfig, raw, where)
     cfg.train_config(str(path))  # typed now: a bad training setting fails here, naming the field
     return cfg

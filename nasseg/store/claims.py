@@ -11,7 +11,7 @@ holding the run's lock file (:func:`run_lock`, in the study's output folder):
 
 So a RUNNING trial without an owner, seen by a process holding the lock, lost its asker
 between ``ask()`` and the owner write (a kill in that window): it is stale after
-:data:`OWNERLESS_GRACE_S` seconds (to allow for an asker on another host that does not
+:data:`~nasseg.store.storage.OWNERLESS_GRACE_S` seconds (to allow for an asker on another host that does not
 share the lock file) instead of the 600 s heartbeat grace. A trial whose owner is a live
 process on this host is never failed, whatever its heartbeat says.
 
@@ -30,16 +30,12 @@ from typing import Any
 
 from optuna.trial import FrozenTrial, TrialState
 
-from nasseg.store.storage import alive, identity, now_iso
+from nasseg.store.storage import HEARTBEAT_GRACE_S, OWNERLESS_GRACE_S, alive, identity, now_iso
 
 __all__ = ["HEARTBEAT_GRACE_S", "OWNERLESS_GRACE_S", "claim", "live_claim", "run_lock"]
 
-HEARTBEAT_GRACE_S = 600.0
-"""Seconds without a heartbeat after which a trial owned by a process on another host (whose
-liveness cannot be checked from here) is stale."""
-OWNERLESS_GRACE_S = 20.0
-"""Seconds after which a RUNNING trial that never recorded its owner is stale (the asker
-writes it within milliseconds of ``ask()``, under the run lock)."""
+# HEARTBEAT_GRACE_S and OWNERLESS_GRACE_S belong to staleness (nasseg.store.storage.stale_reason);
+# they are re-exported here, where the claim protocol that sets them is described.
 
 
 @contextlib.contextmanager

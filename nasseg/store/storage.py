@@ -19,7 +19,7 @@ Crash recovery: every trial records its *owner*, the process that will report it
 not mistaken for it) and a ``heartbeat`` time while it trains. A RUNNING trial is stale
 (:func:`stale_reason`) when its owner is on this host and no longer alive, when its
 heartbeat is older than ``grace_s`` (owners on other hosts), or when it never recorded an
-owner after :data:`nasseg.store.claims.OWNERLESS_GRACE_S` (see :mod:`nasseg.store.claims`).
+owner after :data:`OWNERLESS_GRACE_S` (why so short: see :mod:`nasseg.store.claims`).
 
 Example:
     >>> storage = open_storage("journal:///tmp/demo/study.log", create=True)
@@ -43,6 +43,13 @@ from nasseg.errors import ConfigError
 
 _SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 _SQLITE_MAGIC = b"SQLite format 3\x00"
+
+HEARTBEAT_GRACE_S = 600.0
+"""Seconds without a heartbeat after which a trial owned by a process on another host (whose
+liveness cannot be checked from here) is stale."""
+OWNERLESS_GRACE_S = 20.0
+"""Seconds after which a RUNNING trial that never recorded its owner is stale (the asker
+writes it within milliseconds of ``ask()``, under the run lock: see :mod:`nasseg.store.claims`)."""
 
 
 class StorageError(ConfigError):
@@ -236,8 +243,6 @@ def stale_reason(trial: FrozenTrial, grace_s: float) -> str | None:
         if state is True:
             return None
     elif trial.user_attrs.get("heartbeat") is None:  # its asker died before claiming it
-        from nasseg.store.claims import OWNERLESS_GRACE_S
-
         age = _age_s(None, trial.datetime_start)
         if age > min(grace_s, OWNERLESS_GRACE_S):
             return f"its process died between ask() and recording its owner ({age:.0f} s ago)"

@@ -29,6 +29,7 @@ from nasseg.store.claims import HEARTBEAT_GRACE_S
 from nasseg.store.read import study_record, trial_record
 from nasseg.store.records import StudyRecord
 from nasseg.store.storage import normalise_url, open_storage, stale_reason, storage_path
+from nasseg.store.studyfile import study_location
 
 __all__ = ["create_or_open", "enqueue_retry", "locate", "open_existing", "recover_stale", "update_record"]
 
@@ -122,7 +123,7 @@ def locate(target: str | Path, study_name: str | None = None, profile: str | Non
     text = str(target)
     path = Path(text)
     if path.suffix in (".yaml", ".yml"):
-        url, name = _from_yaml(path, profile)
+        url, name = study_location(path, profile)
         study_name = study_name or name
     elif path.is_dir():
         found = [p for p in (path / "study.db", path / "study.log") if p.exists()]
@@ -135,21 +136,6 @@ def locate(target: str | Path, study_name: str | None = None, profile: str | Non
     if file is not None and not file.exists():
         raise ConfigError(f"{text}: no study storage at {file} (run `nasseg search` first, or `nasseg ablate` for an ablation)")
     return open_existing(url, study_name, where=text)
-
-
-def _from_yaml(path: Path, profile: str | None) -> tuple[str, str]:
-    from nasseg.configio import read_yaml
-
-    raw = read_yaml(path)
-    if isinstance(raw, dict) and "factors" in raw:
-        from nasseg.ablation.config import load_ablation
-
-        cfg = load_ablation(path, profile=profile)
-        return cfg.storage_url(), cfg.name
-    from nasseg.search.study import load_study_config
-
-    cfg = load_study_config(path)
-    return cfg.storage_url(), cfg.name
 
 
 def recover_stale(study: optuna.Study, grace_s: float = HEARTBEAT_GRACE_S) -> list[int]:

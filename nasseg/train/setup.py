@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from nasseg.data.base import SegDataset
-from nasseg.device import bf16_supported, resolve_device
+from nasseg.device import bf16_supported, deterministic_run, resolve_device
 from nasseg.errors import ConfigError
 from nasseg.train.config import TrainConfig
 
@@ -92,18 +92,6 @@ class Runtime:
         torch.set_num_threads(self._threads_before)
         torch.use_deterministic_algorithms(self._deterministic_before)
         torch.backends.cudnn.benchmark = self._cudnn_benchmark_before
-
-
-def deterministic_run(device_type: str) -> bool:
-    """Whether a run on ``device_type`` switches torch's deterministic algorithms on: on
-    the CPU (they cost nothing there), not on CUDA (cuDNN's autotuner picks the fastest
-    kernels, which may differ from run to run).
-
-    Example:
-        >>> deterministic_run("cpu"), deterministic_run("cuda")
-        (True, False)
-    """
-    return device_type == "cpu"
 
 
 _AUTO_THREADS: int | None = None
