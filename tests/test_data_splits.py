@@ -54,11 +54,13 @@ def test_group_split_of_a_folder_dataset_never_splits_a_group(tmp_path):
     (tmp_path / "images").mkdir()
     (tmp_path / "masks").mkdir()
     ids = [f"frame_{i:03d}" for i in range(42)]
+    rng = np.random.default_rng(0)
     for i, c in enumerate(ids):  # six videos of seven frames, a lesion in every frame
         mask = np.zeros((8, 8), np.uint8)
         mask[1 + i % 5: 4 + i % 5, 2:5] = 255
         Image.fromarray(mask).save(tmp_path / "masks" / f"{c}.png")
-        Image.fromarray(mask // 3 + 20).save(tmp_path / "images" / f"{c}.png")
+        texture = rng.integers(0, 80, (8, 8))  # distinct frames: no near-duplicate families
+        Image.fromarray((mask // 3 + 20 + texture).astype(np.uint8)).save(tmp_path / "images" / f"{c}.png")
     table = tmp_path / "groups.csv"
     table.write_text("case_id,video\n" + "".join(f"{c}.png,v{i // 7}\n" for i, c in enumerate(ids)))
     ds = load_dataset(resolve_data(str(tmp_path)), cache=False)

@@ -18,9 +18,10 @@ import traceback
 
 from nasseg.errors import MEMORY_HINT, NassegError, is_out_of_memory
 
-from . import arch_cmds, bench_cmds, confirm_cmds, infer_cmds, report_cmds, search_cmds, stats_cmds, train_cmds
+from . import arch_cmds, bench_cmds, check_cmds, confirm_cmds, infer_cmds, report_cmds, search_cmds, stats_cmds, train_cmds
 
-_MODULES = (arch_cmds, train_cmds, search_cmds, report_cmds, stats_cmds, confirm_cmds, infer_cmds, bench_cmds)
+_MODULES = (arch_cmds, train_cmds, search_cmds, report_cmds, stats_cmds, confirm_cmds, infer_cmds, bench_cmds,
+            check_cmds)
 _COUNTS = ("trials", "workers", "epochs", "batch_size", "max_cases", "repeats", "eval_every", "patience",
            "threads", "budget_epochs", "seeds", "max_runs", "trials_per_gpu")
 """Options that count something: 0 or a negative value is refused before anything is created."""

@@ -98,8 +98,12 @@ def _train_config(args: argparse.Namespace):
 
 def cmd_train(args: argparse.Namespace) -> int:
     from nasseg.arch import load_arch
+    from nasseg.data.check import split_notes
     from nasseg.train import train
+    from nasseg.train.result import claim_run_dir
 
+    if args.run_dir:  # before anything is loaded: an earlier run is never replaced unasked
+        claim_run_dir(args.run_dir, overwrite=args.overwrite, remove=False)
     arch = load_arch(args.arch)
     cfg = _train_config(args)
     data = resolve_data_args(args)
@@ -110,6 +114,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     batch = cfg.batch_size if "batch_size" in cfg.model_fields_set or arch.spatial_dims == 2 else "planned (3D)"
     console.print(f"[bold]nasseg train[/] {name} on {data.name}: {cfg.epochs} epochs, batch {batch}, "
                   f"{cfg.optimizer} lr {cfg.lr} ({cfg.schedule}) -> {run_dir}")
+    for line in split_notes(data):  # near-duplicate families kept together, undeclared groups
+        console.print(line, markup=False)
+    claim_run_dir(run_dir, overwrite=args.overwrite)  # --overwrite: the earlier run's files go now
     res = train(arch, data, cfg, run_dir=run_dir, progress=not args.no_progress)
     plan = res.config["resolved"].get("plan")
     if plan is not None and args.no_progress:  # with progress on, train() printed it before training
@@ -170,6 +177,8 @@ def register(sub) -> None:
     p.add_argument("--device", help="cpu, cuda or auto (default)")
     p.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"])
     p.add_argument("--threads", type=int, help="torch CPU threads (default: auto, the cores other processes leave idle)")
-    p.add_argument("--run-dir", help="output folder (default runs/train/<time>-<arch>-<data>)")
+    p.add_argument("--run-dir", help="output folder (default runs/train/<time>-<arch>-<data>); an earlier run "
+                                     "there is refused")
+    p.add_argument("--overwrite", action="store_true", help="replace the earlier run in --run-dir")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_train)

@@ -14,6 +14,10 @@ spread evenly along the order (each stratum's shuffled groups at positions
 partition holds each stratum in about its overall proportion, and the counts are exact
 when there are no groups.
 
+Near-duplicates: :func:`split_dataset` joins every near-duplicate family
+(:mod:`nasseg.data.integrity`) into one group by default, so a case and its twin are never
+on both sides; ``split.json`` records it under ``duplicates``.
+
 Example:
     >>> s = make_split([f"c{i}" for i in range(10)], SplitConfig(seed=1))
     >>> len(s["train"]), len(s["val"]), len(s["test"])
@@ -32,9 +36,11 @@ from typing import Any
 import numpy as np
 
 from nasseg.data.config import SplitConfig
+from nasseg.data.integrity import family_groups, find_duplicates
 from nasseg.errors import DataError
 
-__all__ = ["case_keys", "make_split", "sample_cases", "split_dataset", "split_hash", "stratified_order"]
+__all__ = ["case_keys", "describe_duplicates", "make_split", "sample_cases", "split_dataset", "split_hash",
+           "stratified_order"]
 
 PARTS = ("train", "val", "test")
 
@@ -258,10 +264,58 @@ def case_keys(ds: Any, cfg: SplitConfig) -> tuple[list[str] | None, list[str] | 
     return strata, groups
 
 
-def split_dataset(ds: Any, cfg: SplitConfig) -> dict[str, Any]:
-    """:func:`make_split` of a loaded dataset, with its strata and groups from ``cfg``."""
+def split_dataset(ds: Any, cfg: SplitConfig, *, duplicates: bool = True) -> dict[str, Any]:
+    """:func:`make_split` of a loaded dataset, with its strata and groups from ``cfg``.
+
+    Near-duplicate families (:func:`nasseg.data.integrity.find_duplicates`) are kept on one
+    side of the split: each family joins the declared group (``cfg.group``) of any of its
+    cases, so neither is divided. The record gains ``duplicates``: whether families were
+    grouped, how many (and how many cases they hold), the hash and threshold, and how many
+    families the split still divides (``straddling``; 0 when grouped; a ``file`` split is
+    used as given and only counted).
+
+    Args:
+        ds: the loaded dataset.
+        cfg: the split settings.
+        duplicates: group near-duplicate families (the default; ``False`` gives the split
+            nasseg made before families were grouped, for studies created then).
+    """
     strata, groups = case_keys(ds, cfg)
-    return make_split(list(ds.case_ids), cfg, strata=strata, groups=groups)
+    report = find_duplicates(ds)
+    grouped = duplicates and cfg.method != "file"
+    if grouped:
+        groups = family_groups(report, groups)
+    try:
+        out = make_split(list(ds.case_ids), cfg, strata=strata, groups=groups)
+    except DataError as err:
+        if not (grouped and report.families):
+            raise
+        raise DataError(f"{err}; near-duplicate families joined {report.n_cases_in_families} cases into "
+                        f"{len(report.families)} groups (list them with: nasseg check DATA)") from None
+    part = {c: p for p in PARTS for c in out[p]}
+    straddling = sum(len({part.get(c) for c in fam.cases}) > 1 for fam in report.families)
+    out["duplicates"] = {"grouped": grouped, **report.summary(), "straddling": straddling}
+    if grouped and report.families:
+        out["rule"] += (f", {len(report.families)} near-duplicate families "
+                        f"({report.n_cases_in_families} cases) kept together")
+    return out
+
+
+def describe_duplicates(split: dict[str, Any]) -> str:
+    """One line on a split's near-duplicate families (for run headers; ``""`` if unrecorded).
+
+    Example:
+        >>> describe_duplicates({"duplicates": {"grouped": True, "families": 3, "cases": 7,
+        ...                      "threshold_bits": 10, "method": "phash64", "straddling": 0}})
+        'near-duplicates: 3 families (7 cases, phash64 <= 10 bits) kept on one side of the split'
+    """
+    d = split.get("duplicates")
+    if not d:
+        return ""
+    what = f"{d['families']} families ({d['cases']} cases, {d['method']} <= {d['threshold_bits']} bits)"
+    if d["grouped"]:
+        return f"near-duplicates: {what} kept on one side of the split"
+    return f"near-duplicates: {what} not grouped; {d['straddling']} families cross train/val/test"
 
 
 def sample_cases(ds: Any, n: int, cfg: SplitConfig) -> list[int]:

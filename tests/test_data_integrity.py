@@ -1,0 +1,180 @@
+"""Near-duplicates before splitting (issue 21, item 2): planted copies are found and grouped,
+distinct cases are not, the default split never divides a family, ``nasseg check``."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from scipy.ndimage import gaussian_filter
+
+from nasseg.cli import main
+from nasseg.data import SplitConfig, load_dataset, resolve_data, split_dataset
+from nasseg.data.base import SegDataset, normalise
+from nasseg.data.check import id_category, id_group_key, split_warnings
+from nasseg.data.integrity import find_duplicates, image_hash, volume_hash
+
+PARTS = ("train", "val", "test")
+
+
+def _scene(rng, shape):
+    """A smooth random image (structure at several scales), 0..255."""
+    x = gaussian_filter(rng.normal(size=shape), 3) + 0.3 * gaussian_filter(rng.normal(size=shape), 1)
+    return (x - x.min()) / (x.max() - x.min()) * 255
+
+
+def _planted(n=40, twins=(3, 7, 10), size=64, seed=0):
+    """``n`` distinct scenes plus a noisy copy of ``twins[0]``, a copy shifted by 2 pixels of
+    ``twins[1]`` and an exact copy of ``twins[2]``; ids ``c000``... and ``twin_of_NNN``."""
+    rng = np.random.default_rng(seed)
+    images = [_scene(rng, (size, size)) for _ in range(n)]
+    ids = [f"c{i:03d}" for i in range(n)]
+    a, b, c = twins
+    images += [images[a] + rng.normal(0, 8, (size, size)), np.roll(images[b], 2, axis=1), images[c].copy()]
+    ids += [f"twin_of_{a:03d}", f"twin_of_{b:03d}", f"twin_of_{c:03d}"]
+    return ids, images
+
+
+def _dataset(ids, images) -> SegDataset:
+    ims = torch.as_tensor(np.stack([normalise(im[None]) for im in images]))
+    labels = torch.as_tensor(np.stack([(im > 128).astype(np.uint8) for im in images]))
+    return SegDataset("folder", 2, 1, 2, list(ids), ims, labels)
+
+
+def _families(rep):
+    return sorted(sorted(f.cases) for f in rep.families)
+
+
+def test_planted_near_duplicates_are_found_and_distinct_cases_are_not():
+    ids, images = _planted()
+    rep = find_duplicates(_dataset(ids, images), use_cache=False)
+    assert _families(rep) == [["c003", "twin_of_003"], ["c007", "twin_of_007"], ["c010", "twin_of_010"]]
+    assert rep.exact_groups == [["c010", "twin_of_010"]]
+    exact = {tuple(sorted(f.cases)): f.exact for f in rep.families}
+    assert exact[("c010", "twin_of_010")] and not exact[("c003", "twin_of_003")]
+    assert all(f.max_distance <= 10 for f in rep.families)
+    # the 40 distinct scenes: no pair anywhere near the threshold
+    distinct = find_duplicates(_dataset(ids[:40], images[:40]), threshold=16, use_cache=False)
+    assert distinct.families == []
+
+
+def test_volumes_noisy_copy_found_and_distinct_volumes_not():
+    rng = np.random.default_rng(1)
+    vols = [_scene(rng, (24, 28, 24)) for _ in range(12)]
+    vols.append(vols[5] + rng.normal(0, 0.1 * vols[5].std(), vols[5].shape))
+    ids = [f"v{i:02d}" for i in range(12)] + ["copy_of_05"]
+    ds = SegDataset("decathlon", 3, 1, 2, ids, [torch.as_tensor(normalise(v[None])) for v in vols],
+                    [torch.as_tensor((v > 128).astype(np.uint8)) for v in vols])
+    rep = find_duplicates(ds, use_cache=False)
+    assert _families(rep) == [["copy_of_05", "v05"]] and rep.method == "volume_dct216"
+    assert volume_hash(vols[0][None]) == volume_hash(2 * vols[0][None] + 7)
+
+
+def test_hashes_are_cached_per_dataset_content(tmp_path, monkeypatch):
+    monkeypatch.setenv("NASSEG_CACHE_DIR", str(tmp_path))
+    ids, images = _planted(n=12, twins=(1, 2, 3))
+    ds = _dataset(ids, images)
+    first = find_duplicates(ds)
+    files = list((tmp_path / "duplicates").glob("*.json"))
+    assert [f.stem for f in files] == [first.content_hash]
+    files[0].write_text("{broken")  # a damaged cache file is recomputed, never trusted
+    again = find_duplicates(_dataset(ids, images))
+    assert _families(again) == _families(first)
+    assert json.loads(files[0].read_text())["hashes"][0] == image_hash(images[0][None])
+
+
+def test_default_split_never_divides_a_family():
+    rng = np.random.default_rng(2)
+    images, ids = [], []
+    for i in range(30):  # 30 scenes, 15 of them with a noisy twin: 45 cases
+        images.append(_scene(rng, (48, 48)))
+        ids.append(f"s{i:02d}")
+        if i % 2 == 0:
+            images.append(images[-1] + rng.normal(0, 6, (48, 48)))
+            ids.append(f"s{i:02d}_twin")
+    ds = _dataset(ids, images)
+    assert len(find_duplicates(ds).families) == 15
+    straddled_without = 0
+    for seed in range(6):
+        s = split_dataset(ds, SplitConfig(seed=seed))
+        part = {c: p for p in PARTS for c in s[p]}
+        assert all(part[f"s{i:02d}"] == part[f"s{i:02d}_twin"] for i in range(0, 30, 2))
+        assert s["duplicates"]["grouped"] and s["duplicates"]["straddling"] == 0
+        assert s["duplicates"]["families"] == 15 and "15 near-duplicate families" in s["rule"]
+        old = split_dataset(ds, SplitConfig(seed=seed), duplicates=False)
+        straddled_without += old["duplicates"]["straddling"]
+        assert not old["duplicates"]["grouped"]
+    assert straddled_without > 0  # the split before families were grouped did divide them
+
+
+def test_families_join_declared_groups():
+    ids, images = _planted(n=30, twins=(3, 7, 10))
+    ids = [f"p{i // 3:02d}-{c}" for i, c in enumerate(ids)]  # declared patients of 3 cases
+    ds = _dataset(ids, images)
+    for seed in range(6):
+        s = split_dataset(ds, SplitConfig(seed=seed, group=r"regex:^(p\d+)-", stratify="none"))
+        part = {c: p for p in PARTS for c in s[p]}
+        patient = {}
+        for c, p in part.items():
+            patient.setdefault(c[:3], set()).add(p)
+        assert all(len(v) == 1 for v in patient.values())
+        # each twin is in patient p10, its original elsewhere: both patients share a partition
+        assert part["p01-c003"] == part["p10-twin_of_003"] == part["p02-c007"] == part["p03-c010"]
+
+
+def test_id_patterns_and_warnings():
+    busi = [f"benign_{i:03d}" for i in range(20)] + [f"malignant_{i:03d}" for i in range(10)]
+    assert id_category(busi) == ("regex:^([A-Za-z]+)", {"benign": 20, "malignant": 10})
+    assert id_group_key(busi) is None
+    videos = [f"{v}-{f:03d}" for v in range(12) for f in range(5)]
+    assert id_group_key(videos) == ("regex:^([^-_. ]+)[-_. ]", 12, 5.0)
+    assert id_group_key([f"{i:04x}beef" for i in range(40)]) is None  # hashes: no structure
+    (warn,) = split_warnings(videos, SplitConfig(stratify="none"), None)
+    assert warn.startswith("warning: groups") and "--group 'regex:^([^-_. ]+)[-_. ]'" in warn
+    assert split_warnings(videos, SplitConfig(group=r"regex:^(\d+)-"), None) == []
+    (cat,) = split_warnings(busi, SplitConfig(), None)
+    assert "does not stratify" in cat and "benign 20, malignant 10" in cat
+    assert split_warnings(busi, SplitConfig(stratify="regex:^([A-Za-z]+)"), None) == []
+
+
+def _folder(root, ids, images):
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for c, im in zip(ids, images, strict=True):
+        Image.fromarray(np.clip(im, 0, 255).astype(np.uint8)).save(root / "images" / f"{c}.png")
+        Image.fromarray(((im > 128) * 255).astype(np.uint8)).save(root / "masks" / f"{c}.png")
+    return root
+
+
+def test_check_command_text_json_and_unreadable_data(tmp_path, capsys):
+    ids, images = _planted(n=20, twins=(3, 7, 10))
+    data = _folder(tmp_path / "d", ids, images)
+    assert main(["check", str(data)]) == 0
+    out = capsys.readouterr().out
+    assert "43 cases (2D)" not in out and "23 cases (2D)" in out
+    assert "near-duplicate families (phash64, <= 10 bits): 3 families, 6 cases" in out
+    assert "c010 = twin_of_010" in out and "c003~twin_of_003 d" in out
+    assert main(["check", str(data), "--json"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert found["duplicates"]["families"] == 3 and found["cases"] == 23
+    assert sorted(sorted(f["cases"]) for f in found["duplicates"]["family_list"])[0] == ["c003", "twin_of_003"]
+    broken = _folder(tmp_path / "broken", ids, images)
+    (broken / "images" / "c005.png").write_bytes(b"not a png")
+    assert main(["check", str(broken)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "c005.png" in err[0]
+    assert main(["check", str(tmp_path / "missing")]) == 2
+
+
+@pytest.mark.slow
+def test_busi_default_split_keeps_every_family_on_one_side(shared_data):
+    ds = load_dataset(resolve_data(str(shared_data / "busi_256")))
+    rep = find_duplicates(ds)
+    assert len(rep.families) >= 100 and rep.exact_groups == [["benign_433", "malignant_145"]]
+    for seed in range(3):
+        s = split_dataset(ds, SplitConfig(seed=seed, stratify="regex:^([A-Za-z]+)"))
+        part = {c: p for p in PARTS for c in s[p]}
+        assert all(len({part[c] for c in f.cases}) == 1 for f in rep.families)
+        assert s["duplicates"]["straddling"] == 0
