@@ -7,17 +7,25 @@ is the one formatter that turns pydantic's errors into a
 
     arch.yaml: stages.2.block.type: unknown block 'cmunxt' (did you mean 'cmunext'?)
 
+Two YAML habits that would silently change a run are refused: a key given twice in one
+mapping (:func:`read_yaml` names the file, key and both lines; PyYAML keeps the last value),
+and a ``true``/``false`` where a number is expected or a number where ``true``/``false``
+is (``epochs: true`` would be 1 epoch under pydantic's lax mode; :class:`Strict` refuses it).
+
 This module imports no registry (and so no torch): the tag names of tagged unions are
 read off the model being validated.
 """
 from __future__ import annotations
 
 import difflib
+import types
+from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal, TypeVar, get_args, get_origin
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from nasseg.errors import ConfigError, did_you_mean
 
@@ -25,9 +33,90 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class Strict(BaseModel):
-    """The base of every nasseg config: unknown keys are errors (``extra="forbid"``)."""
+    """The base of every nasseg config: unknown keys are errors (``extra="forbid"``), and
+    booleans and numbers are never taken for each other (:func:`bool_mismatch`)."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bool_coercion(cls, raw: Any) -> Any:
+        return check_bools(cls, raw)
+
+
+def check_bools(model: type[BaseModel], raw: Any) -> Any:
+    """``raw`` unchanged, or a ValueError naming the first field whose value
+    :func:`bool_mismatch` refuses (a model validator: a field validator cannot run on the
+    ``type`` tag of a tagged union)."""
+    if isinstance(raw, dict):
+        for name, value in raw.items():
+            field = model.model_fields.get(name) if isinstance(name, str) else None
+            problem = bool_mismatch(field.annotation, value) if field is not None else None
+            if problem:
+                raise ValueError(f"{name}: {problem}")
+    return raw
+
+
+@lru_cache(maxsize=None)
+def _members(annotation: Any) -> tuple[Any, ...]:
+    """The alternatives of an annotation: ``int | None`` -> ``(int, NoneType)``, Annotated stripped."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _members(get_args(annotation)[0])
+    if origin is Union or origin is types.UnionType:
+        return tuple(m for arg in get_args(annotation) for m in _members(arg))
+    return (annotation,)
+
+
+def _literal_values(member: Any) -> tuple[Any, ...]:
+    return get_args(member) if get_origin(member) is Literal else ()
+
+
+def bool_mismatch(annotation: Any, value: Any) -> str | None:
+    """Why ``value`` must not be coerced to ``annotation`` (``None`` = fine): a YAML
+    ``true``/``false`` for a number (pydantic's lax mode makes ``true`` 1), or a number or
+    word for a boolean (``1``, ``"yes"``); list and tuple items are checked too.
+
+    Example:
+        >>> bool_mismatch(int, True)
+        'expected a number, got true'
+        >>> bool_mismatch(bool | None, 1)
+        'expected true or false, got 1'
+        >>> bool_mismatch(list[int], [2, False]) is None, bool_mismatch(int | bool, True) is None
+        (False, True)
+    """
+    try:
+        members = _members(annotation)
+    except TypeError:  # an unhashable annotation: leave it to pydantic
+        return None
+    if Any in members or object in members:
+        return None
+    if isinstance(value, bool):
+        if bool in members or any(isinstance(v, bool) for m in members for v in _literal_values(m)):
+            return None
+        numbers = any(m in (int, float) for m in members) or any(
+            isinstance(v, (int, float)) for m in members for v in _literal_values(m))
+        return f"expected a number, got {str(value).lower()}" if numbers else None
+    if bool in members and isinstance(value, (int, float, str)):
+        others = [m for m in members if m is not bool and m is not type(None)]
+        if not any(m in (int, float, str) or _literal_values(m) for m in others):
+            return f"expected true or false, got {value!r}"
+        return None
+    if isinstance(value, (list, tuple)):
+        for m in members:
+            origin, args = get_origin(m), get_args(m)
+            if origin not in (list, tuple, set, frozenset, Sequence) or not args:
+                continue
+            for i, item in enumerate(value):
+                if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
+                    item_type = args[i] if i < len(args) else None
+                else:
+                    item_type = args[0]
+                problem = bool_mismatch(item_type, item) if item_type is not None else None
+                if problem:
+                    return f"item {i}: {problem}"
+            return None
+    return None
 
 
 def _loc(loc: tuple) -> str:
@@ -140,15 +229,60 @@ def validate(model: type[M], data: Any, source: str) -> M:
         raise ConfigError(format_validation_error(err, source, model)) from None
 
 
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key: Any, first: int, line: int) -> None:
+        super().__init__(f"key '{key}' given twice")
+        self.key, self.first, self.line = key, first, line
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader, refusing a key given twice in one mapping (PyYAML keeps the
+    last value without a word, so ``epochs: 200`` followed later by ``epochs: 2`` trains 2)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # '<<: *anchor' may repeat
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in seen:
+                    raise _DuplicateKey(key, seen[key], line)
+                seen[key] = line
+            except TypeError:  # an unhashable key: SafeLoader's own error follows
+                pass
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """Parse YAML text; a syntax error or a repeated key is a ConfigError naming ``source``.
+
+    Example:
+        >>> parse_yaml("epochs: 200\\nlr: 0.01\\nepochs: 2\\n", "train.yaml")
+        Traceback (most recent call last):
+        nasseg.errors.ConfigError: train.yaml: line 3: key 'epochs' is given twice (first on line 1); keep one
+    """
+    try:
+        return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except _DuplicateKey as err:
+        raise ConfigError(f"{source}: line {err.line}: key '{err.key}' is given twice (first on line "
+                          f"{err.first}); keep one") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{source}: not valid YAML: {err}") from None
+
+
 def read_yaml(path: str | Path) -> Any:
-    """Parse a YAML file; a missing file or a syntax error is a ConfigError naming it."""
+    """Parse a YAML file; a missing file, a syntax error or a key given twice is a
+    ConfigError naming it (and the key and line)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such file")
     try:
-        return yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read ({getattr(err, 'strerror', None) or err})") from None
+    return parse_yaml(text, str(path))
 
 
 def load_yaml(model: type[M], path: str | Path) -> M:

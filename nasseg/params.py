@@ -11,9 +11,11 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
+
+from nasseg.configio import check_bools
 
 __all__ = ["KernelSize", "Params"]
 
@@ -37,3 +39,8 @@ class Params(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     type: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bool_coercion(cls, raw: Any) -> Any:
+        return check_bools(cls, raw)  # `kernel_size: true` would be a kernel of 1

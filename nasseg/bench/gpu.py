@@ -285,7 +285,7 @@ def trials_per_gpu(dev: torch.device, trials: int, per_gpu: tuple[int, ...], tmp
                  "sampler": {"name": "random"}, "early_stopping": {"enabled": False}}
         study["train"] = {**base.get("train", {}), "num_threads": 1}
         if tiny:
-            study.update(epochs=1, data={**base["data"], "n_cases": 12, "size": 32}, device_memory_mb=2048)
+            study.update(epochs=1, data={**base["data"], "size": 32, "synthetic": {**base["data"]["synthetic"], "n_cases": 12}}, device_memory_mb=2048)
         path = tmp / f"tpg_{n}.yaml"
         path.write_text(yaml.safe_dump(study))
         old = os.environ.get("NASSEG_CACHE_DIR")

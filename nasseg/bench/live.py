@@ -55,8 +55,8 @@ def study_dict(method: str, seed: int, data: str, budget_epochs: int, epochs: in
     return {
         "name": f"bench_{method}_s{seed}",
         "description": f"nasseg bench search: {method}, seed {seed}",
-        "data": {"source": str(Path(data).resolve()), "max_cases": max_cases, "val_fraction": 0.25,
-                 "test_fraction": 0.25, **extra},
+        "data": {"path": str(Path(data).resolve()), "max_cases": max_cases,
+                 "split": {"val_fraction": 0.25, "test_fraction": 0.25}, **extra},
         "space": str(REPO / "search_spaces" / "lightweight_2d.yaml"),
         "objectives": ["dice", "macs", "params"],
         "budget": {"trial_epochs": budget_epochs, "trials": 10 * budget_epochs},

@@ -6,13 +6,16 @@ with every result, so a run can be reproduced from its ``config.json``.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from nasseg.configio import Strict
 from nasseg.errors import ConfigError, DataError, did_you_mean
+
+log = logging.getLogger(__name__)
 
 Size2 = tuple[int, int]
 Size3 = tuple[int, int, int]
@@ -159,8 +162,10 @@ class DataConfig(Strict):
         mask_pattern: ``folder``: the mask file name of image ``<stem>.<ext>``, e.g.
             ``"{stem}_seg.png"`` (``{stem}`` required, ``{ext}`` = the image's extension);
             ``None`` = auto-detection.
-        mask_encoding: ``auto`` detects 0/255 masks (binarised at > 127) or class
-            index masks; ``binary255`` or ``index`` force one.
+        mask_encoding: ``auto`` detects 0/255 masks or class index masks (a value that is
+            no class, such as a stray 128 in a 0/255 mask, is refused; grey edges left by
+            resizing are binarised at > 127); ``binary255`` (every value binarised at > 127)
+            or ``index`` states one (:mod:`nasseg.data.masks`).
         labels: class names, background first (mask value ``i`` = ``labels[i]``); ``None``
             infers them from the masks (Decathlon: ``dataset.json``), see :mod:`nasseg.data.labels`.
         unknown_labels: a mask value outside the classes is an ``error`` (naming the file
@@ -204,6 +209,16 @@ class DataConfig(Strict):
         if any(s < 1 for s in sizes):
             raise ValueError(f"size must be positive, got {v}")
         return v
+
+    @model_validator(mode="after")
+    def _path_fits_kind(self) -> DataConfig:
+        if self.kind == "synthetic" and self.path is not None:
+            raise ValueError(f"kind synthetic takes no path (got path '{self.path}'); for a dataset folder "
+                             "write kind: folder (images/ + masks/) or kind: decathlon (dataset.json), or "
+                             "leave kind out to infer it from the folder")
+        if self.kind != "synthetic" and not self.path:
+            raise ValueError(f"kind {self.kind} needs a path (the dataset folder)")
+        return self
 
     @field_validator("mask_pattern")
     @classmethod
@@ -257,8 +272,9 @@ def resolve_data(spec: str | Path | DataConfig | dict, **overrides: Any) -> Data
     """Turn a dataset name, folder or mapping into a :class:`DataConfig`.
 
     ``"synthetic"`` gives the generated default; a folder with ``dataset.json`` is a
-    Decathlon dataset; a folder with ``images/`` is an image folder. Overrides may
-    name any field of :class:`DataConfig`, :class:`SplitConfig`,
+    Decathlon dataset; a folder with ``images/`` is an image folder. A mapping is a data
+    section (see :func:`data_section`: ``kind`` inferred from ``path`` when left out).
+    Overrides may name any field of :class:`DataConfig`, :class:`SplitConfig`,
     :class:`SyntheticConfig` or :class:`AugmentConfig` directly; ``seed`` sets both
     the split seed and the generator seed. ``None`` values are ignored.
 
@@ -279,11 +295,20 @@ def resolve_data(spec: str | Path | DataConfig | dict, **overrides: Any) -> Data
     """
     if isinstance(spec, DataConfig):
         base: dict[str, Any] = spec.model_dump()
+        where = f"data '{spec.path or spec.kind}'"
     elif isinstance(spec, dict):
         base = dict(spec)
         where = str(base.pop("_source", "data config"))
+        base = canonical_section(base, where)
     else:
         base = _detect(str(spec))
+        where = f"data '{spec}'"
+    return parse_config(DataConfig, _with_overrides(base, overrides), where)
+
+
+def _with_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with flat overrides routed into their sections (``val_fraction`` -> ``split``)."""
+    base = dict(base)
     nested = {k: dict(base.get(k) or {}) for k in ("split", "synthetic", "augment", "plan")}
     for key, value in overrides.items():
         if value is None:
@@ -307,25 +332,110 @@ def resolve_data(spec: str | Path | DataConfig | dict, **overrides: Any) -> Data
     if nested["split"].get("file"):
         nested["split"].setdefault("method", "file")
     base.update({k: v for k, v in nested.items() if v})
-    if not isinstance(spec, dict):
-        where = f"data '{spec}'"
-    return parse_config(DataConfig, base, where)
+    return base
 
 
-def _detect(spec: str) -> dict[str, Any]:
+SYNTHETIC_NAMES = ("synthetic", "synthetic2d", "synthetic3d")
+
+
+def data_section(value: str | dict[str, Any] | None, where: str, here: str | Path | None = None) -> DataConfig:
+    """The ``data:`` section of a search study, an ablation study or a data-config YAML.
+
+    One schema for train, search and ablate: the fields of :class:`DataConfig`
+    (``data: {kind: folder, path: ../shared/data/busi_256, size: 64, split: {seed: 0}}``),
+    or a dataset name or folder alone (``data: synthetic``, ``data: ../shared/data/dsb2018_96``).
+    ``kind`` may be left out when ``path`` names a dataset folder (it is then inferred:
+    ``images/`` = ``folder``, ``dataset.json`` = ``decathlon``); a path that is neither is
+    refused, never read as synthetic data. The older search spelling ``{source: X, <flat
+    options>}`` (flat options as :func:`resolve_data` takes them, e.g. ``val_fraction``) is
+    still read, with one deprecation line.
+
+    Args:
+        value: the section as written (``None`` = synthetic defaults).
+        where: the file (and profile) for messages, e.g. ``studies/x.yaml``.
+        here: the study file's folder: a relative path is read from the current folder,
+            then from there.
+
+    Raises:
+        ConfigError: a bad field, naming ``where``, ``data`` and the field.
+        DataError: the path holds no dataset (named).
+
+    Example:
+        >>> data_section({"source": "synthetic", "n_cases": 8}, "s.yaml").synthetic.n_cases
+        8
+    """
+    return parse_config(DataConfig, canonical_section(value, f"{where}: data", here), f"{where}: data")
+
+
+def canonical_section(value: str | dict[str, Any] | None, where: str, here: str | Path | None = None
+                      ) -> dict[str, Any]:
+    """The data section as :class:`DataConfig` fields, ``kind`` and ``path`` filled in
+    (see :func:`data_section`); not yet validated.
+
+    Example:
+        >>> canonical_section({"source": "synthetic3d"}, "s.yaml")
+        {'kind': 'synthetic', 'synthetic': {'spatial_dims': 3}}
+    """
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        return _detect(_beside(str(value), here), where)
+    section = dict(value)
+    if "source" in section:
+        source = section.pop("source")
+        if "kind" in section or "path" in section:
+            raise ConfigError(f"{where}: 'source' and 'kind'/'path' both given; keep kind and path "
+                              "('source' is the older spelling)")
+        base = _detect(_beside(str(source), here), where)
+        try:
+            section = _with_overrides(base, section)
+        except ConfigError as err:
+            raise ConfigError(f"{where}: {err}") from None
+        written = {**section, "path": str(source)} if "path" in section else section
+        log.warning("%s: 'source: %s' is deprecated; write %s", where, source, _spelling(written))
+        return section
+    path = section.get("path")
+    if isinstance(path, str):
+        section["path"] = _beside(path, here)
+    if "kind" not in section and isinstance(path, str):
+        if path.lower() in SYNTHETIC_NAMES:
+            raise ConfigError(f"{where}: path: '{path}' is not a folder; write kind: synthetic for generated data")
+        section["kind"] = _detect(section["path"], where)["kind"]
+    return section
+
+
+def _spelling(section: dict[str, Any]) -> str:
+    """The data section in the current spelling, for the deprecation line."""
+    import json
+
+    return "data: " + json.dumps(section, separators=(", ", ": ")).replace('"', "")
+
+
+def _beside(path: str, here: str | Path | None) -> str:
+    """``path`` as given if it exists (or is a synthetic name), else next to ``here`` if there."""
+    if here is None or path.lower() in SYNTHETIC_NAMES or Path(path).expanduser().is_absolute():
+        return path
+    if Path(path).exists() or not (Path(here) / path).exists():
+        return path
+    return str(Path(here) / path)
+
+
+def _detect(spec: str, where: str | None = None) -> dict[str, Any]:
     low = spec.lower()
-    if low in ("synthetic", "synthetic2d", "synthetic3d"):
+    if low in SYNTHETIC_NAMES:
         dims = 3 if low.endswith("3d") else 2
         return {"kind": "synthetic", "synthetic": {"spatial_dims": dims}}
+    at = f"{where}: " if where else ""
     path = Path(spec)
     if path.is_file() and path.name == "dataset.json":
         return {"kind": "decathlon", "path": str(path.parent)}
     if not path.exists():
-        raise DataError(f"{path}: no such dataset folder (use 'synthetic' for generated data)")
+        raise DataError(f"{at}{path}: no such dataset folder (use 'synthetic' for generated data)")
     if (path / "dataset.json").is_file():
         return {"kind": "decathlon", "path": str(path)}
     if (path / "images").is_dir():
         return {"kind": "folder", "path": str(path)}
     raise DataError(
-        f"{path}: not a dataset folder: expected images/ and masks/ (2D) or dataset.json (Decathlon 3D)"
+        f"{at}{path}: not a dataset folder: expected images/ and masks/ (2D) or dataset.json (Decathlon 3D)"
+        + ("; or name the layout with kind: folder or kind: decathlon" if where else "")
     )

@@ -11,8 +11,9 @@ layouts are accepted (checked in this order for each image ``images/<stem>.<ext>
 
 Images may be gray or RGB (RGBA and palette images are converted, 16-bit gray is scaled);
 the dataset uses 3 channels if any image is in colour. Masks are decoded with one
-encoding for the whole dataset (see :func:`mask_encoding`): 0/255 masks are binarised
-at > 127, small integer masks are kept as class indices. The classes are declared
+encoding for the whole dataset (see :mod:`nasseg.data.masks`): 0/255 masks are binarised
+at > 127 (a grey value that is no resizing edge is refused), small integer masks are kept
+as class indices. The classes are declared
 (``labels`` in the data config) or inferred from the values of all masks and reported
 once (see :mod:`nasseg.data.labels`): a stray value is an error naming its file. Every case is resized to
 ``size`` (bilinear image, nearest mask) and normalised per image.
@@ -29,11 +30,10 @@ from PIL import Image, UnidentifiedImageError
 from nasseg.data.base import SegDataset, normalise
 from nasseg.data.config import DataConfig
 from nasseg.data.labels import count_values, declare_labels, map_unknown
+from nasseg.data.masks import decode_mask, mask_encoding
 from nasseg.errors import DataError
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif")
-MAX_CLASS_INDEX = 31
-"""Masks whose values all lie in 0..31 are read as class-index masks."""
 
 
 def load_folder(cfg: DataConfig) -> SegDataset:
@@ -72,7 +72,7 @@ def load_folder(cfg: DataConfig) -> SegDataset:
                 )
         raw.append((image, masks))
     encoding, _ = mask_encoding([(ms, mp) for (_, ms), (_, mp) in zip(raw, pairs)], cfg.mask_encoding)
-    decoded = [_decode_mask(masks, encoding) for _, masks in raw]
+    decoded = [decode_mask(masks, encoding) for _, masks in raw]
     names, unknown = declare_labels(count_values([(lab, mp[0]) for lab, (_, mp) in zip(decoded, pairs)]),
                                     cfg.labels, cfg.unknown_labels, where=str(root), total=len(decoded))
     if encoding == "binary255" and len(names) != 2:
@@ -247,85 +247,6 @@ def _open(path: Path) -> Image.Image:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise DataError(f"{path}: unreadable or truncated image file ({err})") from None
     return im
-
-
-def mask_encoding(masks: list[tuple[list[np.ndarray], list[Path]]], forced: str = "auto") -> tuple[str, int]:
-    """Choose one mask encoding for the whole dataset.
-
-    A mask fits ``binary255`` when it contains 255 and at least 75% of its pixels are
-    exactly 0 or 255 (resized masks carry some interpolated grey values); it fits
-    ``index`` when all its values lie in 0..31. An all-zero mask fits both.
-
-    Args:
-        masks: per case, its decoded mask arrays and their files.
-        forced: ``auto``, ``binary255`` or ``index``.
-
-    Returns:
-        ``(encoding, num_classes)``; num_classes includes background (2 = binary).
-
-    Raises:
-        DataError: a mask fits no encoding, or two masks fit different ones (both named).
-    """
-    first: dict[str, Path] = {}
-    max_index = 1
-    for arrays, paths in masks:
-        for arr, path in zip(arrays, paths):
-            values = np.unique(arr)
-            fits = _fits(arr, values)
-            if forced != "auto":
-                if forced not in fits and len(values) > 1:
-                    raise DataError(f"{path}: mask values {_show(values)} do not fit mask_encoding={forced}")
-                fits = {forced}
-            if not fits:
-                raise DataError(
-                    f"{path}: mask values {_show(values)} fit no encoding: expected 0/255 "
-                    f"(binarised at > 127) or class indices 0..{MAX_CLASS_INDEX}"
-                )
-            if fits == {"binary255"}:
-                first.setdefault("binary255", path)
-            elif fits == {"index"} and values.max() > 1:
-                first.setdefault("index", path)
-            elif fits == {"index"}:
-                first.setdefault("index01", path)
-            if "index" in fits:
-                max_index = max(max_index, int(values.max()))
-    if "binary255" in first and ("index" in first or "index01" in first):
-        other = first.get("index") or first["index01"]
-        raise DataError(
-            f"{other}: mask uses class indices but {first['binary255']} uses 0/255; "
-            "all masks of a dataset must share one encoding"
-        )
-    if forced == "binary255" or "binary255" in first:
-        return "binary255", 2
-    return "index", max_index + 1
-
-
-def _fits(arr: np.ndarray, values: np.ndarray) -> set[str]:
-    if values.max() == 0:
-        return {"binary255", "index"}
-    fits = set()
-    if values.max() == 255 and np.isin(arr, (0, 255)).mean() >= 0.75:
-        fits.add("binary255")
-    if values.min() >= 0 and values.max() <= MAX_CLASS_INDEX:
-        fits.add("index")
-    return fits
-
-
-def _show(values: np.ndarray) -> str:
-    shown = ", ".join(str(int(v)) for v in values[:8])
-    return "{" + shown + (", ..." if len(values) > 8 else "") + "}"
-
-
-def _decode_mask(masks: list[np.ndarray], encoding: str) -> np.ndarray:
-    if encoding == "binary255":
-        out = np.zeros(masks[0].shape, bool)
-        for m in masks:
-            out |= m > 127
-        return out.astype(np.uint8)
-    out = masks[0].copy()
-    for m in masks[1:]:
-        out = np.where(m > 0, m, out)
-    return out.astype(np.uint8)
 
 
 def _target_size(size: int | tuple[int, ...] | None, shapes: list[tuple[tuple[int, int], Path]]) -> tuple[int, int]:

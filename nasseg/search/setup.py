@@ -79,7 +79,8 @@ def prepare(path: str | Path, *, workers: int | None = None, trials: int | None 
     Raises:
         ConfigError: naming the file and the field at fault.
     """
-    from nasseg.data import load_dataset, resolve_data
+    from nasseg.data import load_dataset
+    from nasseg.data.config import data_section
 
     path = Path(path)
     cfg = with_overrides(load_study_config(path), {**(overrides or {}), "workers": workers, "trials": trials,
@@ -89,11 +90,10 @@ def prepare(path: str | Path, *, workers: int | None = None, trials: int | None 
     cfg = cfg.model_copy(update={"device": devices,
                                  "workers": max(cfg.workers, cfg.trials_per_device * len(devices))})
     space = load_space(resolve_path(cfg.space, path, "space"))
-    data_src = cfg.data.source
-    if data_src.lower() not in ("synthetic", "synthetic2d", "synthetic3d"):
-        data_src = str(resolve_path(data_src, path, "data.source").resolve())
+    data = data_section(cfg.data, src, here=path.parent)
+    if data.path:
+        data = data.model_copy(update={"path": str(Path(data.path).resolve())})
     try:
-        data = resolve_data(data_src, **cfg.data.overrides())
         ds = load_dataset(data)
     except NassegError as err:
         raise ConfigError(f"{src}: data: {err}") from None
