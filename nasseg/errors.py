@@ -53,15 +53,26 @@ class ResourceError(NassegError):
 MEMORY_HINT = "lower --batch-size (train.batch_size), --size/--patch-size or the network width"
 
 
-def is_out_of_memory(err: BaseException) -> bool:
-    """Whether ``err`` is an out-of-memory failure of the CPU or GPU allocator.
+OOM_MARKERS = ("can't allocate memory", "out of memory", "not enough memory", "std::bad_alloc", "outofmemoryerror")
+"""Text of the CPU and GPU allocators' out-of-memory errors (lower case)."""
+
+
+def is_out_of_memory(err: BaseException | str | None) -> bool:
+    """Whether ``err`` is an out-of-memory failure of the CPU or GPU allocator: the error
+    itself, or the failure reason a run stored from one (the one check for both).
 
     Example:
         >>> is_out_of_memory(RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried ..."))
         True
+        >>> is_out_of_memory("CUDA out of memory at epoch 2 (batch 8, ...)"), is_out_of_memory(None)
+        (True, False)
     """
     if isinstance(err, MemoryError):
         return True
-    text = str(err)
-    return isinstance(err, RuntimeError) and any(
-        k in text for k in ("can't allocate memory", "out of memory", "not enough memory", "std::bad_alloc"))
+    if err is None or isinstance(err, str):
+        text = err or ""
+    elif isinstance(err, RuntimeError):
+        text = f"{type(err).__name__}: {err}"
+    else:
+        return False
+    return any(m in text.lower() for m in OOM_MARKERS)

@@ -20,6 +20,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from nasseg.data.identity import folder_identity
 from nasseg.device import deterministic_run
 
 _PACKAGES = ("optuna", "numpy", "scipy", "pandas", "plotly", "pydantic", "ray")
@@ -71,9 +72,10 @@ def git_state() -> dict[str, str]:
 
 
 def data_hash(data: Any) -> str:
-    """16 hex digits identifying a dataset's content: the sorted relative file names and
-    sizes under its folder (stable across machines and mount points; no file is read), or
-    the generator settings of synthetic data.
+    """16 hex digits identifying a dataset's content: its folder's identity
+    (:func:`nasseg.data.identity.folder_identity`: relative file names, sizes and the first
+    and last 64 KiB of each; stable across machines and mount points), or the generator
+    settings of synthetic data.
 
     Example:
         >>> data_hash(resolve_data("synthetic")) == data_hash(resolve_data("synthetic"))  # doctest: +SKIP
@@ -83,20 +85,7 @@ def data_hash(data: Any) -> str:
         key = json.dumps({"synthetic": data.synthetic.model_dump(mode="json"), "size": data.size},
                          sort_keys=True)
         return hashlib.sha256(key.encode()).hexdigest()[:16]
-    return _folder_hash(str(Path(data.path).resolve()))
-
-
-@functools.lru_cache(maxsize=8)
-def _folder_hash(root: str) -> str:
-    entries = []
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in files:
-            if name.startswith("."):
-                continue
-            path = os.path.join(folder, name)
-            entries.append(f"{os.path.relpath(path, root)}\t{os.path.getsize(path)}")
-    return hashlib.sha256("\n".join(sorted(entries)).encode()).hexdigest()[:16]
+    return folder_identity(str(Path(data.path).resolve()))
 
 
 def deterministic_flags(device: str | None = None) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import shutil
 
 from nasseg.data import resolve_data
+from nasseg.data.identity import files_identity, folder_identity
 from nasseg.versions import data_hash, provenance, versions
 
 
@@ -16,16 +17,19 @@ def _folder(root):
     return root
 
 
-def test_data_hash_depends_on_names_and_sizes_not_on_the_location(tmp_path):
+def test_data_hash_depends_on_names_sizes_and_bytes_not_on_the_location(tmp_path):
     a = _folder(tmp_path / "a" / "busi")
     b = tmp_path / "elsewhere" / "copy"
     shutil.copytree(a, b)
     h = data_hash(resolve_data(str(a)))
     assert len(h) == 16 and h == data_hash(resolve_data(str(b)))
     (b / "masks" / "c1.png").write_bytes(b"y" * 99)  # one file changed size
-    from nasseg import versions as v
-
-    v._folder_hash.cache_clear()
+    folder_identity.cache_clear()
+    assert data_hash(resolve_data(str(b))) != h
+    shutil.rmtree(b)
+    shutil.copytree(a, b)
+    (b / "masks" / "c1.png").write_bytes(b"z" * 21)  # same size, other bytes
+    folder_identity.cache_clear()
     assert data_hash(resolve_data(str(b))) != h
     assert data_hash(resolve_data("synthetic")) != data_hash(resolve_data("synthetic", n_cases=10))
 
@@ -78,3 +82,13 @@ def test_a_record_written_before_the_runs_states_the_flags_the_runs_set():
     finally:
         rt.close()
     assert not torch.are_deterministic_algorithms_enabled()
+
+
+def test_one_dataset_identity_for_provenance_and_the_preprocessing_cache(tmp_path):
+    """The preprocessed-volume cache is keyed by the same identity as the provenance hash."""
+    import nasseg.data.preprocess as pre
+
+    root = _folder(tmp_path / "d")
+    files = sorted(p for p in root.rglob("*.png"))
+    assert files_identity(files, root) == data_hash(resolve_data(str(root)))
+    assert not hasattr(pre, "fingerprint")  # the second hash is gone

@@ -44,8 +44,25 @@ def __getattr__(name: str) -> Any:
 
 _CACHE: OrderedDict[str, SegDataset] = OrderedDict()
 _CACHE_SIZE = 2
-_DECODE_KEYS = ("kind", "path", "size", "spacing", "mask_encoding", "labels", "unknown_labels", "synthetic",
-                "plan", "images_dir", "masks_dir", "mask_pattern")
+NOT_DECODED = frozenset({"max_cases", "patch_size", "window_size", "resident", "split", "augment"})
+"""The :class:`DataConfig` fields that do not change what a dataset decodes to (``max_cases``
+samples the decoded set, see :func:`load_dataset`); every other field, including one added
+later, is part of :func:`decode_key`, so a new field can never return a stale cached dataset."""
+
+
+def decode_key(cfg: DataConfig) -> str:
+    """The cache key of the decoded dataset ``cfg`` describes: every field of its model but
+    :data:`NOT_DECODED`, with ``max_cases`` and the absolute ``path``.
+
+    Example:
+        >>> decode_key(resolve_data("synthetic", n_cases=8)) == decode_key(resolve_data("synthetic", n_cases=9))
+        False
+    """
+    fields = {k: v for k, v in cfg.model_dump(mode="json").items() if k not in NOT_DECODED}
+    fields["max_cases"] = cfg.max_cases
+    if cfg.path:
+        fields["path"] = str(Path(cfg.path).resolve())
+    return json.dumps(fields, sort_keys=True)
 
 
 def load_dataset(cfg: DataConfig, *, cache: bool = True) -> SegDataset:
@@ -70,11 +87,7 @@ def load_dataset(cfg: DataConfig, *, cache: bool = True) -> SegDataset:
 
         full = load_dataset(cfg.model_copy(update={"max_cases": None}), cache=cache)
         return full.subset(sample_cases(full, cfg.max_cases, cfg.split))
-    fields = {k: v for k, v in cfg.model_dump(mode="json").items() if k in _DECODE_KEYS}
-    fields["max_cases"] = cfg.max_cases
-    if cfg.path:
-        fields["path"] = str(Path(cfg.path).resolve())
-    key = json.dumps(fields, sort_keys=True)
+    key = decode_key(cfg)
     if cache and key in _CACHE:
         _CACHE.move_to_end(key)
         return _CACHE[key]
@@ -82,6 +95,8 @@ def load_dataset(cfg: DataConfig, *, cache: bool = True) -> SegDataset:
         from nasseg.data.synthetic import make_synthetic as load
     elif cfg.kind == "folder":
         from nasseg.data.folder import load_folder as load
+    elif cfg.kind == "nnunet":
+        from nasseg.data.nnunet_raw import load_nnunet_raw as load
     else:
         from nasseg.data.decathlon import load_decathlon as load
     ds = load(cfg)
@@ -94,6 +109,6 @@ def load_dataset(cfg: DataConfig, *, cache: bool = True) -> SegDataset:
 
 __all__ = [
     "AugmentConfig", "BatchFeeder", "DataConfig", "Sample", "SegDataset", "SplitConfig",
-    "SyntheticConfig", "augment_batch", "load_dataset", "make_split", "resolve_data",
+    "SyntheticConfig", "augment_batch", "decode_key", "load_dataset", "make_split", "resolve_data",
     "sample_cases", "sliding_window", "split_dataset",
 ]

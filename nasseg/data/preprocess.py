@@ -14,9 +14,10 @@ resample to the planned spacing.
 The result is written once per (data, preprocessing settings) under
 ``$NASSEG_CACHE_DIR/preprocessed`` (default ``~/.cache/nasseg``) as ``.npy`` files that
 training opens memory-mapped, one window at a time (:class:`MappedVolumes`): a second run
-starts in seconds and its memory does not grow with the dataset. The key is a
-fingerprint of the files (name, size, mtime and their first and last 64 KiB, so a
-hundred GB are keyed in milliseconds) plus a hash of the preprocessing settings.
+starts in seconds and its memory does not grow with the dataset. The key is the
+dataset's identity (:func:`nasseg.data.identity.files_identity`: names, sizes and the first
+and last 64 KiB of the files, so a hundred GB are keyed in milliseconds) plus a hash of the
+preprocessing settings.
 
 Shapes: images ``[C, X, Y, Z]`` float32, labels ``[X, Y, Z]`` uint8.
 
@@ -40,6 +41,7 @@ import torch
 from torch import Tensor
 
 from nasseg.data.geometry import CaseMeta, nonzero_box, resample, resampled_shape
+from nasseg.data.identity import files_identity
 
 VERSION = 1
 FG_SAMPLES = 10000  # foreground voxel positions kept per class and case (for oversampling)
@@ -49,20 +51,6 @@ def cache_root() -> Path:
     """``$NASSEG_CACHE_DIR/preprocessed`` (default ``~/.cache/nasseg/preprocessed``)."""
     root = os.environ.get("NASSEG_CACHE_DIR") or Path.home() / ".cache" / "nasseg"
     return Path(root) / "preprocessed"
-
-
-def fingerprint(paths: Sequence[Path]) -> str:
-    """A content key of ``paths``: names, sizes, mtimes and the first/last 64 KiB of each."""
-    h = hashlib.sha256()
-    for p in paths:
-        st = p.stat()
-        h.update(f"{p.name}|{st.st_size}|{st.st_mtime_ns}|".encode())
-        with open(p, "rb") as f:
-            h.update(f.read(65536))
-            if st.st_size > 65536:
-                f.seek(max(65536, st.st_size - 65536))
-                h.update(f.read(65536))
-    return h.hexdigest()[:16]
 
 
 def modality_kind(name: str) -> str:
@@ -202,7 +190,7 @@ class MappedVolumes(Sequence):
 
 def load_preprocessed(pairs: Sequence[tuple[Path, Path]], read_case, *, kinds: Sequence[str],
                       class_names: list[str], target_spacing: tuple[float, ...], name: str = "data",
-                      label_settings: dict | None = None):
+                      label_settings: dict | None = None, case_id=None):
     """Open (building it first if needed) the preprocessed cache of ``pairs``.
 
     Args:
@@ -214,6 +202,8 @@ def load_preprocessed(pairs: Sequence[tuple[Path, Path]], read_case, *, kinds: S
         target_spacing: resample to this voxel size.
         name: dataset name (the cache folder's prefix).
         label_settings: how ``read_case`` treats labels (part of the cache key).
+        case_id: ``case_id(image_path) -> str`` (default: the file name without its extension;
+            nnU-Net raw data: without the ``_0000`` channel suffix too).
 
     Returns:
         A :class:`~nasseg.data.base.SegDataset` whose images, labels and native labels
@@ -228,9 +218,9 @@ def load_preprocessed(pairs: Sequence[tuple[Path, Path]], read_case, *, kinds: S
                 "labels": label_settings or {}}
     files = [p for pair in pairs for p in pair]
     plan_hash = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
-    folder = cache_root() / f"{name}-{fingerprint(files)}-{plan_hash}"
+    folder = cache_root() / f"{name}-{files_identity(files)}-{plan_hash}"
     if not (folder / "index.json").is_file():
-        _build(folder, pairs, read_case, kinds, target_spacing, settings)
+        _build(folder, pairs, read_case, kinds, target_spacing, settings, case_id or _case_id)
     index = json.loads((folder / "index.json").read_text())
     metas = {c["case_id"]: CaseMeta.from_dict(c) for c in index["cases"]}
     ids = [c["case_id"] for c in index["cases"]]
@@ -252,7 +242,7 @@ def load_preprocessed(pairs: Sequence[tuple[Path, Path]], read_case, *, kinds: S
     )
 
 
-def _build(folder: Path, pairs, read_case, kinds, target_spacing, settings) -> None:
+def _build(folder: Path, pairs, read_case, kinds, target_spacing, settings, case_id=None) -> None:
     """Preprocess every case into a temporary folder, then move it into place (a
     concurrent builder of the same cache loses the race harmlessly)."""
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -268,7 +258,7 @@ def _build(folder: Path, pairs, read_case, kinds, target_spacing, settings) -> N
                 raise DataError(f"{image_path}: {image.shape[0]} channels but dataset.json's modality "
                                 f"map names {len(kinds)}")
             channels = image.shape[0]
-            cid = _case_id(image_path)
+            cid = (case_id or _case_id)(image_path)
             np.save(tmp / f"{cid}_orig.npy", np.ascontiguousarray(label, dtype=np.uint8))
             img, lab, meta = preprocess_case(image, label, spacing, affine, kinds, target_spacing, cid, ct_stats)
             del image, label

@@ -22,12 +22,12 @@ Example:
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from nasseg.errors import ConfigError
+from nasseg.jsonsafe import json_safe
 
 FORMAT = 2
 """The format this nasseg writes."""
@@ -118,7 +118,10 @@ class TrialRecord(_Record):
     them), ``best_epoch``, ``epochs_run``, ``stopped_early``, ``stop_reason``, ``split``
     (see :func:`nasseg.store.read.split_summary`), ``per_case`` (validation cases),
     ``test_per_case`` (test cases, scored once with the best-by-val weights), ``train_seconds``,
-    ``checkpoint`` (path of the best weights). Failed: ``fail_reason``.
+    ``checkpoint`` (path of the best weights). Failed: ``fail_reason``. ``outcome``: what
+    became of a search proposal: ``trained``, or rejected before training as ``infeasible``
+    (over a limit), ``invalid`` (not a valid network) or ``duplicate`` (answered from the
+    record of the same network trained earlier); only trained networks use up the budget.
     Ablation runs: ``variant``, ``factors``, ``is_baseline``.
     """
 
@@ -154,22 +157,11 @@ class TrialRecord(_Record):
     train_seconds: float | None = None
     checkpoint: str | None = None
     fail_reason: str | None = None
+    outcome: Literal["trained", "infeasible", "invalid", "duplicate"] | None = None
+    """What became of a search proposal (see :func:`nasseg.store.read.outcome`)."""
     variant: str | None = None
     factors: dict[str, Any] | None = None
     is_baseline: bool | None = None
 
 
 TRIAL_FIELDS = frozenset(TrialRecord.model_fields)
-
-
-def json_safe(x: Any) -> Any:
-    """Plain JSON types: tuples as lists, non-finite floats as ``None``, numpy scalars unboxed."""
-    if isinstance(x, dict):
-        return {str(k): json_safe(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [json_safe(v) for v in x]
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    if hasattr(x, "item") and not isinstance(x, str | bytes):
-        return json_safe(x.item())
-    return x

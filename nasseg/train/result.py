@@ -3,15 +3,14 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from nasseg.errors import NassegError
+from nasseg.errors import ConfigError, NassegError
+from nasseg.jsonsafe import json_safe
 
 
 class TrainingFailed(NassegError):
@@ -76,25 +75,44 @@ class TrainResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable dict (NaN/inf become ``None``; the model is left out)."""
-        return _json_safe({f.name: getattr(self, f.name) for f in fields(self) if f.name != "model"})
+        return json_safe({f.name: getattr(self, f.name) for f in fields(self) if f.name != "model"})
 
 
-def _json_safe(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _json_safe(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_json_safe(v) for v in x]
-    if isinstance(x, (float, np.floating)):
-        return float(x) if math.isfinite(x) else None
-    if isinstance(x, np.integer):
-        return int(x)
-    return x
+
+RUN_FILES = ("config.json", "split.json", "plan.json", "history.csv", "metrics.json", "per_case.csv",
+             "test_per_case.csv", "checkpoint.pt", "checkpoint.pt.tmp", "failed.json")
+"""The files a run folder holds (:class:`RunWriter`, and the 3D ``plan.json``)."""
+
+
+def claim_run_dir(run_dir: str | Path, *, overwrite: bool = False, remove: bool = True,
+                  flag: str = "--run-dir") -> Path:
+    """``run_dir`` made ready for a new run: refused when it holds an earlier run (finished
+    or failed) unless ``overwrite``, which removes that run's files (when ``remove``; so
+    nothing of the old run is mixed into the new one). Other files are left alone.
+
+    Raises:
+        ConfigError: ``run_dir`` is a file, or holds an earlier run (without ``overwrite``).
+
+    Example:
+        >>> claim_run_dir("runs/train/dsb")  # doctest: +SKIP
+        ConfigError: --run-dir runs/train/dsb: holds an earlier run (checkpoint.pt, ...); ...
+    """
+    path = Path(run_dir)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{flag} {path}: is a file; a folder is needed here")
+    earlier = [n for n in RUN_FILES if (path / n).exists()]
+    if earlier and not overwrite:
+        raise ConfigError(f"{flag} {path}: holds an earlier run ({', '.join(earlier)}); choose another folder "
+                          f"(or pass --overwrite to replace it)")
+    for name in earlier if remove else ():
+        (path / name).unlink()
+    return path
 
 
 class RunWriter:
     """Writes a run folder: ``config.json``, ``split.json``, ``history.csv``,
     ``metrics.json``, ``per_case.csv``, ``test_per_case.csv``, ``checkpoint.pt`` (and
-    ``failed.json``)."""
+    ``failed.json``); :func:`claim_run_dir` checks the folder first."""
 
     def __init__(self, run_dir: Path | None) -> None:
         self.dir = Path(run_dir) if run_dir is not None else None
@@ -103,7 +121,7 @@ class RunWriter:
 
     def json(self, name: str, data: Any) -> None:
         if self.dir is not None:
-            (self.dir / name).write_text(json.dumps(_json_safe(data), indent=1) + "\n")
+            (self.dir / name).write_text(json.dumps(json_safe(data), indent=1) + "\n")
 
     def csv(self, name: str, rows: list[dict]) -> None:
         if self.dir is None or not rows:

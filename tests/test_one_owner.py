@@ -1,0 +1,42 @@
+"""One owner per concept: a JSON converter, an out-of-memory check, a dataset decode key
+derived from the model (a field added later can never return a stale cached dataset)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from nasseg.data import DataConfig, decode_key, resolve_data
+from nasseg.errors import is_out_of_memory
+from nasseg.jsonsafe import json_safe
+
+
+def test_a_field_added_to_the_data_model_enters_the_decode_key():
+    class Grown(DataConfig):  # a copy of the model with one field more
+        new_decoding_setting: int = 0
+
+    base = resolve_data("synthetic", n_cases=4).model_dump()
+    assert decode_key(Grown(**base)) != decode_key(Grown(**base, new_decoding_setting=1))
+    # what does not change the decoded cases leaves the key alone
+    assert decode_key(Grown(**base)) == decode_key(Grown(**{**base, "patch_size": [16, 16, 16]}))
+
+
+def test_one_json_converter_for_records_and_run_files():
+    from nasseg.store import records
+    from nasseg.train import result
+
+    assert records.json_safe is json_safe and result.json_safe is json_safe
+    value = {"a": np.float32(0.25), "b": (np.int64(3), float("nan")), "c": torch.tensor([1.5, 2.0]), 4: "x"}
+    assert json_safe(value) == {"a": 0.25, "b": [3, None], "c": [1.5, 2.0], "4": "x"}
+
+
+@pytest.mark.parametrize(("failure", "oom"), [
+    (MemoryError(), True),
+    (RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 8 GB"), True),
+    (torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), True),
+    ("CPU out of memory at epoch 3 (batch 8, patch 96x96x64)", True),   # a stored fail reason
+    ("OutOfMemoryError: ray worker", True),
+    (RuntimeError("shape mismatch"), False), ("non-finite loss at epoch 2", False), (None, False),
+])
+def test_one_out_of_memory_check_for_errors_and_stored_reasons(failure, oom):
+    assert is_out_of_memory(failure) is oom
