@@ -36,6 +36,8 @@ def register(sub) -> None:
     p.add_argument("--index-masks", action="store_true", help="binary 2D masks as 0/1 instead of 0/255")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing masks in --out, or write inside the input folder (never onto an input)")
     p.set_defaults(func=_predict)
 
     e = sub.add_parser("evaluate", help="score a trained network on another labelled dataset",
@@ -47,6 +49,8 @@ def register(sub) -> None:
     e.add_argument("--max-cases", type=int, help="score a seeded stratified sample of N cases (never the first N files)")
     e.add_argument("--batch-size", type=int, default=16)
     e.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    e.add_argument("--overwrite", action="store_true",
+                   help="replace per_case.csv / summary.json already in --out (never the run's own files)")
     e.set_defaults(func=_evaluate)
 
 
@@ -58,6 +62,7 @@ def add_export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", help="onnx/torchscript: example input size, e.g. 64 or 40,56,40 "
                                   "(default: the training size)")
     p.add_argument("--atol", type=float, default=1e-4, help="largest accepted |exported - PyTorch|")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing -o file (never the network's own)")
 
 
 def _device(name: str) -> str:
@@ -71,7 +76,8 @@ def _predict(args: argparse.Namespace) -> int:
 
     net = load_network(args.network, _device(args.device))
     written = predict_path(net, args.input, args.out, batch_size=args.batch_size, tta=args.tta,
-                           index_masks=args.index_masks, progress=not args.no_progress)
+                           index_masks=args.index_masks, progress=not args.no_progress,
+                           overwrite=args.overwrite)
     make_console().print(f"wrote {len(written)} masks to {escape(args.out)} ({net.name}, {net.kind}"
                     f"{', flip TTA' if args.tta else ''})")
     return 0
@@ -79,10 +85,11 @@ def _predict(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from nasseg.infer import evaluate_network, load_network
+    from nasseg.infer.score import overlap_warning
 
     net = load_network(args.network, _device(args.device))
     summary, rows = evaluate_network(net, args.data, out_dir=args.out, batch_size=args.batch_size,
-                                     max_cases=args.max_cases)
+                                     max_cases=args.max_cases, overwrite=args.overwrite)
     table = Table(title="per-case means (distances in voxels or mm, as training reports them)")
     for col in summary:
         table.add_column(col, justify="right")
@@ -90,6 +97,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     console = make_console()
     console.print(f"{net.name} scored on {len({r['case_id'] for r in rows})} cases of {escape(str(args.data))}")
     console.print(table)
+    warning = overlap_warning(rows, args.data)
+    if warning:
+        console.print(escape(warning), style="yellow", soft_wrap=True)
     if args.out:
         console.print(f"per-case rows: {escape(str(Path(args.out) / 'per_case.csv'))}; "
                       f"summary: {escape(str(Path(args.out) / 'summary.json'))}")
@@ -110,7 +120,7 @@ def export_model(args: argparse.Namespace) -> int:
             raise ConfigError(f"--size '{args.size}': expected integers like 64 or 40,56,40") from None
     out = args.output or f"{Path(str(target).replace('#', '_trial')).stem}.{'onnx' if args.format == 'onnx' else 'pt'}"
     net = load_network(target)
-    res = export_network(net, args.format, out, size=size, atol=args.atol)
+    res = export_network(net, args.format, out, size=size, atol=args.atol, overwrite=args.overwrite)
     shapes = ", ".join("x".join(map(str, s)) for s in res.shapes)
     make_console().print(f"wrote {escape(str(res.path))} ({res.format}, {net.name}); parity with PyTorch on seeded "
                     f"inputs {shapes}: max abs difference [bold]{res.max_abs_diff:.3g}[/]; spatial size "

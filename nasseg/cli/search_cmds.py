@@ -162,6 +162,7 @@ def _pareto(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from nasseg.errors import ConfigError
+    from nasseg.outputs import check_file
     from nasseg.search.results import export_trial
     from nasseg.store import locate
 
@@ -174,6 +175,7 @@ def _export(args: argparse.Namespace) -> int:
         args.trial = int(number) if number.isdigit() else None
     if args.trial is None or not args.output:
         raise ConfigError("export --format yaml: give the trial (--trial N or STUDY#N) and the file (-o FILE)")
+    check_file(args.output, "-o", overwrite=args.overwrite)
     study = locate(args.study, args.study_name)
     cfg = export_trial(study, args.trial, args.output)
     make_console().print(f"wrote {escape(args.output)}: trial {args.trial} of {study.study_name} "

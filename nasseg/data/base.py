@@ -7,11 +7,14 @@ synthetic volumes) or as a list of tensors (Decathlon volumes of varying shape).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from nasseg.errors import DataError
 
 
 class Sample(NamedTuple):
@@ -141,6 +144,27 @@ class SegDataset:
         ims = [self.images] if self.fixed_size else self.images
         lbs = [self.labels] if self.fixed_size else self.labels
         return sum(t.numel() * t.element_size() for t in [*ims, *lbs])
+
+
+def check_finite(values: np.ndarray, path: str | Path, what: str = "image") -> None:
+    """Refuse an image or volume holding NaN or infinite values (train, evaluate and
+    predict all read through this check: one bad voxel would otherwise turn the z-score,
+    and so the whole prediction, into NaN).
+
+    Raises:
+        DataError: naming the file and how many values are not finite.
+
+    Example:
+        >>> check_finite(np.array([1.0, np.nan, np.inf]), "x.tif")
+        Traceback (most recent call last):
+        nasseg.errors.DataError: x.tif: image holds 2 NaN or infinite values (of 3)
+    """
+    arr = np.asarray(values)
+    if not np.issubdtype(arr.dtype, np.inexact):
+        return
+    bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+    if bad:
+        raise DataError(f"{path}: {what} holds {bad} NaN or infinite values (of {arr.size})")
 
 
 def normalise(image: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nasseg.data.base import SegDataset
+from nasseg.data.base import SegDataset, check_finite
 from nasseg.data.config import DataConfig
 from nasseg.data.labels import FIX
 from nasseg.errors import DataError
@@ -132,8 +132,7 @@ def read_case(image_path: Path, label_path: Path, num_classes: int, source: str,
             f"{label_path}: label value {unknown[0]} is not one of the classes 0..{num_classes - 1} named in "
             f"{source}: {FIX}"
         )
-    if not np.all(np.isfinite(image)):
-        raise DataError(f"{image_path}: image holds NaN or infinite values")
+    check_finite(image, image_path)
     return image, label.astype(np.uint8), spacing, affine
 
 

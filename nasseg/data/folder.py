@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from nasseg.data.base import SegDataset, normalise
+from nasseg.data.base import SegDataset, check_finite, normalise
 from nasseg.data.config import DataConfig
 from nasseg.data.labels import count_values, declare_labels, map_unknown
 from nasseg.data.masks import decode_mask, mask_encoding
@@ -210,6 +210,7 @@ def read_image(path: Path) -> np.ndarray:
     im = _open(path)
     if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         arr = np.asarray(im, dtype=np.float32)
+        check_finite(arr, path)
         return (arr / max(float(arr.max()), 1.0) * 255.0)[..., None]
     if im.mode in ("RGBA", "P", "CMYK", "YCbCr", "LA", "1"):
         im = im.convert("RGB" if im.mode not in ("LA", "1") else "L")
@@ -246,6 +247,9 @@ def _open(path: Path) -> Image.Image:
         im.load()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise DataError(f"{path}: unreadable or truncated image file ({err})") from None
+    if getattr(im, "n_frames", 1) > 1:  # only the first page would be read
+        raise DataError(f"{path}: holds {im.n_frames} pages (multi-page TIFF or animated image); save each page "
+                        f"as its own file")
     return im
 
 

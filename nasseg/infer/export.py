@@ -36,6 +36,7 @@ from torch import Tensor
 
 from nasseg.errors import ConfigError, NassegError
 from nasseg.infer.network import META_KEY, Network, load_network
+from nasseg.outputs import check_file
 
 FORMATS = ("onnx", "torchscript")
 
@@ -81,7 +82,7 @@ def example_shape(net: Network, size: tuple[int, ...] | None = None) -> tuple[in
 
 
 def export_network(net: Network, fmt: str, out: str | Path, *, size: tuple[int, ...] | None = None,
-                   atol: float = 1e-4, seed: int = 0) -> ExportResult:
+                   atol: float = 1e-4, seed: int = 0, overwrite: bool = False) -> ExportResult:
     """Export ``net`` (loaded from a checkpoint) and check it against PyTorch.
 
     Args:
@@ -91,9 +92,11 @@ def export_network(net: Network, fmt: str, out: str | Path, *, size: tuple[int, 
         size: example spatial size (default: see :func:`example_shape`).
         atol: largest accepted absolute difference.
         seed: seed of the parity inputs.
+        overwrite: replace an existing ``out`` (never the network's own file).
 
     Raises:
-        ConfigError: unknown format, or ``net`` has no PyTorch module (already exported).
+        ConfigError: unknown format, ``net`` has no PyTorch module (already exported), or
+            ``out`` is a folder, the network's own file, or exists (without ``overwrite``).
         ExportError: the exported output differs from PyTorch's by more than ``atol``.
     """
     if fmt not in FORMATS:
@@ -101,7 +104,7 @@ def export_network(net: Network, fmt: str, out: str | Path, *, size: tuple[int, 
     if net.module is None:
         raise ConfigError(f"{net.source}: already an exported {net.kind} model; export from its run folder or trial")
     t0 = time.perf_counter()
-    out = Path(out)
+    out = check_file(out, "-o", inputs=[Path(net.source)], overwrite=overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     module = _MainOutput(net.module.to("cpu", memory_format=torch.contiguous_format)).eval()
     shape = example_shape(net, size)

@@ -38,7 +38,9 @@ META_KEY = "nasseg"
 
 @dataclass
 class Network:
-    """A network and the training config that says how to feed it.
+    """A network and the training config that says how to feed it; its ``inference``
+    section (:mod:`nasseg.train.contract`) holds everything prediction needs, so the
+    training data is never read again.
 
     Attributes:
         forward: ``[B, C, *S]`` float32 tensor -> logits ``[B, K, *S]`` (K = 1: binary).
@@ -63,6 +65,23 @@ class Network:
         return self.meta.get("resolved") or {}
 
     @property
+    def contract(self) -> dict[str, Any]:
+        """What the network needs to predict (:mod:`nasseg.train.contract`); ``{}`` for a
+        network trained before nasseg stored it."""
+        return self.meta.get("inference") or {}
+
+    @property
+    def class_names(self) -> list[str] | None:
+        """Class names, background first, as training's data named them (``None``: not stored)."""
+        names = self.contract.get("class_names")
+        return list(names) if names else None
+
+    @property
+    def preprocessing(self) -> dict[str, Any] | None:
+        """3D: the stored preprocessing plan (normalisation kinds, CT statistics, target spacing)."""
+        return self.contract.get("preprocessing")
+
+    @property
     def spatial_dims(self) -> int:
         return int(self.meta["arch"]["spatial_dims"])
 
@@ -82,7 +101,7 @@ class Network:
     @property
     def divisor(self) -> int:
         """Input sizes must be multiples of this (2 ** (stages - 1))."""
-        return 2 ** (len(self.meta["arch"]["stages"]) - 1)
+        return int(self.contract.get("size_multiple") or 2 ** (len(self.meta["arch"]["stages"]) - 1))
 
     @property
     def size(self) -> tuple[int, ...] | None:

@@ -2,17 +2,23 @@
 
 Inputs are preprocessed exactly as in training (2D: read, colour channels matched, resized
 to the training size if training resized, z-scored per image; 3D: channels first, then
-the training data's own crop, per-channel normalisation and resampling, mapped back to the
+the crop, per-channel normalisation and resampling of the plan stored with the network
+(:mod:`nasseg.train.contract`; the training folder is never read), mapped back to the
 scan's grid) and labelled as training's evaluation labels them (binary: logit > 0,
 multi-class: argmax). Masks are written in the input's format, size and geometry:
 
 - 2D (``.png .bmp .tif .gif``; ``.jpg`` inputs get ``.png`` masks, a lossy mask would be
-  wrong): one mask per image with the image's stem, 0/255 for a binary network (or class
+  wrong; inputs sharing a stem, or multi-page files, are refused): one mask per image with
+  the image's stem, 0/255 for a binary network (or class
   indices with ``index_masks``), class indices for a multi-class one. Logits are resized
   back to the image's own size (bilinear) before labelling.
 - 3D NIfTI (``.nii``/``.nii.gz``, 3D or 4D channels-last): a uint8 label volume with the
   image's affine and header (dimensions and data type updated), predicted by a
   Gaussian-weighted sliding window of training's evaluation window.
+
+Nothing is written onto an input, an existing file (without ``overwrite``) or inside the
+input folder (without ``overwrite``); see :mod:`nasseg.outputs`. An input holding NaN or
+infinite values is refused, as training refuses it.
 
 Images of one size are predicted ``batch_size`` at a time; ``tta`` averages the logits
 over flips along the axes training flipped (all subsets of them).
@@ -33,11 +39,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from nasseg.data.base import normalise
+from nasseg.data.base import check_finite, normalise
 from nasseg.data.batches import case_window, sliding_window
 from nasseg.data.folder import IMAGE_EXTS, read_image, to_channels
 from nasseg.errors import DataError
 from nasseg.infer.network import Network
+from nasseg.outputs import check_folder, check_targets
 from nasseg.train.metrics import predict_labels
 
 NIFTI_EXTS = (".nii.gz", ".nii")
@@ -73,7 +80,8 @@ def list_inputs(path: str | Path) -> list[Path]:
 
 
 def predict_path(net: Network, inputs: str | Path, out_dir: str | Path, *, batch_size: int = 8,
-                 tta: bool = False, index_masks: bool = False, progress: bool = True) -> list[Written]:
+                 tta: bool = False, index_masks: bool = False, progress: bool = True,
+                 overwrite: bool = False) -> list[Written]:
     """Predict every input file and write its mask into ``out_dir``.
 
     Args:
@@ -84,21 +92,28 @@ def predict_path(net: Network, inputs: str | Path, out_dir: str | Path, *, batch
         tta: average over flips along the axes training flipped.
         index_masks: 2D binary: write 0/1 instead of 0/255.
         progress: show a rich progress bar.
+        overwrite: replace existing files in ``out_dir`` (never an input file; see
+            :mod:`nasseg.outputs`).
 
     Returns:
         One :class:`Written` per input, in sorted order.
 
     Raises:
-        DataError: an unreadable input, a 2D image for a 3D network (or the reverse),
-            or an image whose channels the network cannot take.
+        DataError: an unreadable input (also one holding NaN/inf values, or a multi-page
+            TIFF/GIF), a 2D image for a 3D network (or the reverse), or an image whose
+            channels the network cannot take.
+        ConfigError: ``out_dir`` is, or is inside, an input folder, a mask to write exists
+            (without ``overwrite``), a mask would replace an input, or two inputs share a
+            stem (``case.png``, ``case.jpg``), all checked before anything is written.
     """
     files = list_inputs(inputs)
     volumes = [f for f in files if _is_nifti(f)]
     if volumes and net.spatial_dims == 2 or len(volumes) < len(files) and net.spatial_dims == 3:
         bad = volumes[0] if net.spatial_dims == 2 else next(f for f in files if not _is_nifti(f))
         raise DataError(f"{bad}: the network is {net.spatial_dims}D; it cannot segment this file")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)  # only once the inputs are known to fit the network
+    out = check_folder(out_dir, "--out", inside=_input_folders(inputs), overwrite=overwrite)
+    check_targets([mask_path(out, f) for f in files], inputs=files, flag="--out", overwrite=overwrite,
+                  sources=files)
     written: list[Written] = []
     with _bar(progress, len(files), net.name) as advance:
         if net.spatial_dims == 3:
@@ -110,6 +125,19 @@ def predict_path(net: Network, inputs: str | Path, out_dir: str | Path, *, batch
                 written += _predict_images(net, chunk, out, tta, index_masks)
                 advance(len(chunk))
     return written
+
+
+def mask_path(out: Path, source: Path) -> Path:
+    """Where the mask of ``source`` goes: its name, ``.png`` for a lossy ``.jpg`` input."""
+    if _is_nifti(source):
+        return out / source.name
+    return out / f"{source.stem}{'.png' if source.suffix.lower() in LOSSY else source.suffix}"
+
+
+def _input_folders(inputs: str | Path) -> list[Path]:
+    """The folders ``predict`` reads (a file's own folder; a dataset and its ``images/``)."""
+    p = Path(inputs)
+    return [p.parent] if p.is_file() else [p, *([p / "images"] if (p / "images").is_dir() else [])]
 
 
 def _chunks(files: list[Path], batch_size: int, net: Network) -> Iterator[list[tuple[Path, np.ndarray]]]:
@@ -149,10 +177,10 @@ def _predict_images(net: Network, batch: list[tuple[Path, np.ndarray]], out: Pat
             lg = F.interpolate(lg[None], size=hw, mode="bilinear", align_corners=False)[0]
         label = predict_labels(lg[None])[0].numpy().astype(np.uint8)
         saved = label * 255 if net.num_classes == 2 and not index_masks else label
-        ext = ".png" if path.suffix.lower() in LOSSY else path.suffix
-        target = out / f"{path.stem}{ext}"
+        target = mask_path(out, path)
         from PIL import Image
 
+        out.mkdir(parents=True, exist_ok=True)  # with the first mask: a refused input leaves no folder
         Image.fromarray(saved).save(target)
         results.append(Written(path, target, label))
     return results
@@ -190,21 +218,17 @@ def predict_case(net: Network, image: Tensor, batch_size: int = 4, tta: bool = F
 
 
 def _training_preprocessing(net: Network) -> dict:
-    """The crop/normalise/resample settings of the run's training data (its preprocessed
-    cache's record), so a new volume is fed exactly as training fed its cases."""
-    from nasseg.data import load_dataset, resolve_data
-
+    """The crop/normalise/resample settings training used, as stored with the network
+    (:mod:`nasseg.train.contract`), so a new volume is fed exactly as training fed its
+    cases; the training folder is never read (it may have changed, or be gone)."""
     data = net.meta.get("data") or {}
-    if data.get("kind") != "decathlon":
+    if data.get("kind") not in ("decathlon", "nnunet"):
         raise DataError(f"{net.source}: was not trained on NIfTI volumes (data kind {data.get('kind')!r}); "
                         "its 3D preprocessing cannot be reproduced for a .nii input")
-    try:
-        settings = load_dataset(resolve_data(data)).info.get("preprocessing")
-    except DataError as err:
-        raise DataError(f"{net.source}: the training data that defines its preprocessing is not readable "
-                        f"({err}); predict from a machine that has {data.get('path')}") from None
+    settings = net.preprocessing
     if not settings:
-        raise DataError(f"{net.source}: its training data records no preprocessing settings")
+        raise DataError(f"{net.source}: carries no preprocessing plan (trained before nasseg stored it with the "
+                        "network); train it again to predict NIfTI volumes")
     return settings
 
 
@@ -218,6 +242,7 @@ def _predict_volume(net: Network, path: Path, out: Path, batch_size: int, tta: b
     img = nib.load(str(path))
     data, spacing, affine = read_nifti_geometry(path)
     data = channels_first(data, path)
+    check_finite(data, path)
     if data.shape[0] != net.in_channels:
         raise DataError(f"{path}: volume has {data.shape[0]} channels; the network takes {net.in_channels}")
     pre = _training_preprocessing(net)
@@ -228,7 +253,8 @@ def _predict_volume(net: Network, path: Path, out: Path, batch_size: int, tta: b
     label = to_original(logits, meta).numpy().astype(np.uint8)
     header = img.header.copy()
     header.set_data_dtype(np.uint8)
-    target = out / path.name
+    target = mask_path(out, path)
+    out.mkdir(parents=True, exist_ok=True)  # with the first mask: a refused input leaves no folder
     nib.save(nib.Nifti1Image(label, img.affine, header), str(target))
     return Written(path, target, label)
 

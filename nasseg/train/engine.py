@@ -21,6 +21,7 @@ from nasseg.data.plan import divisor as _divisor
 from nasseg.data.plan import make_plan
 from nasseg.errors import MEMORY_HINT, ConfigError, is_out_of_memory
 from nasseg.train.config import TrainConfig
+from nasseg.train.contract import inference_contract
 from nasseg.train.divergence import DivergenceGuard
 from nasseg.train.evaluate import evaluate
 from nasseg.train.losses import SegLoss
@@ -144,6 +145,8 @@ def _train(arch: Any, data: DataConfig, cfg: TrainConfig, rt: Runtime, run_dir: 
                            "test_cases": len(split["test"]),
                            "scored_at": _scored_at(ds),
                            "distance_unit": "mm" if ds.spacing is not None else "voxels"},
+              "inference": inference_contract(ds, split, divisor=divisor, window=window,
+                                              size=data.size if ds.spatial_dims == 2 else None),
               "versions": versions(),
               "provenance": provenance(data=data, split=split, seeds=[cfg.seed], threads=torch.get_num_threads())}
     writer.json("config.json", config)
