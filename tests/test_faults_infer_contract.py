@@ -121,3 +121,11 @@ def test_evaluate_labels_each_case_split_by_content_and_warns_on_overlap(tmp_pat
     assert got == {c: part for part in ("train", "val", "test") for c in split[part]}
     summary = json.loads((tmp_path / "e2" / "summary.json").read_text())
     assert summary["splits"] == {"test": 2, "train": 4, "val": 2}
+
+
+def test_generated_data_has_no_files_to_compare_so_its_split_is_unknown(tmp_path, capsys):
+    run = _train(tmp_path, TINY_ARCH, "synthetic", "--size", "16", "--max-cases", "8")
+    assert main(["evaluate", str(run), "--data", "synthetic", "--max-cases", "4", "--out", str(tmp_path / "e"),
+                 "--device", "cpu"]) == 0
+    assert "warning:" not in capsys.readouterr().out
+    assert {r["split"] for r in csv.DictReader(open(tmp_path / "e" / "per_case.csv"))} == {"unknown"}

@@ -55,7 +55,11 @@ def test_predict_never_writes_onto_its_inputs_or_ground_truth(run2d, tmp_path, c
         assert main(["predict", str(run), "--input", str(data), "--out", str(out), "--no-progress"]) == 2
         assert f"--out {out}: is inside the input folder {data}" in _err(capsys)
     assert main(["predict", str(run), "--input", str(images), "--out", str(masks), "--no-progress"]) == 2
-    assert f"--out {masks / 'c0.png'}: already exists" in _err(capsys)
+    assert f"--out {masks / 'c0.png'}: is an input file" in _err(capsys)
+    for inputs in (images, data):  # ground truth is never replaced, even with --overwrite
+        assert main(["predict", str(run), "--input", str(inputs), "--out", str(masks), "--overwrite",
+                     "--no-progress"]) == 2
+        assert f"--out {masks / 'c0.png'}: is an input file" in _err(capsys)
     assert _snapshot(data) == before and not (data / "preds").exists()
     # a folder of outputs: first run writes, the second refuses, --overwrite replaces
     out = tmp_path / "out"

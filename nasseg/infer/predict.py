@@ -112,8 +112,8 @@ def predict_path(net: Network, inputs: str | Path, out_dir: str | Path, *, batch
         bad = volumes[0] if net.spatial_dims == 2 else next(f for f in files if not _is_nifti(f))
         raise DataError(f"{bad}: the network is {net.spatial_dims}D; it cannot segment this file")
     out = check_folder(out_dir, "--out", inside=_input_folders(inputs), overwrite=overwrite)
-    check_targets([mask_path(out, f) for f in files], inputs=files, flag="--out", overwrite=overwrite,
-                  sources=files)
+    check_targets([mask_path(out, f) for f in files], inputs=[*files, *_dataset_files(inputs)], flag="--out",
+                  overwrite=overwrite, sources=files)
     written: list[Written] = []
     with _bar(progress, len(files), net.name) as advance:
         if net.spatial_dims == 3:
@@ -138,6 +138,22 @@ def _input_folders(inputs: str | Path) -> list[Path]:
     """The folders ``predict`` reads (a file's own folder; a dataset and its ``images/``)."""
     p = Path(inputs)
     return [p.parent] if p.is_file() else [p, *([p / "images"] if (p / "images").is_dir() else [])]
+
+
+DATASET_MARKERS = ("dataset.json", "masks", "labels", "labelsTr")
+"""A folder holding one of these is a labelled dataset: its masks are ground truth."""
+
+
+def _dataset_files(inputs: str | Path) -> list[Path]:
+    """Every file of the labelled dataset ``inputs`` belongs to (``DATASET`` or
+    ``DATASET/images``), ground-truth masks included: never overwritten, even with
+    ``--overwrite``. Empty when the inputs are no dataset's."""
+    p = Path(inputs)
+    roots = [p, *([p.parent] if p.name.lower().startswith("images") else [])] if p.is_dir() else []
+    for root in roots:
+        if any((root / m).exists() for m in DATASET_MARKERS):
+            return [f for f in root.rglob("*") if f.is_file()]
+    return []
 
 
 def _chunks(files: list[Path], batch_size: int, net: Network) -> Iterator[list[tuple[Path, np.ndarray]]]:

@@ -90,16 +90,16 @@ def _inferred(names: list[str]) -> bool:
 
 def case_splits(net: Network, ds: Any) -> dict[str, str]:
     """Per case id of ``ds``, the partition of the network's training data holding the same
-    file content: ``train``, ``val``, ``test``, else ``external`` (``unknown`` when the
-    network stores no case hashes)."""
+    file content: ``train``, ``val``, ``test``, else ``external``; ``unknown`` when that
+    cannot be told (the network stores no case hashes, e.g. trained on generated data or
+    before nasseg stored them, or the case has no file)."""
     from nasseg.train.contract import file_hash
 
-    stored = net.contract.get("case_hashes")
-    if stored is None:
-        return {c: "unknown" for c in ds.case_ids}
+    stored = net.contract.get("case_hashes") or {}
     where = {h: part for part in ("test", "val", "train") for h in stored.get(part) or []}
     sources = list(ds.sources or [""] * len(ds.case_ids))
-    return {c: where.get(file_hash(src) or "", "external") for c, src in zip(ds.case_ids, sources)}
+    hashes = [file_hash(src) if where else None for src in sources]
+    return {c: where.get(h, "external") if h else "unknown" for c, h in zip(ds.case_ids, hashes)}
 
 
 def overlap_warning(rows: list[dict], data: str | Path) -> str | None:
