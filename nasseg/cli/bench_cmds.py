@@ -9,10 +9,13 @@
 Examples::
 
     nasseg bench train cmunext_s --data ../shared/data/dsb2018_96 --size 96
-    nasseg bench gpu                       # on a CUDA machine: reports/bench/gpu/*.json + summary.md
-    nasseg bench gpu --tiny --out /tmp/b   # the same code on the CPU in seconds (not GPU numbers)
-    nasseg bench record --archs 150 --seeds 0 1 --epochs 4 --log reports/bench/table/record.log
+    nasseg bench gpu --data ../shared/data/busi_256 --study studies/quickstart.yaml   # on a CUDA machine
+    nasseg bench gpu --tiny --study studies/quickstart.yaml --out /tmp/b   # the same code on the CPU in seconds
+    nasseg bench record --data ../shared/data/dsb2018_96 --space search_spaces/lightweight_2d.yaml \
+        --archs 150 --seeds 0 1 --epochs 4 --log reports/bench/table/record.log
     nasseg bench search --replay           # every strategy on the recorded table, 100 seeds
+
+Every input is an argument; outputs go to ``--out`` or under the working directory.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from typing import Any
 from rich.table import Table
 
 from nasseg.cli.console import make_console
+from nasseg.cli.vocabulary import add_no_progress, add_out
 from nasseg.errors import ConfigError
 
 DEFAULT_TABLE = "reports/bench/table/dsb2018_64.csv.gz"
@@ -42,15 +46,16 @@ def _add_train(bench: Any) -> None:
     from nasseg.cli.train_cmds import data_args
 
     b = bench.add_parser("train", help="nasseg's training loop vs a plain PyTorch loop (images/s and ratio)")
-    b.add_argument("arch", metavar="PRESET_OR_YAML", nargs="?", default="cmunext_s")
+    b.add_argument("arch", metavar="PRESET_OR_YAML", nargs="?", default="cmunext_s",
+                   help="a preset name or an architecture YAML (default: cmunext_s)")
     data_args(b)
     b.add_argument("--epochs", type=int, default=3, help="per run; the first is not timed")
-    b.add_argument("--batch-size", type=int, default=8)
+    b.add_argument("--batch-size", type=int, default=8, help="cases per step of both loops")
     b.add_argument("--repeats", type=int, default=2, help="alternating (plain, nasseg) pairs")
-    b.add_argument("--device", default="cpu")
+    b.add_argument("--device", default="cpu", help="cpu or cuda")
     b.add_argument("--threads", type=int, help="torch CPU threads of both loops (default: auto)")
-    b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--out", default="reports/bench")
+    b.add_argument("--seed", type=int, default=0, help="seed of weights and batch order")
+    add_out(b, "folder for the measured numbers", default="reports/bench")
     b.add_argument("--contiguous", action="store_true",
                    help="nasseg without channels-last tensors: compare the loops alone (saved as train_contiguous_*)")
     b.set_defaults(func=_train)
@@ -95,15 +100,18 @@ def _add_gpu(bench: Any) -> None:
                                      "H100/H200). --tiny runs the same code on the CPU in seconds.")
     p.add_argument("--tiny", action="store_true", help="CPU smoke version (default out: runs/bench_gpu_tiny)")
     p.add_argument("--device", default="cuda", help="CUDA device (default cuda)")
-    p.add_argument("--data", default=None, help="the busi_256 folder (default ../shared/data/busi_256)")
-    p.add_argument("--out", default=None, help="output folder (default reports/bench/gpu)")
+    p.add_argument("--data", default=None, help="the busi_256 folder (part 1 without --tiny)")
+    p.add_argument("--study", default=None, help="the search study part 2 times (studies/quickstart.yaml)")
+    add_out(p, "output folder (default: reports/bench/gpu)")
     p.add_argument("--epochs", type=int, default=4, help="epochs per loop in part 1 (first not timed)")
     p.add_argument("--trials", type=int, default=8, help="quickstart trials per setting in part 2")
     p.add_argument("--per-gpu", default=None, help="trials-per-GPU settings of part 2 (default 1,2,4,8; tiny 1,2)")
     p.add_argument("--parts", default=None,
-                   help="comma-separated subset of train_throughput,trials_per_gpu,glims_3d,bf16_fraction")
+                   help="comma-separated subset of train_throughput,trials_per_gpu,glims_3d,bf16_fraction "
+                        "(default: all)")
     p.add_argument("--peak-tflops", type=float, default=None,
-                   help="the device's dense bf16 peak when its name is not in the built-in table")
+                   help="the device's dense bf16 peak when its name is not in the built-in table "
+                        "(default: from the table)")
     p.set_defaults(func=_gpu)
 
 
@@ -117,7 +125,7 @@ def _gpu(args: argparse.Namespace) -> int:
     parts = tuple(x.strip() for x in args.parts.split(",")) if args.parts else PARTS
     console = make_console()
     reports = bench_gpu(tiny=args.tiny, device=args.device, out_dir=Path(args.out) if args.out else None,
-                        data=args.data, epochs=args.epochs, trials=args.trials, per_gpu=per_gpu,
+                        data=args.data, study=args.study, epochs=args.epochs, trials=args.trials, per_gpu=per_gpu,
                         peak_tflops=args.peak_tflops, parts=parts,
                         echo=lambda line: console.print(line, markup=False, highlight=False))
     console.print(summary_markdown(reports), markup=False, highlight=False, soft_wrap=True)
@@ -136,21 +144,23 @@ def _add_record(bench: Any) -> None:
                          description="Train a seeded sample of feasible architectures of a search space, "
                                      "several training seeds each, and store per-epoch validation and test "
                                      "Dice with exact costs in reports/bench/table/ (resumes).")
-    p.add_argument("--name", default=d.name, help="table name (file stem)")
-    p.add_argument("--data", default=d.data, help="dataset folder")
+    p.add_argument("--table", dest="name", default=d.name, help="table name (file stem)")
+    p.add_argument("--name", dest="name", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    p.add_argument("--data", required=True, help="dataset folder (the recorded table: ../shared/data/dsb2018_96)")
     p.add_argument("--size", type=int, default=d.size, help="resize images to this size")
-    p.add_argument("--space", default=d.space, help="search space YAML")
+    p.add_argument("--space", required=True,
+                   help="search space YAML (the recorded table: search_spaces/lightweight_2d.yaml)")
     p.add_argument("--archs", type=int, default=d.n_archs, help="architectures to sample")
     p.add_argument("--seeds", type=int, nargs="+", default=d.seeds, help="training seeds per architecture")
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--epochs", type=int, default=d.epochs, help="epochs per training run")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="cases per step")
+    p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
     p.add_argument("--split", type=int, nargs=3, default=[d.n_train, d.n_val, d.n_test],
                    metavar=("TRAIN", "VAL", "TEST"), help="cases in the three-way split")
-    p.add_argument("--split-seed", type=int, default=d.split_seed)
-    p.add_argument("--arch-seed", type=int, default=d.arch_seed)
-    p.add_argument("--out", default=d.out, help="output folder")
-    p.add_argument("--log", default=None, help="also append progress lines to this file")
+    p.add_argument("--split-seed", type=int, default=d.split_seed, help="seed of the three-way split")
+    p.add_argument("--arch-seed", type=int, default=d.arch_seed, help="seed of the architecture sample")
+    add_out(p, "output folder", default=d.out)
+    p.add_argument("--log", default=None, help="also append progress lines to this file (default: none)")
     p.set_defaults(func=_record)
 
 
@@ -180,8 +190,10 @@ def _add_search(bench: Any) -> None:
                                      "confirmation on dsb2018_96 at an equal budget of trial-epochs: the "
                                      "default search vs Optuna's random sampler, 3 seeds each "
                                      "(reports/bench/search/live).")
-    p.add_argument("--data", default="../shared/data/dsb2018_96", help="dataset folder")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--data", default=None, help="dataset folder of the live run (the recorded one: ../shared/data/dsb2018_96)")
+    p.add_argument("--space", default=None,
+                   help="search space YAML of the live run (the recorded one: search_spaces/lightweight_2d.yaml)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="search seeds per method")
     p.add_argument("--budget-epochs", type=int, default=40, help="trained epochs per run")
     p.add_argument("--epochs", type=int, default=4, help="epochs per trial")
     p.add_argument("--max-cases", type=int, default=192, help="cases of the dataset used (a seeded sample)")
@@ -189,9 +201,8 @@ def _add_search(bench: Any) -> None:
     p.add_argument("--methods", nargs="+", default=["default", "random"],
                    choices=["default", "random", "nsga2_nostop"],
                    help="arms to run (nsga2_nostop: NSGA-II without early stopping, an ablation)")
-    p.add_argument("--out", default=None,
-                   help="output folder (default reports/bench/search, live: reports/bench/search/live)")
-    p.add_argument("--no-progress", action="store_true")
+    add_out(p, "output folder (default: reports/bench/search, live: reports/bench/search/live)")
+    add_no_progress(p)
     p.add_argument("--replay", nargs="?", const=DEFAULT_TABLE, default=None, metavar="TABLE",
                    help=f"replay strategies on a recorded table instead of training (default {DEFAULT_TABLE})")
     p.add_argument("--strategies", nargs="+", default=None,
@@ -218,7 +229,10 @@ def _search(args: argparse.Namespace) -> int:
         return 0
     from nasseg.bench.live import run_bench
 
-    run_bench(data=args.data, seeds=args.seeds, budget_epochs=args.budget_epochs, epochs=args.epochs,
+    for flag, value in (("--data", args.data), ("--space", args.space)):
+        if not value:
+            raise ConfigError(f"bench search: {flag} is required for the live run (or use --replay)")
+    run_bench(data=args.data, space=args.space, seeds=args.seeds, budget_epochs=args.budget_epochs, epochs=args.epochs,
               max_cases=args.max_cases, size=args.size or None, out=args.out or "reports/bench/search/live",
               progress=not args.no_progress, methods=args.methods)
     return 0

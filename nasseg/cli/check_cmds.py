@@ -24,12 +24,12 @@ def register(sub: Any) -> None:
                                    "exact and near-duplicate cases (perceptual hashes; families are kept on "
                                    "one side of every split), categories and group keys in the case ids.")
     p.add_argument("data", help="a dataset folder, 'synthetic', 'synthetic3d' or a data-config YAML")
-    p.add_argument("--size", type=int, help="2D: resize to this size first (as training would)")
+    p.add_argument("--size", type=int, help="2D: resize to this size first, as training would (default: native)")
     p.add_argument("--threshold", type=int, help="near-duplicate Hamming distance in bits "
                                                  "(default 10 of 64 in 2D, 24 of 216 in 3D)")
-    p.add_argument("--stratify", help="the stratification the split would use (for the warnings)")
-    p.add_argument("--group", help="the group key the split would use (for the warnings)")
-    p.add_argument("--split-table", help="CSV with a case_id column and group/stratum columns")
+    p.add_argument("--stratify", help="the stratification the split would use, for the warnings (default: presence)")
+    p.add_argument("--group", help="the group key the split would use, for the warnings (default: none)")
+    p.add_argument("--split-table", help="CSV with a case_id column and group/stratum columns (default: none)")
     p.add_argument("--json", action="store_true", help="print the whole report as JSON")
     p.set_defaults(func=run_check)
 

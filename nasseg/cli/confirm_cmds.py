@@ -11,27 +11,32 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from nasseg.cli.console import quiet_libraries
+from nasseg.cli.vocabulary import add_no_progress
+
 
 def register(sub: Any) -> None:
     """Add ``confirm`` to the ``nasseg`` command line."""
     p = sub.add_parser("confirm", help="re-train a search's Pareto set over seeds and score it on the test split",
                        description="Re-train the Pareto members (or the top K by validation Dice) of a search "
                                    "with several seeds and score them once on the test split, which the search "
-                                   "never saw; stores validation and confirmed test Dice (95%% CI) side by side, "
+                                   "never saw; stores validation and confirmed test Dice (95% CI) side by side, "
                                    "which members stay on the front, and the hypervolume of confirmed values.")
     p.add_argument("study", help="the search study YAML")
     p.add_argument("--seeds", type=int, default=3, help="training seeds per member (default 3)")
-    p.add_argument("--top", type=int, help="confirm the top K by validation Dice instead of the Pareto set")
-    p.add_argument("--epochs", type=int, help="override the study's epochs")
-    p.add_argument("--progress", action="store_true", help="show per-epoch training progress")
+    p.add_argument("--top", type=int, help="confirm the top K by validation Dice instead of the Pareto set "
+                                           "(default: the Pareto set)")
+    p.add_argument("--epochs", type=int, help="override the study's epochs (default: the study's)")
+    add_no_progress(p)
     p.set_defaults(func=run_confirm)
 
 
 def run_confirm(args: argparse.Namespace) -> int:
     from nasseg.search.confirm import confirm_search
 
+    quiet_libraries(args)
     res = confirm_search(args.study, seeds=args.seeds, top=args.top, epochs=args.epochs,
-                         progress=args.progress)
+                         progress=not args.no_progress)
     t = res.table
     print(f"\n{'trial':>5}  {'val Dice':>8}  {'test Dice [95% CI]':>26}  seeds  on front (val -> test)")
     for _, r in t.iterrows():

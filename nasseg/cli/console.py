@@ -6,9 +6,19 @@ laid out 200 columns wide and lines of text are never folded (a path stays whole
 """
 from __future__ import annotations
 
+import logging
+import os
+from typing import Any
+
 from rich.console import Console
 
 PIPE_WIDTH = 200
+
+RAY_QUIET_ENV = {"RAY_LOGGER_LEVEL": "warning", "RAY_AIR_NEW_OUTPUT": "0"}
+"""Ray's INFO lines off; Tune's classic reporter, silent at ``verbose=0``, instead of the new
+one, which prints its configuration table and TensorBoard hint whatever the verbosity."""
+RAY_TOKEN_LOGGER = "ray._private.authentication.authentication_token_setup"
+"""The logger of Ray's "token authentication is disabled" warning on every local ``ray.init``."""
 
 
 def make_console() -> Console:
@@ -16,3 +26,18 @@ def make_console() -> Console:
     text lines unfolded."""
     out = Console()
     return out if out.is_terminal else Console(width=PIPE_WIDTH, soft_wrap=True)
+
+
+def quiet_libraries(args: Any) -> None:
+    """Third-party banners and INFO lines off unless ``--verbose``: Optuna's "A new study
+    created in RDB", Ray's token warning and INFO lines, Ray Tune's configuration table and
+    TensorBoard hint. Environment variables the user set are left alone. Called by the
+    commands that open a study (it imports Optuna)."""
+    if getattr(args, "verbose", False):
+        return
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for key, value in RAY_QUIET_ENV.items():
+        os.environ.setdefault(key, value)
+    logging.getLogger(RAY_TOKEN_LOGGER).setLevel(logging.ERROR)

@@ -19,6 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from nasseg.cli.console import make_console
+from nasseg.cli.vocabulary import add_no_progress, add_out
 
 RUN_OR_TRIAL = "run folder, study trial (STUDY.yaml#N) or exported .onnx / TorchScript file"
 
@@ -30,12 +31,12 @@ def register(sub) -> None:
                                    "(NIfTI: same affine and header).")
     p.add_argument("network", metavar="RUN_OR_TRIAL", help=RUN_OR_TRIAL)
     p.add_argument("--input", required=True, help="an image/NIfTI file or a folder of them")
-    p.add_argument("--out", required=True, help="folder for the masks")
+    add_out(p, "folder for the masks", required=True)
     p.add_argument("--batch-size", type=int, default=8, help="images (2D) or windows (3D) per forward pass")
     p.add_argument("--tta", action="store_true", help="average over flips along the axes training flipped")
     p.add_argument("--index-masks", action="store_true", help="binary 2D masks as 0/1 instead of 0/255")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
-    p.add_argument("--no-progress", action="store_true")
+    add_no_progress(p)
     p.add_argument("--overwrite", action="store_true",
                    help="replace existing masks in --out, or write inside the input folder (never onto an input)")
     p.set_defaults(func=_predict)
@@ -45,9 +46,10 @@ def register(sub) -> None:
                                    "per_case.csv is in the long format `nasseg stats` reads.")
     e.add_argument("network", metavar="RUN_OR_TRIAL", help=RUN_OR_TRIAL)
     e.add_argument("--data", required=True, help="a dataset folder or a data-config YAML")
-    e.add_argument("--out", help="folder for per_case.csv and summary.json (default: print only)")
-    e.add_argument("--max-cases", type=int, help="score a seeded stratified sample of N cases (never the first N files)")
-    e.add_argument("--batch-size", type=int, default=16)
+    add_out(e, "folder for per_case.csv and summary.json (default: print only)")
+    e.add_argument("--max-cases", type=int, help="score a seeded stratified sample of N cases (never the first N "
+                                                 "files; default: all)")
+    e.add_argument("--batch-size", type=int, default=16, help="images (2D) or windows (3D) per forward pass")
     e.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     e.add_argument("--overwrite", action="store_true",
                    help="replace per_case.csv / summary.json already in --out (never the run's own files)")
@@ -56,9 +58,11 @@ def register(sub) -> None:
 
 def add_export_args(p: argparse.ArgumentParser) -> None:
     """The options ``nasseg export`` takes for ``--format onnx|torchscript``."""
-    p.add_argument("--format", choices=["yaml", "onnx", "torchscript"], default="yaml",
+    p.add_argument("--format", choices=["yaml", "onnx", "torchscript", "nnunet"], default="yaml",
                    help="yaml: the architecture (default); onnx / torchscript: the trained network, "
-                        "checked against PyTorch")
+                        "checked against PyTorch; nnunet: nnU-Net v2 plans that train it (-o is a folder)")
+    p.add_argument("--plans", help="nnunet: nnU-Net's nnUNetPlans.json to extend into a complete plans file "
+                                   "(default: none, only plans_fragment.json is written)")
     p.add_argument("--size", help="onnx/torchscript: example input size, e.g. 64 or 40,56,40 "
                                   "(default: the training size)")
     p.add_argument("--atol", type=float, default=1e-4, help="largest accepted |exported - PyTorch|")
@@ -112,6 +116,10 @@ def export_model(args: argparse.Namespace) -> int:
     from nasseg.infer import export_network, load_network
 
     target = args.study if getattr(args, "trial", None) is None else f"{args.study}#{args.trial}"
+    if args.format == "nnunet":
+        from nasseg.cli.nnunet_cmds import export_nnunet
+
+        return export_nnunet(args, target)
     size = None
     if args.size:
         try:

@@ -13,9 +13,13 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from nasseg.errors import NassegError
+from nasseg.cli.console import quiet_libraries
+from nasseg.cli.vocabulary import add_no_progress, add_out, add_study
+from nasseg.errors import NassegError, mask_url
 
-_FLAGS = ("profile", "name", "seeds", "epochs", "max_cases", "storage", "out_dir", "max_runs")
+_FLAGS = ("profile", "study_name", "seeds", "epochs", "max_cases", "storage", "out_dir", "max_runs")
+_SPELLING = {"study_name": "--study", "out_dir": "--runs"}
+"""Options whose flag is not their ``dest`` spelled with dashes (the stored command line)."""
 
 
 def register(sub: Any) -> None:
@@ -25,29 +29,31 @@ def register(sub: Any) -> None:
                                     "run in the study's Optuna storage (a killed run resumes where it "
                                     "stopped), then write the statistics tables and the HTML report.")
     ab.add_argument("study", help="the study YAML (see studies/)")
-    ab.add_argument("--profile", help="a profile of the study file, e.g. 'cpu' (a small setting)")
-    ab.add_argument("--name", help="override the study name (a new storage entry)")
-    ab.add_argument("--seeds", type=int, help="override the number of training seeds per variant")
-    ab.add_argument("--epochs", type=int, help="override train.epochs")
-    ab.add_argument("--max-cases", type=int, dest="max_cases", help="override data.max_cases")
+    ab.add_argument("--profile", help="a profile of the study file, e.g. 'cpu' (a small setting; default: none)")
+    add_study(ab, "override the study name, a new storage entry (default: the file's name)")
+    ab.add_argument("--seeds", type=int, help="override the number of training seeds per variant (default: the file's)")
+    ab.add_argument("--epochs", type=int, help="override train.epochs (default: the file's)")
+    ab.add_argument("--max-cases", type=int, dest="max_cases", help="override data.max_cases (default: the file's)")
     ab.add_argument("--storage", help="Optuna storage URL (default sqlite:///OUT_DIR/study.db)")
-    ab.add_argument("--out-dir", dest="out_dir", help="output folder (default runs/NAME)")
-    ab.add_argument("--max-runs", type=int, dest="max_runs", help="stop after this many runs")
-    ab.add_argument("-o", "--output", help="report folder or .html file (default reports/NAME)")
+    ab.add_argument("--runs", dest="out_dir", metavar="DIR",
+                    help="folder of the runs and the storage, replacing out_dir (default: the file's, or runs/NAME)")
+    ab.add_argument("--out-dir", dest="out_dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    ab.add_argument("--max-runs", type=int, dest="max_runs", help="stop after this many runs (default: no limit)")
+    add_out(ab, "report folder or .html file (default: reports/NAME)", dest="output",
+            aliases=("--output", "--output-dir", "--run-dir"))
     ab.add_argument("--dry-run", action="store_true",
                     help="validate the study and list its variants with params and MACs; train nothing")
     ab.add_argument("--no-report", action="store_true", help="do not write the tables and report")
-    ab.add_argument("--progress", action="store_true", help="show per-epoch training progress")
+    add_no_progress(ab)
     ab.set_defaults(func=_ablate)
 
     rp = sub.add_parser("report", help="write one self-contained HTML report of a search or ablation",
                         description="Write ONE HTML file (plotly.js inlined, opens offline) for a search "
                                     "or an ablation study; for an ablation also stats.csv/.md/.tex.")
     rp.add_argument("study", help="a study YAML, an Optuna storage URL, a .db file or a run folder")
-    rp.add_argument("-o", "--output", help="report folder or .html file (default reports/STUDY_NAME)")
-    rp.add_argument("--study-name", "--study", dest="study_name",
-                    help="which study, if the storage holds several")
-    rp.add_argument("--profile", help="the profile the study YAML was run with")
+    add_out(rp, "report folder or .html file (default: reports/STUDY_NAME)", dest="output")
+    add_study(rp, "which study, if the storage holds several (default: its only study)")
+    rp.add_argument("--profile", help="the profile the study YAML was run with (default: none)")
     rp.add_argument("--check", action="store_true",
                     help="open the report in headless Chromium, check it renders without errors and "
                          "save a screenshot under OUTPUT/artifacts/")
@@ -59,14 +65,15 @@ def _command(args: argparse.Namespace, verb: str, extra: list[str]) -> str:
     for name in extra:
         value = getattr(args, name, None)
         if value is not None and value is not False:
-            parts += [f"--{name.replace('_', '-')}"] + ([] if value is True else [str(value)])
+            flag = _SPELLING.get(name, f"--{name.replace('_', '-')}")
+            parts += [flag] + ([] if value is True else [str(value)])
     return shlex.join(parts)
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     over: dict[str, Any] = {}
-    if args.name:
-        over["name"] = args.name
+    if args.study_name:
+        over["name"] = args.study_name
     if args.seeds is not None:
         over["seeds"] = args.seeds
     if args.epochs is not None:
@@ -81,12 +88,10 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _ablate(args: argparse.Namespace) -> int:
-    import optuna
-
     from nasseg.ablation.config import load_ablation
     from nasseg.ablation.runner import describe_plan, plan, run_ablation
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    quiet_libraries(args)
 
     cfg = load_ablation(args.study, profile=args.profile, overrides=_overrides(args))
     if args.dry_run:
@@ -94,7 +99,7 @@ def _ablate(args: argparse.Namespace) -> int:
 
         p = plan(cfg, args.study)
         print(f"study '{cfg.name}' ({cfg.design}): {len(p.variants)} variants x {len(cfg.seed_list())} seeds; "
-              f"costs at input {p.input_shape}; storage {cfg.storage_url()}")
+              f"costs at input {p.input_shape}; storage {mask_url(cfg.storage_url())}")
         for row in describe_plan(p):
             mark = " (baseline)" if row["baseline"] else ""
             print(f"  {row['variant']}{mark}: arch {row['arch_id']}, params {fmt_count(row['params'])}, "
@@ -103,7 +108,7 @@ def _ablate(args: argparse.Namespace) -> int:
             print(f"  compare {c.variant} with {c.reference}")
         return 0
     command = _command(args, "ablate", list(_FLAGS))
-    study = run_ablation(cfg, where=args.study, command=command, progress=args.progress,
+    study = run_ablation(cfg, where=args.study, command=command, progress=not args.no_progress,
                          max_runs=args.max_runs)
     _refuse_without_results(study, args.study)
     if args.no_report:
@@ -145,6 +150,7 @@ def _report(args: argparse.Namespace) -> int:
     from nasseg.report.source import open_study
     from nasseg.report.html import write_report
 
+    quiet_libraries(args)
     study = open_study(args.study, study_name=args.study_name, profile=args.profile)
     safe = "".join(ch if ch.isalnum() or ch in "_.-" else "_" for ch in study.study_name)
     out = Path(args.output) if args.output else Path("reports") / safe

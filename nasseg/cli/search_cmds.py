@@ -19,8 +19,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from nasseg.cli.console import make_console
-from nasseg.errors import NothingFound
+from nasseg.cli.console import make_console, quiet_libraries
+from nasseg.cli.vocabulary import add_no_progress, add_out, add_study
+from nasseg.errors import NothingFound, mask_url
 
 
 def register(sub: Any) -> None:
@@ -31,25 +32,27 @@ def register(sub: Any) -> None:
     p.add_argument("--backend", choices=["optuna", "ray"], default="optuna",
                    help="optuna: worker processes sharing the storage; ray: Ray Tune + OptunaSearch")
     p.add_argument("--workers", type=int, default=None, help="parallel trials (default: the study's)")
-    p.add_argument("--trials", type=int, default=None, help="override the study's trial budget")
+    p.add_argument("--trials", type=int, default=None, help="networks to train in all, replacing the study's budget.trials "
+                        "(default: the study's)")
     p.add_argument("--time", type=float, default=None, metavar="SECONDS",
-                   help="override the study's time budget (no new trial starts after it)")
-    p.add_argument("--epochs", type=int, default=None, help="override the epochs per trial")
-    p.add_argument("--device", default=None, help="override the study's device(s): cpu, cuda, cuda:N or auto")
-    p.add_argument("--output-dir", default=None,
-                   help="override the output folder (a study with other epochs is another study: put it elsewhere)")
+                   help="override the study's time budget: no new trial starts after it (default: the study's)")
+    p.add_argument("--epochs", type=int, default=None, help="override the epochs per trial (default: the study's)")
+    p.add_argument("--device", default=None, help="override the study's device(s): cpu, cuda, cuda:N or auto "
+                        "(default: the study's)")
+    add_out(p, "the study's output folder, replacing its output_dir (default: the study's, or runs/NAME; "
+               "a study with other epochs is another study: put it elsewhere)", dest="output_dir")
     p.add_argument("--trials-per-gpu", type=int, default=None, metavar="N",
                    help="run N trials at once on each device, admitted by estimated memory "
-                        "(optuna: N x devices workers; ray: 1/N GPU per trial)")
+                        "(optuna: N x devices workers; ray: 1/N GPU per trial; default: the study's)")
     p.add_argument("--address", default=None, help="ray: address of an existing cluster (default: local)")
-    p.add_argument("--no-progress", action="store_true", help="no progress display")
+    add_no_progress(p)
     p.set_defaults(func=_search)
 
     p = sub.add_parser("pareto", help="print a study's Pareto set",
                        description="Print the Pareto set (feasible trials, one per architecture).")
     _target(p)
     p.add_argument("--all", action="store_true", help="print every trial, not only the Pareto set")
-    p.add_argument("--csv", default=None, help="also write the table to this CSV file")
+    p.add_argument("--csv", default=None, help="also write the table to this CSV file (default: none)")
     p.set_defaults(func=_pareto)
 
     p = sub.add_parser("export", help="write a trial's architecture (YAML) or a trained network (ONNX, TorchScript)",
@@ -57,8 +60,9 @@ def register(sub: Any) -> None:
                                    "or, with --format onnx|torchscript, a trained network (run folder or "
                                    "STUDY#N) checked against PyTorch.")
     _target(p)
-    p.add_argument("--trial", type=int, help="trial number (see `nasseg pareto`); or write STUDY#N")
-    p.add_argument("-o", "--output", help="the file to write (onnx/torchscript default: NAME.onnx / NAME.pt)")
+    p.add_argument("--trial", type=int, help="trial number (see `nasseg pareto`), or write STUDY#N (default: none)")
+    add_out(p, "the file to write (default: none for yaml; NAME.onnx / NAME.pt for onnx / torchscript)",
+            dest="output")
     from nasseg.cli.infer_cmds import add_export_args
 
     add_export_args(p)
@@ -67,37 +71,50 @@ def register(sub: Any) -> None:
 
 def _target(p: argparse.ArgumentParser) -> None:
     p.add_argument("study", help="study YAML, run folder, study.db/.log file or storage URL")
-    p.add_argument("--study", dest="study_name", default=None,
-                   help="study name, when the storage holds several")
+    add_study(p, "study name, when the storage holds several (default: its only study)")
 
 
 def _search(args: argparse.Namespace) -> int:
     command = "nasseg " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    quiet_libraries(args)
     if args.backend == "ray":
         from nasseg.search.ray_backend import run_search_ray
 
         summary = run_search_ray(args.study, workers=args.workers, trials=args.trials, address=args.address,
                                  progress=not args.no_progress, command=command, overrides=_overrides(args),
-                                 trials_per_device=args.trials_per_gpu)
+                                 trials_per_device=args.trials_per_gpu, say=make_console().print)
     else:
         from nasseg.search.runner import run_search
 
         summary = run_search(args.study, workers=args.workers, trials=args.trials,
                              progress=not args.no_progress, command=command, overrides=_overrides(args),
-                             trials_per_device=args.trials_per_gpu)
+                             trials_per_device=args.trials_per_gpu, say=make_console().print)
     console = make_console()
-    states = ", ".join(f"{n} {k}" for k, n in sorted(summary["states"].items()))
-    console.print(f"study [bold]{summary['study']}[/]: {states}; storage {escape(summary['storage'])}")
-    if summary["states"].get("running"):
-        console.print(f"[yellow]{summary['states']['running']} trial(s) still running in another process; "
+    outcomes = ", ".join(f"{n} {k}" for k, n in summary["outcomes"].items())
+    console.print(f"study [bold]{summary['study']}[/]: {outcomes}; storage {escape(mask_url(summary['storage']))}")
+    if summary["outcomes"].get("running"):
+        console.print(f"[yellow]{summary['outcomes']['running']} trial(s) still running in another process; "
                       "this one found nothing left to start (the table below is the front so far)[/]")
-    if "trained" in summary:
-        console.print(f"{summary['trained']} distinct architectures trained; {summary['proposals']} proposals, "
-                      f"{summary['reused']} of them answered from an earlier trial's record")
+    rejected = summary["infeasible"] + summary["invalid"] + summary["duplicate"]
+    console.print(f"{summary['trained']} distinct networks trained (what budget.trials counts); "
+                  f"{summary['proposals']} proposals, {rejected} rejected before training "
+                  f"({summary['infeasible']} over a limit, {summary['invalid']} invalid, "
+                  f"{summary['duplicate']} already trained)")
+    if _budget_reached(args, summary["trained"]):
+        console.print(f"budget reached ({summary['trained']} trained networks); use --trials to continue")
     if summary.get("verdict"):
         raise NothingFound(f"study {summary['study']}: {summary['verdict']}")
     _print_front(summary["storage"], summary["study"], console)
     return 0
+
+
+def _budget_reached(args: argparse.Namespace, trained: int) -> bool:
+    """Whether the trial budget (``--trials`` or the study's ``budget.trials``, which counts
+    trained networks) is spent, so that running the study again trains nothing."""
+    from nasseg.search.study import load_study_config
+
+    limit = args.trials if args.trials is not None else load_study_config(args.study).budget.trials
+    return limit is not None and trained >= limit
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -156,6 +173,7 @@ def _cell(c: str, v: Any) -> str:
 
 
 def _pareto(args: argparse.Namespace) -> int:
+    quiet_libraries(args)
     _print_front(args.study, args.study_name, make_console(), every=args.all, csv=args.csv)
     return 0
 

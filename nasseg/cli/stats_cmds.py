@@ -11,6 +11,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from nasseg.cli.vocabulary import add_out
+
 
 def register(sub: Any) -> None:
     """Add ``stats`` to the ``nasseg`` command line."""
@@ -28,7 +30,7 @@ def register(sub: Any) -> None:
                         "tests over seed-averaged values")
     p.add_argument("--alpha", type=float, default=0.05, help="family-wise error rate (default 0.05)")
     p.add_argument("--confidence", type=float, default=0.95, help="interval coverage (default 0.95)")
-    p.add_argument("-o", "--output", help="folder for the tables (default: beside the CSV, stats/)")
+    add_out(p, "folder for the tables (default: beside the CSV, stats/)", dest="output")
     p.set_defaults(func=run_stats)
 
 

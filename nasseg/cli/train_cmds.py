@@ -16,6 +16,7 @@ from typing import Any
 from rich.table import Table
 
 from nasseg.cli.console import make_console
+from nasseg.cli.vocabulary import add_no_progress, add_out
 from nasseg.errors import ConfigError
 
 
@@ -39,21 +40,25 @@ def _ints_or_zero(text: str) -> tuple[int, ...]:
 def data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="synthetic",
                    help="'synthetic' (default), 'synthetic3d', a dataset folder, or a data-config YAML")
-    p.add_argument("--size", type=_ints, help="2D: resize to this size (96 or 128,96); synthetic: image size")
+    p.add_argument("--size", type=_ints, help="2D: resize to this size (96 or 128,96); synthetic: image size "
+                                              "(default: native size; synthetic 64 in 2D, 32 in 3D)")
     p.add_argument("--patch-size", type=_ints, help="3D training patch, e.g. 40,56,40 (default: median shape)")
     p.add_argument("--window-size", type=_ints, help="3D evaluation sliding window (default: the patch)")
     p.add_argument("--flip", type=str, help="flip axes: 'all' (default), 'none', or spatial axes like 0 or 0,2")
-    p.add_argument("--max-cases", type=int, help="use a seeded stratified sample of N cases (quick runs)")
+    p.add_argument("--max-cases", type=int, help="use a seeded stratified sample of N cases (quick runs; default: all)")
     p.add_argument("--val-fraction", type=float, help="validation fraction of the random split (default 0.2)")
     p.add_argument("--test-fraction", type=float, help="test fraction, scored once after selection (default 0.2)")
     p.add_argument("--stratify", help="'presence' (default), 'none', a --split-table column or 'regex:PATTERN'")
-    p.add_argument("--group", help="keep groups together: a --split-table column or 'regex:PATTERN' on case ids")
-    p.add_argument("--split-table", help="CSV with a case_id column and group/stratum columns")
+    p.add_argument("--group", help="keep groups together: a --split-table column or 'regex:PATTERN' on case ids "
+                                   "(default: no groups)")
+    p.add_argument("--split-table", help="CSV with a case_id column and group/stratum columns (default: none)")
     p.add_argument("--spacing", type=float, nargs=2, metavar=("ROW_MM", "COL_MM"),
-                   help="2D pixel spacing in mm, so that HD95/ASSD/NSD are in mm")
-    p.add_argument("--kfold", type=int, metavar="K", help="k-fold split of the non-test cases (with --fold)")
-    p.add_argument("--fold", type=int, help="validation fold of --kfold (0-based)")
-    p.add_argument("--split-file", help="JSON with 'train', 'val' and 'test' case-id lists (e.g. a run's split.json)")
+                   help="2D pixel spacing in mm, so that HD95/ASSD/NSD are in mm (default: none, distances in pixels)")
+    p.add_argument("--kfold", type=int, metavar="K",
+                   help="k-fold split of the non-test cases (with --fold; default: a random split)")
+    p.add_argument("--fold", type=int, help="validation fold of --kfold (0-based; default 0)")
+    p.add_argument("--split-file", help="JSON with 'train', 'val' and 'test' case-id lists (e.g. a run's "
+                                        "split.json; default: none)")
     p.add_argument("--split-seed", type=int, help="seed of the random/k-fold split (default 0)")
 
 
@@ -102,13 +107,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     from nasseg.train import train
     from nasseg.train.result import claim_run_dir
 
-    if args.run_dir:  # before anything is loaded: an earlier run is never replaced unasked
-        claim_run_dir(args.run_dir, overwrite=args.overwrite, remove=False)
+    if args.out:  # before anything is loaded: an earlier run is never replaced unasked
+        claim_run_dir(args.out, overwrite=args.overwrite, remove=False)
     arch = load_arch(args.arch)
     cfg = _train_config(args)
     data = resolve_data_args(args)
     name = arch.name or Path(str(args.arch)).stem
-    run_dir = Path(args.run_dir) if args.run_dir else \
+    run_dir = Path(args.out) if args.out else \
         Path("runs/train") / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}-{data.name}"
     console = make_console()
     batch = cfg.batch_size if "batch_size" in cfg.model_fields_set or arch.spatial_dims == 2 else "planned (3D)"
@@ -152,33 +157,43 @@ def metrics_table(res) -> Table:
     return table
 
 
+def _train_defaults() -> dict[str, Any]:
+    """TrainConfig's defaults, which the help texts show (the flags default to ``None``: not set)."""
+    from nasseg.train.config import TrainConfig
+
+    return {k: f.default for k, f in TrainConfig.model_fields.items()}
+
+
 def register(sub) -> None:
     """Add ``train`` to the ``nasseg`` command line (``nasseg bench train`` shares its data options)."""
     p = sub.add_parser("train", help="train one network and report held-out Dice/IoU/HD95",
                        description="Train a preset or architecture YAML on a dataset; writes a run folder "
                                    "(config.json, split.json, history.csv, metrics.json, per_case.csv, checkpoint.pt).")
-    p.add_argument("arch", metavar="PRESET_OR_YAML")
+    p.add_argument("arch", metavar="PRESET_OR_YAML", help="a preset name (nasseg presets) or an architecture YAML")
     data_args(p)
-    p.add_argument("--epochs", type=int)
+    d = _train_defaults()
+    p.add_argument("--epochs", type=int, help=f"passes over the training cases (default: {d['epochs']})")
     p.add_argument("--steps-per-epoch", type=int, help="training steps per epoch (default: cases / batch)")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--optimizer", choices=["adamw", "sgd"])
-    p.add_argument("--schedule", choices=["cosine", "poly", "constant"])
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--ce-weight", type=float, help="weight of BCE/CE (CMUNeXt: 0.5)")
-    p.add_argument("--dice-weight", type=float)
+    p.add_argument("--batch-size", type=int,
+                   help=f"cases (2D) or patches (3D) per step (default: {d['batch_size']}; 3D: planned)")
+    p.add_argument("--lr", type=float, help=f"peak learning rate (default: {d['lr']})")
+    p.add_argument("--optimizer", choices=["adamw", "sgd"], help=f"(default: {d['optimizer']})")
+    p.add_argument("--schedule", choices=["cosine", "poly", "constant"],
+                   help=f"per-step learning-rate decay (default: {d['schedule']})")
+    p.add_argument("--weight-decay", type=float, help=f"AdamW / SGD weight decay (default: {d['weight_decay']})")
+    p.add_argument("--ce-weight", type=float, help=f"weight of BCE/CE (default: {d['ce_weight']}; CMUNeXt: 0.5)")
+    p.add_argument("--dice-weight", type=float, help=f"weight of the soft Dice loss (default: {d['dice_weight']})")
     p.add_argument("--recipe", choices=["default", "cmunext"],
-                   help="cmunext = SGD 0.01, momentum 0.9, wd 1e-4, poly 0.9, batch 8, 0.5*BCE + Dice")
-    p.add_argument("--train-config", help="YAML of TrainConfig fields (flags override it)")
-    p.add_argument("--patience", type=int, help="stop after N evaluations without a better Dice")
-    p.add_argument("--eval-every", type=int)
-    p.add_argument("--seed", type=int)
+                   help="cmunext = SGD 0.01, momentum 0.9, wd 1e-4, poly 0.9, batch 8, 0.5*BCE + Dice (default: default)")
+    p.add_argument("--train-config", help="YAML of TrainConfig fields (flags override it; default: none)")
+    p.add_argument("--patience", type=int, help="stop after N evaluations without a better Dice (default: never)")
+    p.add_argument("--eval-every", type=int, help=f"validate every N epochs, and after the last (default: {d['eval_every']})")
+    p.add_argument("--seed", type=int, help=f"seeds weights, batch order and augmentations (default: {d['seed']})")
     p.add_argument("--device", help="cpu, cuda or auto (default)")
-    p.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"])
+    p.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"],
+                   help=f"mixed precision on CUDA (default: {d['amp']})")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: auto, the cores other processes leave idle)")
-    p.add_argument("--run-dir", help="output folder (default runs/train/<time>-<arch>-<data>); an earlier run "
-                                     "there is refused")
-    p.add_argument("--overwrite", action="store_true", help="replace the earlier run in --run-dir")
-    p.add_argument("--no-progress", action="store_true")
+    add_out(p, "the run folder (default: runs/train/<time>-<arch>-<data>); an earlier run there is refused")
+    p.add_argument("--overwrite", action="store_true", help="replace the earlier run in -o/--out")
+    add_no_progress(p)
     p.set_defaults(func=cmd_train)
