@@ -36,7 +36,7 @@ Trainer = Callable[..., Any]
 PROGRESS_S = 5.0
 """Seconds between writes of a running trial's ``progress`` (and heartbeat)."""
 
-__all__ = ["Run", "STUDY_THREADS", "Trainer", "train_and_record"]
+__all__ = ["Run", "STUDY_THREADS", "Trainer", "degenerate", "train_and_record"]
 
 STUDY_THREADS = 1
 """torch CPU threads of study runs whose ``train.num_threads`` is ``auto`` (fixed, so that
@@ -57,7 +57,7 @@ class Run:
 def train_and_record(writer: Any, arch: Any, data: Any, tcfg: Any, *, device: str | None = None,
                      run_dir: Path | None = None,
                      trainer: Trainer | None = None, callback: Callable[[int, dict], bool] | None = None,
-                     progress: bool = False, heartbeat_s: float = 30.0) -> Run:
+                     progress: bool = False, heartbeat_s: float = 30.0, degenerate_fails: bool = False) -> Run:
     """Train ``arch`` on ``data`` with ``tcfg`` and record the run through ``writer``.
 
     Args:
@@ -68,6 +68,8 @@ def train_and_record(writer: Any, arch: Any, data: Any, tcfg: Any, *, device: st
         run_dir: the run folder (its ``checkpoint.pt`` is recorded as ``checkpoint``).
         trainer: default :func:`nasseg.train.train`.
         callback: per-validation hook; True stops training.
+        degenerate_fails: a network that never predicted foreground (:func:`degenerate`)
+            is a failed run (ablations: it is not a measurement of the architecture).
         heartbeat_s: seconds between heartbeats (at most :data:`PROGRESS_S`, the interval
             at which ``progress = {epoch, step, steps}`` is written for ``nasseg search``'s display).
 
@@ -125,7 +127,24 @@ def train_and_record(writer: Any, arch: Any, data: Any, tcfg: Any, *, device: st
         writer.set(checkpoint=str(checkpoint.resolve()))
     if not math.isfinite(dice):
         return _fail(writer, "validation Dice is not finite", res.epochs_run)
+    if degenerate_fails and (why := degenerate(res)):
+        return _fail(writer, why, res.epochs_run)
     return Run(True, dice, epochs=res.epochs_run, result=res)
+
+
+def degenerate(res: Any) -> str | None:
+    """``"degenerate: ..."`` when a trained network never predicted any foreground: at every
+    validation epoch every (case, class) prediction was empty (``n_empty_pred``) and no test
+    case has a foreground voxel; ``None`` otherwise (or when the counts were not recorded)."""
+    rows = len(res.per_case or [])
+    empty = [h.get("n_empty_pred") for h in res.history or []]
+    if not rows or not empty or any(n is None or n < rows for n in empty):
+        return None
+    if any((r.get("pred_voxels") or 0) > 0 for r in getattr(res, "test_per_case", None) or []):
+        return None
+    return (f"degenerate: predicted no foreground on any validation case in {len(empty)} epoch"
+            f"{'s' if len(empty) != 1 else ''} (Dice {float(res.best.get('dice', float('nan'))):.3f}, the score "
+            "of an empty prediction); left out of the statistics")
 
 
 def _fail(writer: Any, reason: str, epochs: int = 0) -> Run:

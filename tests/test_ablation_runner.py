@@ -23,7 +23,7 @@ STUDY = {
     "name": "tiny",
     "base": "cmunext_s",
     "factors": {"skip": {"path": "stages.:-1.skip.type", "levels": ["skip_fusion", "irsc"]}},
-    "seeds": 2,
+    "seeds": [0, 2],  # seed 1's initial networks predict no foreground after 1 epoch: degenerate runs fail
     "data": {"kind": "synthetic", "size": 32, "synthetic": {"n_cases": 12}, "split": {"seed": 5}},
     "train": {"epochs": 1, "batch_size": 4, "device": "cpu", "num_threads": 1},
     "stats": {"bootstrap": {"n_resamples": 200}},
@@ -59,7 +59,7 @@ def test_runs_resume_after_a_crash(finished):
     done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert [(t.number, fail_reason(t, {})) for t in failed] == [(1, "interrupted")]
     assert sorted((t.user_attrs["variant"], t.user_attrs["seed"]) for t in done) == \
-        [("irsc", 0), ("irsc", 1), ("skip_fusion", 0), ("skip_fusion", 1)]
+        [("irsc", 0), ("irsc", 2), ("skip_fusion", 0), ("skip_fusion", 2)]
     assert "trial 1 was interrupted; its run will be repeated" in lines
     assert "study 'tiny': 2 variants x 2 seeds = 4 runs, 1 already complete; " \
            f"storage {cfg.storage_url()}" in lines
@@ -97,15 +97,16 @@ def test_statistics_table_matches_the_stored_runs(finished):
         cells[(t.user_attrs["variant"], t.user_attrs["seed"])] = per.to_numpy()
     table = analyze(study).table.set_index("variant")
     for v in ("skip_fusion", "irsc"):
-        seed_means = [cells[(v, s)].mean() for s in (0, 1)]
+        seed_means = [cells[(v, s)].mean() for s in (0, 2)]
         assert table.loc[v, "dice_mean"] == pytest.approx(np.mean(seed_means), abs=1e-12)
         assert table.loc[v, "dice_sd"] == pytest.approx(np.std(seed_means, ddof=1), abs=1e-12)
-    d = np.stack([cells[("irsc", s)] - cells[("skip_fusion", s)] for s in (0, 1)])  # seeds x test cases
+    d = np.stack([cells[("irsc", s)] - cells[("skip_fusion", s)] for s in (0, 2)])  # seeds x test cases
     row = table.loc["irsc"]
-    assert row["n_pairs"] == d.size and row["reference"] == "skip_fusion" and row["test"] == "mixed"
+    # two seeds: no mixed-model p-value, the per-case comparison conditional on the networks
+    assert row["n_pairs"] == d.shape[1] and row["reference"] == "skip_fusion" and row["test"] == "conditional"
     assert row["mean_diff"] == pytest.approx(d.mean(), abs=1e-12)
-    assert row["p_value"] == pytest.approx(fit_crossed(d).t_p()[1], abs=1e-12)
-    assert row["p_holm"] == pytest.approx(row["p_value"], abs=1e-12)  # a single comparison
+    assert np.isnan(row["p_value"]) and np.isnan(row["p_holm"]) and row["significance"] == ""
+    assert fit_crossed(d).n_seeds == 2
     assert table.loc["skip_fusion", "params"] > table.loc["irsc", "params"]
 
 
@@ -134,7 +135,7 @@ def test_cli_ablate_writes_tables_and_report(finished, tmp_path, capsys):
 
     study = optuna.load_study(study_name="tiny", storage=load_ablation(path).storage_url())
     prov = study.user_attrs["provenance"]
-    assert prov["seeds"] == [0, 1] and prov["threads"] == 1 and len(prov["data_hash"]) == 16
+    assert prov["seeds"] == [0, 2] and prov["threads"] == 1 and len(prov["data_hash"]) == 16
     assert f"data hash {prov['data_hash']}" in html
 
 

@@ -227,8 +227,12 @@ def test_pairs_only_matched_seeds_and_cases():
     # the new variant lost seed 2 and case c11 of seed 0 (missing case drops the column)
     frame = frame[~((frame.variant == "new") & ((frame.seed == 2) | ((frame.seed == 0) & (frame.case_id == "c11"))))]
     r = compare(tidy(frame), "new", "base")
-    assert r.n_pairs == 2 * 11
+    # two matched seeds: no model test, the per-case comparison over the 11 cases both have
+    assert (r.test, r.n_seeds, r.n_pairs) == ("conditional", 2, 11) and math.isnan(r.p_value)
     assert r.mean_diff == pytest.approx((BETTER[:2, :11] - BASE[:2, :11]).mean(), abs=1e-15)
+    full = frame_from({"base": BASE, "new": BETTER.copy()})
+    r3 = compare(tidy(full[~((full.variant == "new") & (full.seed == 0) & (full.case_id == "c11"))]), "new", "base")
+    assert (r3.test, r3.n_seeds, r3.n_pairs) == ("mixed", 3, 3 * 11)
 
 
 def test_identical_variants_give_p_one_and_no_effect():

@@ -63,7 +63,8 @@ def test_recommendations_knee_budgets_and_preset(tmp_path):
     assert recs["knee point"] == 3  # scaled losses: trial 3 is closest to the ideal
     assert info.preset is not None and info.preset.initial_arch == "cmunext_s"
     vs = {r.label: r.vs_preset for r in info.recommendations}
-    assert vs["highest Dice"].startswith("vs cmunext_s: +0.1") and "over 8 paired cases" in vs["highest Dice"]
+    assert vs["highest Dice"].startswith("vs cmunext_s: +0.1") and "on the 8 validation cases that chose it " \
+        "(optimistic, no interval" in vs["highest Dice"]
     assert "3.00x params" in vs["highest Dice"] and "5.00x GMACs" in vs["highest Dice"]
     lo, hi = info.members[0].ci
     assert lo < info.members[0].dice < hi

@@ -5,7 +5,14 @@ Input: a CSV with one row per (variant, training seed, test case) -- columns ``v
 numeric metric columns -- from nasseg (an ablation's ``per_case.csv``) or from anywhere
 else. Output: the same table an ablation report shows (:mod:`nasseg.ablation.tables`),
 one per metric, every non-baseline variant compared with the baseline by the mixed model
-of :mod:`nasseg.ablation.stats` (or a per-case test), Holm-corrected per metric.
+of :mod:`nasseg.ablation.stats` (or a per-case test), Holm-corrected per metric; with fewer
+than 3 matched seeds a comparison conditional on the trained networks, without p.
+
+What the table uses (:mod:`nasseg.ablation.cases`): runs with Dice 0 on every case are
+left out as degenerate, means and comparisons are over the cases every remaining run has
+with a finite value, and intervals are clipped to the metric's range; the note counts
+each. Variants that share no seed label with the baseline are refused (seeds are paired
+by label).
 
 Example:
     >>> res = csv_stats("reports/skips/per_case.csv", baseline="skip_fusion")  # doctest: +SKIP
@@ -13,12 +20,13 @@ Example:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from nasseg.ablation.cases import clip_intervals, clip_note, complete_cases, degenerate_runs
 from nasseg.ablation.config import StatsConfig
 from nasseg.ablation.stats import compare, holm, significance, summarize_variant, tidy
 from nasseg.errors import DataError
@@ -48,6 +56,7 @@ class CsvStats:
     data: pd.DataFrame
     scored_split: str = "test"
     convention: str | None = ""
+    notes: list[str] = field(default_factory=list)
 
 
 def read_results(path: str | Path) -> tuple[pd.DataFrame, list[str]]:
@@ -106,9 +115,12 @@ def csv_stats(path: str | Path, baseline: str, *, metrics: list[str] | None = No
         raise DataError(f"{path}: baseline '{baseline}' is not a variant (variants: {variants})")
     st = stats or StatsConfig()
     conf = st.bootstrap.confidence
+    frame, notes = _usable_runs(path, frame, found, variants, baseline)
     out = {}
     for m in metrics:
-        data = tidy(frame, m)
+        data, cases = complete_cases(tidy(frame, m), m)
+        if not cases.kept:
+            raise DataError(f"{path}: no case has a finite {m} in every run ({cases.note()})")
         comps = {v: compare(data, v, baseline, test=st.test, metric=m, confidence=conf)
                  for v in variants if v != baseline}
         p_holm = dict(zip(comps, holm([c.p_value for c in comps.values()]), strict=True))
@@ -125,11 +137,43 @@ def csv_stats(path: str | Path, baseline: str, *, metrics: list[str] | None = No
                            var_seed=c.var_seed, var_case=c.var_case, var_res=c.var_res)
             rows.append(row)
         cols = ["variant", "is_baseline", "n_seeds", "n_cases", f"{m}_mean", f"{m}_sd", f"{m}_ci_low",
-                f"{m}_ci_high", "reference", "n_pairs", "mean_diff", "diff_ci_low", "diff_ci_high", "test",
-                "statistic", "df", "p_value", "p_holm", "effect_size", "effect_measure", "significance",
+                f"{m}_ci_high", "interval", "reference", "n_pairs", "mean_diff", "diff_ci_low", "diff_ci_high",
+                "test", "statistic", "df", "p_value", "p_holm", "effect_size", "effect_measure", "significance",
                 "var_seed", "var_case", "var_res"]
-        table = pd.DataFrame(rows).reindex(columns=cols)
+        table, clipped = clip_intervals(pd.DataFrame(rows).reindex(columns=cols), m)
         table["params"] = table["macs"] = np.nan
         note = (f"Lower {m} is better." if m in LOWER_IS_BETTER else "")
-        out[m] = CsvStats(TableConfig(name or Path(path).stem, st), table, frame, convention=note)
+        out[m] = CsvStats(TableConfig(name or Path(path).stem, st), table, frame, convention=note,
+                          notes=[cases.note(), *notes, *clip_note(clipped, m)])
     return out
+
+
+def _usable_runs(path: Path | str, frame: pd.DataFrame, found: list[str], variants: list[str],
+                 baseline: str) -> tuple[pd.DataFrame, list[str]]:
+    """Drop degenerate runs (Dice 0 on every case) and check that seeds pair by label."""
+    notes = []
+    bad = degenerate_runs(tidy(frame, "dice")) if "dice" in found else []
+    if bad:
+        keys = set(bad)
+        frame = frame[[k not in keys for k in zip(frame["variant"], frame["seed"])]]
+        notes.append(f"Left out {len(bad)} degenerate run{'s' if len(bad) != 1 else ''} (Dice 0 on every "
+                     "case: no foreground found anywhere): " + ", ".join(f"{v} seed {s}" for v, s in bad) + ".")
+    seeds = {v: set(frame.loc[frame["variant"] == v, "seed"]) for v in variants}
+    for v in variants:
+        if v == baseline:
+            continue
+        if not seeds[v] or not seeds[baseline]:
+            raise DataError(f"{path}: variant '{v if not seeds[v] else baseline}' has no usable run left")
+        common = seeds[v] & seeds[baseline]
+        if not common:
+            raise DataError(f"{path}: variants '{v}' (seeds {_labels(seeds[v])}) and '{baseline}' (seeds "
+                            f"{_labels(seeds[baseline])}) share no seed label; comparisons pair seeds by label, "
+                            "so give the runs of one training seed the same label in every variant")
+        if common != seeds[v] | seeds[baseline]:
+            notes.append(f"{v} vs {baseline}: compared on the seeds both have ({_labels(common)}); "
+                         f"unmatched: {_labels((seeds[v] | seeds[baseline]) - common)}.")
+    return frame, notes
+
+
+def _labels(seeds: set) -> str:
+    return ", ".join(str(s) for s in sorted(seeds, key=str))

@@ -11,12 +11,13 @@ Example:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import optuna
 import pandas as pd
 
+from nasseg.ablation.cases import clip_intervals, clip_note, complete_cases, degenerate_runs
 from nasseg.ablation.config import AblationConfig
 from nasseg.ablation.design import Contrast, Variant, plan_contrasts, plan_variants
 from nasseg.ablation.stats import compare, holm, significance, summarize_variant, tidy
@@ -104,6 +105,8 @@ class AblationResult:
         table: one row per variant and contrast (see :func:`analyze`).
         scored_split: the cases the per-case values are on (``test``; ``val`` for studies
             run before three-way splits).
+        notes: sentences for the table's note (cases used and dropped, runs left out,
+            clipped intervals).
     """
 
     config: AblationConfig
@@ -113,6 +116,7 @@ class AblationResult:
     per_case: pd.DataFrame
     table: pd.DataFrame
     scored_split: str = "test"
+    notes: list[str] = field(default_factory=list)
 
     def seed_means(self) -> pd.DataFrame:
         """Per (variant, seed): the mean Dice over the held-out cases."""
@@ -121,7 +125,7 @@ class AblationResult:
 
 
 TABLE_COLUMNS = ["variant", "is_baseline", "n_seeds", "n_cases", "dice_mean", "dice_sd",
-                 "dice_ci_low", "dice_ci_high", "reference", "factor", "n_pairs", "mean_diff",
+                 "dice_ci_low", "dice_ci_high", "interval", "reference", "factor", "n_pairs", "mean_diff",
                  "diff_ci_low", "diff_ci_high", "test", "statistic", "df", "p_value", "p_holm",
                  "effect_size", "effect_measure", "significance", "var_seed", "var_case", "var_res",
                  "params", "macs"]
@@ -140,7 +144,11 @@ def analyze(study: optuna.Study, config: AblationConfig | None = None) -> Ablati
     contrasts = plan_contrasts(cfg, variants)
     runs = runs_frame(study)
     per_case = per_case_frame(study)
-    frame = tidy(per_case)
+    notes = left_out(study, per_case)
+    bad = set(degenerate_runs(tidy(per_case)))
+    per_case = per_case[[k not in bad for k in zip(per_case["variant"], per_case["seed"])]]
+    frame, cases = complete_cases(tidy(per_case), "dice")
+    notes.insert(0, cases.note())
     conf = cfg.stats.bootstrap.confidence
     summary = {v.name: summarize_variant(frame, v.name, confidence=conf) for v in variants}
     cost = runs.groupby("variant")[["params", "macs"]].first()
@@ -166,9 +174,29 @@ def analyze(study: optuna.Study, config: AblationConfig | None = None) -> Ablati
                          "effect_measure": r.effect_measure,
                          "significance": significance(float(ph), cfg.stats.alpha)})
     cols = ["variant", *cfg.factors, *TABLE_COLUMNS[1:]]
-    table = pd.DataFrame(rows).reindex(columns=cols)
+    table, clipped = clip_intervals(pd.DataFrame(rows).reindex(columns=cols), "dice")
     scored = {"test" if trial_record(t).test_per_case or trial_record(t).per_case_split == "test" else "val"
               for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
               if t.number in set(runs["trial"])}
     return AblationResult(cfg, variants, contrasts, runs, per_case, table,
-                          scored_split="test" if scored == {"test"} else "/".join(sorted(scored)) or "test")
+                          scored_split="test" if scored == {"test"} else "/".join(sorted(scored)) or "test",
+                          notes=[*notes, *clip_note(clipped, "dice")])
+
+
+def left_out(study: optuna.Study, per_case: pd.DataFrame) -> list[str]:
+    """The sentence counting the runs the statistics leave out: failed runs (with their
+    reason; degenerate runs fail as ``degenerate: ...``, see :mod:`nasseg.runs`) that no
+    later run replaced, and completed runs stored before that rule with Dice 0 on every
+    case."""
+    done = set(zip(per_case["variant"], per_case["seed"]))
+    failed: dict[tuple[str, int], str] = {}
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,)):
+        r = trial_record(t)
+        if r.variant is not None and (r.variant, r.seed) not in done and r.fail_reason not in (None, "interrupted"):
+            failed[(r.variant, r.seed)] = str(r.fail_reason)
+    for key in degenerate_runs(tidy(per_case)):
+        failed[key] = "degenerate: Dice 0 on every case (no foreground found)"
+    if not failed:
+        return []
+    items = "; ".join(f"{v} seed {s}: {why[:90]}" for (v, s), why in sorted(failed.items(), key=str))
+    return [f"Left out {len(failed)} failed run{'s' if len(failed) != 1 else ''} ({items})."]

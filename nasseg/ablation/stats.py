@@ -42,6 +42,14 @@ seeds, one pair per case. They ignore the seed-to-seed variance of the mean (wit
 this is what they miss), so the table says so. ``crossed`` (the former moment estimator)
 is an alias of ``mixed``.
 
+Too few seeds: with fewer than :data:`MIN_MODEL_SEEDS` (3) matched training seeds the
+seed variance is not estimable (1 seed) or rests on 1 degree of freedom (2 seeds; a
+boundary fit then pools it away and the test rejects a true null 14% of the time), so no
+test gives a p-value: :func:`compare` returns a **per-case comparison conditional on the
+trained networks** (``test="conditional"``: the seed-averaged case differences, a t interval
+over cases, no p), and :func:`summarize_variant` the matching interval of the mean. It
+describes these trained networks on this case population, not the architectures.
+
 Multiple comparisons: Holm's step-down correction. Effect sizes: for ``mixed``, ``d`` =
 ``mu_hat / sqrt(s2_seed + s2_case + s2_res)`` (the mean difference over the model's SD of a
 single seed-case difference); rank-biserial ``r`` for Wilcoxon; Cohen's ``d_z`` for the
@@ -59,16 +67,21 @@ from scipy import stats as sps
 
 from nasseg.errors import NassegError
 
-__all__ = ["Comparison", "CrossedFit", "MIN_SEEDS", "case_matrix", "compare", "crossed_reml", "holm",
-           "paired_differences", "rank_biserial", "significance", "summarize_variant", "tidy"]
+__all__ = ["Comparison", "CrossedFit", "MIN_MODEL_SEEDS", "MIN_SEEDS", "case_matrix", "case_t_interval",
+           "compare", "crossed_reml", "holm", "paired_differences", "reml_loglik", "rank_biserial", "significance", "summarize_variant", "tidy"]
 
 KEYS = ("variant", "seed", "case_id")
 MIN_SEEDS = 5
 """Fewer training seeds than this puts a warning in the table."""
+MIN_MODEL_SEEDS = 3
+"""Fewer matched training seeds than this: no p-value (a comparison conditional on the networks)."""
 
 
 def tidy(frame: pd.DataFrame, metric: str = "dice") -> pd.DataFrame:
-    """Check the columns, drop missing values and average over classes.
+    """Check the columns and average over classes (NaN classes skipped).
+
+    A case whose every class is NaN stays as NaN, and an infinite class value makes the
+    case infinite: :func:`nasseg.ablation.cases.complete_cases` counts and drops them.
 
     Returns:
         One row per (variant, seed, case_id) with its ``metric``.
@@ -76,12 +89,11 @@ def tidy(frame: pd.DataFrame, metric: str = "dice") -> pd.DataFrame:
     missing = [c for c in (*KEYS, metric) if c not in frame.columns]
     if missing:
         raise NassegError(f"per-case results lack the columns {missing}")
-    out = frame.dropna(subset=[metric])
-    return out.groupby(list(KEYS), as_index=False, sort=True)[metric].mean()
+    return frame.groupby(list(KEYS), as_index=False, sort=True)[metric].mean()
 
 
 def case_matrix(frame: pd.DataFrame, variant: str, metric: str = "dice") -> pd.DataFrame:
-    """The seeds x cases table of one variant (cases missing for a seed dropped).
+    """The seeds x cases table of one variant (cases missing or non-finite for a seed dropped).
 
     Args:
         frame: output of :func:`tidy`.
@@ -90,7 +102,8 @@ def case_matrix(frame: pd.DataFrame, variant: str, metric: str = "dice") -> pd.D
     """
     sub = frame[frame["variant"] == variant]
     table = sub.pivot(index="seed", columns="case_id", values=metric)
-    return table.dropna(axis=1).sort_index().sort_index(axis=1)
+    table = table.loc[:, np.isfinite(table.to_numpy(dtype=float)).all(axis=0)]
+    return table.sort_index().sort_index(axis=1)
 
 
 @dataclass(frozen=True)
@@ -205,6 +218,32 @@ def crossed_reml(y: np.ndarray) -> dict[str, np.ndarray]:
             "var_res": var_res}
 
 
+def reml_loglik(y: np.ndarray, var_seed: float, var_case: float, var_res: float) -> float:
+    """The restricted (REML) log-likelihood of the crossed model at given variance components.
+
+    Balanced closed form (the eigenvalues of ``V`` are ``l_seed``, ``l_case``, ``l_res`` and
+    ``l_0 = s2_res + C s2_seed + S s2_case`` for the grand mean)::
+
+        -1/2 [ sum_k df_k (log l_k + MS_k / l_k) + log(S C) + (S C - 1) log(2 pi) ]
+
+    the same quantity as R's ``logLik(lmer(y ~ 1 + (1|seed) + (1|case), REML = TRUE))``
+    (``tests/test_mixed_model_r.py`` checks both, and against a dense computation).
+
+    Example:
+        >>> round(reml_loglik(np.array([[1.0, 2.0], [3.0, 6.0]]), 4.0, 1.5, 1.0), 6)  # the REML fit
+        -6.741722
+    """
+    y = np.asarray(y, dtype=float)
+    s, c = y.shape
+    ms = np.array(_mean_squares(y), dtype=float)
+    dfs = np.array([s - 1, c - 1, (s - 1) * (c - 1)], dtype=float)
+    lam = np.array([var_res + c * var_seed, var_res + s * var_case, var_res])
+    keep = dfs > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = dfs[keep] * (np.log(lam[keep]) + ms[keep] / lam[keep])
+    return float(-0.5 * (terms.sum() + np.log(s * c) + (s * c - 1) * np.log(2 * np.pi)))
+
+
 def fit_crossed(table: np.ndarray | pd.DataFrame) -> CrossedFit:
     """:func:`crossed_reml` of one complete seeds x cases table, as a :class:`CrossedFit`."""
     y = np.asarray(table, dtype=float)
@@ -215,18 +254,44 @@ def fit_crossed(table: np.ndarray | pd.DataFrame) -> CrossedFit:
     return CrossedFit(f["mean"], f["se"], f["df"], f["var_seed"], f["var_case"], f["var_res"], *y.shape)
 
 
+def case_t_interval(d: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
+    """Student-t interval of the mean of one value per case (NaN with fewer than 2 cases).
+
+    Example:
+        >>> lo, hi = case_t_interval(np.array([0.8, 0.9, 0.85, 0.95]))
+        >>> round(lo, 3), round(hi, 3)
+        (0.772, 0.978)
+    """
+    d = np.asarray(d, dtype=float)
+    if d.size < 2:
+        return (float("nan"), float("nan"))
+    half = float(sps.t.ppf(0.5 + confidence / 2, d.size - 1)) * float(d.std(ddof=1)) / np.sqrt(d.size)
+    return (float(d.mean()) - half, float(d.mean()) + half)
+
+
 def summarize_variant(frame: pd.DataFrame, variant: str, *, metric: str = "dice",
                       confidence: float = 0.95) -> dict[str, float | int | str]:
-    """Mean of one variant, its mixed-model interval and its seed-to-seed spread.
+    """Mean of one variant, its interval and its seed-to-seed spread.
+
+    The interval is the mixed model's with at least :data:`MIN_MODEL_SEEDS` seeds; with
+    fewer it is conditional on the trained networks (a t interval over the cases of the
+    seed-averaged values: it leaves training randomness out, so it is too narrow for a
+    claim about the architecture), and ``interval`` says which.
 
     Returns:
         ``variant, n_seeds, n_cases, {metric}_mean, {metric}_sd`` (sd of the per-seed
-        means, ``ddof=1``; NaN with one seed), ``{metric}_ci_low, {metric}_ci_high``.
+        means, ``ddof=1``; NaN with one seed), ``{metric}_ci_low, {metric}_ci_high``,
+        ``interval`` (``"model"`` or ``"conditional"``).
     """
     m = case_matrix(frame, variant, metric)
-    seed_means = m.to_numpy().mean(axis=1) if m.size else np.array([])
-    fit = fit_crossed(m.to_numpy()) if m.size else fit_crossed(np.empty((0, 0)))
-    low, high = fit.ci(confidence) if m.size else (float("nan"), float("nan"))
+    y = m.to_numpy(dtype=float)
+    seed_means = y.mean(axis=1) if m.size else np.array([])
+    if not m.size:
+        low, high, how = float("nan"), float("nan"), "model"
+    elif y.shape[0] < MIN_MODEL_SEEDS:
+        (low, high), how = case_t_interval(y.mean(axis=0), confidence), "conditional"
+    else:
+        (low, high), how = fit_crossed(y).ci(confidence), "model"
     return {
         "variant": variant,
         "n_seeds": int(m.shape[0]) if m.size else 0,
@@ -235,6 +300,7 @@ def summarize_variant(frame: pd.DataFrame, variant: str, *, metric: str = "dice"
         f"{metric}_sd": float(seed_means.std(ddof=1)) if seed_means.size > 1 else float("nan"),
         f"{metric}_ci_low": low,
         f"{metric}_ci_high": high,
+        "interval": how,
     }
 
 
@@ -263,13 +329,15 @@ class Comparison:
         mean_diff: mean paired difference.
         diff_ci_low, diff_ci_high: its interval (mixed model: from the same fit as p;
             per-case tests: the t interval of the seed-averaged case differences).
-        test: ``mixed``, ``wilcoxon`` or ``ttest``.
+        test: ``mixed``, ``wilcoxon``, ``ttest``, or ``conditional`` (fewer than
+            :data:`MIN_MODEL_SEEDS` seeds: an interval conditional on the networks, no p).
         statistic: t (mixed, ttest) or Wilcoxon's T.
         df: degrees of freedom of t (Satterthwaite for ``mixed``), NaN for Wilcoxon.
         p_value: two-sided, uncorrected (see :func:`holm`).
         effect_size: ``d`` (mixed), rank-biserial ``r`` (Wilcoxon), ``d_z`` (t-test).
         effect_measure: ``"d"``, ``"r_rb"`` or ``"d_z"``.
         var_seed, var_case, var_res: the mixed model's variance components (NaN otherwise).
+        n_seeds: matched training seeds (``test="conditional"`` below :data:`MIN_MODEL_SEEDS`).
     """
 
     variant: str
@@ -287,6 +355,7 @@ class Comparison:
     var_seed: float = float("nan")
     var_case: float = float("nan")
     var_res: float = float("nan")
+    n_seeds: int = 0
 
 
 def paired_differences(frame: pd.DataFrame, variant: str, reference: str, metric: str = "dice") -> pd.DataFrame:
@@ -301,6 +370,10 @@ def compare(frame: pd.DataFrame, variant: str, reference: str, *, test: str = "m
             metric: str = "dice", confidence: float = 0.95) -> Comparison:
     """Paired comparison of two variants on their matched seeds and cases.
 
+    With fewer than :data:`MIN_MODEL_SEEDS` matched seeds no test is run, whatever
+    ``test`` asks: the result is the per-case comparison conditional on the trained
+    networks (``test="conditional"``, p NaN; see the module docstring).
+
     Args:
         frame: output of :func:`tidy`.
         variant, reference: variant names; the difference is ``variant - reference``.
@@ -309,29 +382,31 @@ def compare(frame: pd.DataFrame, variant: str, reference: str, *, test: str = "m
         metric: the value column.
         confidence: interval coverage.
     """
-    dm = paired_differences(frame, variant, reference, metric).to_numpy()
-    nan = float("nan")
     test = "mixed" if test == "crossed" else test
+    if test not in ("mixed", "wilcoxon", "ttest"):
+        raise NassegError(f"stats.test: unknown test '{test}' (mixed, wilcoxon, ttest)")
+    diffs = paired_differences(frame, variant, reference, metric)
+    dm = diffs.to_numpy(dtype=float)
+    n_seeds = int(dm.shape[0]) if dm.size else 0
+    nan = float("nan")
+    if n_seeds < MIN_MODEL_SEEDS:
+        return _conditional(dm, variant, reference, n_seeds, confidence)
     if test == "mixed":
         fit = fit_crossed(dm)
-        if dm.size == 0 or dm.shape[0] * dm.shape[1] < 2:
-            return Comparison(variant, reference, int(dm.size), fit.mean, nan, nan, test, nan, nan, nan, nan, "d")
         t, p = fit.t_p()
         low, high = fit.ci(confidence)
         total = fit.var_seed + fit.var_case + fit.var_res
         effect = fit.mean / np.sqrt(total) if total > 0 else (0.0 if fit.mean == 0 else float(np.sign(fit.mean) * np.inf))
         return Comparison(variant, reference, int(dm.size), fit.mean, low, high, test, t, fit.df, p,
-                          float(effect), "d", fit.var_seed, fit.var_case, fit.var_res)
-    if test not in ("wilcoxon", "ttest"):
-        raise NassegError(f"stats.test: unknown test '{test}' (mixed, wilcoxon, ttest)")
-    d = dm.mean(axis=0) if dm.size else dm.ravel()  # one value per case, averaged over seeds
+                          float(effect), "d", fit.var_seed, fit.var_case, fit.var_res, n_seeds)
+    d = dm.mean(axis=0)  # one value per case, averaged over seeds
     mean = float(d.mean()) if d.size else nan
     measure = "r_rb" if test == "wilcoxon" else "d_z"
     if d.size < 2:
-        return Comparison(variant, reference, int(d.size), mean, nan, nan, test, nan, nan, nan, nan, measure)
+        return Comparison(variant, reference, int(d.size), mean, nan, nan, test, nan, nan, nan, nan, measure,
+                          n_seeds=n_seeds)
     sd = float(d.std(ddof=1))
-    half = float(sps.t.ppf(0.5 + confidence / 2, d.size - 1)) * sd / np.sqrt(d.size)
-    low, high = mean - half, mean + half
+    low, high = case_t_interval(d, confidence)
     if np.all(d == 0):
         stat, df, p, effect = 0.0, float(d.size - 1), 1.0, 0.0
     elif test == "wilcoxon":
@@ -345,7 +420,23 @@ def compare(frame: pd.DataFrame, variant: str, reference: str, *, test: str = "m
             warnings.simplefilter("ignore", RuntimeWarning)
             res = sps.ttest_1samp(d, 0.0)
         stat, df, p, effect = float(res.statistic), float(d.size - 1), float(res.pvalue), mean / sd
-    return Comparison(variant, reference, int(d.size), mean, low, high, test, stat, df, p, effect, measure)
+    return Comparison(variant, reference, int(d.size), mean, low, high, test, stat, df, p, effect, measure,
+                      n_seeds=n_seeds)
+
+
+def _conditional(dm: np.ndarray, variant: str, reference: str, n_seeds: int,
+                 confidence: float) -> Comparison:
+    """The per-case comparison conditional on the trained networks (no p-value)."""
+    nan = float("nan")
+    d = dm.mean(axis=0) if dm.size else np.array([])
+    if d.size == 0:
+        return Comparison(variant, reference, 0, nan, nan, nan, "conditional", nan, nan, nan, nan, "d_z",
+                          n_seeds=n_seeds)
+    sd = float(d.std(ddof=1)) if d.size > 1 else nan
+    low, high = case_t_interval(d, confidence)
+    effect = float(d.mean() / sd) if sd > 0 else (0.0 if d.mean() == 0 else nan)
+    return Comparison(variant, reference, int(d.size), float(d.mean()), low, high, "conditional", nan,
+                      float(d.size - 1), nan, effect, "d_z", n_seeds=n_seeds)
 
 
 def holm(p_values: Sequence[float]) -> np.ndarray:

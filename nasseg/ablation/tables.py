@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from nasseg.ablation.stats import MIN_SEEDS
+from nasseg.ablation.stats import MIN_MODEL_SEEDS, MIN_SEEDS
 
 __all__ = ["display_table", "fmt_count", "fmt_p", "latex_escape", "method_note", "metric_of",
            "seed_warning", "to_latex", "to_markdown", "write_tables"]
@@ -32,7 +32,8 @@ def metric_of(table: pd.DataFrame) -> str:
 
 def seed_warning(table: pd.DataFrame) -> str:
     """``""``, or warnings: variants with different seed counts (failed runs are missing),
-    and fewer than :data:`MIN_SEEDS` training seeds."""
+    fewer than :data:`MIN_MODEL_SEEDS` training seeds (no p-value; intervals too narrow)
+    and fewer than :data:`MIN_SEEDS` (seed variance on few degrees of freedom)."""
     seeds = table.set_index("variant")["n_seeds"].dropna()
     if seeds.empty:
         return ""
@@ -43,7 +44,12 @@ def seed_warning(table: pd.DataFrame) -> str:
                    "are missing; each mean is over that variant's seeds, each comparison over the seeds "
                    "both variants completed.")
     n = int(seeds.min())
-    if n < MIN_SEEDS:
+    if n < MIN_MODEL_SEEDS:
+        out.append(f"Warning: only {n} training seed{'s' if n != 1 else ''} (< {MIN_MODEL_SEEDS}): the "
+                   "training-seed variance is " + ("not estimable" if n == 1 else "estimated on 1 degree of freedom")
+                   + ", so no p-value is given; the intervals cover the test cases only, which makes them too "
+                   "narrow for a claim about the architectures (they leave training randomness out).")
+    elif n < MIN_SEEDS:
         out.append(f"Warning: only {n} training seed{'s' if n != 1 else ''} (< {MIN_SEEDS}): the seed "
                    f"variance is estimated on {max(n - 1, 0)} degree{'s' if n != 2 else ''} of freedom, "
                    "so intervals are wide and the training-seed effect is poorly known.")
@@ -90,6 +96,7 @@ def display_table(result) -> pd.DataFrame:
     rows = []
     for _, r in result.table.iterrows():
         has_cmp = isinstance(r.get("reference"), str)
+        conditional = r.get("test") == "conditional"
         rows.append([
             r["variant"] + (" (baseline)" if r.get("is_baseline") is True else ""),
             f"{_num(r[f'{m}_mean'])} [{_num(r[f'{m}_ci_low'])}, {_num(r[f'{m}_ci_high'])}]",
@@ -99,6 +106,7 @@ def display_table(result) -> pd.DataFrame:
             f"{_num(r['diff_ci_high'], True)}]" if has_cmp else "",
             fmt_p(r["p_holm"]) if has_cmp else "",
             _effect(r) if has_cmp else "",
+            "no test" if has_cmp and conditional else
             r["significance"] if has_cmp and isinstance(r["significance"], str) else "",
             fmt_count(r.get("params")),
             fmt_count(r.get("macs")),
@@ -129,13 +137,28 @@ def method_note(result) -> str:
         pairs = "cases, each averaged over seeds"
         effect = ("r: matched-pairs rank-biserial correlation" if st.test == "wilcoxon"
                   else "d_z: Cohen's d of the case differences")
+    conditional = "test" in t and bool((t["test"] == "conditional").any())
+    ci_how = (f"{pct} CI from a mixed model with crossed random seed and case effects"
+              if not ("interval" in t and (t["interval"] == "conditional").any()) else
+              f"{pct} CI conditional on the trained networks (a t interval over the cases of the "
+              f"seed-averaged values) for variants with fewer than {MIN_MODEL_SEEDS} seeds, else from a "
+              "mixed model with crossed random seed and case effects")
     text = (f"{label}: mean over {'up to ' if t['n_seeds'].nunique() > 1 else ''}{seeds:.0f} training "
             f"seed{'s' if seeds != 1 else ''} of the mean over "
             f"{cases:.0f} {split} cases "
-            f"(same cases for every variant); {pct} CI from a mixed model with crossed random seed "
-            f"and case effects. Δ{label}: variant minus 'vs.' on {pairs}. p: {how}; "
-            f"Holm-corrected over {n_cmp} comparisons; * p < {st.alpha:g}, ** p < 0.01, "
-            f"*** p < 0.001, ns otherwise. {effect}.")
+            f"(same cases for every variant); {ci_how}. Δ{label}: variant minus 'vs.' on {pairs}. ")
+    if n_cmp:
+        text += (f"p: {how}; Holm-corrected over {n_cmp} comparisons; * p < {st.alpha:g}, ** p < 0.01, "
+                 f"*** p < 0.001, ns otherwise. {effect}.")
+    if conditional:
+        text += (f"{' ' if n_cmp else ''}'no test': fewer than {MIN_MODEL_SEEDS} matched training seeds, so "
+                 "no p-value: the comparison is per case and conditional on the trained networks (mean of the "
+                 "seed-averaged case differences, t interval over the cases, d_z = that mean over their SD); "
+                 "it says how these trained networks differ on this case population, not whether the "
+                 "architectures differ, since training randomness is left out.")
+    notes = [n for n in getattr(result, "notes", []) or [] if n]
+    if notes:
+        text += " " + " ".join(notes)
     convention = getattr(result, "convention", None)
     if convention is None and m in LABELS:
         from nasseg.train.metrics import convention_note
@@ -198,7 +221,8 @@ def write_tables(result, out_dir: str | Path, stem: str = "stats") -> list[Path]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{stem}.csv", out / f"{stem}.md", out / f"{stem}.tex"]
-    result.table.assign(warning=seed_warning(result.table)).to_csv(paths[0], index=False)
+    notes = " ".join(n for n in getattr(result, "notes", []) or [] if n)
+    result.table.assign(warning=seed_warning(result.table), note=notes).to_csv(paths[0], index=False)
     per_case = getattr(result, "per_case", None)
     if isinstance(per_case, pd.DataFrame) and not per_case.empty:  # the input of `nasseg stats`
         paths.append(out / "per_case.csv")

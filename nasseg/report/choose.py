@@ -12,8 +12,11 @@ held-out cases (the statistics' mixed model, one seed), and its architecture as 
 - **best under each constraint the study names** (``limits``: max params, GMACs, ...):
   the highest-Dice member within the limit, and within half and a quarter of it.
 - **the preset the study started from** (``initial_archs``): each recommendation's Dice
-  difference to it, with a paired interval over the cases both were validated on, and its
-  cost ratios.
+  difference to it and its cost ratios. Once ``nasseg confirm`` has run, the difference is
+  on the confirmed test cases (:func:`nasseg.ablation.stats.compare`: the mixed model with
+  at least 3 seeds, else a per-case comparison conditional on the trained networks, without
+  p). Before that, only the difference on the validation cases that chose the network is
+  given, without an interval: those cases selected it, so the difference is optimistic.
 
 Example:
     >>> info = choice_info(study)                             # doctest: +SKIP
@@ -23,15 +26,21 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import optuna
+import pandas as pd
 
+from nasseg.ablation.cases import complete_cases
+from nasseg.ablation.stats import MIN_MODEL_SEEDS, case_t_interval, tidy
+from nasseg.ablation.stats import compare as compare_variants
 from nasseg.report.data import objectives_of, pareto_table_info
 from nasseg.store import study_record, trial_record
 
-__all__ = ["ChoiceInfo", "Member", "Recommendation", "choice_info", "case_dice", "mean_ci"]
+__all__ = ["ChoiceInfo", "Member", "Recommendation", "choice_info", "case_dice", "compare", "confirmed_frame",
+           "mean_ci"]
 
 _LIMIT_NAMES = {"params": "params", "macs": "GMACs", "latency": "latency (ms)", "memory": "memory (MB)"}
 
@@ -89,20 +98,16 @@ def case_dice(per_case: list[dict] | None) -> dict[str, float]:
 
 
 def mean_ci(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
-    """Interval of the mean over cases from the statistics' mixed model
-    (:func:`nasseg.ablation.stats.fit_crossed` with one training seed: a t interval).
+    """Interval of one trained network's mean over cases: a t interval over the cases
+    (:func:`nasseg.ablation.stats.case_t_interval`), conditional on that network (one
+    training seed: training randomness is not in it).
 
     Example:
         >>> lo, hi = mean_ci(np.array([0.8, 0.9, 0.85, 0.95]))
         >>> round(lo, 3), round(hi, 3)
         (0.772, 0.978)
     """
-    from nasseg.ablation.stats import fit_crossed
-
-    v = np.asarray(values, dtype=float)
-    if v.size < 2:
-        return (float("nan"), float("nan"))
-    return fit_crossed(v[None, :]).ci(confidence)
+    return case_t_interval(np.asarray(values, dtype=float), confidence)
 
 
 def choice_info(study: optuna.Study) -> ChoiceInfo:
@@ -135,27 +140,57 @@ def choice_info(study: optuna.Study) -> ChoiceInfo:
                                        f"({best.costs.get(name, 0) / limit:.0%} of the study's limit)"))
     by_trial = {m.trial: m for m in members}
     if preset is not None:
+        confirmed = confirmed_frame(study)
         for r in recs:
-            r.vs_preset = compare(by_trial[r.trial], preset)
+            r.vs_preset = compare(by_trial[r.trial], preset, confirmed)
     return ChoiceInfo(members, recs, preset, limits)
 
 
-def compare(m: Member, ref: Member) -> str:
-    """``"+0.052 Dice [0.031, 0.074] vs cmunext_s; 0.41x params, 0.38x GMACs"``."""
+def confirmed_frame(study: optuna.Study) -> pd.DataFrame | None:
+    """The tidy per-case test Dice of ``nasseg confirm`` (variants ``trial_N``), or ``None``
+    before confirmation (or when its per-case file is gone)."""
+    record = study_record(study)
+    path = ((record.confirm if record else None) or {}).get("per_case_csv")
+    if not path or not Path(path).is_file():
+        return None
+    frame = pd.read_csv(path).rename(columns={"case": "case_id"}).astype({"variant": str, "case_id": str})
+    return tidy(frame, "dice")
+
+
+def compare(m: Member, ref: Member, confirmed: pd.DataFrame | None = None) -> str:
+    """How a member differs from the starting preset, e.g. ``"vs cmunext_s: +0.052 Dice
+    [+0.031, +0.074] on 40 confirmed test cases x 3 seeds (mixed model, p = 0.002); 0.41x
+    params, 0.38x GMACs"``.
+
+    Args:
+        m, ref: the member and the preset.
+        confirmed: :func:`confirmed_frame`; ``None`` before ``nasseg confirm``, when only the
+            validation difference is given, without an interval (those cases chose the network).
+    """
     if m.trial == ref.trial:
         return f"is the starting preset {ref.initial_arch}"
-    common = sorted(set(m.cases) & set(ref.cases))
-    parts = []
-    if common:
-        d = np.array([m.cases[c] - ref.cases[c] for c in common])
-        lo, hi = mean_ci(d)
-        parts.append(f"{d.mean():+.3f} Dice [{lo:+.3f}, {hi:+.3f}] over {len(common)} paired cases")
-    else:
-        parts.append(f"{m.dice - ref.dice:+.3f} Dice")
+    parts = [_dice_difference(m, ref, confirmed)]
     for k in ("params", "macs"):
         if m.costs.get(k) and ref.costs.get(k):
             parts.append(f"{m.costs[k] / ref.costs[k]:.2f}x {_LIMIT_NAMES[k]}")
     return f"vs {ref.initial_arch}: " + ", ".join(parts)
+
+
+def _dice_difference(m: Member, ref: Member, confirmed: pd.DataFrame | None) -> str:
+    a, b = f"trial_{m.trial}", f"trial_{ref.trial}"
+    if confirmed is not None and {a, b} <= set(confirmed["variant"]):
+        pair, cases = complete_cases(confirmed[confirmed["variant"].isin([a, b])], "dice")
+        c = compare_variants(pair, a, b)
+        where = f"on {len(cases.kept)} confirmed test cases x {c.n_seeds} seed{'s' if c.n_seeds != 1 else ''}"
+        how = (f"conditional on the trained networks, no p-value with fewer than {MIN_MODEL_SEEDS} seeds"
+               if c.test == "conditional" else f"mixed model, p = {c.p_value:.2g}")
+        return f"{c.mean_diff:+.3f} Dice [{c.diff_ci_low:+.3f}, {c.diff_ci_high:+.3f}] {where} ({how})"
+    common = sorted(set(m.cases) & set(ref.cases))
+    d = np.array([m.cases[k] - ref.cases[k] for k in common]) if common else np.array([m.dice - ref.dice])
+    why = ("not both confirmed by nasseg confirm" if confirmed is not None
+           else "run nasseg confirm to compare on test cases")
+    return (f"{d.mean():+.3f} Dice on the {len(common) or 'same'} validation cases that chose it "
+            f"(optimistic, no interval: {why})")
 
 
 def _member(t: optuna.trial.FrozenTrial, yaml_text: str, summary: str, values: dict[str, float]) -> Member:
