@@ -5,8 +5,12 @@ command line can print it as is (exit code 2) instead of a traceback.
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
-from collections.abc import Iterable
+import errno
+import os
+import re
+from collections.abc import Iterable, Iterator
 
 
 class NassegError(Exception):
@@ -76,3 +80,85 @@ def is_out_of_memory(err: BaseException | str | None) -> bool:
     else:
         return False
     return any(m in text.lower() for m in OOM_MARKERS)
+
+
+_OUTPUT = "write the output somewhere else (-o/--out, --run-dir or output_dir)"
+FIXABLE_ERRNO = {
+    errno.EROFS: ("is on a read-only file system", _OUTPUT),
+    errno.ENOSPC: ("no space left on the device", "free space there, or " + _OUTPUT),
+    errno.EDQUOT: ("disk quota exceeded", "free space there, or " + _OUTPUT),
+    errno.EACCES: ("permission denied", "give yourself access, or " + _OUTPUT),
+    errno.EPERM: ("operation not permitted", "give yourself access, or " + _OUTPUT),
+    errno.ENOTDIR: ("part of this path is a file, not a folder", "name a folder (or move the file away)"),
+    errno.EISDIR: ("is a folder where a file is needed", "name a file, e.g. a .yaml, .onnx or .png inside it"),
+    errno.EEXIST: ("exists", "name a new path (or move the existing one away)"),
+    errno.ENOENT: ("no such file or folder", "check the path"),
+    errno.ENAMETOOLONG: ("file name too long", "use a shorter name or folder"),
+}
+"""Operating-system errors a user can fix: errno -> (cause, fix). The one mapping
+:func:`environment_error` applies, for the command line and for library code alike."""
+
+
+class EnvironmentFault(NassegError):
+    """A file-system fault the user can fix (read-only or full disk, a file where a folder is
+    needed ...); the message names the path, the cause and the fix."""
+
+
+def environment_error(err: BaseException) -> EnvironmentFault | None:
+    """The user-fixable fault behind ``err`` (an ``OSError`` itself or in its cause/context
+    chain, e.g. under a library's own error), or ``None``.
+
+    Example:
+        >>> try:
+        ...     open("/proc/version/x", "w")
+        ... except OSError as e:
+        ...     print(environment_error(e))
+        /proc/version/x: part of this path is a file, not a folder; name a folder (or move the file away)
+    """
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno in FIXABLE_ERRNO:
+            cause, fix = FIXABLE_ERRNO[err.errno]
+            path = err.filename if err.filename is not None else ""
+            if err.errno == errno.EEXIST and path and os.path.isfile(path):
+                cause = "exists as a file where a folder is needed"
+            where = f"{path}: " if path else ""
+            also = f" (and {err.filename2})" if getattr(err, "filename2", None) else ""
+            return EnvironmentFault(f"{where}{cause}{also}; {fix}")
+        err = err.__cause__ or err.__context__
+    return None
+
+
+@contextlib.contextmanager
+def writing(path: str | os.PathLike) -> Iterator[None]:
+    """Name ``path`` in an ``OSError`` raised while writing it: a failed ``write`` or
+    ``close`` (a full disk) carries no file name of its own.
+
+    Example:
+        >>> with writing("/dev/full"), open("/dev/full", "w") as f:
+        ...     f.write("x")
+        Traceback (most recent call last):
+        OSError: [Errno 28] No space left on device: '/dev/full'
+    """
+    try:
+        yield
+    except OSError as err:
+        if err.filename is not None or err.errno is None:
+            raise
+        raise OSError(err.errno, err.strerror or os.strerror(err.errno), os.fspath(path)) from err
+
+
+_URL_PASSWORD = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@]*:)(?P<secret>[^\s@/]*)@")
+
+
+def mask_url(text: str) -> str:
+    """``text`` with the password of every URL in it masked: storage URLs are shown in
+    messages and logs, their passwords never.
+
+    Example:
+        >>> mask_url("cannot open storage postgresql+psycopg://user:secret@db:5432/nas: refused")
+        'cannot open storage postgresql+psycopg://user:***@db:5432/nas: refused'
+    """
+    return _URL_PASSWORD.sub(lambda m: f"{m['head']}***@", text)
+

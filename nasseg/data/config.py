@@ -64,12 +64,19 @@ class SplitConfig(Strict):
     stratify: str = "presence"
 
 
+MAX_SYNTHETIC_CASES = 100_000
+"""The most generated cases a config may ask for: generating one 64x64 case took 30 ms (one
+thread, on a 2-core machine at load 11), so 100,000 take about 50 minutes and 1.9 GiB; more
+is a typo, which would otherwise run silently until memory is exhausted."""
+
+
 class SyntheticConfig(Strict):
     """Settings of the procedural generator (see :mod:`nasseg.data.synthetic`).
 
     Attributes:
         spatial_dims: 2 (images) or 3 (volumes).
-        n_cases: number of generated cases.
+        n_cases: number of generated cases (at most :data:`MAX_SYNTHETIC_CASES`; the data must
+            also fit :data:`nasseg.data.synthetic.MAX_SYNTHETIC_BYTES` in memory).
         classes: number of *foreground* classes; 1 = binary (sigmoid output),
             K > 1 gives labels 0..K and a K+1-channel (softmax) output.
         channels: image channels.
@@ -84,7 +91,7 @@ class SyntheticConfig(Strict):
     """
 
     spatial_dims: Literal[2, 3] = 2
-    n_cases: int = Field(192, ge=4)
+    n_cases: int = Field(192, ge=4, le=MAX_SYNTHETIC_CASES)
     classes: int = Field(1, ge=1, le=8)
     channels: int = Field(1, ge=1, le=4)
     seed: int = 0

@@ -19,6 +19,9 @@ dataset's identity (:func:`nasseg.data.identity.files_identity`: names, sizes an
 and last 64 KiB of the files, so a hundred GB are keyed in milliseconds) plus a hash of the
 preprocessing settings.
 
+A damaged cache (a truncated ``.npy``, an index entry missing, an unreadable index) is found
+when it is opened (:func:`open_cache`) and rebuilt, with one line saying so.
+
 Shapes: images ``[C, X, Y, Z]`` float32, labels ``[X, Y, Z]`` uint8.
 
 Example:
@@ -29,10 +32,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
 import warnings
+import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -42,6 +47,8 @@ from torch import Tensor
 
 from nasseg.data.geometry import CaseMeta, nonzero_box, resample, resampled_shape
 from nasseg.data.identity import files_identity
+
+log = logging.getLogger(__name__)
 
 VERSION = 1
 FG_SAMPLES = 10000  # foreground voxel positions kept per class and case (for oversampling)
@@ -219,17 +226,19 @@ def load_preprocessed(pairs: Sequence[tuple[Path, Path]], read_case, *, kinds: S
     files = [p for pair in pairs for p in pair]
     plan_hash = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     folder = cache_root() / f"{name}-{files_identity(files)}-{plan_hash}"
+    expected = [(case_id or _case_id)(image) for image, _ in pairs]
     if not (folder / "index.json").is_file():
         _build(folder, pairs, read_case, kinds, target_spacing, settings, case_id or _case_id)
-    index = json.loads((folder / "index.json").read_text())
-    metas = {c["case_id"]: CaseMeta.from_dict(c) for c in index["cases"]}
+    try:
+        index, metas, fg = open_cache(folder, expected)
+    except CacheDamaged as err:
+        log.warning("%s: the preprocessing cache is damaged (%s); rebuilding it", folder, err)
+        _discard(folder)
+        _build(folder, pairs, read_case, kinds, target_spacing, settings, case_id or _case_id)
+        index, metas, fg = open_cache(folder, expected)
     ids = [c["case_id"] for c in index["cases"]]
     shapes = [tuple(metas[c].resampled_shape) for c in ids]
     channels = index["channels"]
-    fg = {}
-    for c in ids:
-        with np.load(folder / f"{c}_fg.npz") as z:
-            fg[c] = {int(k[1:]): z[k] for k in z.files}
     return SegDataset(
         kind="decathlon", spatial_dims=3, in_channels=channels, num_classes=len(class_names), case_ids=ids,
         images=MappedVolumes([folder / f"{c}_img.npy" for c in ids], [(channels, *s) for s in shapes]),
@@ -240,6 +249,70 @@ def load_preprocessed(pairs: Sequence[tuple[Path, Path]], read_case, *, kinds: S
         info={"cache": str(folder), "preprocessing": index["settings"], "metas": metas, "fg": fg,
               "shapes": [list(metas[c].shape) for c in ids], "spacings": [list(metas[c].spacing) for c in ids]},
     )
+
+
+class CacheDamaged(Exception):
+    """A cache folder whose index or files do not hold what the index says (the reason)."""
+
+
+def open_cache(folder: Path, expected: Sequence[str]) -> tuple[dict, dict[str, CaseMeta], dict]:
+    """Read a cache folder's index and check every file it names before anything uses them.
+
+    Checked: ``index.json`` parses and lists exactly the ``expected`` case ids, in order;
+    each case's ``_img``/``_seg``/``_orig`` ``.npy`` file opens (memory-mapped, so a
+    truncated file is caught without reading it) with the shape and dtype the index
+    implies; each ``_fg.npz`` reads.
+
+    Returns:
+        ``(index, metas, fg)``: the index, case id -> :class:`CaseMeta`, and case id ->
+        {class: foreground positions}.
+
+    Raises:
+        CacheDamaged: naming the file and what is wrong with it.
+    """
+    try:
+        index = json.loads((folder / "index.json").read_text())
+        metas = {c["case_id"]: CaseMeta.from_dict(c) for c in index["cases"]}
+        channels = int(index["channels"])
+        ids = [c["case_id"] for c in index["cases"]]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise CacheDamaged(f"index.json unreadable: {type(err).__name__}: {err}") from None
+    if ids != list(expected):
+        missing = [c for c in expected if c not in metas]
+        raise CacheDamaged(f"index.json lists {len(ids)} cases for {len(expected)} in the data"
+                           + (f" (no entry for {missing[0]})" if missing else ""))
+    fg = {}
+    for c in ids:
+        meta = metas[c]
+        for suffix, shape, dtype in (("img", (channels, *meta.resampled_shape), np.float32),
+                                     ("seg", tuple(meta.resampled_shape), np.uint8),
+                                     ("orig", tuple(meta.shape), np.uint8)):
+            path = folder / f"{c}_{suffix}.npy"
+            try:
+                arr = np.load(path, mmap_mode="r")
+                ok = tuple(arr.shape) == tuple(shape) and arr.dtype == dtype
+                del arr
+            except (OSError, ValueError, EOFError) as err:
+                raise CacheDamaged(f"{path.name}: {type(err).__name__}: {err}") from None
+            if not ok:
+                raise CacheDamaged(f"{path.name}: not the {shape} {np.dtype(dtype).name} array the index names")
+        try:
+            with np.load(folder / f"{c}_fg.npz") as z:
+                fg[c] = {int(k[1:]): z[k] for k in z.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+            raise CacheDamaged(f"{c}_fg.npz: {type(err).__name__}: {err}") from None
+    return index, metas, fg
+
+
+def _discard(folder: Path) -> None:
+    """Move a damaged cache folder out of the way (renamed first, so that a concurrent
+    builder can put a new one in place at once), then delete it."""
+    aside = folder.with_name(f".{folder.name}-damaged-{os.getpid()}")
+    try:
+        os.rename(folder, aside)
+    except FileNotFoundError:
+        return
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def _build(folder: Path, pairs, read_case, kinds, target_spacing, settings, case_id=None) -> None:

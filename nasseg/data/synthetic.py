@@ -19,6 +19,7 @@ from scipy import ndimage
 
 from nasseg.data.base import SegDataset, normalise
 from nasseg.data.config import DataConfig
+from nasseg.errors import DataError
 
 
 def make_synthetic(cfg: DataConfig) -> SegDataset:
@@ -39,6 +40,7 @@ def make_synthetic(cfg: DataConfig) -> SegDataset:
     s = cfg.synthetic
     shape = _shape(cfg.size, s.spatial_dims)
     n = s.n_cases if cfg.max_cases is None else min(s.n_cases, cfg.max_cases)
+    check_memory(n, s.channels, shape)
     images, labels = [], []
     for i in range(n):
         rng = np.random.default_rng([s.seed, i])
@@ -58,6 +60,37 @@ def make_synthetic(cfg: DataConfig) -> SegDataset:
         sources=[""] * n, class_names=names,
         info={"generator": s.model_dump(), "size": list(shape)},
     )
+
+
+MAX_SYNTHETIC_BYTES = 16 * 2 ** 30
+"""The most memory a generated dataset may take (16 GiB): a stated budget, not the free RAM,
+so the same config is accepted or refused on every machine."""
+
+
+def synthetic_bytes(n: int, channels: int, shape: tuple[int, ...]) -> int:
+    """Memory of ``n`` generated cases: float32 images ``[n, channels, *shape]`` and uint8 labels.
+
+    Example:
+        >>> synthetic_bytes(192, 1, (64, 64))
+        3932160
+    """
+    voxels = 1
+    for s in shape:
+        voxels *= s
+    return n * voxels * (4 * channels + 1)
+
+
+def check_memory(n: int, channels: int, shape: tuple[int, ...]) -> None:
+    """Refuse, before generating anything, a dataset over :data:`MAX_SYNTHETIC_BYTES`.
+
+    Raises:
+        DataError: naming the case count, the size and the memory it would take.
+    """
+    need = synthetic_bytes(n, channels, shape)
+    if need > MAX_SYNTHETIC_BYTES:
+        raise DataError(f"synthetic data: {n:,} cases of {'x'.join(map(str, shape))} x {channels} channel"
+                        f"{'s' * (channels != 1)} need {need / 2 ** 30:,.1f} GiB of memory, over the "
+                        f"{MAX_SYNTHETIC_BYTES / 2 ** 30:.0f} GiB limit; lower synthetic.n_cases or size")
 
 
 def _shape(size: int | tuple[int, ...] | None, dims: int) -> tuple[int, ...]:

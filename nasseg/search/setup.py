@@ -18,7 +18,7 @@ import optuna
 
 from nasseg.arch import load_arch
 from nasseg.device import resolve_device
-from nasseg.errors import ConfigError, NassegError
+from nasseg.errors import ConfigError, NassegError, mask_url
 from nasseg.search.objective import TrialSetup
 from nasseg.search.space import SearchSpace
 from nasseg.search.space_parse import load_space
@@ -198,14 +198,14 @@ def check_same(prep: Prepared, study: optuna.Study) -> None:
     """
     stored, now = study_record(study).attrs(), make_record(prep).attrs()
     if stored.get("nasseg_kind") != "search":
-        raise ConfigError(f"study '{prep.cfg.name}' in {prep.storage_url} is not a nasseg search study")
+        raise ConfigError(f"study '{prep.cfg.name}' in {mask_url(prep.storage_url)} is not a nasseg search study")
     for key in IDENTITY_KEYS:
         old, new = _plain(stored.get(key)), _plain(now[key])
         if key == "dataset":
             old, new = _relevant_data(old), _relevant_data(new)
         if not _same(old, new):
             raise ConfigError(
-                f"{prep.source}: study '{prep.cfg.name}' in {prep.storage_url} was created with a "
+                f"{prep.source}: study '{prep.cfg.name}' in {mask_url(prep.storage_url)} was created with a "
                 f"different {key}; resuming would mix incomparable trials. Rename the study, or "
                 f"set another output_dir/storage (stored {key}: {_short(stored.get(key))})")
 

@@ -8,6 +8,7 @@ Storage URLs (``storage:`` in a study, or the default):
   file storage (append-only, safe for several processes on one file system);
 - a bare path: ``*.log`` is a journal file, ``*.db``/``*.sqlite``/``*.sqlite3`` a SQLite file.
 
+Messages show a URL's password masked (:func:`nasseg.errors.mask_url`: ``user:***@host``).
 Opening never harms a file: readers (``create=False``) never create a storage or write a
 schema; a 0-byte file, a file that is not SQLite, a SQLite file without Optuna's tables
 or a corrupt one is reported (:class:`StorageError`, naming the file) and left as it is.
@@ -39,7 +40,7 @@ from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import FrozenTrial
 
-from nasseg.errors import ConfigError
+from nasseg.errors import ConfigError, mask_url
 
 _SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 _SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -106,7 +107,8 @@ def open_storage(url: str, *, create: bool = False) -> BaseStorage:
     try:
         return RDBStorage(url)
     except Exception as err:  # noqa: BLE001 - a server URL the user gave
-        raise StorageError(f"cannot open storage {url}: {type(err).__name__}: {err}") from None
+        detail = (str(err).strip().splitlines() or [""])[0]
+        raise StorageError(mask_url(f"cannot open storage {url}: {type(err).__name__}: {detail}")) from None
 
 
 def _open_sqlite(path: Path, url: str, create: bool) -> BaseStorage:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Any
 
 import torch
 
-from nasseg.errors import ConfigError, NassegError
+from nasseg.errors import ConfigError, NassegError, writing
 from nasseg.jsonsafe import json_safe
 
 
@@ -121,13 +122,14 @@ class RunWriter:
 
     def json(self, name: str, data: Any) -> None:
         if self.dir is not None:
-            (self.dir / name).write_text(json.dumps(json_safe(data), indent=1) + "\n")
+            with writing(self.dir / name):  # a full disk names the file (nasseg.errors.environment_error)
+                (self.dir / name).write_text(json.dumps(json_safe(data), indent=1) + "\n")
 
     def csv(self, name: str, rows: list[dict]) -> None:
         if self.dir is None or not rows:
             return
         keys = list(dict.fromkeys(k for r in rows for k in r))
-        with open(self.dir / name, "w", newline="") as f:
+        with writing(self.dir / name), open(self.dir / name, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=keys)
             w.writeheader()
             w.writerows(rows)
@@ -135,5 +137,8 @@ class RunWriter:
     def checkpoint(self, payload: dict[str, Any]) -> None:
         if self.dir is not None:
             tmp = self.dir / "checkpoint.pt.tmp"
-            torch.save(payload, tmp)
+            buffer = io.BytesIO()  # serialised in memory, written by Python: a full or read-only disk is
+            torch.save(payload, buffer)  # an OSError naming the file, not torch's "enforce fail at inline_container.cc"
+            with writing(tmp), open(tmp, "wb") as f:
+                f.write(buffer.getbuffer())
             tmp.replace(self.dir / "checkpoint.pt")
