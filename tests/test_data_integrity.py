@@ -178,3 +178,64 @@ def test_busi_default_split_keeps_every_family_on_one_side(shared_data):
         part = {c: p for p in PARTS for c in s[p]}
         assert all(len({part[c] for c in f.cases}) == 1 for f in rep.families)
         assert s["duplicates"]["straddling"] == 0
+
+
+def test_resume_split_pins_the_split_a_study_recorded_before_grouping(tmp_path):
+    from nasseg.data.splits import resume_split, split_hash
+
+    ids, images = _planted(n=30, twins=(3, 7, 10))
+    ds = _dataset(ids, images)
+    cfg = SplitConfig(seed=3)
+    before, now = split_dataset(ds, cfg, duplicates=False), split_dataset(ds, cfg)
+    assert before["hash"] != now["hash"]  # the planted twins move
+    pinned = resume_split(ds, cfg, lambda s: split_hash(s) == before["hash"], tmp_path)
+    assert pinned.method == "file" and pinned.file == str(tmp_path / "split_before_duplicate_groups.json")
+    again = split_dataset(ds, pinned)
+    assert again["hash"] == before["hash"] and again["duplicates"]["straddling"] >= 1
+    # read back, never rewritten; a study made since (or a new one) keeps its settings
+    assert resume_split(ds, cfg, lambda s: split_hash(s) == before["hash"], tmp_path) == pinned
+    assert resume_split(ds, cfg, lambda s: split_hash(s) == now["hash"], tmp_path) == cfg
+    assert resume_split(ds, cfg, lambda s: False, tmp_path / "new") == cfg
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.slow
+def test_an_ablation_created_before_grouping_resumes_on_its_split(tmp_path, monkeypatch):
+    """Runs made with the old (ungrouped) split, then resumed: every run on one split."""
+    import functools
+
+    import optuna
+    import yaml
+
+    import nasseg.train.engine as engine
+    from nasseg.ablation.config import load_ablation
+    from nasseg.ablation.results import analyze
+    from nasseg.ablation.runner import run_ablation
+
+    rng = np.random.default_rng(0)
+    ids, images = [], []
+    for i in range(30):
+        images.append(_scene(rng, (32, 32)))
+        ids.append(f"s{i:02d}")
+        if i % 2 == 0:
+            images.append(np.clip(images[-1] + rng.normal(0, 6, (32, 32)), 0, 255))
+            ids.append(f"s{i:02d}_twin")
+    data = _folder(tmp_path / "data", ids, images)
+    arch = {"name": "tiny", "spatial_dims": 2, "in_channels": 1, "out_channels": 1,
+            "stages": [{"width": 4, "block": {"type": "conv"}}, {"width": 8, "block": {"type": "conv"}}]}
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(arch))
+    study = {"name": "legacy", "base": "tiny.yaml", "seeds": 2, "out_dir": str(tmp_path / "out"),
+             "factors": {"skip": {"path": "stages.*.skip.type", "levels": ["concat", "skip_fusion"]}},
+             "data": {"kind": "folder", "path": str(data), "split": {"seed": 0}},
+             "train": {"epochs": 6, "lr": 0.01, "batch_size": 4, "device": "cpu", "num_threads": 1}}
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(study))
+    cfg = load_ablation(tmp_path / "study.yaml")
+    with monkeypatch.context() as m:  # the split as nasseg made it before families were grouped
+        m.setattr(engine, "split_dataset", functools.partial(engine.split_dataset, duplicates=False))
+        run_ablation(cfg, where="study.yaml", echo=lambda _: None, max_runs=2)
+    run_ablation(cfg, where="study.yaml", echo=lambda _: None)
+    st = optuna.load_study(study_name="legacy", storage=cfg.storage_url())
+    splits = {json.dumps(json.loads(p.read_text())["test"]) for p in (tmp_path / "out" / "runs").glob("*/split.json")}
+    assert len(st.get_trials()) == 4 and len(splits) == 1
+    assert (tmp_path / "out" / "split_before_duplicate_groups.json").is_file()
+    assert analyze(st, cfg).runs["split_hash"].nunique() == 1

@@ -29,7 +29,7 @@ import csv
 import hashlib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +39,8 @@ from nasseg.data.config import SplitConfig
 from nasseg.data.integrity import family_groups, find_duplicates
 from nasseg.errors import DataError
 
-__all__ = ["case_keys", "describe_duplicates", "make_split", "sample_cases", "split_dataset", "split_hash",
-           "stratified_order"]
+__all__ = ["case_keys", "describe_duplicates", "make_split", "resume_split", "sample_cases", "split_dataset",
+           "split_hash", "stratified_order"]
 
 PARTS = ("train", "val", "test")
 
@@ -299,6 +299,45 @@ def split_dataset(ds: Any, cfg: SplitConfig, *, duplicates: bool = True) -> dict
         out["rule"] += (f", {len(report.families)} near-duplicate families "
                         f"({report.n_cases_in_families} cases) kept together")
     return out
+
+
+def resume_split(ds: Any, cfg: SplitConfig, recorded: Callable[[dict[str, Any]], bool],
+                 folder: Path) -> SplitConfig:
+    """Split settings that give a resumed study the split its earlier runs used.
+
+    Studies created before near-duplicate families were grouped recorded splits made without
+    grouping; resumed now, their new runs would be trained and scored on another split, and
+    the runs could no longer be paired (an ablation refuses to analyse them). When the split
+    ``cfg`` makes now is not one the study recorded but the ungrouped split is, that split is
+    written to ``folder/split_before_duplicate_groups.json`` (once; an existing file is read,
+    never rewritten) and ``cfg`` is returned with ``method: file`` pointing at it, so every
+    later run uses it. Otherwise (a new study, one created since, a ``file`` split) ``cfg``.
+
+    Args:
+        ds: the study's dataset.
+        cfg: the study's split settings.
+        recorded: whether a split (the dict :func:`split_dataset` returns) is one the study's
+            completed runs recorded (they store a summary hash: the caller compares it).
+        folder: the study's output folder.
+
+    Raises:
+        DataError: the pinned file exists but holds another split.
+    """
+    if cfg.method == "file" or recorded(split_dataset(ds, cfg)):
+        return cfg
+    before = split_dataset(ds, cfg, duplicates=False)
+    if not recorded(before):
+        return cfg
+    path = Path(folder) / "split_before_duplicate_groups.json"
+    if path.exists():
+        held = make_split(list(ds.case_ids), SplitConfig(method="file", file=str(path)))
+        if held["hash"] != before["hash"]:
+            raise DataError(f"{path}: holds another split than the study's earlier runs used")
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({**before, "pinned": "the split of the study's runs made before "
+                                    "near-duplicate families were grouped"}, indent=1))
+    return cfg.model_copy(update={"method": "file", "file": str(path)})
 
 
 def describe_duplicates(split: dict[str, Any]) -> str:

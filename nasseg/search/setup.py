@@ -18,12 +18,13 @@ import optuna
 
 from nasseg.arch import load_arch
 from nasseg.device import resolve_device
-from nasseg.errors import ConfigError, NassegError, mask_url
+from nasseg.errors import ConfigError, NassegError
 from nasseg.search.objective import TrialSetup
 from nasseg.search.space import SearchSpace
 from nasseg.search.space_parse import load_space
 from nasseg.search.study import StudyConfig, load_study_config, resolve_path
-from nasseg.store import OBJECTIVES, StudyRecord, create_or_open, open_existing, study_record
+from nasseg.store import (OBJECTIVES, StudyRecord, create_or_open, open_existing, split_summary, study_record,
+                          trial_record)
 from nasseg.store.storage import now_iso
 from nasseg.versions import provenance, versions
 
@@ -186,6 +187,15 @@ def open_study(prep: Prepared, *, create: bool, sampler: optuna.samplers.BaseSam
         study = open_existing(prep.storage_url, prep.cfg.name, sampler=sampler)
     check_same(prep, study)
     prep.setup.stored_train_key = study_record(study).train_key
+    done = {(trial_record(t).split or {}).get("hash")
+            for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))}
+    if done:  # a study created before near-duplicates were grouped keeps its split
+        from nasseg.data import load_dataset
+        from nasseg.data.splits import resume_split
+
+        data = prep.setup.data
+        prep.setup.data = data.model_copy(update={"split": resume_split(
+            load_dataset(data), data.split, lambda s: split_summary(s)["hash"] in done, prep.output_dir)})
     return study
 
 
@@ -198,14 +208,14 @@ def check_same(prep: Prepared, study: optuna.Study) -> None:
     """
     stored, now = study_record(study).attrs(), make_record(prep).attrs()
     if stored.get("nasseg_kind") != "search":
-        raise ConfigError(f"study '{prep.cfg.name}' in {mask_url(prep.storage_url)} is not a nasseg search study")
+        raise ConfigError(f"study '{prep.cfg.name}' in {prep.storage_url} is not a nasseg search study")
     for key in IDENTITY_KEYS:
         old, new = _plain(stored.get(key)), _plain(now[key])
         if key == "dataset":
             old, new = _relevant_data(old), _relevant_data(new)
         if not _same(old, new):
             raise ConfigError(
-                f"{prep.source}: study '{prep.cfg.name}' in {mask_url(prep.storage_url)} was created with a "
+                f"{prep.source}: study '{prep.cfg.name}' in {prep.storage_url} was created with a "
                 f"different {key}; resuming would mix incomparable trials. Rename the study, or "
                 f"set another output_dir/storage (stored {key}: {_short(stored.get(key))})")
 
