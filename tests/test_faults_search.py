@@ -12,7 +12,7 @@ import logging
 
 import pytest
 from optuna.trial import TrialState
-from test_search_helpers import TINY_SPACE, make_study
+from test_search_helpers import TINY_SPACE, arch_yaml, make_study
 
 from nasseg.cli import main
 from nasseg.report.testing import new_study
@@ -24,13 +24,22 @@ def _space(**stages):
     return {**TINY_SPACE, "stages": {**TINY_SPACE["stages"], **stages}}
 
 
-def test_no_feasible_candidate_exits_3_naming_the_constraint(tmp_path, capsys, caplog):
+def test_a_space_with_no_feasible_network_is_refused_before_the_search(tmp_path, capsys):
+    """The feasibility estimate (64 random draws) finds no network within max_params: one
+    line naming the space, the draws and the limit, exit 2, and no trial is stored."""
     space = {**TINY_SPACE, "constraints": {"input_size": [32, 32], "max_params": 100}}
     study = make_study(tmp_path, space_dict=space, budget={"trials": 2})
-    assert main(["search", str(study), "--no-progress"]) == 3
-    err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err.startswith("nasseg: error: study tiny: no feasible trial: 2 trials finished, 2 complete, 0 failed")
-    assert "over a limit: 2 x params (limit 100)" in err and "loosen the constraints" in err
+    assert main(["search", str(study), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "tiny_space.yaml: no feasible network in 64 random draws" in err[0]
+    assert "64 params" in err[0] and "> max" in err[0] and "widen the space's constraints" in err[0]
+    assert not (tmp_path / "run" / "study.db").exists() or not locate(study).get_trials()
+
+
+def test_an_infeasible_initial_network_is_recorded_and_exports_with_a_warning(tmp_path, capsys, caplog):
+    study = make_study(tmp_path, initial_archs=[arch_yaml(tmp_path, "big", 48)], budget={"trials": 1})
+    assert main(["search", str(study), "--no-progress"]) == 0
+    assert locate(study).trials[0].user_attrs["outcome"] == "infeasible"
     with caplog.at_level(logging.WARNING, logger="nasseg"):  # an infeasible trial exports with a warning
         assert main(["export", str(study), "--trial", "0", "-o", str(tmp_path / "a.yaml")]) == 0
     assert "# WARNING: trial 0 is infeasible" in (tmp_path / "a.yaml").read_text()
@@ -68,7 +77,8 @@ def test_a_resumed_search_proposes_new_networks(tmp_path):
     # the first run's random stream is not replayed (it was: the resume re-proposed trial 0);
     # seeded per worker and resume, so this outcome is reproducible
     assert trials[2].params != trials[0].params
-    assert len({t.user_attrs["arch_id"] for t in trials}) == 4 and distinct_counts(trials)["reused"] == 0
+    counts = distinct_counts(trials)  # the budget counts trained networks (infeasible ones aside)
+    assert counts["trained"] == 4
     assert len({worker_seed(0, w, n) for w in range(4) for n in range(50)}) == 200
 
 

@@ -169,7 +169,7 @@ def test_pareto_table_holds_each_networks_config(search):
 def test_header_collects_dataset_split_seeds_versions_command(search):
     h = header_info(search)
     assert (h.name, h.kind, h.seeds, h.command) == ("quick", "search", [0], "nasseg search quick.yaml")
-    assert h.split["hash"] == "abc123" and h.states == {"complete": 12, "fail": 1}
+    assert h.split["hash"] == "abc123" and h.states == {"trained": 12, "failed": 1}
     assert h.versions["optuna"] == optuna.__version__
 
 

@@ -8,7 +8,7 @@ import pytest
 from test_search_helpers import TINY_SPACE, CountingTrainer, arch_yaml, make_study
 
 from nasseg.arch import arch_id, load_arch
-from nasseg.search.proposals import max_proposals
+from nasseg.search.proposals import REJECT_STREAK
 from nasseg.search.results import open_result
 from nasseg.search.runner import run_search
 from nasseg.train import TrainingFailed
@@ -24,9 +24,12 @@ def test_over_budget_is_not_trained_duplicates_are_reused_and_attrs_stored(tmp_p
     study_yaml = make_study(tmp_path, initial_archs=[small, big], budget={"trials": 5})
     trainer = CountingTrainer()
     summary = run_search(study_yaml, trainer=trainer, progress=False, command="pytest")
-    # the space holds 2 networks: the budget of 5 distinct ones is never met, re-proposals of
-    # known networks use up none of it and end at the proposal cap
-    assert summary["states"] == {"complete": max_proposals(5)} and summary["trained"] == 1
+    # the space holds 2 networks: the budget of 5 trained ones is never met; the infeasible
+    # one and re-proposals of the trained one use up none of it, and a run of
+    # REJECT_STREAK rejections ends the search
+    assert summary["trained"] == 1 and summary["outcomes"]["trained"] == 1
+    assert summary["infeasible"] + summary["duplicate"] == summary["proposals"] - 1 >= REJECT_STREAK
+    assert summary["infeasible"] >= 1 and summary["duplicate"] >= 1 and summary["invalid"] == 0
     # only one architecture is feasible and it is trained exactly once
     assert trainer.calls == [arch_id(load_arch(small))]
 
@@ -45,6 +48,7 @@ def test_over_budget_is_not_trained_duplicates_are_reused_and_attrs_stored(tmp_p
     assert t0.user_attrs["split"]["n_train"] + t0.user_attrs["split"]["n_val"] + t0.user_attrs["split"].get("n_test", 2) == 8
     # the over-budget network: costs and constraint values recorded, no training
     assert t1.user_attrs["trained"] is False and "history" not in t1.user_attrs
+    assert (t0.user_attrs["outcome"], t1.user_attrs["outcome"]) == ("trained", "infeasible")
     assert "params" in t1.user_attrs["constraint_violation"]
     assert t1.constraints["params"] > 0 >= t0.constraints["params"]  # Optuna sees the constraint
     for t in rest:  # later trials repeat one of the two networks
@@ -52,12 +56,11 @@ def test_over_budget_is_not_trained_duplicates_are_reused_and_attrs_stored(tmp_p
     assert any(t.user_attrs.get("reused_from") == 0 for t in rest)
     # resuming with the budget met runs nothing
     again = run_search(study_yaml, trainer=trainer, progress=False)
-    assert again["counted"] == max_proposals(5) and len(trainer.calls) == 1
+    assert again["counted"] == summary["counted"] and len(trainer.calls) == 1
 
 
 def test_failures_are_recorded_and_the_study_goes_on(tmp_path: Path) -> None:
-    space = {**TINY_SPACE, "stages": {**TINY_SPACE["stages"], "width": 4,
-                                      "decoder_depth": {"choice": [0, 1]}}}
+    space = {**TINY_SPACE, "stages": {**TINY_SPACE["stages"], "width": {"choice": [4, 5]}}}
     study_yaml = make_study(tmp_path, space_dict=space, budget={"trials": 3}, sampler="grid")
 
     def failing(arch, data, cfg, **kw):
@@ -65,9 +68,35 @@ def test_failures_are_recorded_and_the_study_goes_on(tmp_path: Path) -> None:
 
     summary = run_search(study_yaml, trainer=failing, progress=False)
     assert summary["states"] == {"fail": 2}  # the grid has 2 points: it stops when they are done
+    assert summary["outcomes"] == {"failed": 2}
     reasons = [t.user_attrs["fail_reason"] for t in open_result(study_yaml).trials]
-    assert any(r.startswith("invalid network:") and "decoder_depth" in r for r in reasons)
-    assert "non-finite loss at epoch 1, step 1" in reasons
+    assert reasons == ["non-finite loss at epoch 1, step 1"] * 2
+
+
+def test_an_invalid_proposal_is_recorded_as_invalid_and_uses_no_budget(tmp_path: Path) -> None:
+    """A space can no longer express an invalid network through its own choices; a network
+    that still fails to validate is recorded as ``invalid`` with its reason, never trained,
+    and not counted against the budget."""
+    from nasseg.errors import ConfigError
+    from nasseg.search.objective import Outcome, screen
+    from nasseg.search.proposals import budget_used
+    from nasseg.search.runner import tell
+    from nasseg.search.setup import open_study, prepare
+    from nasseg.store import TrialWriter, outcome
+
+    prep = prepare(make_study(tmp_path))
+    study = open_study(prep, create=True)
+    writer = TrialWriter(study.ask())
+
+    def invalid():
+        raise ConfigError("stages.0.decoder_depth: 0 needs a skip that fuses to the stage width")
+
+    result = screen(prep.setup, writer, study, invalid, "cpu")
+    assert isinstance(result, Outcome) and result.state == "fail"
+    tell(study, writer.number, result)
+    (t,) = study.get_trials()
+    assert outcome(t) == "invalid" and t.user_attrs["fail_reason"].startswith("invalid network: stages.0")
+    assert budget_used([t]) == (0, 1)
 
 
 def test_real_nan_loss_fails_the_trial_with_its_reason(tmp_path: Path) -> None:

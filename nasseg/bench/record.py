@@ -22,7 +22,8 @@ Output (``out``, default ``reports/bench/table``):
 - ``<name>.json``: settings, split, versions and the planned architecture order.
 
 Example:
-    >>> record(RecordConfig(n_archs=2, seeds=[0], epochs=1, n_train=8, n_val=4, n_test=4))  # doctest: +SKIP
+    >>> record(RecordConfig(data="../shared/data/dsb2018_96", space="search_spaces/lightweight_2d.yaml",
+    ...                     n_archs=2, seeds=[0], epochs=1, n_train=8, n_val=4, n_test=4))  # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -48,9 +49,9 @@ class RecordConfig:
     """What to record (stored in the sidecar; a resumed recording must match it)."""
 
     name: str = "dsb2018_64"
-    data: str = "../shared/data/dsb2018_96"
+    data: str | None = None  # the dataset folder: an argument, never a default (dsb2018_96 here)
     size: int = 64
-    space: str = "search_spaces/lightweight_2d.yaml"
+    space: str | None = None  # the search space YAML (search_spaces/lightweight_2d.yaml here)
     n_archs: int = 150
     seeds: list[int] = field(default_factory=lambda: [0, 1])
     epochs: int = 4
@@ -68,23 +69,6 @@ class RecordConfig:
         return {k: v for k, v in asdict(self).items() if k not in ("n_archs", "seeds", "out")}
 
 
-class _RandomSource:
-    """Uniform values for every parameter of a space, recorded in ``params``."""
-
-    def __init__(self, rng: np.random.Generator) -> None:
-        self.rng, self.params = rng, {}
-
-    def pick(self, name: str, leaf: Any, where: Any) -> Any:
-        if leaf.kind == "choice":
-            value = leaf.choices[int(self.rng.integers(len(leaf.choices)))]
-        elif leaf.kind == "int":
-            value = int(self.rng.integers(int(leaf.low), int(leaf.high) + 1))
-        else:
-            raise ConfigError(f"{name}: the recorder samples discrete spaces only")
-        self.params[name] = value
-        return value
-
-
 def iter_archs(space: Any, seed: int, in_channels: int, out_channels: int,
                known: dict[str, dict[str, Any]] | None = None, max_draws: int = 100_000):
     """Distinct feasible architectures, uniform over the space's parameters, in a seeded order.
@@ -96,6 +80,7 @@ def iter_archs(space: Any, seed: int, in_channels: int, out_channels: int,
     """
     from nasseg.arch import arch_id, build_model
     from nasseg.cost import counters
+    from nasseg.search.sources import RandomSource
 
     rng = np.random.default_rng(seed)
     shape = (1, in_channels, *(space.constraints.input_size or [256, 256]))
@@ -103,7 +88,7 @@ def iter_archs(space: Any, seed: int, in_channels: int, out_channels: int,
     known = known or {}
     seen: set[str] = set()
     for _ in range(max_draws):
-        src = _RandomSource(rng)
+        src = RandomSource(rng)
         try:
             cfg = space.build(src, in_channels, out_channels)
         except ConfigError:
@@ -165,6 +150,9 @@ def record(cfg: RecordConfig, log: Any = print) -> Path:
     from nasseg.train.evaluate import evaluate
     from nasseg.versions import versions
 
+    for flag, value in (("--data", cfg.data), ("--space", cfg.space)):
+        if not value:
+            raise ConfigError(f"bench record: {flag} is required (the {'dataset folder' if flag == '--data' else 'search space YAML'})")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     table, sidecar = out / f"{cfg.name}.csv.gz", out / f"{cfg.name}.json"

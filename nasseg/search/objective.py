@@ -1,16 +1,21 @@
 """One trial, the same under the Optuna and the Ray backend.
 
-sample -> validate -> cost (cached) -> constraints -> duplicate? -> train with the
-Pareto-aware stopping callback (:func:`nasseg.runs.train_and_record`, the path ablation
-runs take too). Everything is written to the trial's record as it becomes known (the
-per-epoch history after every validation), so a killed process leaves a readable
-partial record. The caller tells Optuna the returned :class:`Outcome`.
+:func:`screen` (sample -> validate -> cost, cached -> constraints -> duplicate?) then
+training with the Pareto-aware stopping callback (:func:`nasseg.runs.train_and_record`,
+the path ablation runs take too). Everything is written to the trial's record as it
+becomes known (the per-epoch history after every validation), so a killed process leaves
+a readable partial record. The caller tells Optuna the returned :class:`Outcome`.
 
-Infeasible networks (over a constraint) are recorded COMPLETE without training, with
-their constraint values (``value - limit`` per limit, through ``Trial.set_constraint``,
-so NSGA-II, NSGA-III, TPE and GP learn from them), ``constraint_violation`` naming the
-limit, and Dice 0.0 standing in for "not trained" (``trained: false``); readers drop
-infeasible trials from fronts and hypervolumes.
+A proposal rejected by :func:`screen` is never trained and uses up no budget (see
+:mod:`nasseg.search.proposals`); its record says why (``outcome``):
+
+- ``invalid``: not a valid network (FAIL, with the reason);
+- ``infeasible``: over a limit: told COMPLETE with its constraint values (``value -
+  limit`` per limit, through ``Trial.set_constraint``, so NSGA-II, NSGA-III, TPE and GP
+  learn from them), ``constraint_violation`` naming the limit, ``trained: false`` and Dice
+  0.0 standing in for "not trained"; readers drop it from fronts and hypervolumes;
+- ``duplicate``: the same network was trained under the same settings: COMPLETE with
+  that trial's values and record (``reused_from``).
 
 Example:
     >>> writer = TrialWriter(study.ask())
@@ -153,39 +158,55 @@ def run_objective(setup: TrialSetup, writer: Any, study: optuna.Study,
             :func:`nasseg.train.train`.
         on_epoch: optional progress hook ``(epoch, metrics)``.
     """
+    screened = screen(setup, writer, study, make_arch, device)
+    if isinstance(screened, Outcome):
+        return screened
+    cfg, aid, costs = screened
+    writer.set(outcome="trained")
+    return _train(setup, writer, study, cfg, aid, costs, device, trainer, on_epoch,
+                  lambda dice: _values(setup, costs, dice))
+
+
+def _values(setup: TrialSetup, costs: dict[str, float], dice: float) -> list[float]:
+    return [dice if o == "dice" else costs[o] for o in setup.objectives]
+
+
+def screen(setup: TrialSetup, writer: Any, study: optuna.Study, make_arch: Callable[[], ArchConfig],
+           device: str) -> Outcome | tuple[ArchConfig, str, dict[str, float]]:
+    """Check a proposal before it is trained: the :class:`Outcome` of a rejected one
+    (``invalid``, ``infeasible`` or ``duplicate``: recorded, to be told as it says), or
+    ``(config, arch id, costs)`` of a network to train."""
     from nasseg.cost import profile
 
     writer.set(seed=setup.seed, train_key=setup.train_key, stopped_early=False)
     try:
         cfg = make_arch()
     except ConfigError as err:
+        writer.set(outcome="invalid")
         return _fail(writer, f"invalid network: {err}")
     aid = arch_id(cfg)
     writer.set(arch=cfg.canonical(), arch_id=aid)
     try:
         cost = profile(cfg, setup.input_shape, device=device, latency=setup.needs_latency)
     except (NassegError, RuntimeError, ValueError) as err:
-        return _fail(writer, f"cost counting failed: {type(err).__name__}: {err}")
+        writer.set(outcome="invalid")
+        return _fail(writer, f"invalid network: cost counting failed: {type(err).__name__}: {err}")
     writer.set(cost=cost.to_dict())
     costs = cost_values(cost)
     writer.constrain({k: costs[k] - limit for k, limit in setup.limits.items()})
-
-    def values(dice: float) -> list[float]:
-        return [dice if o == "dice" else costs[o] for o in setup.objectives]
-
     over = [f"{k} {OBJECTIVES[k].describe(costs[k])} > max {OBJECTIVES[k].describe(lim)}"
             for k, lim in setup.limits.items() if costs[k] > lim]
     if over:
-        writer.set(constraint_violation="; ".join(over), trained=False)
-        return Outcome("complete", values(0.0))
+        writer.set(constraint_violation="; ".join(over), trained=False, outcome="infeasible")
+        return Outcome("complete", _values(setup, costs, 0.0))
     dup = find_duplicate(study, aid, setup.train_key, writer.number)
     if dup is not None:
         copied = trial_record(dup).model_dump(include={
             "history", "stopped_early", "stop_reason", "split", "per_case", "best_epoch", "epochs_run",
             "best", "metrics", "checkpoint"}, exclude_none=True)
-        writer.set(**copied, reused_from=dup.number, trained=True, train_seconds=0.0)
-        return Outcome("complete", values(dup.values[setup.objectives.index("dice")]))
-    return _train(setup, writer, study, cfg, aid, costs, device, trainer, on_epoch, values)
+        writer.set(**copied, reused_from=dup.number, trained=True, train_seconds=0.0, outcome="duplicate")
+        return Outcome("complete", _values(setup, costs, dup.values[setup.objectives.index("dice")]))
+    return cfg, aid, costs
 
 
 def _train(setup: TrialSetup, writer: Any, study: optuna.Study, cfg: ArchConfig, aid: str,
@@ -216,4 +237,4 @@ def _fail(writer: Any, reason: str, epochs: int = 0) -> Outcome:
     return Outcome("fail", reason=reason, epochs_trained=epochs)
 
 
-__all__ = ["Outcome", "TrialSetup", "find_duplicate", "load_curves", "run_objective"]
+__all__ = ["Outcome", "TrialSetup", "find_duplicate", "load_curves", "run_objective", "screen"]

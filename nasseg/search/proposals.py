@@ -1,20 +1,21 @@
-"""Distinct proposals: each worker and each resume samples from its own random stream,
-and a re-proposed architecture does not use up the budget.
+"""Proposals and the budget: only trained networks use it up.
 
-Every process used to seed its sampler with the study's seed, so a resumed or parallel
-run replayed the first run's random proposals: across six quickstart runs, 12 trials
-trained 1, 2, 2, 2, 3 and 8 distinct architectures. Now:
+A search proposes networks; before one is trained it is screened
+(:func:`nasseg.search.objective.screen`): an invalid network, one over a limit of the
+space (params/MACs counted on the meta device, cached) and one already trained under
+the same settings are *rejected*: recorded with their ``outcome`` (``invalid``,
+``infeasible``, ``duplicate``), told to the sampler (an infeasible one with its
+constraint values, so constrained samplers learn from it) and **not** counted against
+``budget.trials``, which counts trained networks. Every worker and every resume samples
+from its own random stream (:func:`worker_seed`: the study seed, the worker index and
+the number of trials already stored; the same history gives the same seeds).
 
-- :func:`worker_seed` derives a worker's sampler seed from the study seed, the worker
-  index and the number of trials already stored (so a resume continues with new draws,
-  and the same history gives the same seeds: runs stay reproducible);
-- a proposal whose architecture was already trained is answered from the record
-  (``reused_from``, see :mod:`nasseg.search.objective`; one over a limit is rejected again
-  from its cached cost), and :func:`budget_used` counts distinct architectures, not
-  proposals; :func:`max_proposals` caps all proposals and :func:`used_up` ends a search
-  whose sampler only re-proposes known networks (a small or converged space), whatever
-  its budget (trials, trial-epochs or time);
-- :func:`distinct_counts` reports both numbers.
+A search whose sampler keeps proposing rejected networks ends by itself
+(:func:`used_up`): after :data:`REUSE_STREAK` proposals in a row of networks it had
+already proposed (nothing new left), or after at least :data:`REJECT_STREAK` rejections in a row, and at least
+ten times the proposals one trained network had cost before them (so a space where 1 in
+20 proposals is feasible is not stopped by chance). A space whose feasible fraction is tiny
+is refused before the search starts (:mod:`nasseg.search.feasibility`).
 
 Example:
     >>> worker_seed(0, 0, 0) != worker_seed(0, 1, 0) != worker_seed(0, 0, 12)
@@ -26,15 +27,15 @@ import hashlib
 
 from optuna.trial import FrozenTrial, TrialState
 
-from nasseg.store.read import counted, field, retries
+from nasseg.search.feasibility import DRAWS
+from nasseg.store.read import REJECTED, counted, field, outcome, retries
 
-__all__ = ["budget_used", "distinct_counts", "max_proposals", "used_up", "worker_seed"]
+__all__ = ["budget_used", "distinct_counts", "used_up", "worker_seed"]
 
-PROPOSALS_PER_TRIAL = 3
-"""At most this many proposals (re-proposed architectures included) per budgeted trial."""
+REJECT_STREAK = 50
+"""At least this many rejected proposals in a row end a search (any budget)."""
 REUSE_STREAK = 10
-"""This many re-proposals of known networks in a row end a search (any budget): the
-sampler has nothing new to offer in this space."""
+"""This many proposals in a row of networks proposed before end a search (any budget)."""
 
 
 def worker_seed(study_seed: int, worker: int, stored_trials: int) -> int:
@@ -43,44 +44,52 @@ def worker_seed(study_seed: int, worker: int, stored_trials: int) -> int:
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
-def _reused(t: FrozenTrial) -> bool:
-    return field(t, "reused_from") is not None
+def _finished(trials: list[FrozenTrial]) -> list[tuple[FrozenTrial, str]]:
+    retried = retries(trials)
+    return [(t, outcome(t, retried)) for t in sorted(trials, key=lambda t: t.number)
+            if counted(t, retried)]
 
 
 def budget_used(trials: list[FrozenTrial]) -> tuple[int, int]:
-    """``(evaluated, proposals)``: distinct architectures proposed (trained, over a limit
-    or failed; a trial with no architecture yet counts on its own), and all counted
-    proposals. A re-proposal of a known architecture uses up no budget.
-
-    Known race (left open): with several workers, a just-asked trial with no architecture
-    yet counts as a new network; if it then turns out to be a duplicate, a worker that
-    checked the budget meanwhile may already have stopped, so a search can end one
-    network short of its budget (seen with 2 workers on PostgreSQL: 3 of 4)."""
-    retried = retries(trials)
-    mine = [t for t in trials if counted(t, retried)]
-    ids = [field(t, "arch_id") for t in mine]
-    return len(set(ids) - {None}) + ids.count(None), len(mine)
+    """``(trained, proposals)``: distinct networks trained or in training (a just-asked
+    trial not yet screened counts as one), and all counted proposals. Rejected proposals
+    (:data:`~nasseg.store.read.REJECTED`) use up no budget."""
+    seen = _finished(trials)
+    live = [t for t, o in seen if o not in REJECTED]
+    ids = [field(t, "arch_id") for t in live]
+    return len(set(ids) - {None}) + ids.count(None), len(seen)
 
 
 def used_up(trials: list[FrozenTrial]) -> bool:
-    """Whether the last :data:`REUSE_STREAK` finished proposals all re-proposed known networks."""
-    retried = retries(trials)
-    done = [t for t in sorted(trials, key=lambda t: t.number)
-            if counted(t, retried) and t.state == TrialState.COMPLETE]
-    tail = done[-REUSE_STREAK:]
-    return len(tail) == REUSE_STREAK and all(_reused(t) for t in tail)
-
-
-def max_proposals(trials_budget: int) -> int:
-    """The most proposals a search with a budget of ``trials_budget`` trials makes."""
-    return PROPOSALS_PER_TRIAL * trials_budget
+    """Whether the sampler has stopped finding new feasible networks: its last
+    :data:`REUSE_STREAK` proposals were all networks it had proposed before (a small or
+    converged space), or the trailing run of rejected proposals is at least
+    :data:`REJECT_STREAK` long and at least ten times the proposals per trained network
+    before it (before any network was trained: ten times the feasibility estimate's draws)."""
+    seen = [(t, o) for t, o in _finished(trials) if t.state != TrialState.RUNNING]
+    ids: set[str] = set()
+    repeats = []
+    for t, _ in seen:
+        aid = field(t, "arch_id")
+        repeats.append(aid is not None and aid in ids)
+        ids.add(aid)
+    if len(repeats) >= REUSE_STREAK and all(repeats[-REUSE_STREAK:]):
+        return True
+    streak = 0
+    for _, o in reversed(seen):
+        if o not in REJECTED:
+            break
+        streak += 1
+    accepted = sum(o not in REJECTED for _, o in seen)
+    if not accepted:  # the feasibility check found >= 1 feasible network in DRAWS draws
+        return streak >= 10 * DRAWS
+    return streak >= max(REJECT_STREAK, 10 * (len(seen) - streak) / accepted)
 
 
 def distinct_counts(trials: list[FrozenTrial]) -> dict[str, int]:
-    """``{"proposals", "reused", "trained"}``: counted proposals, those answered from an
-    earlier trial's record, and the distinct architectures actually trained."""
-    retried = retries(trials)
-    mine = [t for t in trials if counted(t, retried)]
-    trained = {field(t, "arch_id") for t in mine if t.state == TrialState.COMPLETE
-               and field(t, "trained") is not False and not _reused(t)} - {None}
-    return {"proposals": len(mine), "reused": sum(_reused(t) for t in mine), "trained": len(trained)}
+    """``{"proposals", "trained", "infeasible", "invalid", "duplicate"}``: counted
+    proposals, distinct networks trained, and the rejected ones by kind."""
+    seen = _finished(trials)
+    trained = {field(t, "arch_id") for t, o in seen if o == "trained"} - {None}
+    return {"proposals": len(seen), "trained": len(trained),
+            **{k: sum(o == k for _, o in seen) for k in REJECTED}}

@@ -52,7 +52,7 @@ try:
 except ImportError:  # pragma: no cover - ray is an optional dependency
     raise ConfigError("--backend ray needs Ray Tune: pip install 'nasseg[ray]'") from None
 from nasseg.search.admission import Admission, admitted_trainer, device_capacity_mb, is_oom
-from nasseg.search.objective import Trainer, run_objective
+from nasseg.search.objective import Outcome, Trainer, run_objective, screen
 from nasseg.search.proposals import worker_seed
 from nasseg.search.samplers import exhausted, make_sampler
 from nasseg.search.setup import Prepared, open_study, prepare
@@ -92,17 +92,28 @@ class NassegSearcher(Searcher):
                 self.prep.cfg.seed, 0, len(self.study.get_trials(deepcopy=False))))
 
     def suggest(self, trial_id: str) -> dict | str | None:
-        from nasseg.search.runner import budget_left
+        from nasseg.search.runner import budget_left, tell
 
-        if budget_left(self.prep, self.study) == 0 or exhausted(self.study):
-            return Searcher.FINISHED
-        writer = TrialWriter(self.study.ask())
-        writer.set(owner=self.owner)
         s = self.prep.setup
-        try:
-            self.prep.space.sample(TrialSource(writer.trial), s.in_channels, s.out_channels)
-        except ConfigError:
-            pass  # an invalid network: the worker rebuilds it and records why
+        while True:
+            if budget_left(self.prep, self.study) == 0 or exhausted(self.study):
+                return Searcher.FINISHED
+            writer = TrialWriter(self.study.ask())
+            writer.set(owner=self.owner)
+            src = TrialSource(writer.trial)
+            if s.needs_latency:  # latency is measured on the worker's device: the worker screens
+                try:
+                    self.prep.space.sample(src, s.in_channels, s.out_channels)
+                except ConfigError:
+                    pass  # the worker rebuilds it and records why
+                break
+            # rejected proposals (invalid, over a limit, duplicate) are told here, in the
+            # driver, and never become Tune trials (see nasseg.search.proposals)
+            screened = screen(s, writer, self.study,
+                              lambda: self.prep.space.build(src, s.in_channels, s.out_channels), "cpu")
+            if not isinstance(screened, Outcome):
+                break
+            tell(self.study, writer.number, screened)
         self.running[trial_id] = writer
         return {"nasseg_trial": writer.number, "nasseg_params": writer.params,
                 "nasseg_alone": bool(writer.get("run_alone"))}
@@ -220,15 +231,16 @@ def gpus_per_trial(prep: Prepared) -> float:
 def run_search_ray(study_path: str | Path, *, workers: int | None = None, trials: int | None = None,
                    address: str | None = None, trainer: Trainer | None = None, progress: bool = True,
                    command: str = "", overrides: dict[str, Any] | None = None,
-                   trials_per_device: int | None = None) -> dict[str, Any]:
+                   trials_per_device: int | None = None, say: Any = None) -> dict[str, Any]:
     """Create or resume the study and run it under Ray Tune (see the module docstring);
     ``overrides`` as for :func:`nasseg.search.runner.run_search`."""
     from nasseg.search.monitor import Monitor
-    from nasseg.search.runner import budget_left, summarise
+    from nasseg.search.runner import announce_feasibility, budget_left, summarise
     from nasseg.store.claims import HEARTBEAT_GRACE_S
 
     prep = prepare(study_path, workers=workers, trials=trials, command=command, overrides=overrides,
                    trials_per_device=trials_per_device)
+    announce_feasibility(prep, say)
     study = open_study(prep, create=True)
     recover_stale(study, HEARTBEAT_GRACE_S)
     # the Ray searcher is one proposer: its own random stream per resume, as each Optuna

@@ -21,7 +21,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from nasseg.errors import ConfigError
 from nasseg.store import (arch_summary, epochs_trained, fail_reason, feasible, front, hypervolume,
-                          hypervolume_on_test, locate, objectives_of, retries, study_record, trial_record)
+                          hypervolume_on_test, locate, objectives_of, outcome, retries, study_record,
+                          trial_record)
 from nasseg.store.claims import HEARTBEAT_GRACE_S
 from nasseg.store.storage import stale_reason
 
@@ -43,14 +44,16 @@ def front_trials(study: optuna.Study, trials: list[FrozenTrial] | None = None) -
 
 
 def trial_table(study: optuna.Study) -> pd.DataFrame:
-    """One row per trial: state, objective values, costs, epochs, flags, reasons."""
+    """One row per trial: its outcome as ``state`` (trained, infeasible, invalid, duplicate,
+    failed, running, waiting, requeued: :func:`nasseg.store.outcome`), objective values,
+    costs, epochs, flags, reasons."""
     names = [o.name for o in objectives_of(study)]
     trials = study.get_trials(deepcopy=False)
     retried = retries(trials)
     rows = []
     for t in trials:
         r = trial_record(t)
-        row = {"trial": t.number, "state": t.state.name.lower()}
+        row = {"trial": t.number, "state": outcome(t, retried)}
         for i, n in enumerate(names):
             row[n] = t.values[i] if t.values else None
         row.update({"feasible": feasible(t), "arch_id": r.arch_id, "epochs": epochs_trained(t),

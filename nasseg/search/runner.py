@@ -32,24 +32,26 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from nasseg.search import feasibility
 from nasseg.search.admission import admitted_trainer, needs_alone_retry, study_admission
 from nasseg.search.objective import Outcome, Trainer, run_objective
 from nasseg.lifeline import die_with_parent
-from nasseg.search.proposals import budget_used, distinct_counts, max_proposals, used_up, worker_seed
+from nasseg.search.proposals import budget_used, distinct_counts, used_up, worker_seed
 from nasseg.search.samplers import exhausted, make_sampler
 from nasseg.search.verdict import search_verdict
 from nasseg.search.setup import Prepared, open_study, prepare
 from nasseg.search.sources import TrialSource
-from nasseg.store import TrialWriter, counted, epochs_trained, front, open_existing, recover_stale, retries
+from nasseg.store import (TrialWriter, counted, epochs_trained, front, open_existing, outcome_counts,
+                          recover_stale, retries)
 from nasseg.store.claims import HEARTBEAT_GRACE_S, claim, run_lock
 from nasseg.store.study import enqueue_retry
 
 
 def budget_left(prep: Prepared, study: optuna.Study) -> int | None:
-    """Trials still allowed by the budget (``None`` when trials are not what limits it).
-
-    With a ``trial_epochs`` budget, 0 once the epochs trained (running trials counted in
-    full) reach it.
+    """Networks still to train under the budget (``None`` when trials are not what limits
+    it): ``budget.trials`` counts trained networks, not proposals (see
+    :mod:`nasseg.search.proposals`). With a ``trial_epochs`` budget, 0 once the epochs
+    trained (running trials counted in full) reach it.
     """
     budget = prep.cfg.budget
     trials = study.get_trials(deepcopy=False)
@@ -62,10 +64,19 @@ def budget_left(prep: Prepared, study: optuna.Study) -> int | None:
             return 0
     if budget.trials is None:
         return None
-    evaluated, proposals = budget_used(trials)
-    if proposals >= max_proposals(budget.trials):
-        return 0  # at most PROPOSALS_PER_TRIAL proposals per budgeted trial
-    return max(0, budget.trials - evaluated)
+    trained, _ = budget_used(trials)
+    return max(0, budget.trials - trained)
+
+
+def announce_feasibility(prep: Prepared, say: Callable[[str], None] | None) -> None:
+    """Estimate the space's feasible fraction (:mod:`nasseg.search.feasibility`): refuse a
+    space with none, and say so before the search starts when it is low."""
+    if not prep.setup.limits:
+        return
+    est = feasibility.check(prep.space, prep.setup, seed=prep.cfg.seed)
+    if est.fraction < feasibility.LOW and say is not None:
+        say(f"{est.line()}: most proposals will be rejected before training (they do not use up "
+            "the budget)")
 
 
 def tell(study: optuna.Study, number: int, outcome: Outcome) -> None:
@@ -144,7 +155,8 @@ def _worker_main(prep: Prepared, worker: int, device: str, trainer: Trainer | No
 def run_search(study_path: str | Path, *, workers: int | None = None, trials: int | None = None,
                trainer: Trainer | None = None, progress: bool = True, command: str = "",
                on_trial: Callable[[Any], None] | None = None,
-               overrides: dict[str, Any] | None = None, trials_per_device: int | None = None) -> dict[str, Any]:
+               overrides: dict[str, Any] | None = None, trials_per_device: int | None = None,
+               say: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Create or resume the study of ``study_path`` and run it to its budget.
 
     Args:
@@ -157,6 +169,8 @@ def run_search(study_path: str | Path, *, workers: int | None = None, trials: in
         overrides: study fields replaced for this run (``device``, ``epochs``, ``time_s``,
             ``output_dir``; see :func:`nasseg.search.setup.prepare`).
         trials_per_device: override the study's ``trials_per_device`` (``--trials-per-gpu``).
+        say: prints a line before the search starts (the feasibility estimate when the
+            space's feasible fraction is low).
 
     Returns:
         A summary: counts by state, the storage URL, the Pareto set's trial numbers.
@@ -165,6 +179,7 @@ def run_search(study_path: str | Path, *, workers: int | None = None, trials: in
 
     prep = prepare(study_path, workers=workers, trials=trials, command=command, overrides=overrides,
                    trials_per_device=trials_per_device)
+    announce_feasibility(prep, say)
     study = open_study(prep, create=True)
     recover_stale(study, HEARTBEAT_GRACE_S)
     n = prep.cfg.workers
@@ -200,6 +215,7 @@ def summarise(prep: Prepared) -> dict[str, Any]:
         states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
     retried = retries(trials)
     return {"study": prep.cfg.name, "storage": prep.storage_url, "states": states,
+            "outcomes": outcome_counts(trials),
             "counted": sum(counted(t, retried) for t in trials), **distinct_counts(trials),
             "front": [t.number for t in front(study, trials)], "verdict": search_verdict(study, trials)}
 

@@ -14,6 +14,7 @@ Example:
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -39,6 +40,28 @@ class TrialSource:
 
     def pick(self, name: str, leaf: Dist, where: Where) -> Any:
         return leaf.suggest(self.trial, name)
+
+
+class RandomSource:
+    """Uniform values for every parameter (a seeded numpy ``Generator``), recorded in
+    ``params``: the benchmark recorder's sample and the feasibility estimate. Float
+    ranges are drawn uniformly (log-uniformly with ``log``)."""
+
+    def __init__(self, rng: Any) -> None:
+        self.rng, self.params = rng, {}
+
+    def pick(self, name: str, leaf: Dist, where: Where) -> Any:
+        if leaf.kind == "choice":
+            value = leaf.choices[int(self.rng.integers(len(leaf.choices)))]
+        elif leaf.kind == "int":
+            step = int(leaf.step or 1)
+            value = int(leaf.low) + step * int(self.rng.integers((int(leaf.high) - int(leaf.low)) // step + 1))
+        elif leaf.log:
+            value = float(math.exp(self.rng.uniform(math.log(leaf.low), math.log(leaf.high))))
+        else:
+            value = float(self.rng.uniform(leaf.low, leaf.high))
+        self.params[name] = value
+        return value
 
 
 class FixedSource:

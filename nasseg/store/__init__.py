@@ -16,8 +16,9 @@ Example:
     >>> [t.number for t in front(locate("runs/quickstart/study.db"))]   # doctest: +SKIP
 """
 from nasseg.store.objectives import OBJECTIVES, Objective
-from nasseg.store.read import (arch_summary, constraints, counted, epochs_trained, fail_reason, feasible,
-                               front, hypervolume, hypervolume_on_test, objectives_of, requeued, retries, split_summary,
+from nasseg.store.read import (REJECTED, arch_summary, constraints, counted, epochs_trained, fail_reason,
+                               feasible, front, hypervolume, hypervolume_on_test, objectives_of, outcome,
+                               outcome_counts, requeued, retries, split_summary,
                                study_record, trial_record, unique_feasible)
 from nasseg.store.records import FORMAT, StoreFormatError, StudyRecord, TrialRecord
 from nasseg.store.storage import StorageError, open_storage
@@ -25,9 +26,9 @@ from nasseg.store.study import create_or_open, locate, open_existing, recover_st
 from nasseg.store.write import TrialWriter, add_trial
 
 __all__ = [
-    "FORMAT", "OBJECTIVES", "Objective", "StorageError", "StoreFormatError", "StudyRecord", "TrialRecord",
+    "FORMAT", "OBJECTIVES", "Objective", "REJECTED", "StorageError", "StoreFormatError", "StudyRecord", "TrialRecord",
     "TrialWriter", "add_trial", "arch_summary", "constraints", "counted", "create_or_open",
     "epochs_trained", "fail_reason", "feasible", "front", "hypervolume", "hypervolume_on_test", "locate", "objectives_of",
-    "open_existing", "open_storage", "recover_stale", "requeued", "retries", "split_summary",
+    "open_existing", "outcome", "outcome_counts", "open_storage", "recover_stale", "requeued", "retries", "split_summary",
     "study_record", "trial_record", "unique_feasible", "update_record",
 ]

@@ -25,8 +25,8 @@ from nasseg.store.objectives import Objective
 from nasseg.store.pareto import normalised_hypervolume, pareto_indices
 from nasseg.store.records import READABLE, TRIAL_FIELDS, StoreFormatError, StudyRecord, TrialRecord
 
-__all__ = ["arch_summary", "constraints", "counted", "epochs_trained", "fail_reason", "feasible",
-           "front", "hypervolume", "objectives_of", "requeued", "retries", "split_summary",
+__all__ = ["OUTCOMES", "REJECTED", "arch_summary", "constraints", "counted", "epochs_trained", "fail_reason", "feasible",
+           "front", "hypervolume", "objectives_of", "outcome", "outcome_counts", "requeued", "retries", "split_summary",
            "study_record", "trial_record", "unique_feasible"]
 
 
@@ -193,6 +193,45 @@ def fail_reason(t: FrozenTrial, retried: dict[int, FrozenTrial]) -> str | None:
     if retry is not None and retry.user_attrs.get("retry_reason"):
         return f"interrupted: {retry.user_attrs['retry_reason']}; re-queued as trial {retry.number}"
     return "interrupted"
+
+
+OUTCOMES = ("trained", "infeasible", "invalid", "duplicate", "failed", "running", "waiting", "requeued")
+"""What a search trial is, as ``nasseg pareto``, the progress display and the report count it."""
+REJECTED = ("infeasible", "invalid", "duplicate")
+"""Proposals rejected before training: told to the sampler, never counted against the budget."""
+
+
+def outcome(t: FrozenTrial, retried: dict[int, FrozenTrial] | None = None) -> str:
+    """One of :data:`OUTCOMES`. Optuna's state cannot tell them apart (an infeasible or a
+    duplicate proposal is told COMPLETE so that samplers learn from its values and
+    constraints; an invalid one FAIL), so the record's ``outcome`` does, with a fallback
+    for trials stored before it existed (``constraint_violation``, ``reused_from``, an
+    ``invalid network`` reason)."""
+    a = t.user_attrs
+    if t.state == TrialState.WAITING:
+        return "waiting"
+    if t.state == TrialState.FAIL and retried is not None and requeued(t, retried):
+        return "requeued"
+    stored = a.get("outcome")
+    if stored in REJECTED:
+        return stored
+    if a.get("reused_from") is not None:
+        return "duplicate"
+    if a.get("constraint_violation") or a.get("trained") is False:
+        return "infeasible"
+    if str(a.get("fail_reason") or "").startswith("invalid network"):
+        return "invalid"
+    if t.state == TrialState.RUNNING:
+        return "running"
+    return "trained" if t.state == TrialState.COMPLETE else "failed"
+
+
+def outcome_counts(trials: list[FrozenTrial]) -> dict[str, int]:
+    """``{outcome: count}`` over ``trials`` (outcomes with no trial left out), in
+    :data:`OUTCOMES` order."""
+    retried = retries(trials)
+    found = [outcome(t, retried) for t in trials]
+    return {o: found.count(o) for o in OUTCOMES if o in found}
 
 
 def counted(t: FrozenTrial, retried: dict[int, FrozenTrial]) -> bool:
