@@ -113,18 +113,24 @@ class UNet(nn.Module):
         self.aux_heads = nn.ModuleList(Conv(d, widths[i], cfg.out_channels, 1)
                                        for i in range(1, 1 + n_aux))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+    def decode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The decoder's output at every level, full resolution first: ``[B, width_i, *S / 2^i]``
+        for ``i = 0 .. stages - 2`` (what the heads read; nnU-Net's deep supervision reads them all)."""
         if self.stem is not None:
             x = self.stem(x)
         feats = []
         for down, enc in zip(self.downs, self.encoders):
             x = enc(down(x))
             feats.append(x)
-        y, outs = feats[-1], {}
+        y, outs = feats[-1], [feats[-1]] * (len(feats) - 1)  # every entry is replaced below
         for i in range(len(feats) - 2, -1, -1):
             y = self.decoders[i](self.skips[i](self.attentions[i](feats[i]), y))
             outs[i] = y
-        main = self.head(y)
+        return outs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
+        outs = self.decode(x)
+        main = self.head(outs[0])
         if self.training and len(self.aux_heads):
             return [main] + [h(outs[i + 1]) for i, h in enumerate(self.aux_heads)]
         return main

@@ -6,7 +6,10 @@ with every result, so a run can be reproduced from its ``config.json``.
 """
 from __future__ import annotations
 
+import json
 import logging
+import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -146,8 +149,9 @@ class DataConfig(Strict):
     """A dataset, its split and its augmentations.
 
     Attributes:
-        kind: ``synthetic`` (generated), ``folder`` (2D images/ + masks/) or
-            ``decathlon`` (3D NIfTI with dataset.json).
+        kind: ``synthetic`` (generated), ``folder`` (2D images/ + masks/),
+            ``decathlon`` (3D NIfTI with dataset.json) or ``nnunet`` (an nnU-Net v2 raw
+            dataset, 2D or 3D: :mod:`nasseg.data.nnunet_raw`).
         path: dataset folder for ``folder`` and ``decathlon``.
         size: 2D: resize every image to this size (int = square); synthetic:
             the generated size. ``None`` keeps the native size (must be uniform).
@@ -190,7 +194,7 @@ class DataConfig(Strict):
         0.2
     """
 
-    kind: Literal["synthetic", "folder", "decathlon"] = "synthetic"
+    kind: Literal["synthetic", "folder", "decathlon", "nnunet"] = "synthetic"
     path: str | None = None
     size: int | Size2 | Size3 | None = None
     patch_size: Size3 | None = None
@@ -434,15 +438,30 @@ def _detect(spec: str, where: str | None = None) -> dict[str, Any]:
         return {"kind": "synthetic", "synthetic": {"spatial_dims": dims}}
     at = f"{where}: " if where else ""
     path = Path(spec)
+    if not path.exists() and NNUNET_NAME.match(spec) and os.environ.get("nnUNet_raw"):
+        path = Path(os.environ["nnUNet_raw"]) / spec  # nnU-Net's way to name a raw dataset
     if path.is_file() and path.name == "dataset.json":
-        return {"kind": "decathlon", "path": str(path.parent)}
+        return {"kind": _json_kind(path), "path": str(path.parent)}
     if not path.exists():
         raise DataError(f"{at}{path}: no such dataset folder (use 'synthetic' for generated data)")
     if (path / "dataset.json").is_file():
-        return {"kind": "decathlon", "path": str(path)}
+        return {"kind": _json_kind(path / "dataset.json"), "path": str(path)}
     if (path / "images").is_dir():
         return {"kind": "folder", "path": str(path)}
     raise DataError(
         f"{at}{path}: not a dataset folder: expected images/ and masks/ (2D) or dataset.json (Decathlon 3D)"
         + ("; or name the layout with kind: folder or kind: decathlon" if where else "")
     )
+
+
+NNUNET_NAME = re.compile(r"^Dataset\d{3}_\S+$")
+"""An nnU-Net dataset name, looked up under ``$nnUNet_raw`` when no such folder is here."""
+
+
+def _json_kind(path: Path) -> str:
+    """``nnunet`` when the dataset.json is nnU-Net v2's (it names ``file_ending``), else ``decathlon``."""
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return "decathlon"  # the Decathlon reader names what is wrong with it
+    return "nnunet" if isinstance(meta, dict) and "file_ending" in meta else "decathlon"

@@ -197,7 +197,8 @@ class MappedVolumes(Sequence):
 
 def load_preprocessed(pairs: Sequence[tuple[Path, Path]], read_case, *, kinds: Sequence[str],
                       class_names: list[str], target_spacing: tuple[float, ...], name: str = "data",
-                      label_settings: dict | None = None, case_id=None):
+                      label_settings: dict | None = None, case_id=None,
+                      ct_stats: dict[int, dict[str, float]] | None = None):
     """Open (building it first if needed) the preprocessed cache of ``pairs``.
 
     Args:
@@ -211,6 +212,8 @@ def load_preprocessed(pairs: Sequence[tuple[Path, Path]], read_case, *, kinds: S
         label_settings: how ``read_case`` treats labels (part of the cache key).
         case_id: ``case_id(image_path) -> str`` (default: the file name without its extension;
             nnU-Net raw data: without the ``_0000`` channel suffix too).
+        ct_stats: CT statistics to normalise with instead of this data's own (a trained
+            network's, so other data is fed as its training data was; part of the cache key).
 
     Returns:
         A :class:`~nasseg.data.base.SegDataset` whose images, labels and native labels
@@ -223,6 +226,8 @@ def load_preprocessed(pairs: Sequence[tuple[Path, Path]], read_case, *, kinds: S
     settings = {"version": VERSION, "kinds": list(kinds), "target_spacing": [float(t) for t in target_spacing],
                 "image_resampling": "trilinear", "label_resampling": "nearest", "crop": "nonzero",
                 "labels": label_settings or {}}
+    if ct_stats:
+        settings["given_ct_stats"] = {str(k): v for k, v in ct_stats.items()}
     files = [p for pair in pairs for p in pair]
     plan_hash = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     folder = cache_root() / f"{name}-{files_identity(files)}-{plan_hash}"
@@ -321,7 +326,8 @@ def _build(folder: Path, pairs, read_case, kinds, target_spacing, settings, case
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:
-        ct_stats = ct_statistics(pairs, kinds, read_case)
+        given = settings.get("given_ct_stats")
+        ct_stats = {int(k): v for k, v in given.items()} if given else ct_statistics(pairs, kinds, read_case)
         rng = np.random.default_rng(0)
         cases, channels = [], None
         for image_path, label_path in pairs:

@@ -61,6 +61,18 @@ def other_data(net: Network, spec: str | Path, max_cases: int | None = None):
     return cfg
 
 
+def other_dataset(net: Network, cfg: Any) -> Any:
+    """Load ``cfg`` (:func:`other_data`) as the network's training data was fed: 3D CT
+    channels normalised with the network's stored statistics, not this data's own."""
+    from nasseg.data import load_dataset
+    from nasseg.data.decathlon import load_decathlon
+
+    stats = (net.preprocessing or {}).get("ct_stats")
+    if cfg.kind == "decathlon" and stats:
+        return load_decathlon(cfg, ct_stats={int(k): v for k, v in stats.items()})
+    return load_dataset(cfg, cache=False)
+
+
 def check_class_names(net: Network, names: list[str], where: str) -> None:
     """Refuse data whose classes are named differently from the network's (labels 1 and 2
     swapped, say). Names inferred from mask values (``foreground``, ``class_N``) name no
@@ -139,7 +151,6 @@ def evaluate_network(net: Network, data: str | Path, *, out_dir: str | Path | No
             the network.
         ConfigError: ``out_dir`` would replace earlier results or the run's own files.
     """
-    from nasseg.data import load_dataset
     from nasseg.train.evaluate import evaluate
 
     if out_dir is not None:  # before anything is computed
@@ -147,7 +158,7 @@ def evaluate_network(net: Network, data: str | Path, *, out_dir: str | Path | No
         check_targets([out / "per_case.csv", out / "summary.json"], inputs=_network_files(net), flag="--out",
                       overwrite=overwrite)
     cfg = other_data(net, data, max_cases)
-    ds = load_dataset(cfg, cache=False)
+    ds = other_dataset(net, cfg)
     if ds.spatial_dims != net.spatial_dims:
         raise DataError(f"{data}: the data is {ds.spatial_dims}D but the network is {net.spatial_dims}D")
     if ds.in_channels != net.in_channels:
