@@ -3,12 +3,19 @@ from __future__ import annotations
 
 import json
 
+from pathlib import Path
+
+import pytest
+
+from nasseg.bench.gpu import KEYS, PARTS, _busi_folder
 from nasseg.cli import main
-from nasseg.bench.gpu import KEYS, PARTS
+from nasseg.errors import ConfigError
+
+QUICKSTART = str(Path(__file__).resolve().parents[1] / "studies" / "quickstart.yaml")
 
 
 def test_tiny_bench_writes_every_part_with_its_documented_keys(tmp_path, capsys):
-    assert main(["bench", "gpu", "--tiny", "--out", str(tmp_path), "--per-gpu", "1"]) == 0
+    assert main(["bench", "gpu", "--tiny", "--out", str(tmp_path), "--per-gpu", "1", "--study", QUICKSTART]) == 0
     out = capsys.readouterr().out
     assert "not GPU numbers" in out
     # the longest part runs last, so that a time limit on the device costs the fewest parts
@@ -73,10 +80,27 @@ def test_a_failing_part_is_recorded_and_the_run_goes_on(tmp_path, monkeypatch, c
 
     monkeypatch.setattr(bg, "glims_step", broken)
     assert main(["bench", "gpu", "--tiny", "--out", str(tmp_path), "--parts", "glims_3d,trials_per_gpu",
-                 "--per-gpu", "1"]) == 1
+                 "--per-gpu", "1", "--study", QUICKSTART]) == 1
     out = capsys.readouterr().out
     assert "1 part(s) failed: glims_3d" in out
     glims = json.loads((tmp_path / "glims_3d.json").read_text())
     assert glims["error"] == "RuntimeError: CUDA error: an illegal memory access was encountered"
     assert json.loads((tmp_path / "trials_per_gpu.json").read_text())["rows"][0]["complete"] == 2
     assert "**failed** after" in (tmp_path / "summary.md").read_text()
+
+
+def test_bench_gpu_takes_its_inputs_as_arguments_and_writes_under_the_working_directory(tmp_path, monkeypatch,
+                                                                                          capsys):
+    """Run from a folder that is not the checkout: nothing is read from or written into
+    the checkout; a part whose input is not given is refused, naming the flag."""
+    repo = Path(__file__).resolve().parents[1]
+    before = {p for p in (repo / "runs").rglob("*")} if (repo / "runs").exists() else set()
+    monkeypatch.chdir(tmp_path)
+    assert main(["bench", "gpu", "--tiny", "--parts", "trials_per_gpu"]) == 2
+    assert "part 2 (trials_per_gpu) needs --study" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match=r"part 1 \(train_throughput\) needs --data"):
+        _busi_folder(None)  # no ../shared beside the checkout is looked for
+    assert main(["bench", "gpu", "--tiny", "--parts", "glims_3d"]) == 0
+    assert {p.name for p in (tmp_path / "runs" / "bench_gpu_tiny").iterdir()} == {"glims_3d.json", "summary.md"}
+    after = {p for p in (repo / "runs").rglob("*")} if (repo / "runs").exists() else set()
+    assert after == before

@@ -10,10 +10,11 @@ from nasseg.search.results import open_result
 from nasseg.store import trial_record
 
 DSB = Path(__file__).resolve().parents[2] / "shared" / "data" / "dsb2018_96"
+SPACE = Path(__file__).resolve().parents[1] / "search_spaces" / "lightweight_2d.yaml"
 
 
 def test_live_bench_runs_both_arms_from_the_same_start_and_reports_test_hv(tmp_path):
-    result = run_bench(data=str(DSB), seeds=[0], budget_epochs=2, epochs=1, max_cases=16, size=32,
+    result = run_bench(data=str(DSB), space=SPACE, seeds=[0], budget_epochs=2, epochs=1, max_cases=16, size=32,
                        out=tmp_path, progress=False)
     assert {r["method"] for r in result["runs"]} == {"default", "random"}
     for r in result["runs"]:

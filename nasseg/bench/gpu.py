@@ -11,9 +11,10 @@ subset (``bf16_fraction`` then reads part 1 from ``<out>/train_throughput.json``
    loop (:class:`~nasseg.bench.disk_loop.DiskLoop`: files decoded by 8 DataLoader
    workers, fp32, per-step ``.item()`` and host metrics), same network, batch and cases.
    The first epoch of each is warm-up and not timed; validation is not timed.
-2. ``trials_per_gpu``: trials/hour of the quickstart study (``studies/quickstart.yaml``
-   on the device) at 1, 2, 4 and 8 trials per GPU: the same ``trials`` networks for the
-   same epochs in every setting, each from a cold cost cache and an empty storage.
+2. ``trials_per_gpu``: trials/hour of a search study (``--study``: the quickstart,
+   ``studies/quickstart.yaml`` in the repository, on the device) at 1, 2, 4 and 8 trials
+   per GPU: the same ``trials`` networks for the same epochs in every setting, each in a
+   fresh process with its own cold cost cache and an empty storage.
 3. ``glims_3d``: GLIMS forward + backward at 1x4x128^3 under bf16 autocast: milliseconds
    per step from CUDA events after warm-up, and the allocator's peak memory.
 4. ``bf16_fraction``: the share of the GPU's dense bf16 peak that the cmunext training
@@ -27,8 +28,11 @@ DACB, Swin and CSAB blocks in 4 stages at a quarter of the widths, 16^3). Its nu
 nothing about a GPU; its files carry ``"tiny": true`` and go to ``runs/bench_gpu_tiny``
 unless ``--out`` says otherwise.
 
+Every path is an argument: the busi_256 folder (``--data``, part 1 without ``--tiny``), the
+study (``--study``, part 2); the files go to ``--out`` or under the working directory.
+
 Example:
-    >>> report = bench_gpu(tiny=True, out_dir=Path("/tmp/bench_gpu"))  # doctest: +SKIP
+    >>> report = bench_gpu(tiny=True, out_dir=Path("/tmp/bench_gpu"), study="studies/quickstart.yaml")  # doctest: +SKIP
     >>> sorted(report)  # doctest: +SKIP
     ['bf16_fraction', 'glims_3d', 'train_throughput', 'trials_per_gpu']
 """
@@ -37,8 +41,11 @@ from __future__ import annotations
 import gc
 import json
 import math
+import os
 import re
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -72,11 +79,8 @@ KEYS = {
 ``versions`` (``nasseg``/``authors_loop`` hold ``images_per_s``; each row of ``rows`` holds
 ``trials_per_gpu, complete, failed, wall_s, running_s, trials_per_hour, trials_per_hour_running,
 speedup_vs_1, speedup_vs_1_running``)."""
-REPO = Path(__file__).resolve().parents[2]
-
-
 def bench_gpu(*, tiny: bool = False, device: str = "cuda", out_dir: Path | None = None,
-              data: str | Path | None = None, epochs: int = 4, batch_size: int = 8, trials: int = 8,
+              data: str | Path | None = None, study: str | Path | None = None, epochs: int = 4, batch_size: int = 8, trials: int = 8,
               per_gpu: tuple[int, ...] | None = None, glims_patch: int = 128, workers: int = 8,
               peak_tflops: float | None = None, parts: tuple[str, ...] = PARTS,
               echo: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
@@ -85,8 +89,10 @@ def bench_gpu(*, tiny: bool = False, device: str = "cuda", out_dir: Path | None 
     Args:
         tiny: the CPU version (see above).
         device: ``cuda`` (or ``cuda:N``); ``cpu`` only with ``tiny``.
-        out_dir: where the files go (default ``reports/bench/gpu``, tiny: ``runs/bench_gpu_tiny``).
-        data: the busi_256 folder (default ``../shared/data/busi_256`` beside the repository).
+        out_dir: where the files go (default ``reports/bench/gpu``, tiny: ``runs/bench_gpu_tiny``,
+            under the working directory).
+        data: the busi_256 folder (part 1 without ``tiny``).
+        study: the search study YAML part 2 times (the quickstart).
         epochs: epochs of each loop in part 1 (first not timed).
         batch_size: part 1's batch, both loops.
         trials: trials per setting of part 2.
@@ -101,7 +107,8 @@ def bench_gpu(*, tiny: bool = False, device: str = "cuda", out_dir: Path | None 
         ``{part: report}`` for the parts run; a failed part's report holds ``error``.
 
     Raises:
-        ConfigError: CUDA missing without ``tiny``, the data folder missing, an unknown part,
+        ConfigError: CUDA missing without ``tiny``, the data folder or study a part needs
+            missing, an unknown part,
             or ``bf16_fraction`` without part 1 in this run or in ``out``.
     """
     unknown = [p for p in parts if p not in PARTS]
@@ -115,7 +122,7 @@ def bench_gpu(*, tiny: bool = False, device: str = "cuda", out_dir: Path | None 
                           "use --tiny for the CPU version")
     dev = resolve_device(device, "bench gpu --device")  # and a CUDA index this machine has
     per_gpu = per_gpu or (1, 2, 4, 8)
-    out = Path(out_dir) if out_dir is not None else REPO / ("runs/bench_gpu_tiny" if tiny else "reports/bench/gpu")
+    out = Path(out_dir) if out_dir is not None else Path("runs/bench_gpu_tiny" if tiny else "reports/bench/gpu")
     out.mkdir(parents=True, exist_ok=True)
     common = {"tiny": tiny, "device": _device_name(dev), "versions": versions()}
     threads = torch.get_num_threads()
@@ -137,11 +144,14 @@ def bench_gpu(*, tiny: bool = False, device: str = "cuda", out_dir: Path | None 
 
     size = 32 if tiny else 256
     busi = _busi_folder(data) if "train_throughput" in parts and not tiny else None  # checked now
+    if "trials_per_gpu" in parts and (study is None or not Path(study).is_file()):
+        raise ConfigError(f"bench gpu: part 2 (trials_per_gpu) needs --study, the search study to time "
+                          f"(studies/quickstart.yaml in the repository){'' if study is None else f'; no file {study}'}")
     try:
         with tempfile.TemporaryDirectory(prefix="nasseg-bench-gpu-") as tmp:
             run = {"train_throughput": lambda: train_throughput(busi or _tiny_cases(Path(tmp)), size,
                                                                 dev, epochs, batch_size, workers),
-                   "trials_per_gpu": lambda: trials_per_gpu(dev, trials, per_gpu, Path(tmp), tiny,
+                   "trials_per_gpu": lambda: trials_per_gpu(dev, trials, per_gpu, Path(tmp), tiny, Path(study),
                                                             save=lambda partial: write("trials_per_gpu", partial, t0)),
                    "glims_3d": lambda: glims_step(dev, 16 if tiny else glims_patch, tiny),
                    "bf16_fraction": lambda: bf16_fraction(reports.get("train_throughput", {}), size, dev,
@@ -188,8 +198,11 @@ def _tiny_cases(tmp: Path) -> Path:
 
 
 def _busi_folder(data: str | Path | None) -> Path:
-    """Part 1's busi_256 folder (``--data``, or ``../shared/data/busi_256`` beside the repository)."""
-    folder = Path(data) if data else REPO.parent / "shared" / "data" / "busi_256"
+    """Part 1's busi_256 folder (``--data``)."""
+    if data is None:
+        raise ConfigError("bench gpu: part 1 (train_throughput) needs --data, the busi_256 folder "
+                          "(or --tiny, or --parts without train_throughput)")
+    folder = Path(data)
     if not (folder / "images").is_dir():
         raise ConfigError(f"bench gpu: {folder}: no images/ folder; pass --data PATH_TO/busi_256")
     return folder
@@ -244,62 +257,58 @@ def train_throughput(folder: Path, size: int, dev: torch.device, epochs: int, ba
             "ratio": ours / theirs}
 
 
-def trials_per_gpu(dev: torch.device, trials: int, per_gpu: tuple[int, ...], tmp: Path,
-                   tiny: bool, save: Callable[[dict[str, Any]], None] = lambda report: None) -> dict[str, Any]:
-    """Part 2: trials/hour of the quickstart study at several trials per device.
+def trials_per_gpu(dev: torch.device, trials: int, per_gpu: tuple[int, ...], tmp: Path, tiny: bool,
+                   study_path: Path, save: Callable[[dict[str, Any]], None] = lambda report: None) -> dict[str, Any]:
+    """Part 2: trials/hour of the study ``study_path`` (the quickstart) at several trials per device.
 
     Every setting trains the same ``trials`` networks (a seeded draw of distinct feasible
-    architectures of the quickstart space, queued as the study's initial architectures)
-    for the study's full epochs (early stopping off), so only the concurrency differs.
-    ``trials_per_hour`` counts the whole wall time, worker start-up included;
-    ``trials_per_hour_running`` counts from the first trial's start to the last one's end.
-    At 1 trial per device the trials run in this process (its CUDA context and caches
-    warm); at 2 or more, in fresh spawned worker processes that import torch and start
-    CUDA first, which the wall-time rate counts against them and the running rate does not.
-    ``save`` gets the report after every setting (a time limit keeps the rows measured).
+    architectures of the study's space, queued as its initial architectures) for the
+    study's full epochs (early stopping off), so only the concurrency differs. Each setting
+    runs ``nasseg search`` in a fresh process whose cost cache is its own folder under
+    ``tmp`` (``NASSEG_CACHE_DIR`` given to that process only: every setting counts its
+    networks from cold); at 2 or more trials per device that process spawns its workers.
+    ``trials_per_hour`` counts the search's whole wall time in that process (worker start-up
+    and CUDA start included); ``trials_per_hour_running`` counts from the first trial's start
+    to the last one's end. ``save`` gets the report after every setting (a time limit keeps
+    the rows measured).
     """
-    import os
-
     import yaml
 
     import optuna
 
+    import nasseg
     from nasseg.bench.record import iter_archs
-    from nasseg.search.runner import run_search
+    from nasseg.configio import read_yaml
     from nasseg.search.space_parse import load_space
+    from nasseg.search.study import resolve_path
     from nasseg.store import locate
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    base = yaml.safe_load((REPO / "studies" / "quickstart.yaml").read_text())
-    space = load_space(REPO / base["space"])
+    base = read_yaml(study_path)
+    space_file = resolve_path(base["space"], study_path, "space")
+    space = load_space(space_file)
     networks = [a["arch"].model_dump(mode="json")
                 for _, a in zip(range(trials), iter_archs(space, seed=0, in_channels=1, out_channels=1))]
     archs = [tmp / f"tpg_arch_{i}.yaml" for i in range(len(networks))]
     for path, net in zip(archs, networks):
         path.write_text(yaml.safe_dump(net))
+    package_root = str(Path(nasseg.__file__).resolve().parents[1])  # the child imports this nasseg
     rows = []
     for n in per_gpu:
         study = {**base, "name": f"bench_tpg_{n}", "device": str(dev), "trials_per_device": n,
                  "budget": {"trials": trials, "time_s": 3600}, "output_dir": str(tmp / f"tpg_{n}"),
-                 "space": str(REPO / base["space"]), "initial_archs": [str(a) for a in archs],
+                 "space": str(space_file.resolve()), "initial_archs": [str(a) for a in archs],
                  "sampler": {"name": "random"}, "early_stopping": {"enabled": False}}
         study["train"] = {**base.get("train", {}), "num_threads": 1}
         if tiny:
             study.update(epochs=1, data={**base["data"], "size": 32, "synthetic": {**base["data"]["synthetic"], "n_cases": 12}}, device_memory_mb=2048)
         path = tmp / f"tpg_{n}.yaml"
         path.write_text(yaml.safe_dump(study))
-        old = os.environ.get("NASSEG_CACHE_DIR")
-        os.environ["NASSEG_CACHE_DIR"] = str(tmp / f"cost_cache_{n}")  # each setting counts its networks from cold
-        try:
-            t0 = time.perf_counter()
-            summary = run_search(path, progress=False)
-            wall = time.perf_counter() - t0
-            done = locate(path).get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-        finally:
-            if old is None:
-                os.environ.pop("NASSEG_CACHE_DIR", None)
-            else:
-                os.environ["NASSEG_CACHE_DIR"] = old
+        env = {**os.environ, "NASSEG_CACHE_DIR": str(tmp / f"cost_cache_{n}"),
+               "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+        summary = _search_in_child(path, env)
+        wall = summary["wall_s"]
+        done = locate(path).get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
         running = (max(t.datetime_complete for t in done) - min(t.datetime_start for t in done)).total_seconds() \
             if done else math.nan
         rows.append({"trials_per_gpu": n, "complete": len(done), "failed": summary["states"].get("fail", 0),
@@ -311,12 +320,25 @@ def trials_per_gpu(dev: torch.device, trials: int, per_gpu: tuple[int, ...], tmp
             for r in rows:
                 r[f"speedup_vs_1{key[len('trials_per_hour'):]}"] = r[key] / one
         report = {"what": "trials/hour of the quickstart study at N trials per GPU: the same networks and epochs "
-                          "in every setting (cold cost cache, fresh storage; N = 1 in this process, N > 1 in "
-                          "spawned workers)",
-                  "study": "studies/quickstart.yaml", "trials": trials, "epochs": study["epochs"],
+                          "in every setting, each in a fresh process (cold cost cache, fresh storage; N > 1 in "
+                          "workers it spawns)",
+                  "study": str(study_path), "trials": trials, "epochs": study["epochs"],
                   "networks": networks, "rows": rows}
         save(report)
     return report
+
+
+def _search_in_child(study: Path, env: dict[str, str]) -> dict[str, Any]:
+    """``run_search(study)`` in a fresh Python process with environment ``env``: its wall
+    seconds and trial states."""
+    code = ("import json, sys, time; from nasseg.search.runner import run_search; t0 = time.perf_counter(); "
+            "s = run_search(sys.argv[1], progress=False); "
+            "print('\\nNASSEG_BENCH ' + json.dumps({'wall_s': time.perf_counter() - t0, 'states': s['states']}))")
+    proc = subprocess.run([sys.executable, "-c", code, str(study)], env=env, capture_output=True, text=True)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("NASSEG_BENCH ")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"nasseg search {study} exited {proc.returncode}: {proc.stderr.strip()[-2000:]}")
+    return json.loads(lines[-1][len("NASSEG_BENCH "):])
 
 
 def glims_step(dev: torch.device, patch: int, tiny: bool) -> dict[str, Any]:
@@ -421,9 +443,9 @@ def _throughput_lines(t: dict[str, Any]) -> list[str]:
 
 def _trials_lines(q: dict[str, Any]) -> list[str]:
     lines = [f"The same {q['trials']} networks, {q['epochs']} epoch{'s' * (q['epochs'] != 1)} each, in every setting. Wall: from the "
-             "command's start (worker start-up included); running: from the first trial's start to the last "
-             "one's end. At 1 per GPU the trials run in the benchmark's own warm process; at 2 or more in "
-             "fresh worker processes, whose start-up only the wall rate counts.", "",
+             "search's start in its own fresh process (CUDA and worker start-up included); running: from the "
+             "first trial's start to the last one's end. At 1 per GPU the trials run in that process; at 2 or "
+             "more in the worker processes it spawns, whose start-up only the wall rate counts.", "",
              "| trials per GPU | complete | failed | wall s | trials/hour (wall) | vs 1 | running s | "
              "trials/hour (running) | vs 1 |", "|---|---|---|---|---|---|---|---|---|"]
     for row in q["rows"]:

@@ -2,28 +2,31 @@
 
 The strategies are compared on the recorded table (``nasseg bench search --replay``,
 :mod:`nasseg.bench.replay`); this module checks, with real training, that the chosen
-default still beats random search. On a real dataset (dsb2018_96 by default: a seeded
-sample of 192 cases at 64x64, split 50/25/25 train/val/test), for each seed:
+default still beats random search. On a real dataset (``data``; the recorded run used
+dsb2018_96: a seeded sample of 192 cases at 64x64, split 50/25/25 train/val/test), for each seed:
 
 - ``default``: ``nasseg search`` with the study defaults (sampler and early stopping as
   :class:`nasseg.search.study.StudyConfig` sets them);
 - ``random``: Optuna's RandomSampler, no early stopping;
 - ``nsga2_nostop`` (only if asked for): NSGA-II without early stopping;
 
-both with no initial architecture, in ``search_spaces/lightweight_2d.yaml`` with
+both with no initial architecture, in the search space ``space`` (the recorded run:
+``search_spaces/lightweight_2d.yaml``), with
 objectives Dice, GMACs and parameters, the same data, split, training settings and a
 budget of ``budget_epochs`` trained epochs (``budget.trial_epochs``). After every trial the
 normalised hypervolume of the front chosen on validation Dice is recorded twice: with the
 validation Dice (the search's own view) and with the members' test Dice
 (:func:`nasseg.store.hypervolume_on_test`), the number reported.
 
-Outputs in ``out`` (default ``reports/bench/search/live``): ``results.json`` (every number
+Outputs in ``out`` (default ``reports/bench/search/live`` under the working directory):
+``results.json`` (every number
 and the settings), ``hv_curve.csv`` (every run's curve), ``summary.md``. The studies (YAML
 and SQLite storage) live in ``out/runs/`` (git-ignored), so an interrupted benchmark
 resumes where it stopped.
 
 Example:
-    >>> run_bench(seeds=[0], budget_epochs=16)          # doctest: +SKIP
+    >>> run_bench(data="../shared/data/dsb2018_96", space="search_spaces/lightweight_2d.yaml",
+    ...           seeds=[0], budget_epochs=16)          # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -39,7 +42,6 @@ import yaml
 from nasseg.search.results import hv_curve, hypervolume, open_result
 from nasseg.store import trial_record
 
-REPO = Path(__file__).resolve().parents[2]
 METHODS = {
     "default": {},  # the study defaults
     "random": {"sampler": "random", "early_stopping": {"enabled": False}},
@@ -49,7 +51,7 @@ METHODS = {
 
 
 def study_dict(method: str, seed: int, data: str, budget_epochs: int, epochs: int,
-               max_cases: int, size: int | None, out: Path) -> dict[str, Any]:
+               max_cases: int, size: int | None, out: Path, space: str | Path) -> dict[str, Any]:
     """The study one run of the benchmark uses."""
     extra = {"size": size} if size else {}
     return {
@@ -57,7 +59,7 @@ def study_dict(method: str, seed: int, data: str, budget_epochs: int, epochs: in
         "description": f"nasseg bench search: {method}, seed {seed}",
         "data": {"path": str(Path(data).resolve()), "max_cases": max_cases,
                  "split": {"val_fraction": 0.25, "test_fraction": 0.25}, **extra},
-        "space": str(REPO / "search_spaces" / "lightweight_2d.yaml"),
+        "space": str(Path(space).resolve()),
         "objectives": ["dice", "macs", "params"],
         "budget": {"trial_epochs": budget_epochs, "trials": 10 * budget_epochs},
         "epochs": epochs, "train": {"batch_size": 8, "lr": 0.003, "num_threads": 1},
@@ -73,7 +75,7 @@ def saved_epochs(study: Any, epochs: int) -> int:
                if r.stopped_early and r.reused_from is None)
 
 
-def run_bench(*, data: str = "../shared/data/dsb2018_96", seeds: list[int] = (0, 1, 2),
+def run_bench(*, data: str, space: str | Path, seeds: list[int] = (0, 1, 2),
               budget_epochs: int = 40, epochs: int = 4, max_cases: int = 192, size: int | None = 64,
               out: str | Path = "reports/bench/search/live", progress: bool = True,
               methods: list[str] = ("default", "random")) -> dict[str, Any]:
@@ -85,7 +87,7 @@ def run_bench(*, data: str = "../shared/data/dsb2018_96", seeds: list[int] = (0,
     runs, curves = [], []
     for seed in seeds:
         for method in methods:
-            cfg = study_dict(method, seed, data, budget_epochs, epochs, max_cases, size, out)
+            cfg = study_dict(method, seed, data, budget_epochs, epochs, max_cases, size, out, space)
             path = out / "runs" / "studies" / f"{method}_s{seed}.yaml"
             path.write_text(yaml.safe_dump(cfg, sort_keys=False))
             t0 = time.perf_counter()

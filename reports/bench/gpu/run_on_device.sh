@@ -17,4 +17,4 @@ export PYTHONPATH="/tmp/site:$PWD" PYTHONUNBUFFERED=1 PYTHONFAULTHANDLER=1
   python3 -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda)"
   nproc; df -h /dev/shm 2>&1  # part 1's DataLoader workers pass batches through shared memory
 } | tee "$out/device.txt"
-timeout -s ABRT 560 python3 -m nasseg bench gpu --data .device_data/busi_256 --out "$out" "$@" 2>&1 | tee "$out/bench_gpu.log"
+timeout -s ABRT 560 python3 -m nasseg bench gpu --data .device_data/busi_256 --study studies/quickstart.yaml --out "$out" "$@" 2>&1 | tee "$out/bench_gpu.log"
