@@ -155,7 +155,7 @@ def test_validation_errors_name_file_and_field(tmp_path, cfg: dict, message: str
 
 
 @pytest.mark.parametrize("shape,message", [
-    ((1, 3, 250, 256), "input size 250 is not divisible by 2^(stages-1) = 16 (5 stages)"),
+    ((1, 3, 250, 256), "input size [250, 256] is not divisible by 2^(stages-1) = 16 (5 stages); use a multiple of 16"),
     ((1, 3, 256), "input shape [1, 3, 256] has 3 dims; a 2D network takes 4"),
     ((1, 1, 256, 256), "has 1 channels; the network takes in_channels=3"),
 ])

@@ -111,8 +111,8 @@ def test_top_level_errors() -> None:
     with pytest.raises(ConfigError, match=r"s.yaml: constraints.max_parms: unknown key"):
         parse_space({**_space(), "constraints": {"max_parms": 10}}, "s.yaml")
     # the deepest network of the space (5 stages) needs multiples of 16: caught when loaded
-    with pytest.raises(ConfigError, match=r"s.yaml: constraints.input_size: \[40, 48\] is not divisible by "
-                                          r"2\^\(stages-1\) = 16 for the space's deepest networks \(5 stages\)"):
+    with pytest.raises(ConfigError, match=r"s.yaml: constraints.input_size \[40, 48\] is not divisible by "
+                                          r"2\^\(stages-1\) = 16 \(the space's deepest networks: 5 stages\)"):
         parse_space({**_space(n={"choice": [3, 5]}), "constraints": {"input_size": [40, 48]}}, "s.yaml")
     assert parse_space({**_space(), "constraints": {"input_size": [40, 48]}}, "s.yaml")  # 3 stages: 4 divides
 

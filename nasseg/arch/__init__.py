@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from nasseg.arch.config import ArchConfig, StageConfig, arch_id, check_input_shape
+from nasseg.arch.config import ArchConfig, StageConfig, arch_id, check_divisible, check_input_shape, size_multiple
 from nasseg.arch.network import UNet, make_stage
 from nasseg.configio import load_yaml, validate
 from nasseg.errors import ConfigError, did_you_mean
@@ -50,5 +50,5 @@ def build_model(config: ArchConfig | str | Path | dict[str, Any]) -> UNet:
     return UNet(load_arch(config))
 
 
-__all__ = ["ArchConfig", "StageConfig", "UNet", "arch_id", "build_model", "check_input_shape",
-           "load_arch", "make_stage", "preset_names"]
+__all__ = ["ArchConfig", "StageConfig", "UNet", "arch_id", "build_model", "check_divisible", "check_input_shape",
+           "load_arch", "make_stage", "preset_names", "size_multiple"]

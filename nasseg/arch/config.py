@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
@@ -139,8 +140,8 @@ class ArchConfig(Strict):
         return d
 
     def min_input_multiple(self) -> int:
-        """Every spatial input size must be a multiple of this: ``2 ** (stages - 1)``."""
-        return 2 ** (len(self.stages) - 1)
+        """Every spatial input size must be a multiple of this (:func:`size_multiple`)."""
+        return size_multiple(len(self.stages))
 
 
 def arch_id(config: ArchConfig) -> str:
@@ -162,9 +163,39 @@ def check_input_shape(config: ArchConfig, shape: tuple[int, ...] | list[int]) ->
     if shape[1] != config.in_channels:
         raise ConfigError(f"input shape {list(shape)} has {shape[1]} channels; the network takes "
                          f"in_channels={config.in_channels}")
-    m = config.min_input_multiple()
-    for n in shape[2:]:
-        if n <= 0 or n % m:
-            raise ConfigError(f"input size {n} is not divisible by 2^(stages-1) = {m} "
-                             f"({len(config.stages)} stages)")
+    check_divisible(shape[2:], len(config.stages), "input size")
     return shape
+
+
+def size_multiple(n_stages: int) -> int:
+    """Every spatial input size of a U-shaped network with ``n_stages`` stages must be a
+    multiple of ``2 ** (n_stages - 1)`` (one halving between stages)."""
+    return 2 ** (n_stages - 1)
+
+
+def check_divisible(sizes: Sequence[int], n_stages: int, what: str, *, whose: str = "", how: str = "use") -> None:
+    """The one check (and message) of the size rule :func:`size_multiple`.
+
+    Args:
+        sizes: the spatial sizes.
+        n_stages: stages of the (deepest) network they are for.
+        what: what the sizes are, as the message starts (``"data.patch_size"``).
+        whose: names the networks before the stage count (``"the space's deepest networks: "``).
+        how: what to do, completed by " a multiple of M (e.g. [...])".
+
+    Raises:
+        ConfigError: a size is not a positive multiple.
+
+    Example:
+        >>> check_divisible([40, 48], 5, "constraints.input_size")
+        Traceback (most recent call last):
+        ...
+        nasseg.errors.ConfigError: constraints.input_size [40, 48] is not divisible by 2^(stages-1) = 16 (5 stages); use a multiple of 16 (e.g. [32, 48])
+    """
+    m = size_multiple(n_stages)
+    sizes = [int(n) for n in sizes]
+    if all(n > 0 and n % m == 0 for n in sizes):
+        return
+    near = [max(m, round(n / m) * m) for n in sizes]
+    raise ConfigError(f"{what} {sizes} is not divisible by 2^(stages-1) = {m} ({whose}{n_stages} stages); "
+                      f"{how} a multiple of {m} (e.g. {near})")

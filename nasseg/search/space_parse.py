@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from nasseg.arch.config import ArchConfig, StageConfig, StemConfig
+from nasseg.arch.config import ArchConfig, StageConfig, StemConfig, check_divisible
 from nasseg.configio import read_yaml, validate
 from nasseg.errors import ConfigError, did_you_mean
 from nasseg.search.dists import Dist, Fixed, Leaf, is_spec, parse_leaf
@@ -88,12 +88,8 @@ def _parse(raw: dict[str, Any], source: str, constraints: Constraints) -> Search
                         description=str(raw.get("description") or ""), source=source, top=top,
                         stem=stem, stages=stages, constraints=constraints, raw=raw)
     if constraints.input_size is not None:
-        n = space.max_stages
-        m = 2 ** (n - 1)
-        if any(size % m for size in constraints.input_size):
-            raise ConfigError(f"constraints.input_size: {constraints.input_size} is not divisible by "
-                              f"2^(stages-1) = {m} for the space's deepest networks ({n} stages); "
-                              f"use a multiple of {m} (e.g. {[max(m, round(x / m) * m) for x in constraints.input_size]})")
+        check_divisible(constraints.input_size, space.max_stages, "constraints.input_size",
+                        whose="the space's deepest networks: ")
     return space
 
 
