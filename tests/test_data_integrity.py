@@ -166,6 +166,11 @@ def test_check_command_text_json_and_unreadable_data(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "c005.png" in err[0]
     assert main(["check", str(tmp_path / "missing")]) == 2
+    from nasseg.data.check import split_notes  # what the train and ablate headers print
+
+    notes = split_notes(resolve_data(str(data)))
+    assert notes[0] == "near-duplicates: 3 families (6 cases, phash64 <= 10 bits) kept on one side of the split"
+    assert notes[1].startswith("warning: groups (patients, videos) are likely")
 
 
 @pytest.mark.slow
@@ -233,7 +238,9 @@ def test_an_ablation_created_before_grouping_resumes_on_its_split(tmp_path, monk
     with monkeypatch.context() as m:  # the split as nasseg made it before families were grouped
         m.setattr(engine, "split_dataset", functools.partial(engine.split_dataset, duplicates=False))
         run_ablation(cfg, where="study.yaml", echo=lambda _: None, max_runs=2)
-    run_ablation(cfg, where="study.yaml", echo=lambda _: None)
+    lines: list[str] = []
+    run_ablation(cfg, where="study.yaml", echo=lines.append)
+    assert any(x.startswith("near-duplicates: 15 families (30 cases") and "not grouped" in x for x in lines)
     st = optuna.load_study(study_name="legacy", storage=cfg.storage_url())
     splits = {json.dumps(json.loads(p.read_text())["test"]) for p in (tmp_path / "out" / "runs").glob("*/split.json")}
     assert len(st.get_trials()) == 4 and len(splits) == 1

@@ -201,6 +201,7 @@ def run_ablation(cfg: AblationConfig, *, where: str = "study", command: str = ""
     """
     from nasseg.arch import arch_id
     from nasseg.cost import profile
+    from nasseg.data.check import split_notes
     from nasseg.runs import train_and_record
 
     p = plan(cfg, where)
@@ -215,6 +216,8 @@ def run_ablation(cfg: AblationConfig, *, where: str = "study", command: str = ""
 
         p.data = p.data.model_copy(update={"split": resume_split(
             load_dataset(p.data), p.data.split, lambda s: split_summary(s)["hash"] in done, out_dir)})
+    for line in split_notes(p.data):  # near-duplicate families kept together, undeclared groups
+        echo(line)
     with run_lock(out_dir):
         for n in recover_interrupted(study):
             echo(f"trial {n} was interrupted; its run will be repeated")
