@@ -64,6 +64,32 @@ def test_3d_network_predicts_the_same_masks_once_its_training_data_is_gone(tmp_p
         assert after.keys() == before.keys() and all(np.array_equal(after[k], before[k]) for k in before)
 
 
+def test_evaluate_feeds_ct_data_with_the_networks_statistics(tmp_path, capsys):
+    """Another dataset holding only the run's test cases: scored exactly as training scored
+    them (CT clipped and z-scored with the training data's statistics, not these 2 cases')."""
+    from nasseg.infer.score import other_data, other_dataset
+
+    data = write_decathlon(tmp_path / "dec", n=8, shape=(12, 14, 8), modality=("CT",), scales=(1000.0,))
+    run = _train(tmp_path, TINY3D, data, "--flip", "none", "--val-fraction", "0.25", "--test-fraction", "0.25")
+    test = json.loads((run / "split.json").read_text())["test"]
+    other = tmp_path / "other"
+    meta = json.loads((data / "dataset.json").read_text())
+    meta["training"] = [e for e in meta["training"] if any(f"/{c}.nii.gz" in e["image"] for c in test)]
+    for sub in ("imagesTr", "labelsTr"):
+        (other / sub).mkdir(parents=True)
+        for c in test:
+            shutil.copy(data / sub / f"{c}.nii.gz", other / sub)
+    (other / "dataset.json").write_text(json.dumps(meta))
+    net = load_network(run)
+    ds = other_dataset(net, other_data(net, other))
+    assert ds.info["preprocessing"]["ct_stats"] == net.preprocessing["ct_stats"]
+    assert main(["evaluate", str(run), "--data", str(other), "--out", str(tmp_path / "e"), "--device", "cpu"]) == 0
+    want = {(r["case_id"], r["class"]): float(r["dice"]) for r in csv.DictReader(open(run / "test_per_case.csv"))}
+    got = {(r["case_id"], r["class"]): float(r["dice"]) for r in csv.DictReader(open(tmp_path / "e" / "per_case.csv"))}
+    assert got.keys() == want.keys() and all(abs(got[k] - want[k]) < 1e-9 for k in want)
+    assert "2 of 2 cases" not in capsys.readouterr().out  # test cases: labelled, but not a training overlap
+
+
 def test_2d_network_predicts_the_same_masks_once_its_training_data_moved(tmp_path):
     data = mask_folder(tmp_path / "data", n=8, size=16)
     run = _train(tmp_path, TINY_ARCH, data, "--size", "16")

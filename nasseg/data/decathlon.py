@@ -26,12 +26,14 @@ from nasseg.errors import DataError
 log = logging.getLogger(__name__)
 
 
-def load_decathlon(cfg: DataConfig) -> SegDataset:
+def load_decathlon(cfg: DataConfig, *, ct_stats: dict[int, dict[str, float]] | None = None) -> SegDataset:
     """Open a Decathlon dataset through its preprocessed cache (built on first use).
 
     Args:
         cfg: a config with ``kind="decathlon"`` and ``path``; ``cfg.plan.target_spacing`` and
             ``cfg.plan.modalities`` override the planned spacing and dataset.json's map.
+        ct_stats: normalise CT channels with these statistics instead of this data's own
+            (``nasseg evaluate``: the trained network's, as its training data was fed).
 
     Returns:
         A :class:`SegDataset` whose ``images`` are ``[C, X, Y, Z]`` float32 and ``labels``
@@ -73,7 +75,8 @@ def load_decathlon(cfg: DataConfig) -> SegDataset:
     ds = load_preprocessed(entries, lambda im, lb: read_case(im, lb, len(class_names), source, cfg.unknown_labels),
                            kinds=[modality_kind(n) for n in names], class_names=class_names,
                            target_spacing=target, name=root.resolve().name,
-                           label_settings={"classes": len(class_names), "unknown_labels": cfg.unknown_labels})
+                           label_settings={"classes": len(class_names), "unknown_labels": cfg.unknown_labels},
+                           ct_stats=ct_stats)
     ds.info.update(root=str(root), modalities=list(names), regions=read_regions(meta_path, len(class_names)))
     return ds
 
