@@ -17,9 +17,9 @@ created:
 Each refusal is one :class:`~nasseg.errors.ConfigError` line (exit 2) naming the path.
 
 Example:
-    >>> check_targets([Path("in/a.png")], inputs=[Path("in/a.png")], flag="--out")
+    >>> check_targets([Path("a.png")], inputs=[Path("a.png")], flag="--out")
     Traceback (most recent call last):
-    nasseg.errors.ConfigError: --out in/a.png: is an input file (in/a.png); it is never overwritten (choose another --out)
+    nasseg.errors.ConfigError: --out a.png: is an input file (a.png); it is never overwritten (choose another --out)
 """
 from __future__ import annotations
 
