@@ -87,3 +87,23 @@ def test_search_counts_are_checked_before_the_study_is_created(tmp_path, capsys,
     study = make_study(tmp_path)
     assert main(["search", str(study), flag, "-1"]) == 2
     assert not (tmp_path / "run").exists()
+
+
+def test_resuming_a_search_on_changed_data_is_refused(tmp_path, capsys):
+    """Issue 20: a resume after the dataset's files changed mixed trials scored on two
+    splits in one front and reused scores from the old data; the study records the data's
+    content identity and a resume on other content is refused (exit 2, one line)."""
+    from faults import mask_folder
+    from PIL import Image
+
+    data = mask_folder(tmp_path / "data", n=8, size=32)
+    study = make_study(tmp_path, budget={"trials": 1}, epochs=1,
+                       data={"kind": "folder", "path": str(data), "split": {"val_fraction": 0.25}})
+    assert main(["search", str(study), "--no-progress"]) == 0
+    assert main(["search", str(study), "--no-progress", "--trials", "1"]) == 0  # same data: resumes
+    Image.new("L", (32, 32), 7).save(data / "images" / "c3.png")  # one image edited
+    capsys.readouterr()
+    assert main(["search", str(study), "--no-progress", "--trials", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "changed since study 'tiny' was created" in err[0] and str(data) in err[0]
+    assert len(locate(study).get_trials()) >= 1

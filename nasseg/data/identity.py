@@ -43,12 +43,18 @@ def files_identity(paths: Sequence[Path | str], root: Path | str | None = None) 
     return h.hexdigest()[:16]
 
 
-@functools.lru_cache(maxsize=8)
 def folder_identity(root: str) -> str:
     """:func:`files_identity` of every file under folder ``root`` (hidden files and folders
-    left out); cached per process."""
+    left out); cached per process while no file's name, size or modification time changes
+    (a long-lived process sees an edit)."""
     files = []
     for folder, dirs, names in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         files += [Path(folder) / n for n in names if not n.startswith(".")]
-    return files_identity(files, root)
+    stamp = tuple(sorted((str(p), st.st_size, st.st_mtime_ns) for p in files for st in [p.stat()]))
+    return _identity(root, stamp)
+
+
+@functools.lru_cache(maxsize=8)
+def _identity(root: str, stamp: tuple) -> str:
+    return files_identity([Path(p) for p, _, _ in stamp], root)

@@ -18,7 +18,7 @@ import optuna
 
 from nasseg.arch import load_arch
 from nasseg.device import resolve_device
-from nasseg.errors import ConfigError, NassegError
+from nasseg.errors import ConfigError, NassegError, mask_url
 from nasseg.search.objective import TrialSetup
 from nasseg.search.space import SearchSpace
 from nasseg.search.space_parse import load_space
@@ -157,6 +157,8 @@ def resolve_devices(devices: list[str], option: str) -> list[str]:
 def make_record(prep: Prepared) -> StudyRecord:
     """The record stored with a new study (see :class:`~nasseg.store.records.StudyRecord`)."""
     s = prep.setup
+    prov = provenance(data=s.data, seeds=[s.seed], threads=s.train.num_threads
+                      if isinstance(s.train.num_threads, int) else None, device=prep.cfg.devices[0])
     return StudyRecord(
         nasseg_kind="search", config=prep.cfg.model_dump(mode="json"), space=prep.space.raw,
         objectives=prep.cfg.objective_dicts(), reference_point=prep.reference, ideal_point=prep.ideal,
@@ -164,8 +166,7 @@ def make_record(prep: Prepared) -> StudyRecord:
         input_shape=list(s.input_shape), limits=s.limits, dataset=s.data.model_dump(mode="json"),
         train=s.train.recipe(),
         train_key=s.train_key, versions=versions(), command=prep.command, created=now_iso(),
-        provenance=provenance(data=s.data, seeds=[s.seed], threads=s.train.num_threads
-                              if isinstance(s.train.num_threads, int) else None, device=prep.cfg.devices[0]))
+        provenance=prov, data_identity=prov["data_hash"])
 
 
 def open_study(prep: Prepared, *, create: bool, sampler: optuna.samplers.BaseSampler | None = None,
@@ -208,16 +209,23 @@ def check_same(prep: Prepared, study: optuna.Study) -> None:
     """
     stored, now = study_record(study).attrs(), make_record(prep).attrs()
     if stored.get("nasseg_kind") != "search":
-        raise ConfigError(f"study '{prep.cfg.name}' in {prep.storage_url} is not a nasseg search study")
+        raise ConfigError(f"study '{prep.cfg.name}' in {mask_url(prep.storage_url)} is not a nasseg search study")
     for key in IDENTITY_KEYS:
         old, new = _plain(stored.get(key)), _plain(now[key])
         if key == "dataset":
             old, new = _relevant_data(old), _relevant_data(new)
         if not _same(old, new):
             raise ConfigError(
-                f"{prep.source}: study '{prep.cfg.name}' in {prep.storage_url} was created with a "
+                f"{prep.source}: study '{prep.cfg.name}' in {mask_url(prep.storage_url)} was created with a "
                 f"different {key}; resuming would mix incomparable trials. Rename the study, or "
                 f"set another output_dir/storage (stored {key}: {_short(stored.get(key))})")
+    if stored.get("data_identity") and stored["data_identity"] != now["data_identity"]:
+        where = getattr(prep.setup.data, "path", None) or "the data"
+        raise ConfigError(
+            f"{prep.source}: the data at {where} changed since study '{prep.cfg.name}' was created "
+            f"(content identity {stored['data_identity']}, now {now['data_identity']}); its trials were "
+            "split and scored on the old data, and resuming would mix the two in one front. Restore the "
+            "data, or rename the study / set another storage to start a new one")
 
 
 def _relevant_data(d: Any) -> Any:

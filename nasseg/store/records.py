@@ -92,6 +92,9 @@ class StudyRecord(_Record):
     train: dict[str, Any] | None = None
     train_key: str | None = None
     provenance: dict[str, Any] | None = None
+    data_identity: str | None = None
+    """The dataset's content identity when the study was created
+    (:func:`nasseg.versions.data_hash`); a resume on changed data is refused."""
     confirm: dict[str, Any] | None = None
 
     @property
