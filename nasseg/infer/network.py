@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from nasseg.arch.config import size_multiple
 from nasseg.errors import ConfigError
 
 META_KEY = "nasseg"
@@ -100,8 +101,8 @@ class Network:
 
     @property
     def divisor(self) -> int:
-        """Input sizes must be multiples of this (2 ** (stages - 1))."""
-        return int(self.contract.get("size_multiple") or 2 ** (len(self.meta["arch"]["stages"]) - 1))
+        """Input sizes must be multiples of this (stored; else :func:`~nasseg.arch.config.size_multiple`)."""
+        return int(self.contract.get("size_multiple") or size_multiple(len(self.meta["arch"]["stages"])))
 
     @property
     def size(self) -> tuple[int, ...] | None:
