@@ -42,7 +42,7 @@ __all__ = ["AblationConfig", "BootstrapConfig", "FactorConfig", "StatsConfig", "
 
 RESERVED_NAMES = frozenset({
     "variant", "seed", "case_id", "class", "is_baseline", "n_seeds", "n_cases", "dice", "dice_mean",
-    "dice_sd", "dice_ci_low", "dice_ci_high", "reference", "factor", "n_pairs", "mean_diff",
+    "dice_sd", "dice_ci_low", "dice_ci_high", "interval", "reference", "factor", "n_pairs", "mean_diff",
     "diff_ci_low", "diff_ci_high", "test", "statistic", "p_value", "p_holm", "effect_size",
     "effect_measure", "significance", "params", "macs", "trial"})
 """Column names of the tables, which a factor may not take."""

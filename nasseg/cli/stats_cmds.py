@@ -20,8 +20,11 @@ def register(sub: Any) -> None:
                        description="Compare variants on long-format per-case results (columns variant, "
                                    "seed, case and metric columns; from nasseg or any other source) with "
                                    "the table an ablation report shows: a linear mixed model with crossed "
-                                   "random seed and case effects by default. Prints Markdown and writes "
-                                   "CSV, Markdown and LaTeX per metric.")
+                                   "random seed and case effects by default (with fewer than 3 seeds per "
+                                   "variant no p-value: a per-case comparison conditional on the trained "
+                                   "networks). Means and comparisons are over the cases every run has; runs "
+                                   "with Dice 0 on every case are left out; the note counts both. Prints "
+                                   "Markdown and writes CSV, Markdown and LaTeX per metric.")
     p.add_argument("results", help="the CSV (e.g. an ablation's report/per_case.csv)")
     p.add_argument("--baseline", required=True, help="the reference variant")
     p.add_argument("--metric", action="append", help="metric column(s) to analyse (default: every numeric column but ids and the voxel counts inter, pred_voxels, label_voxels)")
