@@ -34,7 +34,7 @@ from nasseg.ablation.design import (
     plan_contrasts,
     plan_variants,
 )
-from nasseg.errors import ConfigError
+from nasseg.errors import ConfigError, mask_url
 from nasseg.store import StudyRecord, TrialWriter, create_or_open, study_record, trial_record, update_record
 from nasseg.store.claims import HEARTBEAT_GRACE_S, claim, live_claim, run_lock
 from nasseg.store.storage import now_iso, stale_reason
@@ -143,7 +143,7 @@ def open_study(p: AblationPlan, command: str) -> optuna.Study:
     if old != new:
         diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         raise ConfigError(
-            f"storage {url} already holds study '{cfg.name}' run with different "
+            f"storage {mask_url(url)} already holds study '{cfg.name}' run with different "
             f"{', '.join(diff)}; its runs cannot be mixed with these. Give the study a new "
             "name (or out_dir), or delete the old storage")
     update_record(study, config=config, versions=versions(), command=command,
@@ -226,7 +226,7 @@ def run_ablation(cfg: AblationConfig, *, where: str = "study", command: str = ""
     total = len(order)
     left = total - len(done & {(v.name, s) for s, v in order})
     echo(f"study '{cfg.name}': {len(p.variants)} variants x {len(cfg.seed_list())} seeds = {total} runs, "
-         f"{total - left} already complete; storage {cfg.storage_url()}")
+         f"{total - left} already complete; storage {mask_url(cfg.storage_url())}")
     costs = {v.name: profile(p.archs[v.name], p.input_shape, latency=False).to_dict() for v in p.variants}
     runs_dir = out_dir / "runs"
     attempted: set[tuple[str, int]] = set()
