@@ -17,7 +17,7 @@ from nasseg.search.strategies import LocalSearchSampler, MOREASampler, Predictor
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 FACTORIES = {
-    "local": lambda: LocalSearchSampler(seed=0),
+    "local": lambda: LocalSearchSampler(n_startup_trials=3, seed=0),
     "morea": lambda: MOREASampler(population_size=4, sample_size=2, seed=0),
     "predictor": lambda: PredictorSampler(n_startup_trials=3, seed=0),
 }
@@ -71,7 +71,7 @@ def test_infeasible_proposal_is_not_proposed_again(name):
 def test_local_search_climbs_to_the_single_objective_optimum():
     """Separable 5x5x5 space: first-improvement local search from the worst corner reaches
     the optimum in far fewer than the 125 evaluations of exhaustive search."""
-    study = optuna.create_study(direction="maximize", sampler=LocalSearchSampler(seed=1))
+    study = optuna.create_study(direction="maximize", sampler=LocalSearchSampler(n_startup_trials=1, seed=1))
     study.enqueue_trial({"a": 0, "b": 0, "c": 0})
     study.optimize(lambda t: sum(t.suggest_int(k, 0, 4) for k in "abc"), n_trials=40)
     assert study.best_value == 12

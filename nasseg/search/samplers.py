@@ -51,7 +51,7 @@ def make_sampler(cfg: StudyConfig, space: SearchSpace, seed: int | None = None) 
     if s.name == "grid":
         return GridSearch(space.grid(), seed=seed)
     if s.name == "local":
-        return LocalSearchSampler(seed=seed)
+        return LocalSearchSampler(seed=seed, **startup)
     if s.name == "morea":
         size = s.population_size or 20
         return MOREASampler(population_size=size, sample_size=max(1, min(5, size // 4)), seed=seed)
