@@ -137,6 +137,7 @@ def test_id_patterns_and_warnings():
     (cat,) = split_warnings(busi, SplitConfig(), None)
     assert "does not stratify" in cat and "benign 20, malignant 10" in cat
     assert split_warnings(busi, SplitConfig(stratify="regex:^([A-Za-z]+)"), None) == []
+    assert split_warnings(busi, SplitConfig(stratify="class", table="name_map.csv"), None) == []
 
 
 def _folder(root, ids, images):
@@ -156,6 +157,10 @@ def test_check_command_text_json_and_unreadable_data(tmp_path, capsys):
     assert "43 cases (2D)" not in out and "23 cases (2D)" in out
     assert "near-duplicate families (phash64, <= 10 bits): 3 families, 6 cases" in out
     assert "c010 = twin_of_010" in out and "c003~twin_of_003 d" in out
+    assert main(["check", str(data), "--stratify", "regex:^([a-z]+)", "--group", r"regex:(\d)$"]) == 0
+    out = capsys.readouterr().out
+    assert "strata (--stratify regex:^([a-z]+)): c 20, twin 3" in out
+    assert "declared groups (--group regex:(\\d)$): 10 groups of 23 cases" in out
     assert main(["check", str(data), "--json"]) == 0
     found = json.loads(capsys.readouterr().out)
     assert found["duplicates"]["families"] == 3 and found["cases"] == 23

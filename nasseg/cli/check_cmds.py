@@ -51,6 +51,12 @@ def format_check(found: dict[str, Any], source: str) -> list[str]:
     lines = [f"{source}: {found['cases']} cases ({found['spatial_dims']}D), checked in {found['seconds']:.1f} s"]
     lines.append("classes: " + "; ".join(f"{c['class']} in {c['cases']} cases ({100 * c['voxel_share']:.1f}% "
                                          "of voxels)" for c in found["classes"]))
+    if found["strata"]:
+        lines.append(f"strata (--stratify {found['strata']['stratify']}): "
+                     + ", ".join(f"{k or '(none)'} {v}" for k, v in found["strata"]["counts"].items()))
+    if found["groups"]:
+        g = found["groups"]
+        lines.append(f"declared groups (--group {g['group']}): {g['groups']} groups of {g['cases']} cases")
     cat = found["category"]
     lines.append("category in case ids: " + (", ".join(f"{k} {v}" for k, v in cat["counts"].items())
                                              + f" (stratify with --stratify '{cat['stratify']}')" if cat else "none"))

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from nasseg.data.integrity import DuplicateReport, find_duplicates
+from nasseg.data.splits import case_keys
 
 __all__ = ["check_dataset", "class_balance", "id_category", "id_group_key", "split_notes", "split_warnings"]
 
@@ -78,7 +79,7 @@ def class_balance(ds: Any) -> list[dict[str, Any]]:
 def split_warnings(case_ids: list[str], cfg: Any, report: DuplicateReport | None) -> list[str]:
     """One-line warnings for a split config (``SplitConfig``) that ignores likely structure:
     groups likely (an id pattern, or many near-duplicate families) but none declared; a
-    category in the ids that the split does not stratify by."""
+    category in the ids while the split stratifies by no key (``presence`` or ``none``)."""
     out = []
     if cfg.method != "file" and not cfg.group:
         why = []
@@ -92,7 +93,7 @@ def split_warnings(case_ids: list[str], cfg: Any, report: DuplicateReport | None
             out.append("warning: groups (patients, videos) are likely but none is declared: " + "; ".join(why)
                        + "; declare the key with --group (split.group) if the data has one")
     cat = id_category(case_ids)
-    if cfg.method != "file" and cat and cfg.stratify != cat[0]:
+    if cfg.method != "file" and cat and cfg.stratify in ("presence", "none"):  # no key chosen
         shown = ", ".join(f"{k} {v}" for k, v in cat[1].items())
         out.append(f"warning: case ids carry a category ({shown}) the split does not stratify by; "
                    f"add --stratify '{cat[0]}' (split.stratify) to balance it across train/val/test")
@@ -125,8 +126,11 @@ def check_dataset(ds: Any, cfg: Any, *, threshold: int | None = None) -> dict[st
     key = id_group_key(ids)
     cat = id_category(ids)
     labels_by_family = [sorted({c for c in map(_category, fam.cases) if c}) for fam in rep.families]
+    strata, groups = case_keys(ds, cfg)  # also checks --stratify / --group against the data
     return {
         "dataset": ds.kind, "cases": len(ds), "spatial_dims": ds.spatial_dims, "classes": class_balance(ds),
+        "strata": {"stratify": cfg.stratify, "counts": dict(sorted(Counter(strata).items()))} if strata else None,
+        "groups": {"group": cfg.group, "groups": len(set(groups)), "cases": len(groups)} if groups else None,
         "category": {"stratify": cat[0], "counts": cat[1]} if cat else None,
         "group_key": {"group": key[0], "groups": key[1], "mean_cases": round(key[2], 2)} if key else None,
         "duplicates": {**rep.summary(), "exact": rep.exact_groups,
