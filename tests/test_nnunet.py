@@ -40,21 +40,22 @@ ARCH3D = {"name": "tiny4", "spatial_dims": 3, "in_channels": 1, "out_channels": 
           "stages": [{"width": 4}, {"width": 8}, {"width": 12}, {"width": 16}]}
 
 
-def write_blobs(raw: Path, n: int = 6) -> Path:
-    """``raw/Dataset501_Blobs``: n seeded 32^3 MRI-like volumes (1 x 1 x 1.5 mm) with a
-    two-class sphere (outer shell 1, core 2), in nnU-Net's raw layout."""
-    root = raw / BLOBS
+def write_blobs(raw: Path, n: int = 6, shape: tuple[int, int, int] = (32, 32, 32),
+                spacing: tuple[float, float, float] = (1.0, 1.0, 1.5), name: str = BLOBS, z_steps: int = 1) -> Path:
+    """``raw/<name>``: n seeded MRI-like volumes of ``shape`` voxels of ``spacing`` mm (the
+    last axis' spacing x 1, 1.25, 1.5, ... cycling over ``z_steps`` cases) with a two-class
+    ellipsoid (outer shell 1, core 2; radius 6 and 3 voxels), in nnU-Net's raw layout."""
+    root = raw / name
     (root / "imagesTr").mkdir(parents=True, exist_ok=True)
     (root / "labelsTr").mkdir(exist_ok=True)
     rng = np.random.default_rng(0)
     for i in range(n):
-        shape = (32, 32, 32)
         g = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"))
-        c = rng.uniform(10, 22, 3)[:, None, None, None]
+        c = (rng.uniform(10, 22, 3) * np.array(shape) / 32)[:, None, None, None]
         r = np.sqrt(((g - c) ** 2).sum(0))
         lab = (r < 6).astype(np.uint8) + (r < 3).astype(np.uint8)
         img = (lab * 50 + rng.normal(100, 10, shape)).astype(np.float32)
-        aff = np.diag([1.0, 1.0, 1.5, 1.0])
+        aff = np.diag([spacing[0], spacing[1], spacing[2] * (1 + 0.25 * (i % z_steps)), 1.0])
         nib.save(nib.Nifti1Image(img, aff), root / "imagesTr" / f"blob_{i:03d}_0000.nii.gz")
         nib.save(nib.Nifti1Image(lab, aff), root / "labelsTr" / f"blob_{i:03d}.nii.gz")
     (root / "dataset.json").write_text(json.dumps(
@@ -277,3 +278,35 @@ def test_bad_raw_datasets_are_one_line(tmp_path, capsys, change, message):
                  "--run-dir", str(tmp_path / "run")])
     err = capsys.readouterr().err
     assert code == 2 and message in err and err.count("\n") == 1, err
+
+
+def test_decathlon_and_its_nnunet_layout_give_the_same_cases(tmp_path):
+    """The planner comparison reads the Decathlon data in nnU-Net's layout: same cases, classes,
+    voxels and preprocessing as the Decathlon reader."""
+    from test_data_volumetric import write_decathlon
+
+    from nasseg.data import load_dataset, resolve_data
+    from nasseg.nnunet.planners import decathlon_to_raw
+
+    src = write_decathlon(tmp_path / "dec", n=4, modality=("MRI",), scales=(1.0,))
+    raw = decathlon_to_raw(src, tmp_path / "raw", 990, "Dec")
+    a = load_dataset(resolve_data(str(src)), cache=False)
+    b = load_dataset(resolve_data(str(raw)), cache=False)
+    assert resolve_data(str(raw)).kind == "nnunet" and b.case_ids == a.case_ids and b.class_names == a.class_names
+    assert b.info["preprocessing"]["target_spacing"] == a.info["preprocessing"]["target_spacing"]
+    for i in range(len(a)):
+        assert torch.equal(torch.as_tensor(a.images[i]), torch.as_tensor(b.images[i]))
+        assert torch.equal(torch.as_tensor(a.labels[i]), torch.as_tensor(b.labels[i]))
+
+
+@pytest.mark.slow
+def test_fixture_is_what_nnunet_plans(tmp_path):
+    """nnU-Net's fingerprint + ExperimentPlanner (spawned workers: minutes on a loaded CPU)
+    plan write_blobs' dataset as the committed fixture says."""
+    from nasseg.nnunet.planners import nnunet_plan
+
+    raw = write_blobs(tmp_path / "raw")
+    got = nnunet_plan(raw, tmp_path)
+    want = json.loads(FIXTURE.read_text())["configurations"]["3d_fullres"]
+    assert got["patch_size"] == want["patch_size"] and got["batch_size"] == want["batch_size"]
+    assert got["spacing"] == want["spacing"][::-1]  # SimpleITK's (z, y, x) -> the files' axes
