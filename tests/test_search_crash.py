@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 from test_search_helpers import TINY_SPACE, make_study
 
 from nasseg.errors import ConfigError
-from nasseg.search.proposals import REJECT_STREAK, distinct_counts
+from nasseg.search.proposals import REUSE_STREAK, distinct_counts
 from nasseg.search.results import open_result
 from nasseg.store import fail_reason, requeued, retries
 
@@ -72,7 +72,7 @@ def test_sigkill_during_a_trial_then_resume(tmp_path: Path) -> None:
     assert retry.state == TrialState.COMPLETE and retry.params == dead.params
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     # both networks of the space trained once; re-proposals of them answered from the
-    # record (they use up no budget) until a run of REJECT_STREAK rejections ends the search
+    # record (they use up no budget) until REUSE_STREAK of them in a row end the search
     counts = distinct_counts(trials)
-    assert counts["trained"] == 2 and counts["duplicate"] >= REJECT_STREAK
+    assert counts["trained"] == 2 and counts["duplicate"] >= REUSE_STREAK
     assert len(complete) == 2 + counts["duplicate"]

@@ -8,7 +8,7 @@ import pytest
 from test_search_helpers import TINY_SPACE, CountingTrainer, arch_yaml, make_study
 
 from nasseg.arch import arch_id, load_arch
-from nasseg.search.proposals import REJECT_STREAK
+from nasseg.search.proposals import REUSE_STREAK
 from nasseg.search.results import open_result
 from nasseg.search.runner import run_search
 from nasseg.train import TrainingFailed
@@ -26,10 +26,12 @@ def test_over_budget_is_not_trained_duplicates_are_reused_and_attrs_stored(tmp_p
     summary = run_search(study_yaml, trainer=trainer, progress=False, command="pytest")
     # the space holds 2 networks: the budget of 5 trained ones is never met; the infeasible
     # one and re-proposals of the trained one use up none of it, and a run of
-    # REJECT_STREAK rejections ends the search
+    # REUSE_STREAK re-proposals of known networks ends the search
     assert summary["trained"] == 1 and summary["outcomes"]["trained"] == 1
-    assert summary["infeasible"] + summary["duplicate"] == summary["proposals"] - 1 >= REJECT_STREAK
+    assert summary["infeasible"] + summary["duplicate"] == summary["proposals"] - 1 >= REUSE_STREAK
     assert summary["infeasible"] >= 1 and summary["duplicate"] >= 1 and summary["invalid"] == 0
+    # every proposal's screening is timed; it is a part of the study's wall time
+    assert 0 < summary["screen_seconds"] < summary["wall_seconds"]
     # only one architecture is feasible and it is trained exactly once
     assert trainer.calls == [arch_id(load_arch(small))]
 

@@ -100,6 +100,9 @@ def _search(args: argparse.Namespace) -> int:
                   f"{summary['proposals']} proposals, {rejected} rejected before training "
                   f"({summary['infeasible']} over a limit, {summary['invalid']} invalid, "
                   f"{summary['duplicate']} already trained)")
+    if summary["wall_seconds"]:
+        console.print(f"screening proposals took {summary['screen_seconds']:.1f} s of the study's "
+                      f"{summary['wall_seconds']:.0f} s ({summary['screen_seconds'] / summary['wall_seconds']:.1%})")
     if _budget_reached(args, summary["trained"]):
         console.print(f"budget reached ({summary['trained']} trained networks); use --trials to continue")
     if summary.get("verdict"):

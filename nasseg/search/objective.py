@@ -176,6 +176,14 @@ def screen(setup: TrialSetup, writer: Any, study: optuna.Study, make_arch: Calla
     """Check a proposal before it is trained: the :class:`Outcome` of a rejected one
     (``invalid``, ``infeasible`` or ``duplicate``: recorded, to be told as it says), or
     ``(config, arch id, costs)`` of a network to train."""
+    t0 = time.perf_counter()
+    result = _screen(setup, writer, study, make_arch, device)
+    writer.set(screen_seconds=round(time.perf_counter() - t0, 4))
+    return result
+
+
+def _screen(setup: TrialSetup, writer: Any, study: optuna.Study, make_arch: Callable[[], ArchConfig],
+            device: str) -> Outcome | tuple[ArchConfig, str, dict[str, float]]:
     from nasseg.cost import profile
 
     writer.set(seed=setup.seed, train_key=setup.train_key, stopped_early=False)

@@ -44,6 +44,7 @@ from nasseg.search.sources import TrialSource
 from nasseg.store import (TrialWriter, counted, epochs_trained, front, open_existing, outcome_counts,
                           recover_stale, retries)
 from nasseg.store.claims import HEARTBEAT_GRACE_S, claim, run_lock
+from nasseg.store.read import field
 from nasseg.store.study import enqueue_retry
 
 
@@ -66,6 +67,17 @@ def budget_left(prep: Prepared, study: optuna.Study) -> int | None:
         return None
     trained, _ = budget_used(trials)
     return max(0, budget.trials - trained)
+
+
+def proposal_time(trials: list) -> dict[str, float]:
+    """``{"screen_seconds", "wall_seconds"}``: the time spent screening proposals (sampling,
+    building, counting costs, checking limits and duplicates) and the study's wall time
+    (first trial started to last finished), summed over every run of the study."""
+    starts = [t.datetime_start for t in trials if t.datetime_start]
+    ends = [t.datetime_complete for t in trials if t.datetime_complete]
+    wall = (max(ends) - min(starts)).total_seconds() if starts and ends else 0.0
+    return {"screen_seconds": round(sum(field(t, "screen_seconds") or 0.0 for t in trials), 2),
+            "wall_seconds": round(wall, 1)}
 
 
 def announce_feasibility(prep: Prepared, say: Callable[[str], None] | None) -> None:
@@ -215,7 +227,7 @@ def summarise(prep: Prepared) -> dict[str, Any]:
         states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
     retried = retries(trials)
     return {"study": prep.cfg.name, "storage": prep.storage_url, "states": states,
-            "outcomes": outcome_counts(trials),
+            "outcomes": outcome_counts(trials), **proposal_time(trials),
             "counted": sum(counted(t, retried) for t in trials), **distinct_counts(trials),
             "front": [t.number for t in front(study, trials)], "verdict": search_verdict(study, trials)}
 

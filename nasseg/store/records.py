@@ -162,6 +162,8 @@ class TrialRecord(_Record):
     fail_reason: str | None = None
     outcome: Literal["trained", "infeasible", "invalid", "duplicate"] | None = None
     """What became of a search proposal (see :func:`nasseg.store.read.outcome`)."""
+    screen_seconds: float | None = None
+    """Wall time of the proposal's screening (build, cost counting, limits, duplicate check)."""
     variant: str | None = None
     factors: dict[str, Any] | None = None
     is_baseline: bool | None = None
