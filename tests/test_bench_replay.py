@@ -73,7 +73,8 @@ def test_rung_rule_promotes_by_nondominated_sorting_with_known_costs():
     assert not rule.decide(Curve(0, "a", (1.0,), {1: 0.1}), 1, [Curve(5, "z", (0.1,), {1: 0.9})], 4)[0]
 
 
-@pytest.mark.parametrize("strategy", ["random", "random+moasha", "random+pareto"])
+@pytest.mark.parametrize("strategy", ["random", "random+moasha", "random+pareto", "local+moasha", "morea+moasha",
+                                      "predictor+moasha"])
 def test_replay_counts_epochs_as_live(strategy):
     t = tiny_table()
     space = parse_space(SPACE, "tiny.yaml")

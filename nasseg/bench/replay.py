@@ -4,7 +4,8 @@ One replayed run is a live search with the training replaced by a table lookup:
 
 - a *sampler* proposes an architecture: ``random`` draws uniformly from the table's
   untried architectures (random search in the space, conditioned on the recorded set);
-  ``rsnap``/``nsga2``/``nsga2p20``/``tpe``/``gp`` are Optuna 5 samplers (``rsnap``: its
+  ``rsnap``/``nsga2``/``nsga2p20``/``tpe``/``gp`` are Optuna 5 samplers and ``local``/``morea``/
+  ``predictor`` nasseg's (:mod:`nasseg.search.strategies`, default settings) (``rsnap``: its
   RandomSampler, which shows what snapping alone does) that suggest the space's
   parameters (``space.sample(TrialSource(trial))``, exactly as live), and the proposal
   is *snapped* to the table: an exact match is a duplicate (reused at 0 epochs, as live
@@ -45,9 +46,10 @@ from nasseg.errors import ConfigError
 from nasseg.search.mofidelity import make_stopper
 from nasseg.store.pareto import normalised_hypervolume, pareto_indices
 from nasseg.search.stopping import Curve
+from nasseg.search.strategies import LocalSearchSampler, MOREASampler, PredictorSampler
 from nasseg.search.study import EarlyStoppingConfig
 
-SAMPLERS = ("random", "rsnap", "nsga2", "nsga2p20", "tpe", "gp")
+SAMPLERS = ("random", "rsnap", "nsga2", "nsga2p20", "tpe", "gp", "local", "morea", "predictor")
 STOPPING = ("pareto", "moasha")
 DEFAULT_CURRENT = "random+moasha"
 """nasseg's default search (:class:`nasseg.search.study.StudyConfig` without ``sampler`` and
@@ -164,6 +166,12 @@ def _sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
         return optuna.samplers.NSGAIISampler(population_size=20, seed=seed)
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed)
+    if name == "local":
+        return LocalSearchSampler(seed=seed)
+    if name == "morea":
+        return MOREASampler(seed=seed)
+    if name == "predictor":
+        return PredictorSampler(seed=seed)
     return optuna.samplers.GPSampler(seed=seed, warn_independent_sampling=False)
 
 

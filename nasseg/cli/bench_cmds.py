@@ -206,7 +206,7 @@ def _add_search(bench: Any) -> None:
     p.add_argument("--replay", nargs="?", const=DEFAULT_TABLE, default=None, metavar="TABLE",
                    help=f"replay strategies on a recorded table instead of training (default {DEFAULT_TABLE})")
     p.add_argument("--strategies", nargs="+", default=None,
-                   help="with --replay: SAMPLER[+STOP] (samplers random rsnap nsga2 nsga2p20 tpe gp; stops pareto "
+                   help="with --replay: SAMPLER[+STOP] (samplers random rsnap nsga2 nsga2p20 tpe gp local morea predictor; stops pareto "
                         "moasha; default = nasseg's default search); default: all but the GPSampler ones "
                         "(gp, gp+moasha: 15-35 s per seed)")
     p.add_argument("--replay-seeds", type=int, default=100, help="with --replay or --nb201: seeds per strategy")
