@@ -94,3 +94,21 @@ def test_help_prints_percent_signs_once_and_links_the_yaml_reference(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "--epochs EPOCHS passes over the training cases (default: 20" in text
     assert "--run-dir" not in text and "-o PATH, --out PATH" in text
+
+
+def test_a_search_is_quiet_and_a_finished_one_says_its_budget_is_reached(tmp_path, capfd):
+    """Optuna's INFO line ("A new study created in RDB") is off without --verbose; running a
+    study whose trial budget is spent trains nothing and says how to go on."""
+    import optuna
+    from test_search_helpers import TINY_SPACE, make_study
+
+    space = {**TINY_SPACE, "stages": {**TINY_SPACE["stages"], "width": {"choice": [4, 8]}}}
+    study = make_study(tmp_path, space_dict=space, budget={"trials": 1})
+    optuna.logging.set_verbosity(optuna.logging.INFO)  # Optuna's own default
+    assert main(["search", str(study), "--no-progress"]) == 0
+    first = capfd.readouterr()
+    assert "A new study created" not in first.err + first.out
+    assert "budget reached (1 trained networks); use --trials to continue" in first.out
+    assert main(["search", str(study), "--no-progress"]) == 0
+    again = capfd.readouterr().out
+    assert "1 distinct networks trained" in again and "budget reached (1 trained networks)" in again

@@ -42,7 +42,7 @@ def test_search_report_renders_in_chromium(tmp_path):
                       "Recommended networks (validation Dice, 95% CI)"]
     by_title = {f.title: f for f in check.figures}
     assert sum(by_title["Pareto front"].points[:2]) == 12  # dominated + front markers
-    assert by_title["Pareto front (3 objectives)"].points == [12]
+    assert sum(by_title["Pareto front (3 objectives)"].points) == 12  # dominated + front, each in the legend
     assert by_title["Parallel coordinates"].points == [12]
     assert len(by_title["Learning curves (validation Dice)"].points) == 13  # 12 complete + 1 failed
 

@@ -101,6 +101,7 @@ def test_report_shows_prediction_strips_and_recommendation_in_chromium(tmp_path)
     assert check.problems() == []
     strips = [f for f in check.figures if f.title.startswith("Predictions of trial")]
     assert len(strips) == 4  # one per Pareto member
-    assert all(f.rendered and len(f.points) == 3 and min(f.points) >= 128 for f in strips)  # 3 upscaled panels
+    # 3 upscaled panels, then the legend's two entries (prediction, ground truth) without points
+    assert all(f.rendered and len(f.points) == 5 and min(f.points[:3]) >= 128 for f in strips)
     rec = next(f for f in check.figures if f.title.startswith("Recommended networks"))
     assert rec.rendered and rec.points[0] == 4

@@ -95,7 +95,8 @@ def test_ablation_report_and_tables(tmp_path):
                                                              "stats.tex"]
     html = path.read_text()
     assert external_refs(html) == []
-    for text in ("Mean Dice per variant", "Paired difference in Dice", "Dice against cost", "Statistics",
+    for text in ("Mean validation Dice per variant", "Paired difference in validation Dice",
+                 "Validation Dice against cost", "Statistics",
                  "Holm-corrected over 2 comparisons", "skip_fusion (baseline)", "nasseg ablate skips.yaml",
                  "Seeds</dt><dd>0, 1, 2"):
         assert text in html

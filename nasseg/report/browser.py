@@ -38,6 +38,15 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 
 _ALLOWED_SCHEMES = ("file:", "data:", "about:", "blob:")
 
+FIRST_SCREEN_HEIGHT = 900
+"""Height of the viewport the report is opened in: its first screen (with ``width`` 1280)."""
+
+_BOX_JS = """(() => {
+  const e = document.querySelector(%s); if (!e) return null;
+  const r = e.getBoundingClientRect();
+  return {top: r.top, bottom: r.bottom, left: r.left, right: r.right};
+})()"""
+
 _STATUS_JS = """(() => {
   const divs = Array.from(document.querySelectorAll('div.plotly-graph-div'));
   return {ready: document.readyState, plotly: typeof window.Plotly !== 'undefined',
@@ -91,6 +100,10 @@ class BrowserCheck:
     screenshot: Path | None = None
     seconds: float = 0.0
     timed_out: bool = False
+    boxes: dict[str, dict[str, float] | None] = field(default_factory=dict)
+    """CSS selector -> the first match's ``{top, bottom, left, right}`` in CSS pixels of the
+    first screen (``width`` x :data:`FIRST_SCREEN_HEIGHT`), ``None`` when nothing matches."""
+    first_screen: Path | None = None
 
     def external_requests(self) -> list[str]:
         """Requests to anything but the file itself (``file:``, ``data:``, ``blob:``)."""
@@ -245,7 +258,8 @@ def _drain(tools: _DevTools, check: BrowserCheck, session: str) -> None:
 
 
 def check_report(path: str | Path, *, screenshot: str | Path | None = None, chromium: str | None = None,
-                 timeout: float = 60.0, width: int = 1280) -> BrowserCheck:
+                 timeout: float = 60.0, width: int = 1280, measure: tuple[str, ...] = (),
+                 first_screen: str | Path | None = None) -> BrowserCheck:
     """Open ``path`` in headless Chromium, wait for every plotly figure, collect problems.
 
     Waits until the page has loaded and every ``div.plotly-graph-div`` has rendered (or
@@ -259,6 +273,10 @@ def check_report(path: str | Path, *, screenshot: str | Path | None = None, chro
         chromium: the browser binary (default: :func:`find_chromium`).
         timeout: seconds to wait for the figures.
         width: viewport width in pixels.
+        measure: CSS selectors whose boxes to record (:attr:`BrowserCheck.boxes`), as laid
+            out on the first screen.
+        first_screen: where to save a PNG of the first screen only (what a reader sees
+            before scrolling).
 
     Raises:
         NassegError: no Chromium, or it could not be driven.
@@ -278,7 +296,7 @@ def check_report(path: str | Path, *, screenshot: str | Path | None = None, chro
             session = tools.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
             for domain in ("Page", "Runtime", "Log", "Network"):
                 tools.call(f"{domain}.enable", session=session)
-            tools.call("Emulation.setDeviceMetricsOverride", {"width": width, "height": 900,
+            tools.call("Emulation.setDeviceMetricsOverride", {"width": width, "height": FIRST_SCREEN_HEIGHT,
                                                               "deviceScaleFactor": 1, "mobile": False}, session)
             tools.call("Page.navigate", {"url": check.url}, session)
             deadline = time.monotonic() + timeout
@@ -300,6 +318,15 @@ def check_report(path: str | Path, *, screenshot: str | Path | None = None, chro
                                 session).get("result", {}).get("value") or status
             check.figures = [FigureCheck(f["id"], f["title"], f["rendered"], list(f["points"]),
                                          f.get("gl_error", False)) for f in status.get("figures", [])]
+            for selector in measure:
+                check.boxes[selector] = tools.call("Runtime.evaluate", {
+                    "expression": _BOX_JS % json.dumps(selector), "returnByValue": True},
+                    session).get("result", {}).get("value")
+            if first_screen is not None:
+                shot = tools.call("Page.captureScreenshot", {"format": "png"}, session, timeout=60)
+                check.first_screen = Path(first_screen)
+                check.first_screen.parent.mkdir(parents=True, exist_ok=True)
+                check.first_screen.write_bytes(base64.b64decode(shot["data"]))
             if screenshot is not None:
                 check.screenshot = _screenshot(tools, session, Path(screenshot), width)
             _drain(tools, check, session)

@@ -10,10 +10,12 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from nasseg.report.choose import ChoiceInfo, Member, choice_info
-from nasseg.report.predictions import Panel, strip_info
+from nasseg.report.predictions import GREEN, RED, Panel, strip_info
 
 RECOMMEND_TITLE = "Recommended networks (validation Dice, 95% CI)"
-STRIP_TITLE = "Predictions of trial {trial}: best, median and worst held-out case"
+STRIP_TITLE = "Predictions of trial {trial}: best, median and worst validation case"
+PRED_LEGEND = "prediction (red tint)"
+TRUTH_LEGEND = "ground truth (green outline)"
 _MARKERS = {"knee point": "star", "highest Dice": "diamond"}
 
 
@@ -52,25 +54,38 @@ def strip_figure(trial: int, panels: list[Panel]) -> go.Figure:
     fig = make_subplots(rows=1, cols=len(panels), subplot_titles=titles, horizontal_spacing=0.02)
     for i, p in enumerate(panels, start=1):
         fig.add_trace(go.Image(z=p.rgb, name=p.label, hovertemplate=f"{p.case_id}<extra></extra>"), row=1, col=i)
+    # legend-only entries: which colour is the prediction, which the ground truth (predictions.overlay)
+    for name, color, symbol in ((PRED_LEGEND, _rgb(RED), "square"), (TRUTH_LEGEND, _rgb(GREEN), "square-open")):
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=name, hoverinfo="skip",
+                                 marker={"color": color, "size": 12, "symbol": symbol, "line": {"width": 3, "color": color}}),
+                      row=1, col=1)
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
-    fig.update_layout(title=STRIP_TITLE.format(trial=trial), height=300, margin={"t": 70, "l": 10, "r": 10, "b": 10})
+    fig.update_layout(title=STRIP_TITLE.format(trial=trial), height=320, showlegend=True,
+                      legend={"orientation": "h", "x": 0, "y": -0.02, "yanchor": "top"},
+                      margin={"t": 70, "l": 10, "r": 10, "b": 40})
     return fig
 
 
-def choice_sections(study, page) -> None:
-    """Add the recommendation and the member cards to ``page`` (a report ``_Page``)."""
+def _rgb(color) -> str:
+    return "rgb({},{},{})".format(*(int(c) for c in color))
+
+
+def choice_sections(study, page, info: ChoiceInfo | None = None, confirmed=None) -> None:
+    """Add the recommendation and the member cards to ``page`` (a report ``_Page``);
+    ``confirmed`` is :func:`nasseg.search.confirm.confirmed_table` (``None``: not confirmed)."""
     from nasseg.report.html import _table, esc
 
-    info = choice_info(study)
-    page.heading("Choosing a network")
+    info = choice_info(study) if info is None else info
+    page.heading("Choosing a network", "choosing")
     if not info.members:
         page.note(info.note)
         return
     limits = ", ".join(f"{k} <= {v:g}" for k, v in info.limits.items()) or "none"
     page.note(f"The knee point is the Pareto member closest to the ideal (Dice 1, zero cost) once each "
-              f"objective is scaled over the front; the study's limits: {limits}. Intervals are 95% "
-              "intervals over the validation cases (the statistics' mixed model, one training seed); "
+              f"objective is scaled over the front; the study's limits: {limits}. Dice here is validation "
+              "Dice (the cases that chose the network) with a 95% interval over those cases (one training "
+              "run); confirmed test Dice, where nasseg confirm ran, is on each member's card; "
               "comparisons with the starting preset are paired over the cases both were validated on.")
     rows = [[esc(r.label), esc(r.trial), esc(r.why), esc(r.vs_preset or "no starting preset in this study")]
             for r in info.recommendations]
@@ -78,9 +93,10 @@ def choice_sections(study, page) -> None:
                                                    rows, left={0, 2, 3}) + "</div>")
     cost = next((c for c in ("macs", "params", "latency", "memory") if c in info.members[0].costs), "params")
     page.figure(recommend_figure(info, cost))
-    page.heading(f"Pareto members ({len(info.members)})")
+    page.heading(f"Pareto members ({len(info.members)})", "members")
+    conf = confirmed.set_index("trial") if confirmed is not None and not confirmed.empty else None
     for m in info.members:
-        page.raw(_card(m, esc))
+        page.raw(_card(m, esc, conf.loc[m.trial] if conf is not None and m.trial in conf.index else None))
         panels, why = _strip(m)
         if panels:
             page.figure(strip_figure(m.trial, panels))
@@ -101,11 +117,19 @@ def _strip(m: Member) -> tuple[list[Panel], str]:
         return [], str(err)
 
 
-def _card(m: Member, esc) -> str:
-    costs = ", ".join(f"{_axis(k)} {_num(k, v)}" for k, v in m.costs.items())
+def cost_text(costs: dict[str, float]) -> str:
+    """``"parameters 0.120 M, GMACs 0.31"``: a member's costs in the units of the limits."""
+    return ", ".join(f"{_axis(k)} {_num(k, v)}" for k, v in costs.items())
+
+
+def _card(m: Member, esc, confirmed=None) -> str:
+    test = ("" if confirmed is None else
+            f"<br>test Dice <strong>{confirmed['test_dice']:.4f}</strong> [{confirmed['test_ci_low']:.4f}, "
+            f"{confirmed['test_ci_high']:.4f}] (confirmed by nasseg confirm: {int(confirmed['n_seeds'])} seeds, "
+            "test cases the search never saw)")
     return (f'<section class="fig member" id="member-{m.trial}"><strong>trial {esc(m.trial)}</strong> '
-            f"{esc(m.summary)}<br>Dice {m.dice:.4f} [{m.ci[0]:.4f}, {m.ci[1]:.4f}] over {len(m.cases)} "
-            f"held-out cases; {esc(costs)}"
+            f"{esc(m.summary)}<br>validation Dice {m.dice:.4f} [{m.ci[0]:.4f}, {m.ci[1]:.4f}] over "
+            f"{len(m.cases)} validation cases (the cases that chose it){test}<br>{esc(cost_text(m.costs))}"
             f"<details><summary>configuration (YAML for <code>nasseg train</code>)</summary>"
             f"<pre>{esc(m.yaml)}</pre></details></section>")
 

@@ -70,17 +70,20 @@ def pareto_figures(info: ParetoInfo) -> list[go.Figure]:
         f = pts[front].sort_values(x)
         fig.add_trace(go.Scatter(x=f[x], y=f[y], mode="lines", name="front", hoverinfo="skip",
                                  line={"color": RED, "shape": "hv", "width": 1.5}))
-    fig.update_layout(template=TEMPLATE, title="Pareto front", height=480,
+    fig.update_layout(template=TEMPLATE, title="Pareto front", height=480, showlegend=True,
                       xaxis={"title": x_title, "type": _log_axis(pts[x]) if x != "trial" else "linear"},
                       yaxis={"title": esc(objs[0].axis)})
     figs = [fig]
     if len(objs) >= 3:
         a, b, c = (o.name for o in objs[:3])
         ta, tb, tc = (esc(o.axis) for o in objs[:3])
-        fig3 = go.Figure(go.Scatter3d(
-            x=pts[b], y=pts[c], z=pts[a], mode="markers", hovertext=hover, hoverinfo="text",
-            marker={"size": 5, "color": np.where(front, RED, GREY)}))
-        fig3.update_layout(template=TEMPLATE, title="Pareto front (3 objectives)", height=560,
+        fig3 = go.Figure()
+        for on_front, name, color in ((False, "dominated", GREY), (True, "Pareto front", RED)):
+            sel = front == on_front
+            fig3.add_trace(go.Scatter3d(
+                x=pts[b][sel], y=pts[c][sel], z=pts[a][sel], mode="markers", name=name, hoverinfo="text",
+                hovertext=[h for h, s in zip(hover, sel, strict=True) if s], marker={"size": 5, "color": color}))
+        fig3.update_layout(template=TEMPLATE, title="Pareto front (3 objectives)", height=560, showlegend=True,
                            scene={"xaxis_title": tb, "yaxis_title": tc, "zaxis_title": ta})
         figs.append(fig3)
     return figs
@@ -91,10 +94,13 @@ def hypervolume_figure(history: pd.DataFrame, confirmed: float | None = None) ->
     hypervolume of the confirmed test values as a dashed line when ``nasseg confirm`` ran."""
     fig = go.Figure(go.Scatter(x=history["trial"], y=history["hypervolume"], mode="lines+markers",
                                line={"shape": "hv", "color": BLUE}, name="validation"))
-    if confirmed is not None:
-        fig.add_hline(y=confirmed, line={"dash": "dash", "color": "black"},
-                      annotation_text=f"confirmed on test: {confirmed:.4f}")
-    fig.update_layout(template=TEMPLATE, title="Hypervolume (normalised, fixed reference point)",
+    if confirmed is not None and len(history):
+        x = [history["trial"].min(), history["trial"].max()]
+        fig.add_trace(go.Scatter(x=x, y=[confirmed, confirmed], mode="lines", name="test (nasseg confirm)",
+                                 line={"dash": "dash", "color": "black"}, hoverinfo="y"))
+        fig.add_annotation(x=x[1], y=confirmed, text=f"confirmed on test: {confirmed:.4f}", showarrow=False,
+                           yshift=10, xanchor="right")
+    fig.update_layout(template=TEMPLATE, title="Hypervolume (normalised, fixed reference point)", showlegend=True,
                       xaxis_title="trial", yaxis_title="hypervolume (validation Dice)", height=380,
                       yaxis={"rangemode": "tozero"})
     return fig
@@ -124,7 +130,7 @@ def importance_figure(info: ImportanceInfo) -> go.Figure:
         fig.add_trace(go.Bar(x=sub["importance"], y=[esc(p) for p in sub["param"]], orientation="h",
                              name=_label(obj)))
     n, k = info.table["param"].nunique(), max(1, len(fig.data))
-    fig.update_layout(template=TEMPLATE, title="Parameter importances per objective", barmode="group",
+    fig.update_layout(template=TEMPLATE, title="Parameter importances per objective", barmode="group", showlegend=True,
                       xaxis_title="importance (normalised)", height=min(1400, max(320, 120 + 10 * n * k)),
                       yaxis={"automargin": True})
     return fig
@@ -156,21 +162,21 @@ def learning_curves_figure(curves: pd.DataFrame, metric: str = "Dice", by_label:
             hovertemplate=f"trial {int(trial)} · {esc(label)}<br>epoch %{{x}}<br>{metric} %{{y:.4f}}"
                           f"{' (stopped early)' if stopped else ''}<extra></extra>"))
         shown.add(group)
-    fig.update_layout(template=TEMPLATE, title=f"Learning curves (validation {metric})",
-                      xaxis_title="epoch", yaxis_title=metric, height=420)
+    fig.update_layout(template=TEMPLATE, title=f"Learning curves (validation {metric})", showlegend=True,
+                      xaxis_title="epoch", yaxis_title=f"validation {metric}", height=420)
     if len(curves) and curves["epoch"].max() <= 20:
         fig.update_xaxes(dtick=1)
     return fig
 
 
-def ablation_bars_figure(info: BarsInfo) -> go.Figure:
-    """Mean Dice per variant with its 95 % interval, each seed's mean as a dot, and the
-    Holm-corrected significance mark of its comparison above the bar."""
+def ablation_bars_figure(info: BarsInfo, split: str = "test") -> go.Figure:
+    """Mean Dice per variant on ``split`` with its 95 % interval, each seed's mean as a dot,
+    and the Holm-corrected significance mark of its comparison above the bar."""
     b = info.bars
     names = [esc(v) for v in b["variant"]]
     colors = [GREY if base else BLUE for base in b["is_baseline"]]
     fig = go.Figure(go.Bar(
-        x=names, y=b["dice_mean"], marker_color=colors, name="mean Dice (95% CI)",
+        x=names, y=b["dice_mean"], marker_color=colors, name=f"mean {split} Dice (95% CI; grey = baseline)",
         error_y={"type": "data", "symmetric": False, "array": b["ci_high"] - b["dice_mean"],
                  "arrayminus": b["dice_mean"] - b["ci_low"], "color": "#333", "thickness": 1.5},
         customdata=np.stack([b["ci_low"], b["ci_high"]], axis=1),
@@ -190,12 +196,12 @@ def ablation_bars_figure(info: BarsInfo) -> go.Figure:
     span = (highs.max() - lows.min()) if len(lows) else 1.0
     lo = max(0.0, lows.min() - 0.5 * span - 0.01) if len(lows) else 0.0
     hi = min(1.0, highs.max() + 0.35 * span + 0.01) if len(highs) else 1.0
-    fig.update_layout(template=TEMPLATE, title="Mean Dice per variant (95% CI, mixed model; grey = baseline)",
-                      yaxis={"title": "Dice", "range": [lo, hi]}, height=460, bargap=0.4)
+    fig.update_layout(template=TEMPLATE, title=f"Mean {split} Dice per variant (95% CI, mixed model; grey = baseline)",
+                      yaxis={"title": f"{split} Dice", "range": [lo, hi]}, height=460, bargap=0.4, showlegend=True)
     return fig
 
 
-def forest_figure(forest: pd.DataFrame) -> go.Figure:
+def forest_figure(forest: pd.DataFrame, split: str = "test") -> go.Figure:
     """Paired differences against the reference with their intervals; the Holm p-value and
     its mark are part of each row's label."""
     def p_text(p: float, mark: object) -> str:
@@ -210,16 +216,16 @@ def forest_figure(forest: pd.DataFrame) -> go.Figure:
         x=forest["mean_diff"], y=labels, mode="markers", marker={"size": 10, "color": BLUE},
         error_x={"type": "data", "symmetric": False, "array": forest["ci_high"] - forest["mean_diff"],
                  "arrayminus": forest["mean_diff"] - forest["ci_low"], "color": BLUE},
-        hovertemplate="%{y}<br>ΔDice %{x:+.4f}<extra></extra>", name="ΔDice"))
+        hovertemplate="%{y}<br>ΔDice %{x:+.4f}<extra></extra>", name=f"ΔDice on {split} cases (95% CI)"))
     fig.add_vline(x=0, line={"color": "#555", "dash": "dash"})
-    fig.update_layout(template=TEMPLATE, title="Paired difference in Dice (variant − reference, 95% CI)",
-                      xaxis_title="ΔDice", height=max(260, 140 + 50 * len(forest)),
+    fig.update_layout(template=TEMPLATE, title=f"Paired difference in {split} Dice (variant − reference, 95% CI)",
+                      xaxis_title=f"ΔDice ({split})", showlegend=True, legend={"orientation": "h", "y": -0.25}, height=max(260, 140 + 50 * len(forest)),
                       yaxis={"autorange": "reversed"})
     return fig
 
 
-def cost_figure(info: BarsInfo) -> go.Figure:
-    """Mean Dice against MACs (marker size ~ params) for every variant."""
+def cost_figure(info: BarsInfo, split: str = "test") -> go.Figure:
+    """Mean ``split`` Dice against MACs (marker size ~ params) for every variant."""
     b = info.bars.dropna(subset=["macs"])
     size = np.sqrt(b["params"].to_numpy(dtype=float))
     size = 12 + 28 * (size - size.min()) / (np.ptp(size) or 1.0)
@@ -228,8 +234,9 @@ def cost_figure(info: BarsInfo) -> go.Figure:
         textposition="top center", cliponaxis=False, marker={"size": size, "color": BLUE, "opacity": 0.7},
         error_y={"type": "data", "symmetric": False, "array": b["ci_high"] - b["dice_mean"],
                  "arrayminus": b["dice_mean"] - b["ci_low"]},
-        customdata=b["params"], name="variants",
+        customdata=b["params"], name=f"variants: mean {split} Dice (95% CI), marker area ~ params",
         hovertemplate="%{text}<br>MACs %{x:.4s}<br>params %{customdata:.4s}<br>Dice %{y:.4f}<extra></extra>"))
-    fig.update_layout(template=TEMPLATE, title="Dice against cost (marker area ~ params)",
-                      xaxis_title="MACs", yaxis_title="Dice", height=420)
+    fig.update_layout(template=TEMPLATE, title=f"{split.capitalize()} Dice against cost (marker area ~ params)",
+                      xaxis_title="MACs", yaxis_title=f"{split} Dice", height=420, showlegend=True,
+                      legend={"orientation": "h", "y": -0.2})
     return fig

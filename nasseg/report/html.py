@@ -45,6 +45,11 @@ table{border-collapse:collapse;background:#fff;font-size:13px;width:100%}
 th,td{border:1px solid #ddd;padding:4px 8px;text-align:right;vertical-align:top}
 th:first-child,td:first-child{text-align:left} td.l{text-align:left}
 .note{color:#666;font-size:13px;margin:6px 0}
+section.answer{background:#fff;border:2px solid #1f5fa8;border-radius:8px;padding:12px 20px;margin:0 0 20px}
+section.answer h2{margin:0 0 6px} section.answer p{margin:6px 0} section.answer th{text-align:left}
+header h2{margin-top:0}
+.split{font-size:11px;font-weight:600;border-radius:3px;padding:1px 5px;color:#fff}
+.split.test{background:#2a7d2a} .split.validation{background:#b26b00}
 details>summary{cursor:pointer;color:#1f5fa8}
 """
 
@@ -124,7 +129,7 @@ def _header_html(h: Header) -> str:
     config = yaml.safe_dump(h.config, sort_keys=False) if h.config else ""
     details = (f"<details><summary>study configuration</summary><pre>{esc(config)}</pre></details>"
                if config else "")
-    return f"<header><h1>nasseg report: {esc(h.name)}</h1>{_dl(items)}{details}</header>"
+    return f'<header id="details"><h2>Study details</h2>{_dl(items)}{details}</header>'
 
 
 class _Page:
@@ -134,8 +139,9 @@ class _Page:
         self.parts: list[str] = []
         self.figure_ids: list[str] = []
 
-    def heading(self, text: str) -> None:
-        self.parts.append(f"<h2>{esc(text)}</h2>")
+    def heading(self, text: str, anchor: str | None = None) -> None:
+        """An ``<h2>``; ``anchor`` is its ``id``, the target of the answer's links."""
+        self.parts.append(f'<h2 id="{esc(anchor)}">{esc(text)}</h2>' if anchor else f"<h2>{esc(text)}</h2>")
 
     def note(self, text: str) -> None:
         self.parts.append(f'<p class="note">{esc(text)}</p>')
@@ -159,9 +165,11 @@ def _table(columns: list[str], rows: Iterable[Iterable[str]], left: set[int] | N
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _search_sections(study: optuna.Study, page: _Page) -> None:
+def _search_sections(study: optuna.Study, page: _Page, choice, confirmed_members) -> None:
+    """The search's sections; ``choice`` and ``confirmed_members`` are computed once by
+    :func:`build_report` (the answer shows them too)."""
     pinfo = pareto_info(study)
-    page.heading("Pareto front")
+    page.heading("Pareto front (validation Dice)", "pareto-front")
     if pinfo.points.empty:
         page.note("no completed trials yet")
     else:
@@ -169,7 +177,7 @@ def _search_sections(study: optuna.Study, page: _Page) -> None:
             page.figure(fig)
     hv = hypervolume_history_info(study)
     confirmed = (study_record(study).confirm or {}).get("hv_test")
-    page.heading("Hypervolume history")
+    page.heading("Hypervolume history", "hypervolume")
     if hv.empty:
         page.note("needs two or more objectives, a stored reference point and completed trials")
     else:
@@ -224,7 +232,7 @@ def _search_sections(study: optuna.Study, page: _Page) -> None:
     _confirm_section(study, page)
     from nasseg.report.choose_html import choice_sections
 
-    choice_sections(study, page)
+    choice_sections(study, page, choice, confirmed_members)
 
 
 def _confirm_section(study: optuna.Study, page: _Page) -> None:
@@ -235,7 +243,7 @@ def _confirm_section(study: optuna.Study, page: _Page) -> None:
     if conf is None:
         return
     info = study_record(study).confirm
-    page.heading(f"Confirmed on the test split ({len(conf)} networks x {info['seeds']} seeds)")
+    page.heading(f"Confirmed on the test split ({len(conf)} networks x {info['seeds']} seeds)", "confirmed")
     page.note("Validation Dice chose the Pareto set (and each trial's best epoch); the test cases were "
               f"never seen by the search. Each member was re-trained with {info['seeds']} seeds "
               f"({info['epochs']} epochs) and scored once on the test split; 95% CI from a mixed model "
@@ -258,7 +266,7 @@ def _count(n: object) -> str:
 
 def _curves(study: optuna.Study, page: _Page, by_label: bool) -> None:
     curves = learning_curves_info(study)
-    page.heading("Learning curves")
+    page.heading("Learning curves (validation)", "learning-curves")
     if curves.empty:
         page.note("no trial stored a training history")
         return
@@ -268,42 +276,51 @@ def _curves(study: optuna.Study, page: _Page, by_label: bool) -> None:
     page.figure(F.learning_curves_figure(curves, by_label=by_label))
 
 
-def _ablation_sections(study: optuna.Study, page: _Page):
+def _ablation_sections(study: optuna.Study, page: _Page, header: Header):
+    """The ablation's sections; returns its analysis and its answer."""
     from nasseg.ablation.results import analyze
     from nasseg.ablation.tables import display_table, method_note
     from nasseg.report.ablation_data import bars_info, forest_info
+    from nasseg.report.answer import ablation_answer
 
     result = analyze(study)
+    split = "validation" if getattr(result, "scored_split", "test") == "val" else "test"
     bars = bars_info(result)
-    page.heading("Mean Dice per variant")
+    page.heading(f"Mean {split} Dice per variant", "mean-dice")
     if bars.bars["dice_mean"].notna().any():
-        page.figure(F.ablation_bars_figure(bars))
+        page.figure(F.ablation_bars_figure(bars, split))
     else:
         page.note("no completed runs yet")
     forest = forest_info(result)
     if not forest.empty:
-        page.heading("Paired comparisons")
-        page.figure(F.forest_figure(forest))
+        page.heading(f"Paired comparisons ({split} cases)", "comparisons")
+        page.figure(F.forest_figure(forest, split))
     if bars.bars["macs"].notna().any() and bars.bars["dice_mean"].notna().any():
         page.heading("Dice and cost")
-        page.figure(F.cost_figure(bars))
-    page.heading("Statistics")
+        page.figure(F.cost_figure(bars, split))
+    page.heading("Statistics", "statistics")
     shown = display_table(result)
     page.raw(_table(list(shown.columns), ([esc(v) for v in row] for row in shown.itertuples(index=False))))
     page.note(method_note(result))
     _curves(study, page, by_label=True)
-    return result
+    return result, ablation_answer(result, header, bars, forest)
 
 
 def build_report(study: optuna.Study) -> Report:
     """Render the report of a search or an ablation study (by its record's ``nasseg_kind``)."""
+    from nasseg.report.answer import answer_html, search_answer
+    from nasseg.report.choose import choice_info
+    from nasseg.search.confirm import confirmed_table
+
     header = header_info(study)
     page = _Page()
     ablation = None
     if header.kind == "ablation":
-        ablation = _ablation_sections(study, page)
+        ablation, answer = _ablation_sections(study, page, header)
     else:
-        _search_sections(study, page)
+        choice, confirmed = choice_info(study), confirmed_table(study)
+        answer = search_answer(study, header, choice, confirmed)
+        _search_sections(study, page, choice, confirmed)
     now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     html = "\n".join([
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
@@ -311,6 +328,7 @@ def build_report(study: optuna.Study) -> Report:
         f"<title>nasseg report: {esc(header.name)}</title>",
         '<link rel="icon" href="data:,">', f"<style>{_CSS}</style>",
         f'<script type="text/javascript">{get_plotlyjs()}</script>', "</head><body><main>",
+        f"<h1>nasseg report: {esc(header.name)} ({esc(header.kind)})</h1>", answer_html(answer),
         _header_html(header), *page.parts,
         f'<p class="note">Generated by nasseg {esc(nasseg.__version__)} on {esc(now)}; '
         "self-contained, opens offline.</p>", "</main></body></html>", ""])

@@ -1,4 +1,4 @@
-"""The prediction strip of a Pareto member: its best, median and worst held-out cases,
+"""The prediction strip of a Pareto member: its best, median and worst validation cases,
 predicted again from the trial's checkpoint and drawn over the image (data only).
 
 Each panel is an RGB array: the image in grey (or its colours), the prediction tinted red,
@@ -19,10 +19,12 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["Panel", "overlay", "pick_cases", "strip_info"]
+__all__ = ["GREEN", "RED", "Panel", "overlay", "pick_cases", "strip_info"]
 
-_RED = np.array([230, 40, 40], np.float32)
-_GREEN = np.array([40, 220, 60], np.uint8)
+RED = np.array([230, 40, 40], np.float32)
+"""The prediction's tint (the strip's legend names it)."""
+GREEN = np.array([40, 220, 60], np.uint8)
+"""The ground truth's outline."""
 
 
 @dataclass
@@ -64,13 +66,13 @@ def overlay(image: np.ndarray, pred: np.ndarray, label: np.ndarray, min_side: in
     lo, hi = np.percentile(x, [1, 99])
     rgb = np.clip((x - lo) / max(hi - lo, 1e-6), 0, 1).transpose(1, 2, 0) * 255
     fg = pred > 0
-    rgb[fg] = 0.55 * rgb[fg] + 0.45 * _RED
+    rgb[fg] = 0.55 * rgb[fg] + 0.45 * RED
     rgb = rgb.astype(np.uint8)
     k = max(1, -(-min_side // min(rgb.shape[:2])))
     rgb = np.kron(rgb, np.ones((k, k, 1), np.uint8))
     big = np.kron(label > 0, np.ones((k, k), bool))
     edge = big & ~ndimage.binary_erosion(big, iterations=max(1, k // 2))
-    rgb[edge] = _GREEN
+    rgb[edge] = GREEN
     return rgb
 
 
