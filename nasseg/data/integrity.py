@@ -49,8 +49,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Family", "DuplicateReport", "NEAR_BITS", "family_groups", "find_duplicates", "hash_distance",
-           "image_hash", "volume_hash"]
+__all__ = ["Family", "DuplicateReport", "NEAR_BITS", "family_groups", "find_duplicates", "image_hash",
+           "volume_hash"]
 
 NEAR_BITS = {2: 10, 3: 24}
 """Largest Hamming distance of a near-duplicate pair, per spatial dimensionality (of 64 bits
@@ -160,8 +160,10 @@ def _pack(bits: np.ndarray) -> str:
 
 
 def _cache_dir() -> Path:
-    root = os.environ.get("NASSEG_CACHE_DIR") or Path.home() / ".cache" / "nasseg"
-    return Path(root) / "duplicates"
+    """``$NASSEG_CACHE_DIR/duplicates``, beside the preprocessing cache (which owns the root)."""
+    from nasseg.data.preprocess import cache_root
+
+    return cache_root().parent / "duplicates"
 
 
 def _case_arrays(ds: Any):
@@ -181,8 +183,10 @@ def _hashes(ds: Any, use_cache: bool) -> tuple[list[str], list[str], str]:
     path = _cache_dir() / f"{content}.json"
     if use_cache and path.is_file():
         try:
-            return exact, list(json.loads(path.read_text())["hashes"]), content
-        except (OSError, ValueError, KeyError):
+            held = list(json.loads(path.read_text())["hashes"])
+            if len(held) == len(exact) and all(isinstance(h, str) for h in held):
+                return exact, held, content
+        except (OSError, ValueError, KeyError, TypeError):
             pass  # a broken cache file is recomputed and replaced
     fn = image_hash if ds.spatial_dims == 2 else volume_hash
     perceptual = [fn(a) for a in _case_arrays(ds)]
@@ -195,17 +199,6 @@ def _hashes(ds: Any, use_cache: bool) -> tuple[list[str], list[str], str]:
         except OSError:
             pass  # a read-only cache only costs the hashing next time
     return exact, perceptual, content
-
-
-def hash_distance(a: str, b: str) -> int:
-    """Hamming distance of two hashes (hex text of equal length).
-
-    Example:
-        >>> hash_distance("ff00", "0f01")
-        5
-    """
-    return int(np.bitwise_count(np.frombuffer(bytes.fromhex(a), np.uint8) ^
-                                np.frombuffer(bytes.fromhex(b), np.uint8)).sum())
 
 
 def _close_pairs(hashes: list[str], threshold: int) -> list[tuple[int, int, int]]:
