@@ -26,8 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from optuna.trial import TrialState
+
+from nasseg.data import load_dataset
+from nasseg.data.splits import resume_split
 from nasseg.errors import ConfigError
-from nasseg.store.read import split_summary
+from nasseg.store.read import split_summary, trial_record
 from nasseg.store.storage import now_iso
 
 Trainer = Callable[..., Any]
@@ -36,7 +40,7 @@ Trainer = Callable[..., Any]
 PROGRESS_S = 5.0
 """Seconds between writes of a running trial's ``progress`` (and heartbeat)."""
 
-__all__ = ["Run", "STUDY_THREADS", "Trainer", "degenerate", "train_and_record"]
+__all__ = ["Run", "STUDY_THREADS", "Trainer", "degenerate", "study_data", "train_and_record"]
 
 STUDY_THREADS = 1
 """torch CPU threads of study runs whose ``train.num_threads`` is ``auto`` (fixed, so that
@@ -182,3 +186,22 @@ class _Heartbeat:
     def __exit__(self, *exc: Any) -> None:
         self.stop.set()
         self.thread.join(timeout=5)
+
+
+def study_data(data: Any, study: Any, folder: Path) -> Any:
+    """The ``DataConfig`` a resumed study's new runs use: ``data``, with the split pinned to
+    the one its completed runs recorded when that split was made before near-duplicate
+    families were grouped (:func:`nasseg.data.splits.resume_split`), so that old and new runs
+    stay paired. A study without completed runs is returned as is, without loading its data.
+
+    Args:
+        data: the study's ``DataConfig``.
+        study: its Optuna study.
+        folder: its output folder (where a pinned split is written).
+    """
+    done = {(trial_record(t).split or {}).get("hash")
+            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
+    if not done:
+        return data
+    split = resume_split(load_dataset(data), data.split, lambda s: split_summary(s)["hash"] in done, folder)
+    return data if split is data.split else data.model_copy(update={"split": split})

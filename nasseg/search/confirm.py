@@ -68,6 +68,7 @@ def confirm_search(path: str | Path, *, seeds: int = 3, top: int | None = None, 
     """
     from nasseg.ablation.stats import summarize_variant, tidy
     from nasseg.arch import load_arch
+    from nasseg.runs import study_data
     from nasseg.search.setup import prepare
     from nasseg.store import locate, objectives_of, update_record
     from nasseg.store.pareto import normalised_hypervolume, pareto_indices
@@ -78,6 +79,7 @@ def confirm_search(path: str | Path, *, seeds: int = 3, top: int | None = None, 
         raise ConfigError(f"--seeds must be at least 1, got {seeds}")
     prep = prepare(path)
     study = locate(path)
+    prep.setup.data = study_data(prep.setup.data, study, prep.output_dir)  # keeps a pre-grouping split
     objs = objectives_of(study)
     names, dirs = [o.name for o in objs], [o.direction for o in objs]
     if "dice" not in names:

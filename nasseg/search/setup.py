@@ -19,12 +19,12 @@ import optuna
 from nasseg.arch import load_arch
 from nasseg.device import resolve_device
 from nasseg.errors import ConfigError, NassegError, mask_url
+from nasseg.runs import study_data
 from nasseg.search.objective import TrialSetup
 from nasseg.search.space import SearchSpace
 from nasseg.search.space_parse import load_space
 from nasseg.search.study import StudyConfig, load_study_config, resolve_path
-from nasseg.store import (OBJECTIVES, StudyRecord, create_or_open, open_existing, split_summary, study_record,
-                          trial_record)
+from nasseg.store import OBJECTIVES, StudyRecord, create_or_open, open_existing, study_record
 from nasseg.store.storage import now_iso
 from nasseg.versions import provenance, versions
 
@@ -188,15 +188,7 @@ def open_study(prep: Prepared, *, create: bool, sampler: optuna.samplers.BaseSam
         study = open_existing(prep.storage_url, prep.cfg.name, sampler=sampler)
     check_same(prep, study)
     prep.setup.stored_train_key = study_record(study).train_key
-    done = {(trial_record(t).split or {}).get("hash")
-            for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))}
-    if done:  # a study created before near-duplicates were grouped keeps its split
-        from nasseg.data import load_dataset
-        from nasseg.data.splits import resume_split
-
-        data = prep.setup.data
-        prep.setup.data = data.model_copy(update={"split": resume_split(
-            load_dataset(data), data.split, lambda s: split_summary(s)["hash"] in done, prep.output_dir)})
+    prep.setup.data = study_data(prep.setup.data, study, prep.output_dir)  # keeps a pre-grouping split
     return study
 
 
