@@ -189,9 +189,11 @@ def _cell(text: str) -> str:
     return _md(text).replace("|", "\\|").replace("\n", " ")
 
 
-def model_table(model: type[BaseModel], models: list[type[BaseModel]], skip: tuple[str, ...] = ()) -> str:
-    """A Markdown table of the model's keys: key, type, default, description."""
-    docs = field_docs(model)
+def model_table(model: type[BaseModel], models: list[type[BaseModel]], skip: tuple[str, ...] = (),
+                docs: dict[str, str] | None = None) -> str:
+    """A Markdown table of the model's keys: key, type, default, description (``docs``
+    fills in fields the model does not describe)."""
+    docs = {k: v or (docs or {}).get(k, "") for k, v in field_docs(model).items()}
     rows = ["| key | type | default | description |", "|---|---|---|---|"]
     for name, f in model.model_fields.items():
         if name in skip:
@@ -281,9 +283,20 @@ def _space_section() -> list[str]:
         "when that type is chosen). The decoder side (`decoder_depth`, `skip`, `skip_attention`) is not "
         "sampled for the deepest stage.", "",
         "### constraints", "",
-        _summary(Constraints), "", model_table(Constraints, []), "",
+        _summary(Constraints), "", model_table(Constraints, [], docs=_constraint_docs()), "",
     ]
     return lines
+
+
+def _constraint_docs() -> dict[str, str]:
+    """The limit fields from the objective registry (their ``constraint`` key and unit)."""
+    from nasseg.store.objectives import limit_fields
+
+    docs = {"input_size": "the spatial size every limit is measured at (required with a limit)",
+            "batch": "the batch size every limit is measured at"}
+    docs |= {key: f"largest {o.label} ({o.unit}) of a network that may be trained; over it, the network is "
+                  "recorded with its costs and not trained" for key, o in limit_fields().items()}
+    return docs
 
 
 def _stage_key_text(key: str, geometric: list[str]) -> str:

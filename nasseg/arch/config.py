@@ -50,13 +50,22 @@ STAGE_EXTRAS = ("down", "up", "extra")
 
 
 class StemConfig(Strict):
-    """A conv + norm + act at full resolution before the first stage (CMUNeXt's stem)."""
+    """A conv + norm + act at full resolution before the first stage (CMUNeXt's stem).
+
+    Attributes:
+        kernel_size: the conv's kernel (one size, or one per spatial axis).
+    """
 
     kernel_size: KernelSize = 3
 
 
 class ExtraBlocks(Strict):
-    """``depth`` blocks of one type at a stage's width (see ``StageConfig.extra``)."""
+    """``depth`` blocks of one type at a stage's width (see ``StageConfig.extra``).
+
+    Attributes:
+        block: the block type and its parameters.
+        depth: how many.
+    """
 
     block: BlockParams
     depth: PositiveInt = 1
@@ -66,6 +75,14 @@ class StageConfig(Strict):
     """One resolution level: encoder blocks, and the decoder's skip and blocks at that level.
 
     ``skip``, ``skip_attention`` and ``decoder_depth`` are unused at the deepest stage.
+
+    Attributes:
+        width: channels at this level.
+        depth: encoder blocks at this level.
+        block: the block type and its parameters (``type`` picks it).
+        decoder_depth: decoder blocks at this level (0 needs a skip that fuses to the width).
+        skip: how the encoder's features join the decoder at this level.
+        skip_attention: an attention applied to the skip features (``None`` = none).
     """
 
     width: PositiveInt
@@ -85,7 +102,21 @@ class StageConfig(Strict):
 
 class ArchConfig(Strict):
     """A U-shaped network. ``out_channels`` 1 means binary (sigmoid), K > 1 means K classes
-    including background (softmax)."""
+    including background (softmax).
+
+    Attributes:
+        spatial_dims: 2 (images) or 3 (volumes).
+        in_channels: input image channels.
+        out_channels: 1 (binary) or the number of classes including background.
+        stem: a full-resolution conv before the first stage (``None`` = none).
+        stages: the resolution levels, shallowest first; each one halves the size.
+        down: how the network enters a deeper stage (a stage's ``down`` overrides it).
+        up: how a stage's output is upsampled for the level above (a stage's ``up`` overrides it).
+        norm: normalisation layer of every block.
+        act: activation of every block.
+        deep_supervision: also output the decoder's lower-resolution predictions (trained
+            with ``TrainConfig.ds_weights``).
+    """
 
     name: str | None = Field(default=None, description="a label; not part of arch_id")
     spatial_dims: Literal[2, 3]

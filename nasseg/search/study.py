@@ -106,7 +106,12 @@ class EarlyStoppingConfig(Strict):
 
 
 class ResourcesConfig(Strict):
-    """Per-trial resources of the Ray backend (fractional GPUs share one GPU)."""
+    """Per-trial resources of the Ray backend (fractional GPUs share one GPU).
+
+    Attributes:
+        cpus_per_trial: CPUs Ray reserves for each trial.
+        gpus_per_trial: GPUs Ray reserves for each trial (0.5 = two trials share a GPU).
+    """
 
     cpus_per_trial: float = Field(1.0, gt=0)
     gpus_per_trial: float = Field(0.0, ge=0)
@@ -121,6 +126,26 @@ class StudyConfig(StudyBase):
     their estimated memory (see :mod:`nasseg.search.admission`); ``device_memory_mb``
     sets the memory budget per device (default: 90% of a GPU's memory; on the CPU, no
     memory limit unless set).
+
+    Attributes:
+        data: the dataset: a folder, ``synthetic``, a data-config YAML, or a
+            :class:`~nasseg.data.config.DataConfig` mapping.
+        space: the search-space YAML (relative to the current directory, then to the study file).
+        objectives: registered objectives to optimise (:mod:`nasseg.store.objectives`); ``dice``
+            is required.
+        sampler: the sampler proposing architectures (a name or a mapping).
+        budget: when the search stops.
+        epochs: training epochs per trial.
+        seed: seeds the sampler and every trial's training.
+        initial_archs: presets or architecture YAMLs evaluated first (each must lie in the space).
+        early_stopping: the rule that stops unpromising trials before their last epoch.
+        device: ``cpu``, ``cuda``, ``cuda:N``, ``auto``, or a list of devices (one worker group each).
+        workers: trials run in parallel.
+        trials_per_device: trials at once on each device, admitted by estimated memory.
+        device_memory_mb: memory budget per device for that admission.
+        resources: per-trial CPUs and GPUs of the Ray backend.
+        reference_point: the hypervolume's reference value per objective (default: 0 for
+            Dice, the space's limit for a cost).
     """
 
     KIND: ClassVar[str] = "search"
