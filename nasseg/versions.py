@@ -20,7 +20,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import nasseg
 from nasseg.data.identity import folder_identity
+from nasseg.data.splits import split_hash
 from nasseg.device import deterministic_run
 
 _PACKAGES = ("optuna", "numpy", "scipy", "pandas", "plotly", "pydantic", "ray")
@@ -35,8 +37,6 @@ def versions() -> dict[str, str]:
         '2.13.0+cpu'
     """
     import torch
-
-    import nasseg
 
     out = {"nasseg": nasseg.__version__, "python": platform.python_version(),
            "platform": platform.platform(), "torch": torch.__version__}
@@ -131,8 +131,6 @@ def provenance(*, data: Any = None, split: dict[str, Any] | None = None, seeds: 
         ``deterministic`` (:func:`deterministic_flags`).
     """
     import torch
-
-    from nasseg.data.splits import split_hash
 
     return {"versions": versions(), "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
             "data_hash": data_hash(data) if data is not None else None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 import shutil
 
 from nasseg.data import resolve_data
-from nasseg.data.identity import files_identity, folder_identity
+from nasseg.data.identity import files_identity
 from nasseg.versions import data_hash, provenance, versions
 
 
@@ -24,12 +24,10 @@ def test_data_hash_depends_on_names_sizes_and_bytes_not_on_the_location(tmp_path
     h = data_hash(resolve_data(str(a)))
     assert len(h) == 16 and h == data_hash(resolve_data(str(b)))
     (b / "masks" / "c1.png").write_bytes(b"y" * 99)  # one file changed size
-    folder_identity.cache_clear()
     assert data_hash(resolve_data(str(b))) != h
     shutil.rmtree(b)
     shutil.copytree(a, b)
     (b / "masks" / "c1.png").write_bytes(b"z" * 21)  # same size, other bytes
-    folder_identity.cache_clear()
     assert data_hash(resolve_data(str(b))) != h
     assert data_hash(resolve_data("synthetic")) != data_hash(resolve_data("synthetic", n_cases=10))
 

@@ -16,6 +16,7 @@ from typing import Any
 from nasseg.ablation.config import AblationConfig
 from nasseg.ablation.factors import set_path
 from nasseg.errors import ConfigError, NassegError
+from nasseg.configio import format_validation_error
 
 __all__ = ["Contrast", "Variant", "plan_contrasts", "plan_variants", "variant_name", "build_archs"]
 
@@ -125,7 +126,6 @@ def build_archs(cfg: AblationConfig, variants: list[Variant], where: str = "stud
     from pydantic import ValidationError
 
     from nasseg.arch import ArchConfig
-    from nasseg.configio import format_validation_error
 
     out: dict[str, Any] = {}
     for v in variants:

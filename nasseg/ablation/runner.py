@@ -39,6 +39,11 @@ from nasseg.store import StudyRecord, TrialWriter, create_or_open, study_record,
 from nasseg.store.claims import HEARTBEAT_GRACE_S, claim, live_claim, run_lock
 from nasseg.store.storage import now_iso, stale_reason
 from nasseg.versions import provenance, versions
+from nasseg.data import load_dataset
+from nasseg.data.check import split_notes
+from nasseg.data.splits import resume_split
+from nasseg.runs import train_and_record
+from nasseg.store import split_summary
 
 __all__ = ["AblationPlan", "open_study", "plan", "recover_interrupted", "run_ablation"]
 
@@ -107,8 +112,6 @@ def plan(cfg: AblationConfig, where: str = "study") -> AblationPlan:
     Raises:
         ConfigError: naming ``where`` and the field at fault.
     """
-    from nasseg.data import load_dataset
-
     variants = plan_variants(cfg)
     archs = build_archs(cfg, variants, where)
     data = cfg.data_config(where)
@@ -201,8 +204,6 @@ def run_ablation(cfg: AblationConfig, *, where: str = "study", command: str = ""
     """
     from nasseg.arch import arch_id
     from nasseg.cost import profile
-    from nasseg.data.check import split_notes
-    from nasseg.runs import train_and_record
 
     p = plan(cfg, where)
     study = open_study(p, command)
@@ -210,9 +211,6 @@ def run_ablation(cfg: AblationConfig, *, where: str = "study", command: str = ""
     done = {(trial_record(t).split or {}).get("hash")
             for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))}
     if done:  # a study created before near-duplicates were grouped keeps its split
-        from nasseg.data import load_dataset
-        from nasseg.data.splits import resume_split
-        from nasseg.store import split_summary
 
         p.data = p.data.model_copy(update={"split": resume_split(
             load_dataset(p.data), p.data.split, lambda s: split_summary(s)["hash"] in done, out_dir)})

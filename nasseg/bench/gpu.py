@@ -55,8 +55,15 @@ from typing import Any
 import numpy as np
 import torch
 
+import nasseg
+from nasseg.arch import build_model, load_arch
+from nasseg.configio import read_yaml
+from nasseg.cost import profile
+from nasseg.cost.counters import cuda_autocast, time_ms
+from nasseg.data import load_dataset, make_split, resolve_data
 from nasseg.device import resolve_device
 from nasseg.errors import ConfigError
+from nasseg.train import TrainConfig, train
 from nasseg.versions import versions
 
 BF16_PEAK_TFLOPS = {"GH200": 989.4, "H200 NVL": 835.5, "H200": 989.4, "H100 NVL": 835.0, "H100 SXM": 989.4,
@@ -183,8 +190,6 @@ def _tiny_cases(tmp: Path) -> Path:
     """``--tiny``'s part 1 data: 16 synthetic 32x32 cases written as PNG files under ``tmp``."""
     from PIL import Image
 
-    from nasseg.data import load_dataset, resolve_data
-
     ds = load_dataset(resolve_data("synthetic", n_cases=16, size=32))
     folder = tmp / "tiny_cases"
     (folder / "images").mkdir(parents=True)
@@ -221,11 +226,8 @@ def _rate(times: list[tuple[float, int]]) -> float:
 def train_throughput(folder: Path, size: int, dev: torch.device, epochs: int, batch_size: int,
                      workers: int) -> dict[str, Any]:
     """Part 1: nasseg vs the authors'-style loop on the same cases (the training split)."""
-    from nasseg.arch import build_model, load_arch
     from nasseg.bench.disk_loop import DiskLoop
-    from nasseg.data import load_dataset, make_split, resolve_data
     from nasseg.data.folder import find_pairs
-    from nasseg.train import TrainConfig, train
 
     arch = load_arch("cmunext")
     data = resolve_data(str(folder), size=size)
@@ -276,9 +278,7 @@ def trials_per_gpu(dev: torch.device, trials: int, per_gpu: tuple[int, ...], tmp
 
     import optuna
 
-    import nasseg
     from nasseg.bench.record import iter_archs
-    from nasseg.configio import read_yaml
     from nasseg.search.space_parse import load_space
     from nasseg.search.study import resolve_path
     from nasseg.store import locate
@@ -343,8 +343,6 @@ def _search_in_child(study: Path, env: dict[str, str]) -> dict[str, Any]:
 
 def glims_step(dev: torch.device, patch: int, tiny: bool) -> dict[str, Any]:
     """Part 3: GLIMS forward + backward under bf16 autocast: ms per step and peak memory."""
-    from nasseg.arch import load_arch
-
     arch = load_arch("glims")
     if tiny:
         stages = [s.model_copy(update={"width": s.width // 4}) for s in arch.stages]
@@ -362,9 +360,6 @@ def _time_train_step(arch: Any, dev: torch.device, patch: int, warmup: int,
                      repeats: int) -> tuple[float, float | None, list[int], int]:
     """Forward + backward of ``arch`` at batch 1 and ``patch``^3, channels_last_3d, under
     :func:`~nasseg.cost.counters.cuda_autocast`: ``(ms, peak MB, input shape, params)``."""
-    from nasseg.arch import build_model
-    from nasseg.cost.counters import cuda_autocast, time_ms
-
     fmt = torch.channels_last_3d
     model = build_model(arch).to(dev, memory_format=fmt).train()
     x = torch.randn(1, arch.in_channels, patch, patch, patch, device=dev).contiguous(memory_format=fmt)
@@ -388,11 +383,8 @@ def _time_train_step(arch: Any, dev: torch.device, patch: int, warmup: int,
 def bf16_fraction(throughput: dict[str, Any], size: int, dev: torch.device,
                   peak_tflops: float | None) -> dict[str, Any]:
     """Part 4: achieved FLOP/s of the cmunext training step over the device's bf16 peak."""
-    from nasseg.cost import profile
-
     if "nasseg" not in throughput:
         raise RuntimeError("part 1 (train_throughput) has no images/s to convert")
-    from nasseg.arch import load_arch
 
     channels = throughput.get("in_channels", 3)
     arch = load_arch("cmunext").model_copy(update={"in_channels": channels})

@@ -40,7 +40,7 @@ import pandas as pd
 import yaml
 
 from nasseg.search.results import hv_curve, hypervolume, open_result
-from nasseg.store import trial_record
+from nasseg.store import OBJECTIVES, trial_record
 
 METHODS = {
     "default": {},  # the study defaults
@@ -108,13 +108,13 @@ def run_bench(*, data: str, space: str | Path, seeds: list[int] = (0, 1, 2),
                 "saved_epochs": saved_epochs(study, epochs),
                 "wall_s_this_invocation": round(time.perf_counter() - t0, 1),
             })
-    result = summarise(runs, budget_epochs, epochs, max_cases, size, data, list(seeds), list(methods))
+    result = summarise(runs, budget_epochs, epochs, max_cases, size, data, list(seeds), list(methods), str(space))
     write(out, result, pd.concat(curves, ignore_index=True))
     return result
 
 
 def summarise(runs: list[dict], budget_epochs: int, epochs: int, max_cases: int, size: int | None,
-              data: str, seeds: list[int], methods: list[str]) -> dict[str, Any]:
+              data: str, seeds: list[int], methods: list[str], space: str) -> dict[str, Any]:
     """Per method: mean and SD over seeds; per other method: the paired test-HV differences
     against ``random`` seed by seed."""
     summary = {}
@@ -134,7 +134,7 @@ def summarise(runs: list[dict], budget_epochs: int, epochs: int, max_cases: int,
                                                          if r["seed"] in rand]
     return {"settings": {"data": data, "max_cases": max_cases, "size": size, "split": "50/25/25 train/val/test",
                          "budget_trial_epochs": budget_epochs, "epochs_per_trial": epochs, "seeds": seeds,
-                         "space": "search_spaces/lightweight_2d.yaml", "objectives": ["dice", "macs", "params"],
+                         "space": space, "objectives": ["dice", "macs", "params"],
                          "methods": {m: METHODS[m] or "study defaults" for m in methods}},
             "runs": runs, "summary": summary}
 
@@ -149,8 +149,8 @@ def write(out: Path, result: dict[str, Any], curves: pd.DataFrame) -> None:
         "# nasseg bench search (live)", "",
         f"{Path(st['data']).name}, a seeded sample of {st['max_cases']} cases ({st['split']}), "
         f"{'resized to ' + str(st['size']) + 'x' + str(st['size']) if st['size'] else 'native size'}, "
-        "lightweight_2d space (costs counted at 256x256), objectives "
-        f"Dice / GMACs / parameters, {st['epochs_per_trial']} epochs per trial, budget "
+        f"space {Path(st.get('space') or 'lightweight_2d').stem} (costs at its constraints.input_size), objectives "
+        f"{' / '.join(OBJECTIVES[o].label for o in ('dice', 'macs', 'params'))}, {st['epochs_per_trial']} epochs per trial, budget "
         f"{st['budget_trial_epochs']} trained epochs per run, seeds {st['seeds']}, no initial architecture. "
         "HV: normalised hypervolume of the front chosen on validation Dice, measured with test Dice "
         "(validation HV beside it).", "",

@@ -38,7 +38,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from nasseg.data import load_dataset, resolve_data
 from nasseg.errors import ConfigError
+from nasseg.store.objectives import OBJECTIVES
+from nasseg.versions import versions
 
 COLUMNS = ["arch_id", "seed", "epoch", "val_dice", "test_dice", "train_loss", "seconds", "params",
            "gmacs", "order", "arch", "space_params"]
@@ -141,14 +144,12 @@ def append_rows(table: Path, rows: list[dict[str, Any]]) -> None:
 
 def record(cfg: RecordConfig, log: Any = print) -> Path:
     """Record (or resume) the table; returns its path."""
-    import torch
+    import torch  # torch and training: only when recording (the replay reads the table without them)
 
     from nasseg.arch import build_model
-    from nasseg.data import load_dataset, resolve_data
     from nasseg.search.space_parse import load_space
     from nasseg.train import TrainConfig, train
     from nasseg.train.evaluate import evaluate
-    from nasseg.versions import versions
 
     for flag, value in (("--data", cfg.data), ("--space", cfg.space)):
         if not value:
@@ -207,6 +208,7 @@ def record(cfg: RecordConfig, log: Any = print) -> Path:
         append_rows(table, rows)
         n_runs += 1
         log(f"{time.strftime('%H:%M:%S')} arch {k} {a['arch_id']} seed {seed}: val {rows[-1]['val_dice']:.3f} "
-            f"test {rows[-1]['test_dice']:.3f} {a['params']:,} params {a['gmacs']:.2f} GMACs, "
+            f"test {rows[-1]['test_dice']:.3f} {OBJECTIVES['params'].describe(a['params'])}, "
+            f"{OBJECTIVES['macs'].describe(a['gmacs'])}, "
             f"{time.perf_counter() - t0:.1f} s (run {n_runs} here, {time.perf_counter() - t_all:.0f} s)")
     return table

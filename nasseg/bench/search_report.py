@@ -42,9 +42,10 @@ import pandas as pd
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
-from nasseg.bench.replay import DEFAULT_CURRENT, replay, front_test_hv
+from nasseg.bench.replay import DEFAULT_CURRENT, Trial, front_test_hv, replay
 from nasseg.bench.table import Table
 from nasseg.errors import ConfigError
+from nasseg.store.objectives import OBJECTIVES
 
 STRATEGIES = ["random", "rsnap", "nsga2", "tpe", "nsga2p20+pareto", "default", "random+moasha", "random+pareto",
               "tpe+moasha", "nsga2+moasha", "tpe+pareto"]
@@ -144,8 +145,6 @@ def run_replay_bench(table_path: str | Path, *, strategies: list[str] | None = N
 
 def _table_ceiling(table: Table, reference: dict[str, float]) -> float:
     """HV of the whole table (front on the seed-mean final validation Dice, HV with test Dice)."""
-    from nasseg.bench.replay import Trial
-
     val, test = table.val[:, :, -1].mean(1), table.test[:, :, -1].mean(1)
     trials = [Trial(i, i, table.epochs, float(val[i]), float(test[i]), 0) for i in range(len(table))]
     return front_test_hv(table, trials, reference)
@@ -285,8 +284,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"({rec.get('data', '?')} at {rec.get('size', '?')} px, split {rec.get('n_train')}/{rec.get('n_val')}/"
         f"{rec.get('n_test')} train/val/test). Budget {st['budget_epochs']} training epochs per search, "
         f"{st['n_seeds']} seeds per strategy. HV: normalised hypervolume of the front chosen on "
-        f"validation Dice, measured with test Dice (reference Dice 0, {st['reference']['macs']} GMACs, "
-        f"{st['reference']['params']:.0f} parameters). The whole table's front reaches "
+        f"validation Dice, measured with test Dice (reference Dice 0, {OBJECTIVES['macs'].describe(st['reference']['macs'])}, "
+        f"{OBJECTIVES['params'].describe(st['reference']['params'])}). The whole table's front reaches "
         f"{st['table_front_hv_test']:.4f}.", "",
         "| strategy | HV @25% [95% CI] | HV @50% [95% CI] (primary) | x random @50% | Holm p @50% (primary) | "
         "HV @100% [95% CI] | p @100% (secondary, unadjusted) | epochs to random's final HV [95% CI] | "

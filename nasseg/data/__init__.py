@@ -26,6 +26,7 @@ from nasseg.data.config import (
     SyntheticConfig,
     resolve_data,
 )
+from nasseg.data.splits import sample_cases
 
 if TYPE_CHECKING:  # torch is imported on first use, not with the configs
     from nasseg.data.base import SegDataset
@@ -83,7 +84,6 @@ def load_dataset(cfg: DataConfig, *, cache: bool = True) -> SegDataset:
         # a seeded stratified sample of the whole decoded set, never the first N files
         # (Decathlon samples its file list by name before decoding, see data/decathlon.py;
         # synthetic cases are independent draws, so the first N already are a random sample)
-        from nasseg.data.splits import sample_cases
 
         full = load_dataset(cfg.model_copy(update={"max_cases": None}), cache=cache)
         return full.subset(sample_cases(full, cfg.max_cases, cfg.split))

@@ -47,6 +47,8 @@ from torch import Tensor
 
 from nasseg.data.geometry import CaseMeta, nonzero_box, resample, resampled_shape
 from nasseg.data.identity import files_identity
+from nasseg.data.base import SegDataset
+from nasseg.errors import DataError
 
 log = logging.getLogger(__name__)
 
@@ -221,8 +223,6 @@ def load_preprocessed(pairs: Sequence[tuple[Path, Path]], read_case, *, kinds: S
         is each scan's voxel size; ``info`` holds ``metas`` (case id -> CaseMeta), ``fg``
         (case id -> {class: positions}), ``cache`` and ``preprocessing``.
     """
-    from nasseg.data.base import SegDataset
-
     settings = {"version": VERSION, "kinds": list(kinds), "target_spacing": [float(t) for t in target_spacing],
                 "image_resampling": "trilinear", "label_resampling": "nearest", "crop": "nonzero",
                 "labels": label_settings or {}}
@@ -333,7 +333,6 @@ def _build(folder: Path, pairs, read_case, kinds, target_spacing, settings, case
         for image_path, label_path in pairs:
             image, label, spacing, affine = read_case(image_path, label_path)
             if len(kinds) != image.shape[0]:
-                from nasseg.errors import DataError
                 raise DataError(f"{image_path}: {image.shape[0]} channels but dataset.json's modality "
                                 f"map names {len(kinds)}")
             channels = image.shape[0]
