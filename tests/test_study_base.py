@@ -35,6 +35,9 @@ def test_both_kinds_have_one_output_folder_and_storage_default(tmp_path, monkeyp
     old = load_ablation(write(tmp_path, {**ABLATION, "out_dir": "elsewhere"}, "old.yaml"))
     new = load_ablation(write(tmp_path, {**ABLATION, "output_dir": "elsewhere"}, "new.yaml"))
     assert old.out_dir() == new.out_dir() == tmp_path / "elsewhere" and old == new
+    # `nasseg ablate --runs DIR` replaces the file's folder, whichever name the file gives it
+    moved = load_ablation(write(tmp_path, {**ABLATION, "output_dir": "elsewhere"}, "cli.yaml"), overrides={"out_dir": "cli"})
+    assert moved.out_dir() == tmp_path / "cli"
 
 
 def test_kind_and_the_two_folder_names_are_checked(tmp_path):

@@ -274,6 +274,8 @@ def load_ablation(path: str | Path, profile: str | None = None,
     path = Path(path)
     raw, where = read_study_file(path, profile)
     if overrides:
+        if {"out_dir", "output_dir"} & set(overrides):  # the command line's folder replaces the file's
+            raw = {k: v for k, v in raw.items() if k not in ("out_dir", "output_dir")}
         raw = deep_merge(raw, overrides)
     cfg = validate(AblationConfig, raw, where)
     cfg = cfg.model_copy(update=_resolved_paths(cfg, path.parent, where))
