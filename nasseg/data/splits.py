@@ -39,10 +39,12 @@ from nasseg.data.config import SplitConfig
 from nasseg.data.integrity import family_groups, find_duplicates
 from nasseg.errors import DataError
 
-__all__ = ["case_keys", "describe_duplicates", "make_split", "resume_split", "sample_cases", "split_dataset",
-           "split_hash", "stratified_order"]
+__all__ = ["PINNED_SPLIT_FILE", "case_keys", "describe_duplicates", "make_split", "resume_split", "sample_cases",
+           "split_dataset", "split_hash", "stratified_order"]
 
 PARTS = ("train", "val", "test")
+PINNED_SPLIT_FILE = "split_before_duplicate_groups.json"
+"""Where :func:`resume_split` writes a resumed study's pre-grouping split (in its output folder)."""
 
 
 def split_hash(split: dict[str, Any]) -> str:
@@ -328,7 +330,7 @@ def resume_split(ds: Any, cfg: SplitConfig, recorded: Callable[[dict[str, Any]],
     before = split_dataset(ds, cfg, duplicates=False)
     if not recorded(before):
         return cfg
-    path = Path(folder) / "split_before_duplicate_groups.json"
+    path = Path(folder) / PINNED_SPLIT_FILE
     if path.exists():
         held = make_split(list(ds.case_ids), SplitConfig(method="file", file=str(path)))
         if held["hash"] != before["hash"]:

@@ -17,6 +17,7 @@ from typing import Any
 import optuna
 
 from nasseg.arch import load_arch
+from nasseg.data.splits import PINNED_SPLIT_FILE
 from nasseg.device import resolve_device
 from nasseg.errors import ConfigError, NassegError, mask_url
 from nasseg.runs import study_data
@@ -222,7 +223,9 @@ def check_same(prep: Prepared, study: optuna.Study) -> None:
 
 def _relevant_data(d: Any) -> Any:
     if isinstance(d, dict) and d.get("kind") != "synthetic":
-        return {k: v for k, v in d.items() if k != "synthetic"}
+        d = {k: v for k, v in d.items() if k != "synthetic"}
+    if isinstance(d, dict) and Path(str((d.get("split") or {}).get("file") or "")).name == PINNED_SPLIT_FILE:
+        d = {k: v for k, v in d.items() if k != "split"}  # pinned by open_study: the stored runs' own split
     return d
 
 
