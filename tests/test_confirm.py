@@ -72,3 +72,28 @@ def test_pareto_says_when_the_front_changed_after_confirm(tmp_path: Path, capsys
     out = " ".join(capsys.readouterr().out.split())
     assert "(1 seeds x 1 epochs" in out
     assert "the Pareto set has changed since `nasseg confirm` ran (it confirmed trials 99); run it again" in out
+
+
+def test_two_confirms_at_once_write_each_pair_once(tmp_path: Path) -> None:
+    """Issue 20: two `nasseg confirm` at once wrote duplicate rows into per_case.csv. One
+    writer per (member, seed): two real processes split the pairs, and every pair's rows are
+    in the table exactly once."""
+    import subprocess
+    import sys
+
+    small = arch_yaml(tmp_path, "small", 4)
+    study_yaml = make_study(tmp_path, initial_archs=[small], budget={"trials": 1},
+                            data={"source": "synthetic", "n_cases": 12, "size": 32})
+    assert main(["search", str(study_yaml), "--no-progress"]) == 0
+    code = "import sys; from nasseg.cli import main; sys.exit(main(sys.argv[1:]))"
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, "-c", code, "confirm", str(study_yaml), "--seeds", "3"],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    per_case = pd.read_csv(tmp_path / "run" / "confirm" / "per_case.csv")
+    counts = per_case.groupby(["variant", "seed"]).size()
+    assert len(counts) == 3 and set(counts) == {2}  # 3 seeds x 2 test cases, no pair twice
+    trained = [line for out in outs for line in out.splitlines() if " seed " in line and "val Dice" in line]
+    assert len(trained) == 3  # each pair trained by one of the two processes

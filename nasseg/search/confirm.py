@@ -29,7 +29,10 @@ from typing import Any
 import pandas as pd
 
 from nasseg.errors import ConfigError
-from nasseg.store import study_record, trial_record
+from nasseg.store import front, locate, objectives_of, study_record, trial_record, unique_feasible, update_record
+from nasseg.store.claims import job_lock, run_lock
+from nasseg.store.pareto import normalised_hypervolume, pareto_indices
+from nasseg.versions import provenance
 
 __all__ = ["ConfirmResult", "confirm_columns", "confirm_search", "confirmed_table"]
 
@@ -48,8 +51,6 @@ class ConfirmResult:
 
 
 def _members(study: Any, top: int | None) -> list[Any]:
-    from nasseg.store import front, objectives_of, unique_feasible
-
     if top is None:
         return front(study)
     names = [o.name for o in objectives_of(study)]
@@ -66,14 +67,12 @@ def confirm_search(path: str | Path, *, seeds: int = 3, top: int | None = None, 
         ConfigError: the study has no test split (``test_fraction: 0``), no completed trials,
             or no Dice objective.
     """
+    # training and its statistics (torch, scipy): only when confirming; the report reads confirmed_table
     from nasseg.ablation.stats import summarize_variant, tidy
     from nasseg.arch import load_arch
     from nasseg.runs import study_data
     from nasseg.search.setup import prepare
-    from nasseg.store import locate, objectives_of, update_record
-    from nasseg.store.pareto import normalised_hypervolume, pareto_indices
     from nasseg.train import train
-    from nasseg.versions import provenance
 
     if seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {seeds}")
@@ -93,28 +92,36 @@ def confirm_search(path: str | Path, *, seeds: int = 3, top: int | None = None, 
     out = prep.output_dir / "confirm"
     out.mkdir(parents=True, exist_ok=True)
     csv = out / "per_case.csv"
-    done = pd.read_csv(csv) if csv.exists() else pd.DataFrame(columns=["variant", "seed", "case"])
-    have = set(zip(done["variant"].astype(str), done["seed"].astype(int)))
     tcfg = prep.setup.train
     if epochs is not None:
         tcfg = tcfg.model_copy(update={"epochs": epochs})
     split_hashes = set()
     echo(f"confirming {len(members)} members x {seeds} seeds of '{study.study_name}' on the test split "
          f"({tcfg.epochs} epochs each)")
-    for t in members:
-        name = f"trial_{t.number}"
-        arch = load_arch({**trial_record(t).arch, "name": f"{study.study_name}_{name}"})
-        for seed in range(seeds):
-            if (name, seed) in have:
-                continue
-            res = train(arch, prep.setup.data, tcfg.model_copy(update={"seed": seed}),
-                        run_dir=out / f"{name}-seed{seed}", progress=progress)
-            split_hashes.add(res.split["hash"])
-            rows = pd.DataFrame([{"variant": name, "seed": seed, "case": r["case_id"], "class": r["class"],
-                                  **{m: r.get(m) for m in ("dice", "iou", "hd95", "assd", "nsd")}}
-                                 for r in res.test_per_case])
-            rows.to_csv(csv, mode="a", header=not csv.exists(), index=False)
-            echo(f"{name} seed {seed}: val Dice {res.best['dice']:.4f}, test Dice {res.test['dice']:.4f}")
+    archs = {f"trial_{t.number}": load_arch({**trial_record(t).arch, "name": f"{study.study_name}_trial_{t.number}"})
+             for t in members}
+
+    def run(name: str, seed: int) -> None:
+        res = train(archs[name], prep.setup.data, tcfg.model_copy(update={"seed": seed}),
+                    run_dir=out / f"{name}-seed{seed}", progress=progress)
+        split_hashes.add(res.split["hash"])
+        rows = pd.DataFrame([{"variant": name, "seed": seed, "case": r["case_id"], "class": r["class"],
+                              **{m: r.get(m) for m in ("dice", "iou", "hd95", "assd", "nsd")}}
+                             for r in res.test_per_case])
+        with run_lock(out):
+            if (name, seed) not in _done(csv):
+                rows.to_csv(csv, mode="a", header=not csv.exists(), index=False)
+        echo(f"{name} seed {seed}: val Dice {res.best['dice']:.4f}, test Dice {res.test['dice']:.4f}")
+
+    # One writer per (member, seed), as search and ablate have: a pair's lock file is held while
+    # it trains; a second `nasseg confirm` takes the pairs nobody holds, then waits for the
+    # others (and trains a pair whose holder died).
+    for wait in (False, True):
+        for name in archs:
+            for seed in range(seeds):
+                with job_lock(out / f".{name}-seed{seed}.lock", wait=wait) as held:
+                    if held and (name, seed) not in _done(csv):
+                        run(name, seed)
     frame = tidy(pd.read_csv(csv).rename(columns={"case": "case_id"}).astype({"variant": str}))
     rows = []
     for t in members:
@@ -143,6 +150,14 @@ def confirm_search(path: str | Path, *, seeds: int = 3, top: int | None = None, 
         "members": _plain(table.to_dict(orient="records")),
         "provenance": _plain(provenance(data=prep.setup.data, seeds=list(range(seeds)), device=tcfg.device))})
     return ConfirmResult(table, hv_val, hv_test, out)
+
+
+def _done(csv: Path) -> set[tuple[str, int]]:
+    """The (member, seed) pairs already in the confirmation's per-case table."""
+    if not csv.exists():
+        return set()
+    done = pd.read_csv(csv, usecols=["variant", "seed"])
+    return set(zip(done["variant"].astype(str), done["seed"].astype(int)))
 
 
 def _plain(x: Any) -> Any:

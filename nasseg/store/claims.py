@@ -55,6 +55,25 @@ def run_lock(folder: Path | str) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+@contextlib.contextmanager
+def job_lock(path: Path | str, *, wait: bool) -> Iterator[bool]:
+    """Hold the exclusive lock file ``path`` for one job (e.g. one confirmation run): yields
+    ``True`` when held, ``False`` when another process holds it and ``wait`` is false. The
+    kernel releases it when the holder dies, so a killed process's job can be taken over."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def claim(writer: Any, **fields: Any) -> Any:
     """Record this process as the owner of the trial ``writer`` holds, with a first heartbeat.
 
