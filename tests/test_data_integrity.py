@@ -3,6 +3,7 @@ distinct cases are not, the default split never divides a family, ``nasseg check
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -140,6 +141,19 @@ def test_id_patterns_and_warnings():
     assert split_warnings(busi, SplitConfig(stratify="class", table="name_map.csv"), None) == []
 
 
+def _twins_folder(root, n=30, size=32):
+    """A folder of ``n`` scenes, every second one with a noisy twin (``sNN_twin``)."""
+    rng = np.random.default_rng(0)
+    ids, images = [], []
+    for i in range(n):
+        images.append(_scene(rng, (size, size)))
+        ids.append(f"s{i:02d}")
+        if i % 2 == 0:
+            images.append(np.clip(images[-1] + rng.normal(0, 6, (size, size)), 0, 255))
+            ids.append(f"s{i:02d}_twin")
+    return _folder(root, ids, images)
+
+
 def _folder(root, ids, images):
     (root / "images").mkdir(parents=True)
     (root / "masks").mkdir()
@@ -222,15 +236,7 @@ def test_an_ablation_created_before_grouping_resumes_on_its_split(tmp_path, monk
     from nasseg.ablation.results import analyze
     from nasseg.ablation.runner import run_ablation
 
-    rng = np.random.default_rng(0)
-    ids, images = [], []
-    for i in range(30):
-        images.append(_scene(rng, (32, 32)))
-        ids.append(f"s{i:02d}")
-        if i % 2 == 0:
-            images.append(np.clip(images[-1] + rng.normal(0, 6, (32, 32)), 0, 255))
-            ids.append(f"s{i:02d}_twin")
-    data = _folder(tmp_path / "data", ids, images)
+    data = _twins_folder(tmp_path / "data")
     arch = {"name": "tiny", "spatial_dims": 2, "in_channels": 1, "out_channels": 1,
             "stages": [{"width": 4, "block": {"type": "conv"}}, {"width": 8, "block": {"type": "conv"}}]}
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(arch))
@@ -251,3 +257,29 @@ def test_an_ablation_created_before_grouping_resumes_on_its_split(tmp_path, monk
     assert len(st.get_trials()) == 4 and len(splits) == 1
     assert (tmp_path / "out" / "split_before_duplicate_groups.json").is_file()
     assert analyze(st, cfg).runs["split_hash"].nunique() == 1
+
+
+@pytest.mark.slow
+def test_a_search_created_before_grouping_resumes_on_its_split(tmp_path, monkeypatch):
+    """A search whose first trials used the old (ungrouped) split, resumed: the new trials use
+    it too (the resumed process opens the study twice; the pinned split must pass both)."""
+    import functools
+
+    import yaml
+
+    import nasseg.train.engine as engine
+    from nasseg.search.runner import run_search
+
+    data = _twins_folder(tmp_path / "data")
+    study = {"name": "legacy_search", "data": {"kind": "folder", "path": str(data)},
+             "space": str(Path(__file__).resolve().parents[1] / "search_spaces" / "quickstart_2d.yaml"), "objectives": ["dice", "params"],
+             "budget": {"trials": 2}, "epochs": 2, "train": {"batch_size": 4, "lr": 0.01, "num_threads": 1},
+             "seed": 0, "workers": 1, "device": "cpu", "output_dir": str(tmp_path / "out")}
+    (tmp_path / "search.yaml").write_text(yaml.safe_dump(study))
+    with monkeypatch.context() as m:  # the split as nasseg made it before families were grouped
+        m.setattr(engine, "split_dataset", functools.partial(engine.split_dataset, duplicates=False))
+        run_search(tmp_path / "search.yaml", progress=False, say=lambda *_: None)
+    run_search(tmp_path / "search.yaml", trials=4, progress=False, say=lambda *_: None)
+    splits = [json.loads(p.read_text()) for p in sorted((tmp_path / "out" / "trials").glob("*/split.json"))]
+    assert len(splits) == 4 and len({json.dumps(s["test"]) for s in splits}) == 1
+    assert [s["method"] for s in splits] == ["random", "random", "file", "file"]
