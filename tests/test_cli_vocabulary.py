@@ -112,3 +112,29 @@ def test_a_search_is_quiet_and_a_finished_one_says_its_budget_is_reached(tmp_pat
     assert main(["search", str(study), "--no-progress"]) == 0
     again = capfd.readouterr().out
     assert "1 distinct networks trained" in again and "budget reached (1 trained networks)" in again
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_ray_and_optuna_banners_are_off_unless_verbose(verbose):
+    """What quiet_libraries switches off (measured with `nasseg search --backend ray`: without
+    it, Tune's configuration table, its TensorBoard hint, Ray's token warning, Ray's INFO lines,
+    "save not implemented for Searcher" and Optuna's "A new study created in RDB" are printed)."""
+    import json
+    import subprocess
+    import sys
+
+    code = ("import argparse, json, logging, os, optuna\n"
+            "from nasseg.cli.console import RAY_QUIET_ENV, RAY_QUIET_LOGGERS, quiet_libraries\n"
+            f"quiet_libraries(argparse.Namespace(verbose={verbose}))\n"
+            "print(json.dumps({'env': {k: os.environ.get(k) for k in RAY_QUIET_ENV},\n"
+            "  'levels': [logging.getLogger(n).level for n in RAY_QUIET_LOGGERS],\n"
+            "  'optuna': optuna.logging.get_verbosity()}))")
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("RAY_")}
+    out = json.loads(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                                    check=True).stdout)
+    if verbose:
+        assert out == {"env": {"RAY_LOGGER_LEVEL": None, "RAY_AIR_NEW_OUTPUT": None}, "levels": [0, 0],
+                       "optuna": 20}
+    else:
+        assert out == {"env": {"RAY_LOGGER_LEVEL": "warning", "RAY_AIR_NEW_OUTPUT": "0"}, "levels": [40, 40],
+                       "optuna": 30}

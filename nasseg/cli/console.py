@@ -17,8 +17,9 @@ PIPE_WIDTH = 200
 RAY_QUIET_ENV = {"RAY_LOGGER_LEVEL": "warning", "RAY_AIR_NEW_OUTPUT": "0"}
 """Ray's INFO lines off; Tune's classic reporter, silent at ``verbose=0``, instead of the new
 one, which prints its configuration table and TensorBoard hint whatever the verbosity."""
-RAY_TOKEN_LOGGER = "ray._private.authentication.authentication_token_setup"
-"""The logger of Ray's "token authentication is disabled" warning on every local ``ray.init``."""
+RAY_QUIET_LOGGERS = ("ray._private.authentication.authentication_token_setup", "ray.tune.search.searcher")
+"""Loggers of warnings Ray prints on every search: token authentication disabled (each local
+``ray.init``), "save not implemented for Searcher" (each checkpoint of the experiment)."""
 
 
 def make_console() -> Console:
@@ -40,4 +41,5 @@ def quiet_libraries(args: Any) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     for key, value in RAY_QUIET_ENV.items():
         os.environ.setdefault(key, value)
-    logging.getLogger(RAY_TOKEN_LOGGER).setLevel(logging.ERROR)
+    for name in RAY_QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)

@@ -40,7 +40,7 @@ def register(sub: Any) -> None:
     ab.add_argument("--out-dir", dest="out_dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     ab.add_argument("--max-runs", type=int, dest="max_runs", help="stop after this many runs (default: no limit)")
     add_out(ab, "report folder or .html file (default: reports/NAME)", dest="output",
-            aliases=("--output", "--output-dir", "--run-dir"))
+            aliases=("--output",))  # --out-dir stays the runs' folder (--runs), as it was
     ab.add_argument("--dry-run", action="store_true",
                     help="validate the study and list its variants with params and MACs; train nothing")
     ab.add_argument("--no-report", action="store_true", help="do not write the tables and report")

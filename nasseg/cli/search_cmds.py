@@ -140,7 +140,7 @@ def _print_front(target: str, name: str | None, console: Console, every: bool = 
         table.to_csv(csv, index=False)
     objs = {o.name: o for o in objectives_of(study)}
     out = Table(title=f"{study.study_name}: {'all trials' if every else 'Pareto set'} "
-                      f"(normalised HV {hypervolume(study):.4f})")
+                      f"(dice on the validation cases; normalised HV {hypervolume(study):.4f})")
     cols = ["trial", *objs, "epochs", "arch"] + (["state", "note"] if every else ["note"])
     confirmed = confirm_columns(study, table)
     if confirmed is not None and "dice" in cols:  # validation and confirmed test values side by side

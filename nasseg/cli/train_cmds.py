@@ -105,9 +105,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     from nasseg.arch import load_arch
     from nasseg.data.check import split_notes
     from nasseg.train import train
-    from nasseg.train.result import claim_run_dir
+    from nasseg.train.result import claim_run_dir, resumable
 
-    if args.out:  # before anything is loaded: an earlier run is never replaced unasked
+    if args.resume:
+        resumable(args.out)
+    elif args.out:  # before anything is loaded: an earlier run is never replaced unasked
         claim_run_dir(args.out, overwrite=args.overwrite, remove=False)
     arch = load_arch(args.arch)
     cfg = _train_config(args)
@@ -121,8 +123,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                   f"{cfg.optimizer} lr {cfg.lr} ({cfg.schedule}) -> {run_dir}")
     for line in split_notes(data):  # near-duplicate families kept together, undeclared groups
         console.print(line, markup=False)
-    claim_run_dir(run_dir, overwrite=args.overwrite)  # --overwrite: the earlier run's files go now
-    res = train(arch, data, cfg, run_dir=run_dir, progress=not args.no_progress)
+    if not args.resume:
+        claim_run_dir(run_dir, overwrite=args.overwrite)  # --overwrite: the earlier run's files go now
+    res = train(arch, data, cfg, run_dir=run_dir, progress=not args.no_progress, resume=args.resume)
     plan = res.config["resolved"].get("plan")
     if plan is not None and args.no_progress:  # with progress on, train() printed it before training
         from nasseg.data.plan import Plan
@@ -177,7 +180,7 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int,
                    help=f"cases (2D) or patches (3D) per step (default: {d['batch_size']}; 3D: planned)")
     p.add_argument("--lr", type=float, help=f"peak learning rate (default: {d['lr']})")
-    p.add_argument("--optimizer", choices=["adamw", "sgd"], help=f"(default: {d['optimizer']})")
+    p.add_argument("--optimizer", choices=["adamw", "sgd"], help=f"the optimizer (default: {d['optimizer']})")
     p.add_argument("--schedule", choices=["cosine", "poly", "constant"],
                    help=f"per-step learning-rate decay (default: {d['schedule']})")
     p.add_argument("--weight-decay", type=float, help=f"AdamW / SGD weight decay (default: {d['weight_decay']})")
@@ -195,5 +198,7 @@ def register(sub) -> None:
     p.add_argument("--threads", type=int, help="torch CPU threads (default: auto, the cores other processes leave idle)")
     add_out(p, "the run folder (default: runs/train/<time>-<arch>-<data>); an earlier run there is refused")
     p.add_argument("--overwrite", action="store_true", help="replace the earlier run in -o/--out")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the killed training in -o/--out from its checkpoint_latest.pt (same command)")
     add_no_progress(p)
     p.set_defaults(func=cmd_train)

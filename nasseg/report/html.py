@@ -212,6 +212,7 @@ def _search_sections(study: optuna.Study, page: _Page, choice, confirmed_members
     objs = [o.name for o in pinfo.objectives]
     heads = [f"{o.name} ({o.unit})" if o.unit and o.unit not in ("fraction", "parameters") else o.name
              for o in pinfo.objectives]
+    heads = [f"{h} (validation)" if o.name in ("dice", "iou") else h for h, o in zip(heads, pinfo.objectives)]
     extra = [c for c in ("params", "macs") if c not in objs]
     cols = ["trial", "arch id", *heads, *extra, "network"]
 
