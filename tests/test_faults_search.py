@@ -40,6 +40,14 @@ def test_an_infeasible_initial_network_is_recorded_and_exports_with_a_warning(tm
     study = make_study(tmp_path, initial_archs=[arch_yaml(tmp_path, "big", 48)], budget={"trials": 1})
     assert main(["search", str(study), "--no-progress"]) == 0
     assert locate(study).trials[0].user_attrs["outcome"] == "infeasible"
+    capsys.readouterr()
+    assert main(["pareto", str(study), "--all", "--csv", str(tmp_path / "all.csv")]) == 0
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "all.csv")  # not trained: no Dice shown, its outcome named
+    row = table[table["trial"] == 0].iloc[0]
+    assert row["state"] == "infeasible" and pd.isna(row["dice"])
+    assert set(table["state"]) <= {"trained", "infeasible", "duplicate"}
     with caplog.at_level(logging.WARNING, logger="nasseg"):  # an infeasible trial exports with a warning
         assert main(["export", str(study), "--trial", "0", "-o", str(tmp_path / "a.yaml")]) == 0
     assert "# WARNING: trial 0 is infeasible" in (tmp_path / "a.yaml").read_text()

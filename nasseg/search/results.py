@@ -54,8 +54,8 @@ def trial_table(study: optuna.Study) -> pd.DataFrame:
     for t in trials:
         r = trial_record(t)
         row = {"trial": t.number, "state": outcome(t, retried)}
-        for i, n in enumerate(names):
-            row[n] = t.values[i] if t.values else None
+        for i, n in enumerate(names):  # a network that was not trained has no Dice (not 0.0)
+            row[n] = t.values[i] if t.values and not (n == "dice" and row["state"] == "infeasible") else None
         row.update({"feasible": feasible(t), "arch_id": r.arch_id, "epochs": epochs_trained(t),
                     "stopped_early": bool(r.stopped_early), "reused_from": r.reused_from,
                     "initial_arch": r.initial_arch, "arch": arch_summary(r.arch),
