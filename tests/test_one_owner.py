@@ -2,6 +2,10 @@
 derived from the model (a field added later can never return a stale cached dataset)."""
 from __future__ import annotations
 
+import ast
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -40,3 +44,27 @@ def test_one_json_converter_for_records_and_run_files():
 ])
 def test_one_out_of_memory_check_for_errors_and_stored_reasons(failure, oom):
     assert is_out_of_memory(failure) is oom
+
+
+UNIT_WORDS = re.compile(r"GMACs|GFLOPs|\((?:ms|MB|M)\)|\bM params\b")
+"""How an objective's unit is written (the registry's unit, column and suffix texts)."""
+
+
+def _code_strings(path: Path):
+    """The string constants of a module that are not docstrings, with their line."""
+    tree = ast.parse(path.read_text())
+    docs = {id(n.body[0].value) for n in ast.walk(tree)
+            if isinstance(n, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+            and n.body and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docs:
+            yield n.lineno, n.value
+
+
+def test_no_module_outside_the_registry_names_an_objective_unit():
+    """Labels, units and number formats come from nasseg.store.objectives (FLOPs included)."""
+    package = Path(__file__).resolve().parents[1] / "nasseg"
+    registry = package / "store" / "objectives.py"
+    found = [f"{p.relative_to(package.parent)}:{line}: {text!r}" for p in sorted(package.rglob("*.py"))
+             if p != registry for line, text in _code_strings(p) if UNIT_WORDS.search(text)]
+    assert not found, "objective units written outside the registry:\n" + "\n".join(found)

@@ -8,6 +8,7 @@ from rich.table import Table
 
 from nasseg.cli.console import make_console
 from nasseg.errors import ConfigError
+from nasseg.store.objectives import OBJECTIVES
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
@@ -44,11 +45,13 @@ def cmd_presets(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     table = Table(title="nasseg presets (MACs counted on the meta device, as ptflops counts them)")
-    for col in ("preset", "id", "input", "params", "GMACs"):
-        table.add_column(col, justify="right" if col in ("params", "GMACs") else "left")
+    objs = [OBJECTIVES["params"], OBJECTIVES["macs"]]  # columns, units and numbers as the registry writes them
+    for col in ("preset", "id", "input"):
+        table.add_column(col, justify="left")
+    for o in objs:
+        table.add_column(o.column, justify="right")
     for r in rows:
-        table.add_row(r["preset"], r["id"], "x".join(map(str, r["input"])), f"{r['params']:,}",
-                      f"{r['macs'] / 1e9:.2f}")
+        table.add_row(r["preset"], r["id"], "x".join(map(str, r["input"])), *(o.text(o.value(r)) for o in objs))
     make_console().print(table)
     return 0
 

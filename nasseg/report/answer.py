@@ -14,7 +14,6 @@ Example:
 """
 from __future__ import annotations
 
-import html as _html
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import pandas as pd
 
 from nasseg.report.choose import ChoiceInfo
 from nasseg.report.data import Header
+from nasseg.report.page import esc
 
 __all__ = ["Answer", "Pick", "ablation_answer", "answer_html", "search_answer"]
 
@@ -172,7 +172,6 @@ def _ablation_costs(row: Any) -> str:
 
 def answer_html(ans: Answer) -> str:
     """The answer as the report's first ``<section>``."""
-    esc = lambda t: _html.escape(str(t), quote=True)  # noqa: E731
     rows = []
     for p in ans.picks:
         ci = "" if p.ci[0] != p.ci[0] else (f" [{p.ci[0]:+.4f}, {p.ci[1]:+.4f}]" if p.difference

@@ -21,7 +21,7 @@ held-out cases (the statistics' mixed model, one seed), and its architecture as 
 Example:
     >>> info = choice_info(study)                             # doctest: +SKIP
     >>> [(r.label, r.trial) for r in info.recommendations]    # doctest: +SKIP
-    [('knee point', 7), ('best with params <= 1.5 M', 9), ...]
+    [('knee point', 7), ('best with params (M) <= 1.500', 9), ...]
 """
 from __future__ import annotations
 
@@ -38,12 +38,10 @@ from nasseg.ablation.stats import MIN_MODEL_SEEDS, case_t_interval, tidy
 from nasseg.ablation.stats import compare as compare_variants
 from nasseg.report.data import objectives_of, pareto_table_info
 from nasseg.store import study_record, trial_record
+from nasseg.store.objectives import OBJECTIVES, cost_values, get
 
 __all__ = ["ChoiceInfo", "Member", "Recommendation", "choice_info", "case_dice", "compare", "confirmed_frame",
            "mean_ci"]
-
-_LIMIT_NAMES = {"params": "params", "macs": "GMACs", "latency": "latency (ms)", "memory": "memory (MB)"}
-
 
 @dataclass
 class Member:
@@ -132,11 +130,12 @@ def choice_info(study: optuna.Study) -> ChoiceInfo:
             if not within:
                 continue
             best = max(within, key=lambda m: m.dice)
-            label = f"best with {_LIMIT_NAMES.get(name, name)} <= {_fmt(limit * frac, name)}"
-            if frac < 1 and any(r.trial == best.trial and r.label.startswith(f"best with {_LIMIT_NAMES.get(name, name)}")
+            o = get(name)
+            label = f"best with {o.column} <= {o.text(limit * frac)}"
+            if frac < 1 and any(r.trial == best.trial and r.label.startswith(f"best with {o.column} <=")
                                 for r in recs):
                 continue  # the same network as under the looser budget
-            recs.append(Recommendation(label, best.trial, f"{_fmt(best.costs.get(name), name)} "
+            recs.append(Recommendation(label, best.trial, f"{o.describe(best.costs.get(name))} "
                                        f"({best.costs.get(name, 0) / limit:.0%} of the study's limit)"))
     by_trial = {m.trial: m for m in members}
     if preset is not None:
@@ -160,7 +159,7 @@ def confirmed_frame(study: optuna.Study) -> pd.DataFrame | None:
 def compare(m: Member, ref: Member, confirmed: pd.DataFrame | None = None) -> str:
     """How a member differs from the starting preset, e.g. ``"vs cmunext_s: +0.052 Dice
     [+0.031, +0.074] on 40 confirmed test cases x 3 seeds (mixed model, p = 0.002); 0.41x
-    params, 0.38x GMACs"``.
+    Params, 0.38x MACs"``.
 
     Args:
         m, ref: the member and the preset.
@@ -170,9 +169,9 @@ def compare(m: Member, ref: Member, confirmed: pd.DataFrame | None = None) -> st
     if m.trial == ref.trial:
         return f"is the starting preset {ref.initial_arch}"
     parts = [_dice_difference(m, ref, confirmed)]
-    for k in ("params", "macs"):
-        if m.costs.get(k) and ref.costs.get(k):
-            parts.append(f"{m.costs[k] / ref.costs[k]:.2f}x {_LIMIT_NAMES[k]}")
+    for o in OBJECTIVES.values():
+        if o.measured == "counter" and m.costs.get(o.name) and ref.costs.get(o.name):
+            parts.append(f"{m.costs[o.name] / ref.costs[o.name]:.2f}x {o.label}")
     return f"vs {ref.initial_arch}: " + ", ".join(parts)
 
 
@@ -198,10 +197,9 @@ def _member(t: optuna.trial.FrozenTrial, yaml_text: str, summary: str, values: d
     cases = case_dice(a.per_case)
     dice = float(np.mean(list(cases.values()))) if cases else float(values.get("dice", np.nan))
     cost = dict(a.cost or {})
-    raw = {"params": cost.get("params"), "macs": cost["macs"] / 1e9 if cost.get("macs") is not None else None,
-           "latency": cost.get("latency_ms"), "memory": cost.get("memory_mb")}  # the units of the limits
-    costs = {k: float(v) for k, v in raw.items() if v is not None}
-    costs.update({k: v for k, v in values.items() if k in _LIMIT_NAMES})
+    # every counted objective in the units of trial.values and of the limits (the registry's)
+    costs = {k: float(v) for k, v in cost_values(cost).items() if v is not None}
+    costs.update({k: v for k, v in values.items() if k in OBJECTIVES and OBJECTIVES[k].measured == "counter"})
     return Member(t.number, a.arch_id or "", summary, yaml_text, values, costs, dice,
                   mean_ci(np.array(list(cases.values()))), cases, a.checkpoint, a.initial_arch)
 
@@ -228,11 +226,3 @@ def _knee(members: list[Member], objs: list[Any]) -> Member:
     span = np.where(hi > lo, hi - lo, 1.0)
     loss = np.where([o.maximize for o in objs], (hi - v) / span, (v - lo) / span)
     return members[int(np.argmin(np.sqrt((loss ** 2).sum(1))))]
-
-
-def _fmt(v: float | None, name: str) -> str:
-    if v is None:
-        return "–"
-    if name == "params":
-        return f"{v / 1e6:.3g} M"
-    return f"{v:.3g}"

@@ -9,8 +9,12 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from nasseg.errors import NassegError
 from nasseg.report.choose import ChoiceInfo, Member, choice_info
+from nasseg.report.page import esc
+from nasseg.report.page import table as _table
 from nasseg.report.predictions import GREEN, RED, Panel, strip_info
+from nasseg.store.objectives import OBJECTIVES, get
 
 RECOMMEND_TITLE = "Recommended networks (validation Dice, 95% CI)"
 STRIP_TITLE = "Predictions of trial {trial}: best, median and worst validation case"
@@ -41,9 +45,10 @@ def recommend_figure(info: ChoiceInfo, cost: str) -> go.Figure:
         fig.add_trace(go.Scatter(x=[p.costs.get(cost)], y=[p.dice], mode="markers",
                                  name=f"starting preset {p.initial_arch} (trial {p.trial})",
                                  marker={"size": 13, "symbol": "x", "color": "#d62728"}))
-    fig.update_layout(title=RECOMMEND_TITLE, xaxis_title=_axis(cost), yaxis_title="Dice",
+    fig.update_layout(title=RECOMMEND_TITLE, xaxis_title=get(cost).axis, yaxis_title="Dice",
                       height=420, margin={"t": 50, "l": 60, "r": 20, "b": 50})
-    if cost in ("params", "macs"):
+    xs = [m.costs[cost] for m in members if m.costs.get(cost)]
+    if xs and min(xs) > 0 and max(xs) / min(xs) > 10:  # costs spanning decades: a log axis
         fig.update_xaxes(type="log")
     return fig
 
@@ -74,14 +79,12 @@ def _rgb(color) -> str:
 def choice_sections(study, page, info: ChoiceInfo | None = None, confirmed=None) -> None:
     """Add the recommendation and the member cards to ``page`` (a report ``_Page``);
     ``confirmed`` is :func:`nasseg.search.confirm.confirmed_table` (``None``: not confirmed)."""
-    from nasseg.report.html import _table, esc
-
     info = choice_info(study) if info is None else info
     page.heading("Choosing a network", "choosing")
     if not info.members:
         page.note(info.note)
         return
-    limits = ", ".join(f"{k} <= {v:g}" for k, v in info.limits.items()) or "none"
+    limits = ", ".join(f"{get(k).column} <= {get(k).text(v)}" for k, v in info.limits.items()) or "none"
     page.note(f"The knee point is the Pareto member closest to the ideal (Dice 1, zero cost) once each "
               f"objective is scaled over the front; the study's limits: {limits}. Dice here is validation "
               "Dice (the cases that chose the network) with a 95% interval over those cases (one training "
@@ -91,7 +94,8 @@ def choice_sections(study, page, info: ChoiceInfo | None = None, confirmed=None)
             for r in info.recommendations]
     page.raw('<div id="recommendation">' + _table(["recommendation", "trial", "why", "compared with the preset"],
                                                    rows, left={0, 2, 3}) + "</div>")
-    cost = next((c for c in ("macs", "params", "latency", "memory") if c in info.members[0].costs), "params")
+    cost = next((o.name for o in OBJECTIVES.values() if o.measured == "counter" and o.name in info.members[0].costs),
+                "params")
     page.figure(recommend_figure(info, cost))
     page.heading(f"Pareto members ({len(info.members)})", "members")
     conf = confirmed.set_index("trial") if confirmed is not None and not confirmed.empty else None
@@ -105,8 +109,6 @@ def choice_sections(study, page, info: ChoiceInfo | None = None, confirmed=None)
 
 
 def _strip(m: Member) -> tuple[list[Panel], str]:
-    from nasseg.errors import NassegError
-
     if not m.checkpoint:
         return [], "the trial recorded no checkpoint"
     if not m.cases:
@@ -118,8 +120,8 @@ def _strip(m: Member) -> tuple[list[Panel], str]:
 
 
 def cost_text(costs: dict[str, float]) -> str:
-    """``"parameters 0.120 M, GMACs 0.31"``: a member's costs in the units of the limits."""
-    return ", ".join(f"{_axis(k)} {_num(k, v)}" for k, v in costs.items())
+    """``"0.120 M params, 0.310 GMACs"``: a member's costs, as the objective registry writes them."""
+    return ", ".join(get(k).describe(v) for k, v in costs.items())
 
 
 def _card(m: Member, esc, confirmed=None) -> str:
@@ -132,11 +134,3 @@ def _card(m: Member, esc, confirmed=None) -> str:
             f"{len(m.cases)} validation cases (the cases that chose it){test}<br>{esc(cost_text(m.costs))}"
             f"<details><summary>configuration (YAML for <code>nasseg train</code>)</summary>"
             f"<pre>{esc(m.yaml)}</pre></details></section>")
-
-
-def _axis(cost: str) -> str:
-    return {"macs": "GMACs", "params": "parameters", "latency": "latency (ms)", "memory": "memory (MB)"}.get(cost, cost)
-
-
-def _num(k: str, v: float) -> str:
-    return f"{v / 1e6:.3f} M" if k == "params" else f"{v:.3g}"
