@@ -26,7 +26,7 @@ from typing import Any
 from nasseg.errors import DataError
 
 GPU_LIKE_MB = 0.8 * 8192
-"""nasseg's GPU budget (80% of free memory) on an 8 GB card, nnU-Net's default VRAM target."""
+"""nasseg's GPU budget (80% of the card's memory) on an 8 GB card, nnU-Net's default VRAM target."""
 
 
 def decathlon_to_raw(src: Path, raw_base: Path, dataset_id: int, name: str) -> Path:
@@ -87,9 +87,10 @@ def nnunet_plan(raw_root: Path, work: Path, num_processes: int = 1) -> dict[str,
 
 
 def nasseg_plan(raw_root: Path, arch_path: str, *, memory_mb: float | None = None,
-                max_batch: int | None = None) -> dict[str, Any]:
+                max_batch: int | None = None, dtype: Any = None) -> dict[str, Any]:
     """nasseg's plan of the same raw dataset (read as data kind ``nnunet``) for ``arch``:
-    the CPU default budget, or ``memory_mb``/``max_batch`` as given."""
+    the CPU default budget, or ``memory_mb``/``max_batch`` as given; ``dtype`` of the
+    activations (CUDA training plans with its autocast dtype, bfloat16)."""
     from nasseg.arch import load_arch
     from nasseg.data import load_dataset, resolve_data
     from nasseg.data.plan import make_plan
@@ -97,7 +98,7 @@ def nasseg_plan(raw_root: Path, arch_path: str, *, memory_mb: float | None = Non
     cfg = resolve_data(str(raw_root), memory_mb=memory_mb, max_batch=max_batch)
     ds = load_dataset(cfg)
     arch = load_arch(arch_path).model_copy(update={"in_channels": ds.in_channels, "out_channels": ds.out_channels})
-    plan = make_plan(arch, ds, device="cpu", data_cfg=cfg)
+    plan = make_plan(arch, ds, device="cpu", data_cfg=cfg, dtype=dtype)
     return {"spacing": list(plan.target_spacing), "median_shape": list(plan.median_shape),
             "patch_size": list(plan.patch_size), "batch_size": plan.batch_size, "stages": len(arch.stages),
             "widths": [s.width for s in arch.stages], "memory_mb": plan.memory_mb, "budget_mb": plan.budget_mb,
@@ -139,9 +140,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             raw = Path(args.raw)
         nn = nnunet_plan(raw, work, args.processes)
-        rows = [(f"nasseg, {Path(args.arch).stem}, CPU default", nasseg_plan(raw, args.arch)),
-                (f"nasseg, {Path(args.arch).stem}, GPU-like (memory_mb {GPU_LIKE_MB:.0f}, max_batch 16)",
-                 nasseg_plan(raw, args.arch, memory_mb=GPU_LIKE_MB, max_batch=16))]
+        rows = [(f"nasseg, {Path(args.arch).stem}, CPU default (float32)", nasseg_plan(raw, args.arch)),
+                (f"nasseg, {Path(args.arch).stem}, GPU-like (memory_mb {GPU_LIKE_MB:.0f}, max_batch 16, bfloat16)",
+                 nasseg_plan(raw, args.arch, memory_mb=GPU_LIKE_MB, max_batch=16, dtype=torch.bfloat16))]
     text = table(raw.name, nn, rows) + "\nnnU-Net raw plan (files' axis order): " + json.dumps(nn) + "\n"
     Path(args.out).write_text(text)
     print(text)
