@@ -41,9 +41,7 @@ from nasseg.store.storage import now_iso, stale_reason
 from nasseg.versions import provenance, versions
 from nasseg.data import load_dataset
 from nasseg.data.check import split_notes
-from nasseg.data.splits import resume_split
-from nasseg.runs import train_and_record
-from nasseg.store import split_summary
+from nasseg.runs import study_data, train_and_record
 
 __all__ = ["AblationPlan", "open_study", "plan", "recover_interrupted", "run_ablation"]
 
@@ -208,12 +206,7 @@ def run_ablation(cfg: AblationConfig, *, where: str = "study", command: str = ""
     p = plan(cfg, where)
     study = open_study(p, command)
     out_dir = cfg.out_dir()
-    done = {(trial_record(t).split or {}).get("hash")
-            for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))}
-    if done:  # a study created before near-duplicates were grouped keeps its split
-
-        p.data = p.data.model_copy(update={"split": resume_split(
-            load_dataset(p.data), p.data.split, lambda s: split_summary(s)["hash"] in done, out_dir)})
+    p.data = study_data(p.data, study, out_dir)  # keeps a pre-grouping split
     for line in split_notes(p.data):  # near-duplicate families kept together, undeclared groups
         echo(line)
     with run_lock(out_dir):
