@@ -29,7 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from nasseg.arch import ArchConfig, load_arch
+from nasseg.configio import read_yaml
 from nasseg.errors import ConfigError
+from nasseg.infer.network import load_network
 from nasseg.nnunet.network import CHANNEL_KEYS, nnunet_strides
 
 CLASS_NAME = "nasseg.nnunet.network.NassegUNet"
@@ -49,6 +51,7 @@ class NnUNetExport:
         patch_size: the patch the configuration trains on (only with ``--plans``).
         nnunet_patch_size: nnU-Net's planned patch it was rounded up from.
         arch_name: the network's name.
+        multiple: the network's size multiple ``2^(stages-1)``; every patch axis must be one.
     """
 
     files: list[Path] = field(default_factory=list)
@@ -58,6 +61,7 @@ class NnUNetExport:
     patch_size: list[int] | None = None
     nnunet_patch_size: list[int] | None = None
     arch_name: str = ""
+    multiple: int = 1
 
 
 def architecture_entry(cfg: ArchConfig) -> dict[str, Any]:
@@ -142,14 +146,10 @@ def arch_of(target: str) -> ArchConfig:
     """
     path = Path(target)
     if "#" in target or path.is_dir() or (path.is_file() and path.suffix not in (".yaml", ".yml", ".json")):
-        from nasseg.infer.network import load_network
-
         net = load_network(target)
         arch = {k: v for k, v in (net.meta.get("arch") or {}).items() if k != "arch_id"}
         return load_arch({**arch, "name": arch.get("name") or net.name})
     if path.is_file():
-        from nasseg.configio import read_yaml
-
         data = read_yaml(path)
         if isinstance(data, dict) and "stages" not in data:
             raise ConfigError(f"{path}: not an architecture; for a study name one of its trials as {path}#N "
@@ -175,7 +175,7 @@ def export_nnunet(target: str, out_dir: str | Path, *, plans: str | Path | None 
     name, fragment = plans_fragment(cfg)
     out = Path(out_dir)
     res = NnUNetExport(configuration=name, base=fragment["configurations"][name]["inherits_from"],
-                       arch_name=cfg.name or str(target))
+                       arch_name=cfg.name or str(target), multiple=cfg.min_input_multiple())
     writes: list[tuple[Path, dict[str, Any]]] = [(out / "plans_fragment.json", fragment)]
     if plans is not None:
         src = Path(plans)
@@ -214,7 +214,8 @@ def _read_json(path: Path, flag: str) -> dict[str, Any]:
 def train_commands(res: NnUNetExport, dataset: str = "DatasetXXX_Name") -> list[str]:
     """The shell commands that train the exported network in nnU-Net (for the console)."""
     if res.plans_name is None:
-        return [f"# merge plans_fragment.json's configuration into your plans file, then:",
+        return ["# merge plans_fragment.json's configuration into your plans file (its patch_size: "
+                f"multiples of {res.multiple}), then:",
                 f"nnUNetv2_train {dataset} {res.configuration} 0 -p YOUR_PLANS"]
     plans_file = next(p for p in res.files if p.name == f"{res.plans_name}.json")
     return [f'cp {plans_file} "$nnUNet_preprocessed/{dataset}/"',
