@@ -279,7 +279,9 @@ def test_a_search_created_before_grouping_resumes_on_its_split(tmp_path, monkeyp
     with monkeypatch.context() as m:  # the split as nasseg made it before families were grouped
         m.setattr(engine, "split_dataset", functools.partial(engine.split_dataset, duplicates=False))
         run_search(tmp_path / "search.yaml", progress=False, say=lambda *_: None)
-    run_search(tmp_path / "search.yaml", trials=4, progress=False, say=lambda *_: None)
+    lines: list[str] = []
+    run_search(tmp_path / "search.yaml", trials=4, progress=False, say=lines.append)
+    assert any(x.startswith("near-duplicates: 15 families (30 cases") and "not grouped" in x for x in lines)
     splits = [json.loads(p.read_text()) for p in sorted((tmp_path / "out" / "trials").glob("*/split.json"))]
     assert len(splits) == 4 and len({json.dumps(s["test"]) for s in splits}) == 1
     assert [s["method"] for s in splits] == ["random", "random", "file", "file"]

@@ -235,13 +235,14 @@ def run_search_ray(study_path: str | Path, *, workers: int | None = None, trials
     """Create or resume the study and run it under Ray Tune (see the module docstring);
     ``overrides`` as for :func:`nasseg.search.runner.run_search`."""
     from nasseg.search.monitor import Monitor
-    from nasseg.search.runner import announce_feasibility, budget_left, summarise
+    from nasseg.search.runner import announce_feasibility, announce_split, budget_left, summarise
     from nasseg.store.claims import HEARTBEAT_GRACE_S
 
     prep = prepare(study_path, workers=workers, trials=trials, command=command, overrides=overrides,
                    trials_per_device=trials_per_device)
     announce_feasibility(prep, say)
     study = open_study(prep, create=True)
+    announce_split(prep, say)
     recover_stale(study, HEARTBEAT_GRACE_S)
     # the Ray searcher is one proposer: its own random stream per resume, as each Optuna
     # worker has (seeded by the study seed alone, a resumed run re-proposed its first networks)

@@ -32,6 +32,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from nasseg.data.check import split_notes
 from nasseg.search import feasibility
 from nasseg.search.admission import admitted_trainer, needs_alone_retry, study_admission
 from nasseg.search.objective import Outcome, Trainer, run_objective
@@ -78,6 +79,13 @@ def proposal_time(trials: list) -> dict[str, float]:
     wall = (max(ends) - min(starts)).total_seconds() if starts and ends else 0.0
     return {"screen_seconds": round(sum(field(t, "screen_seconds") or 0.0 for t in trials), 2),
             "wall_seconds": round(wall, 1)}
+
+
+def announce_split(prep: Prepared, say: Callable[[str], None] | None) -> None:
+    """Say which near-duplicate families the study's split keeps together, and warn when
+    groups are likely but undeclared (:func:`nasseg.data.check.split_notes`)."""
+    for line in split_notes(prep.setup.data) if say is not None else []:
+        say(line)
 
 
 def announce_feasibility(prep: Prepared, say: Callable[[str], None] | None) -> None:
@@ -193,6 +201,7 @@ def run_search(study_path: str | Path, *, workers: int | None = None, trials: in
                    trials_per_device=trials_per_device)
     announce_feasibility(prep, say)
     study = open_study(prep, create=True)
+    announce_split(prep, say)
     recover_stale(study, HEARTBEAT_GRACE_S)
     n = prep.cfg.workers
     deadline = time.time() + prep.cfg.budget.time_s if prep.cfg.budget.time_s else None
