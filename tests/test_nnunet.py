@@ -116,6 +116,19 @@ def test_train_reads_an_nnunet_raw_dataset_by_name(blobs_run):
     assert "outer" in per_case or ",1," in per_case
 
 
+def test_predict_with_a_network_trained_on_nnunet_volumes(blobs_run, tmp_path):
+    """Prediction preprocesses a new volume as training did (the run's stored plan), whatever
+    layout the training volumes came in."""
+    image = blobs_run / "raw" / BLOBS / "imagesTr" / "blob_005_0000.nii.gz"
+    assert main(["predict", str(blobs_run / "run"), "--input", str(image), "--out", str(tmp_path / "out"),
+                 "--no-progress"]) == 0
+    (mask,) = (tmp_path / "out").iterdir()
+    label = nib.load(str(blobs_run / "raw" / BLOBS / "labelsTr" / "blob_005.nii.gz"))
+    pred = nib.load(str(mask))
+    assert pred.shape == label.shape and np.allclose(pred.affine, label.affine)
+    assert set(np.unique(np.asarray(pred.dataobj))) <= {0, 1, 2}
+
+
 def test_export_trains_in_nnunet(blobs_run, tmp_path, monkeypatch, capsys):
     from nnunetv2.run.run_training import get_trainer_from_args
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
