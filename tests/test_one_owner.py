@@ -68,3 +68,38 @@ def test_no_module_outside_the_registry_names_an_objective_unit():
     found = [f"{p.relative_to(package.parent)}:{line}: {text!r}" for p in sorted(package.rglob("*.py"))
              if p != registry for line, text in _code_strings(p) if UNIT_WORDS.search(text)]
     assert not found, "objective units written outside the registry:\n" + "\n".join(found)
+
+
+def test_the_size_rule_and_its_message_exist_once(tmp_path):
+    """'input sizes divide by 2^(stages-1)' is stated by nasseg.arch.config.check_divisible
+    alone; a study whose data does not divide gets that message, naming the file."""
+    from test_search_helpers import TINY_SPACE, make_study
+
+    from nasseg.errors import ConfigError
+    from nasseg.search.setup import prepare
+
+    package = Path(__file__).resolve().parents[1] / "nasseg"
+    stated = sorted({str(p.relative_to(package.parent)) for p in package.rglob("*.py")
+                     for _, text in _code_strings(p) if "not divisible by" in text})
+    assert stated == ["nasseg/arch/config.py"]
+    space = {**TINY_SPACE, "constraints": {}}
+    study = make_study(tmp_path, space_dict=space, data={"source": "synthetic", "n_cases": 8, "size": 30})
+    with pytest.raises(ConfigError, match=r"study\.yaml: data: the input size \[30, 30\] is not divisible by "
+                                          r"2\^\(stages-1\) = 4 \(the deepest networks of .*tiny_space\.yaml: 3 stages\); "
+                                          r"set constraints\.input_size there, or a patch_size/size that is a "
+                                          r"multiple of 4 \(e\.g\. \[32, 32\]\)"):
+        prepare(study)
+
+
+def test_override_routing_lists_are_the_models_fields():
+    """The keys resolve_data and the search's command-line overrides route are read off the
+    models, so a field added to either is routed (no hand-kept list to forget)."""
+    from nasseg.data import AugmentConfig
+    from nasseg.data import config as data_config
+    from nasseg.search import setup
+    from nasseg.search.study import BudgetConfig
+
+    assert data_config._AUG_KEYS == set(AugmentConfig.model_fields)
+    assert setup._BUDGET_KEYS == tuple(BudgetConfig.model_fields)
+    assert resolve_data("synthetic", n_cases=4, **{k: False for k in AugmentConfig.model_fields if k != "intensity"}
+                        ).augment.flip is False

@@ -125,8 +125,8 @@ class PlanConfig(Strict):
     Attributes:
         target_spacing: target voxel size in mm (default: the median spacing, with nnU-Net's
             rule for anisotropic data).
-        memory_mb: memory budget for one training step (default: a quarter of the
-            available RAM on the CPU, capped at 3 GiB; 80% of the free GPU memory).
+        memory_mb: memory budget for one training step (default: 3072 MB on the CPU,
+            80% of the GPU's total memory; fixed, never a share of the memory free now).
         max_batch: largest planned batch (default 2 on the CPU, where a step's time
             grows with the batch; 16 on a GPU).
         modalities: normalisation name per channel (``CT`` clips to foreground
@@ -262,7 +262,7 @@ class DataConfig(Strict):
 
 _SPLIT_KEYS = set(SplitConfig.model_fields)
 _SYNTH_KEYS = set(SyntheticConfig.model_fields) - {"seed"}
-_AUG_KEYS = {"flip", "rot90", "intensity"}
+_AUG_KEYS = set(AugmentConfig.model_fields)  # derived: a new augmentation field is routed too
 _PLAN_KEYS = set(PlanConfig.model_fields)
 
 
@@ -443,7 +443,10 @@ def _detect(spec: str, where: str | None = None) -> dict[str, Any]:
     if path.is_file() and path.name == "dataset.json":
         return {"kind": _json_kind(path), "path": str(path.parent)}
     if not path.exists():
-        raise DataError(f"{at}{path}: no such dataset folder (use 'synthetic' for generated data)")
+        hint = (f"no folder {spec} under $nnUNet_raw ({os.environ['nnUNet_raw']})" if os.environ.get("nnUNet_raw")
+                else "set nnUNet_raw to name an nnU-Net dataset") if NNUNET_NAME.match(spec) else \
+            "use 'synthetic' for generated data"
+        raise DataError(f"{at}{path}: no such dataset folder ({hint})")
     if (path / "dataset.json").is_file():
         return {"kind": _json_kind(path / "dataset.json"), "path": str(path)}
     if (path / "images").is_dir():

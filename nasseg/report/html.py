@@ -12,7 +12,6 @@ Example:
 from __future__ import annotations
 
 import datetime as _dt
-import html as _html
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,8 @@ from plotly.offline import get_plotlyjs
 
 import nasseg
 from nasseg.report import figures as F
+from nasseg.report.page import esc
+from nasseg.report.page import table as _table
 from nasseg.store import study_record
 from nasseg.report.data import (Header, header_info, hypervolume_history_info, importance_info,
                                 learning_curves_info, parallel_info, pareto_info, pareto_table_info)
@@ -52,11 +53,6 @@ header h2{margin-top:0}
 .split.test{background:#2a7d2a} .split.validation{background:#b26b00}
 details>summary{cursor:pointer;color:#1f5fa8}
 """
-
-
-def esc(text: object) -> str:
-    """Escape ``text`` for the page (quotes included, so it is safe in attributes too)."""
-    return _html.escape(str(text), quote=True)
 
 
 @dataclass
@@ -121,7 +117,7 @@ def _header_html(h: Header) -> str:
         p = h.provenance
         det = p.get("deterministic") or {}
         items.append(("Provenance", esc(
-            f"data hash {p.get('data_hash') or '–'} (file names and sizes) · split hash "
+            f"data hash {p.get('data_hash') or '–'} (file names, sizes and their first and last 64 KiB) · split hash "
             f"{h.split.get('hash') or p.get('split_hash') or '–'} · threads {p.get('threads') or '–'} · "
             f"deterministic algorithms {'on' if det.get('deterministic_algorithms') else 'off'}")))
     if h.description:
@@ -155,14 +151,6 @@ class _Page:
 
     def raw(self, html: str) -> None:
         self.parts.append(html)
-
-
-def _table(columns: list[str], rows: Iterable[Iterable[str]], left: set[int] | None = None) -> str:
-    left = left or {0}
-    head = "".join(f"<th>{esc(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f'<td class="l">{v}</td>' if i in left else f"<td>{v}</td>"
-                                    for i, v in enumerate(r)) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _search_sections(study: optuna.Study, page: _Page, choice, confirmed_members) -> None:

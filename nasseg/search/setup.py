@@ -16,7 +16,7 @@ from typing import Any
 
 import optuna
 
-from nasseg.arch import load_arch
+from nasseg.arch import check_divisible, load_arch, size_multiple
 from nasseg.data.splits import PINNED_SPLIT_FILE
 from nasseg.device import resolve_device
 from nasseg.errors import ConfigError, NassegError, mask_url
@@ -24,7 +24,7 @@ from nasseg.runs import study_data
 from nasseg.search.objective import TrialSetup
 from nasseg.search.space import SearchSpace
 from nasseg.search.space_parse import load_space
-from nasseg.search.study import StudyConfig, load_study_config, resolve_path
+from nasseg.search.study import BudgetConfig, StudyConfig, load_study_config, resolve_path
 from nasseg.store import OBJECTIVES, StudyRecord, create_or_open, open_existing, study_record
 from nasseg.store.storage import now_iso
 from nasseg.versions import provenance, versions
@@ -49,7 +49,8 @@ class Prepared:
     command: str = ""
 
 
-_BUDGET_KEYS = ("trials", "trial_epochs", "time_s")
+_BUDGET_KEYS = tuple(BudgetConfig.model_fields)
+"""The budget fields a command-line override may set (derived: a new budget field is routed too)."""
 
 
 def with_overrides(cfg: StudyConfig, overrides: dict[str, Any], where: str) -> StudyConfig:
@@ -106,16 +107,14 @@ def prepare(path: str | Path, *, workers: int | None = None, trials: int | None 
     if ds.spatial_dims == 3 and not ds.fixed_size and data.patch_size is None:
         from nasseg.data.plan import study_patch  # one planned patch for every trial (3D volumes)
 
-        data = data.model_copy(update={"patch_size": study_patch(ds, 2 ** (space.max_stages - 1))})
+        data = data.model_copy(update={"patch_size": study_patch(ds, size_multiple(space.max_stages))})
     if ds.spatial_dims == 3 and not ds.fixed_size:
         size = list(data.patch_size)  # costs at the patch the trials train on
     else:
         size = space.constraints.input_size or list(data.patch_size or ds.shapes()[0])
-    m = 2 ** (space.max_stages - 1)
-    if any(int(x) % m for x in size):
-        raise ConfigError(f"{src}: data: the input size {list(size)} is not divisible by 2^(stages-1) = {m} "
-                          f"for the deepest networks of {space.source} ({space.max_stages} stages); set "
-                          f"constraints.input_size there, or a patch_size/size that is a multiple of {m}")
+    check_divisible(size, space.max_stages, f"{src}: data: the input size",
+                    whose=f"the deepest networks of {space.source}: ",
+                    how="set constraints.input_size there, or a patch_size/size that is")
     input_shape = (space.constraints.batch, ds.in_channels, *map(int, size))
     limits = space.constraints.limits()
     reference, ideal = {}, {}
