@@ -12,7 +12,7 @@ dsb2018_96: a seeded sample of 192 cases at 64x64, split 50/25/25 train/val/test
 
 both with no initial architecture, in the search space ``space`` (the recorded run:
 ``search_spaces/lightweight_2d.yaml``), with
-objectives Dice, GMACs and parameters, the same data, split, training settings and a
+objectives Dice, MACs and parameters, the same data, split, training settings and a
 budget of ``budget_epochs`` trained epochs (``budget.trial_epochs``). After every trial the
 normalised hypervolume of the front chosen on validation Dice is recorded twice: with the
 validation Dice (the search's own view) and with the members' test Dice

@@ -11,7 +11,7 @@ One replayed run is a live search with the training replaced by a table lookup:
   is *snapped* to the table: an exact match is a duplicate (reused at 0 epochs, as live
   runs reuse a trained identical network); otherwise the nearest untried recorded
   architecture (:class:`Snapper`) is trained. The sampler is told the snapped network's
-  objectives (validation Dice, GMACs, parameters). :meth:`Table.lookup` refuses anything
+  objectives (validation Dice, MACs, parameters). :meth:`Table.lookup` refuses anything
   else, so no result is ever invented;
 - the network "trains" epoch by epoch along its recorded validation curve (training seed
   ``table.seeds[seed % S]`` for the whole run, as a live study uses one seed); after each
@@ -146,7 +146,7 @@ class Snapper:
 
 
 def front_test_hv(table: Table, trials: list[Trial], reference: dict[str, float]) -> float:
-    """Normalised HV (test Dice, GMACs, params) of the front chosen on validation Dice."""
+    """Normalised HV (test Dice, MACs, params) of the front chosen on validation Dice."""
     done = [t for t in trials if not t.reused]
     if not done:
         return 0.0
@@ -181,7 +181,7 @@ def replay(table: Table, space: Any, strategy: str, seed: int, budget: int,
     """Replay one search (see the module docstring).
 
     Args:
-        limits: the space's limits (``{"macs": GMACs, "params": n}``), given to Optuna as
+        limits: the space's limits (``{"macs": G, "params": n}``, in the units of the objective registry), given to Optuna as
             constraint values (every recorded network is feasible, so they are <= 0).
         max_trials: stop after this many trials (duplicates included); default
             ``20 * ceil(budget / epochs)``.

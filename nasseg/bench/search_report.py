@@ -4,7 +4,7 @@ For every strategy (:func:`nasseg.bench.replay.parse_strategy`) and every seed
 ``0..n_seeds-1``, a search is replayed (:func:`nasseg.bench.replay.replay`) to a budget of
 ``budget`` training epochs. After every trial the hypervolume of the front chosen on
 validation Dice is measured with the test Dice (:func:`nasseg.bench.replay.front_test_hv`,
-normalised as in :mod:`nasseg.store.pareto`: Dice 0..1, GMACs and parameters between 0
+normalised as in :mod:`nasseg.store.pareto`: Dice 0..1, MACs and parameters between 0
 and the space's limits), giving a step curve HV(b) for b = 1..budget epochs spent.
 
 Reported per strategy: mean HV at 25/50/100 % of the budget with a 95 % t-interval over

@@ -53,7 +53,7 @@ class Table:
         return len(self.arch_ids)
 
     def costs(self, i: int) -> tuple[float, float]:
-        """``(GMACs, parameters)`` of architecture ``i`` (the minimised objectives)."""
+        """``(MACs in G, parameters)`` of architecture ``i`` (the minimised objectives)."""
         return float(self.gmacs[i]), float(self.params[i])
 
     def lookup(self, arch_id: str) -> int:

@@ -9,7 +9,7 @@ held-out cases (the statistics' mixed model, one seed), and its architecture as 
   up least on every objective at once (the "closest to the utopia point" rule of
   compromise programming, Zeleny 1973; for a convex 2-objective front it is where the
   Dice gained per unit of cost drops most).
-- **best under each constraint the study names** (``limits``: max params, GMACs, ...):
+- **best under each constraint the study names** (``limits``: max params, MACs, ...):
   the highest-Dice member within the limit, and within half and a quarter of it.
 - **the preset the study started from** (``initial_archs``): each recommendation's Dice
   difference to it and its cost ratios. Once ``nasseg confirm`` has run, the difference is
@@ -21,7 +21,7 @@ held-out cases (the statistics' mixed model, one seed), and its architecture as 
 Example:
     >>> info = choice_info(study)                             # doctest: +SKIP
     >>> [(r.label, r.trial) for r in info.recommendations]    # doctest: +SKIP
-    [('knee point', 7), ('best with params (M) <= 1.500', 9), ...]
+    [('knee point', 7), ('highest Dice', 9), ...]
 """
 from __future__ import annotations
 

@@ -120,7 +120,7 @@ def _strip(m: Member) -> tuple[list[Panel], str]:
 
 
 def cost_text(costs: dict[str, float]) -> str:
-    """``"0.120 M params, 0.310 GMACs"``: a member's costs, as the objective registry writes them."""
+    """A member's costs, each as the objective registry writes it (:meth:`~nasseg.store.objectives.Objective.describe`)."""
     return ", ".join(get(k).describe(v) for k, v in costs.items())
 
 
