@@ -323,3 +323,12 @@ def test_fixture_is_what_nnunet_plans(tmp_path):
     want = json.loads(FIXTURE.read_text())["configurations"]["3d_fullres"]
     assert got["patch_size"] == want["patch_size"] and got["batch_size"] == want["batch_size"]
     assert got["spacing"] == want["spacing"][::-1]  # SimpleITK's (z, y, x) -> the files' axes
+
+
+def test_an_unknown_dataset_name_says_where_it_looked(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("nnUNet_raw", raising=False)
+    assert main(["train", "unet", "--data", "Dataset777_Nope", "--no-progress"]) == 2
+    assert "Dataset777_Nope: no such dataset folder (set nnUNet_raw to name an nnU-Net dataset)" in capsys.readouterr().err
+    monkeypatch.setenv("nnUNet_raw", str(tmp_path))
+    assert main(["train", "unet", "--data", "Dataset777_Nope", "--no-progress"]) == 2
+    assert f"no folder Dataset777_Nope under $nnUNet_raw ({tmp_path})" in capsys.readouterr().err
