@@ -4,7 +4,7 @@ For each seeds x cases table of paired differences, nasseg's closed-form REML
 (:func:`nasseg.ablation.stats.fit_crossed`) and R's ``lmer(d ~ 1 + (1|seed) + (1|case),
 REML = TRUE)`` with lmerTest's Satterthwaite t-test (``benchmarks/lmer_fit.R``) are
 fitted; the script prints both side by side, the largest differences of estimate, SE,
-df and p, and nasseg's REML log-likelihood minus R's (>= 0 means nasseg's optimum is at
+Satterthwaite df and its p, and nasseg's REML log-likelihood minus R's (>= 0 means nasseg's optimum is at
 least as good; at a variance component on the boundary lme4 can stop short of it).
 
 Tables: the committed BUSI ablation's per-case CSV (skip_fusion vs concat, Dice and HD95,
@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats as sps
 
 from nasseg.ablation.stats import fit_crossed, paired_differences, reml_loglik, tidy
 
@@ -57,7 +58,9 @@ def fit_nasseg(tables: dict[str, np.ndarray]) -> pd.DataFrame:
     rows = {}
     for name, y in tables.items():
         f = fit_crossed(y)
-        rows[name] = {"estimate": f.mean, "se": f.se, "df": f.df, "p": f.t_p()[1], "var_seed": f.var_seed,
+        p = float(2 * sps.t.sf(abs(f.mean / f.se), f.df))  # Satterthwaite's df, as lmerTest
+        rows[name] = {"estimate": f.mean, "se": f.se, "df": f.df, "p": p, "df_test": f.dft,
+                      "p_test": f.t_p()[1], "var_seed": f.var_seed,
                       "var_case": f.var_case, "var_res": f.var_res,
                       "loglik": reml_loglik(y, f.var_seed, f.var_case, f.var_res)}
     return pd.DataFrame.from_dict(rows, orient="index")

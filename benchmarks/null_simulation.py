@@ -6,7 +6,8 @@ no true difference), runs the real command in-process (``nasseg stats FILE --bas
 row of ``b``: whether it printed a p-value, whether that p is below 0.05, and whether the
 printed interval of the difference excludes 0. Beside it, for the same tables, the rate
 at which the crossed model's own p would be below 0.05 (what 1-2 seed designs printed
-before they were refused a p-value).
+before they were refused a p-value), and the same with Satterthwaite's df (lmerTest's)
+instead of the test's df (:data:`nasseg.ablation.stats.SEED_DF_WEIGHT`).
 
 Generators (per design: seeds x cases):
 
@@ -35,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats as sps
 
 from nasseg.ablation.stats import fit_crossed
 from nasseg.cli import main
@@ -86,17 +88,20 @@ def simulate(reps: int, seed: int = 0) -> pd.DataFrame:
         for kind in ("gaussian", "dicelike"):
             for s, c in DESIGNS:
                 rng = np.random.default_rng([seed, s, c, kind == "dicelike"])
-                printed = below = excl = model = 0
+                printed = below = excl = model = satt = 0
                 t0 = time.perf_counter()
                 for _ in range(reps):
                     y = null_table(rng, kind, s, c)
                     to_csv(y, csv)
                     a, b, e = run_stats(csv, out)
                     printed, below, excl = printed + a, below + b, excl + e
-                    model += bool(fit_crossed(y[1] - y[0]).t_p()[1] < 0.05)
+                    fit = fit_crossed(y[1] - y[0])
+                    model += bool(fit.t_p()[1] < 0.05)
+                    satt += bool(fit.se > 0 and 2 * sps.t.sf(abs(fit.mean / fit.se), fit.df) < 0.05)
                 rows.append({"generator": kind, "seeds": s, "cases": c, "replicates": reps,
                              "p_printed": printed / reps, "printed_p_lt_05": below / reps,
                              "printed_ci_excludes_0": excl / reps, "model_p_lt_05": model / reps,
+                             "satterthwaite_p_lt_05": satt / reps,
                              "seconds": round(time.perf_counter() - t0, 1)})
                 print(rows[-1], file=sys.stderr, flush=True)
     return pd.DataFrame(rows)
@@ -104,10 +109,12 @@ def simulate(reps: int, seed: int = 0) -> pd.DataFrame:
 
 def markdown(df: pd.DataFrame) -> str:
     head = ("| generator | seeds x cases | replicates | p printed | printed p < 0.05 | printed interval excludes 0 | "
-            "crossed model's p < 0.05 (not printed below 3 seeds) |\n|---|---|---:|---:|---:|---:|---:|\n")
+            "crossed model's p < 0.05 (not printed below 3 seeds) | same, Satterthwaite df (lmerTest's) |\n"
+            "|---|---|---:|---:|---:|---:|---:|---:|\n")
     return head + "".join(
         f"| {r.generator} | {r.seeds} x {r.cases} | {r.replicates} | {r.p_printed:.3f} | {r.printed_p_lt_05:.3f} | "
-        f"{r.printed_ci_excludes_0:.3f} | {r.model_p_lt_05:.3f} |\n" for r in df.itertuples(index=False))
+        f"{r.printed_ci_excludes_0:.3f} | {r.model_p_lt_05:.3f} | {r.satterthwaite_p_lt_05:.3f} |\n"
+        for r in df.itertuples(index=False))
 
 
 if __name__ == "__main__":

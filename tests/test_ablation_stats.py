@@ -116,9 +116,10 @@ def test_mixed_comparison_ci_and_p_come_from_one_model():
     fit = fit_crossed(BETTER - BASE)
     assert r.test == "mixed" and r.n_pairs == 36 and r.mean_diff == pytest.approx((BETTER - BASE).mean(), abs=1e-15)
     t = fit.mean / fit.se
-    assert (r.statistic, r.df) == pytest.approx((t, fit.df), rel=1e-12)
-    assert r.p_value == pytest.approx(2 * sps.t.sf(abs(t), fit.df), rel=1e-12)
-    half = sps.t.ppf(0.975, fit.df) * fit.se
+    assert fit.dft <= fit.df  # the test's df never exceeds Satterthwaite's
+    assert (r.statistic, r.df) == pytest.approx((t, fit.dft), rel=1e-12)
+    assert r.p_value == pytest.approx(2 * sps.t.sf(abs(t), fit.dft), rel=1e-12)
+    half = sps.t.ppf(0.975, fit.dft) * fit.se
     assert (r.diff_ci_low, r.diff_ci_high) == pytest.approx((fit.mean - half, fit.mean + half), rel=1e-12)
     # agreement: the interval excludes 0 exactly when p < 0.05, on many random tables
     rng = np.random.default_rng(11)
@@ -132,9 +133,29 @@ def test_mixed_comparison_ci_and_p_come_from_one_model():
 def test_satterthwaite_df_of_the_unconstrained_fit_by_hand():
     # grand 3; seed means 1.5, 4.5 -> MS_seed 9; case means 2, 4 -> MS_case 4; MS_res 1
     # Var(mean) = (9 + 4 - 1) / 4 = 3; df = 12^2 / (81 + 16 + 1)
+    # the test's df weights the seed term 3x (SEED_DF_WEIGHT), floored at S - 1 = 1:
+    # 144 / (3 * 81 + 16 + 1) = 0.554 -> 1
     fit = fit_crossed(np.array([[1.0, 2.0], [3.0, 6.0]]))
     assert fit.se == pytest.approx(math.sqrt(3.0), rel=1e-12) and fit.df == pytest.approx(144 / 98, rel=1e-12)
-    assert fit.t_p()[1] == pytest.approx(2 * sps.t.sf(math.sqrt(3.0), 144 / 98), rel=1e-12)
+    assert fit.dft == 1.0
+    assert fit.t_p()[1] == pytest.approx(2 * sps.t.sf(math.sqrt(3.0), 1.0), rel=1e-12)
+
+
+def test_test_df_weights_the_seed_term_and_keeps_three_seeds_at_the_level():
+    """With 3 seeds and a dominant seed variance Satterthwaite's df (lmerTest's) rejects a
+    true null about 7.8% of the time; the test's df keeps it under 5%."""
+    from nasseg.ablation.stats import SEED_DF_WEIGHT
+
+    rng = np.random.default_rng(3)
+    shared = rng.normal(0, 0.1, (20000, 1, 1, 40))
+    y = (0.75 + shared + rng.normal(0, 0.03, (20000, 2, 1, 40)) + rng.normal(0, 0.02, (20000, 2, 3, 1))
+         + rng.normal(0, 0.02, (20000, 2, 3, 40)))
+    fit = crossed_reml(y[:, 1] - y[:, 0])
+    t = np.abs(fit["mean"] / fit["se"])
+    satterthwaite = (2 * sps.t.sf(t, fit["df"]) < 0.05).mean()
+    used = (2 * sps.t.sf(t, fit["df_test"]) < 0.05).mean()
+    assert satterthwaite > 0.07 and used < 0.05, (satterthwaite, used)
+    assert SEED_DF_WEIGHT == 3.0 and (fit["df_test"] <= fit["df"]).all() and (fit["df_test"] >= 2).all()
 
 
 def test_one_seed_reduces_to_a_paired_t_test_over_cases():
@@ -160,15 +181,16 @@ def test_null_simulation_false_positives_and_coverage(seeds, cases, seed_sd):
     reps = 2000
     d = _null_tables(rng, reps, seeds, cases, seed_sd)
     fit = crossed_reml(d)
-    p = 2 * sps.t.sf(np.abs(fit["mean"] / fit["se"]), fit["df"])
-    half = sps.t.ppf(0.975, fit["df"]) * fit["se"]
+    p = 2 * sps.t.sf(np.abs(fit["mean"] / fit["se"]), fit["df_test"])
+    half = sps.t.ppf(0.975, fit["df_test"]) * fit["se"]
     fpr = float((p < 0.05).mean())
     coverage = float(((fit["mean"] - half <= 0) & (0 <= fit["mean"] + half)).mean())
     assert fpr <= 0.08 and coverage >= 0.90, (fpr, coverage)
     assert fpr >= 0.01  # not a test that can never reject
     # the vectorised fit is the per-table fit
     one = fit_crossed(d[0])
-    assert (one.mean, one.se, one.df) == pytest.approx((fit["mean"][0], fit["se"][0], fit["df"][0]), rel=1e-12)
+    assert (one.mean, one.se, one.df, one.dft) == pytest.approx(
+        (fit["mean"][0], fit["se"][0], fit["df"][0], fit["df_test"][0]), rel=1e-12)
 
 
 def test_pseudo_replicated_wilcoxon_fails_the_same_simulation():

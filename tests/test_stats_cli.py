@@ -72,7 +72,7 @@ def test_stats_cli_reproduces_statsmodels_mixedlm(tmp_path, capsys):
     assert row["mean_diff"] == pytest.approx(ref.fe_params.iloc[0], abs=1e-9)
     assert row["mean_diff"] / row["statistic"] == pytest.approx(ref.bse_fe.iloc[0], abs=1e-9)  # the SE
     assert (row["var_seed"], row["var_case"], row["var_res"]) == pytest.approx((var_seed, var_case, ref.scale), abs=1e-9)
-    # p and CI: Student-t on the Satterthwaite df of the same variance (statsmodels itself gives z)
+    # p and CI: Student-t on the test's df of the same variance (statsmodels itself gives z)
     from scipy import stats as sps
 
     se = ref.bse_fe.iloc[0]
@@ -80,8 +80,9 @@ def test_stats_cli_reproduces_statsmodels_mixedlm(tmp_path, capsys):
     resid = d["d"] - d.groupby("seed")["d"].transform("mean") - d.groupby("case")["d"].transform("mean") + d["d"].mean()
     ms.append((resid ** 2).sum() / 8)
     if var_seed > 1e-6 and var_case > 1e-6:  # an interior fit: df of MS_seed + MS_case - MS_res
-        df = (ms[0] + ms[1] - ms[2]) ** 2 / (ms[0] ** 2 / 2 + ms[1] ** 2 / 4 + ms[2] ** 2 / 8)
-        assert row["df"] == pytest.approx(df, rel=1e-9)
+        # the test's df: the seed term counted 3 times (stats.SEED_DF_WEIGHT), at least S - 1
+        df = (ms[0] + ms[1] - ms[2]) ** 2 / (3 * ms[0] ** 2 / 2 + ms[1] ** 2 / 4 + ms[2] ** 2 / 8)
+        assert row["df"] == pytest.approx(max(df, 2.0), rel=1e-9)
     assert row["p_value"] == pytest.approx(2 * sps.t.sf(abs(ref.fe_params.iloc[0] / se), row["df"]), abs=1e-9)
     half = sps.t.ppf(0.975, row["df"]) * se
     assert (row["diff_ci_low"], row["diff_ci_high"]) == pytest.approx(

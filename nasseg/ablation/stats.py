@@ -28,11 +28,14 @@ pooling with the highest restricted likelihood wins). Then
 
 - ``mu_hat = mean(d)`` (GLS = OLS in a balanced design), ``Var(mu_hat) = (l_seed + l_case -
   l_res) / (S C)`` -- the model's standard error;
-- the interval and the p-value are both Student-t on Satterthwaite's degrees of freedom of
-  that variance (Welch-Satterthwaite over the pooled mean squares): ``t = mu_hat / SE``,
-  CI ``mu_hat +- t_(df, 1 - alpha/2) SE``. They come from the same model, so the CI
-  excludes 0 exactly when p < alpha. statsmodels reports a normal (z) test instead, which
-  with 3-5 seeds (2-4 df for the seed variance) is far too liberal.
+- Satterthwaite's degrees of freedom of that variance (Welch-Satterthwaite over the pooled
+  mean squares; lmerTest's, ``reports/evidence/mixed_model_vs_R.md``) are ``df``; the
+  interval and the p-value are both Student-t on ``df_test`` (:data:`SEED_DF_WEIGHT`: the
+  seed term weighted so that 3-4 seeds do not reject a true null too often, never more than
+  ``df``): ``t = mu_hat / SE``, CI ``mu_hat +- t_(df_test, 1 - alpha/2) SE``. They come
+  from the same fit, so the CI excludes 0 exactly when p < alpha. statsmodels reports a
+  normal (z) test instead, which with 3-5 seeds (2-4 df for the seed variance) is far too
+  liberal.
 
 A variant's own mean and interval use the same model on its seeds x cases table.
 
@@ -67,14 +70,28 @@ from scipy import stats as sps
 
 from nasseg.errors import NassegError
 
-__all__ = ["Comparison", "CrossedFit", "MIN_MODEL_SEEDS", "MIN_SEEDS", "case_matrix", "case_t_interval",
-           "compare", "crossed_reml", "holm", "paired_differences", "reml_loglik", "rank_biserial", "significance", "summarize_variant", "tidy"]
+__all__ = ["Comparison", "CrossedFit", "MIN_MODEL_SEEDS", "MIN_SEEDS", "SEED_DF_WEIGHT", "case_matrix",
+           "case_t_interval", "compare", "crossed_reml", "holm", "paired_differences", "reml_loglik",
+           "rank_biserial", "significance", "summarize_variant", "tidy"]
 
 KEYS = ("variant", "seed", "case_id")
 MIN_SEEDS = 5
 """Fewer training seeds than this puts a warning in the table."""
 MIN_MODEL_SEEDS = 3
 """Fewer matched training seeds than this: no p-value (a comparison conditional on the networks)."""
+SEED_DF_WEIGHT = 3.0
+"""How many times the seed mean square's term counts in the test's degrees of freedom.
+
+Satterthwaite's df treats the seed mean square as known; with 2-4 seeds it rests on 2-4 df and
+is low exactly in the tables where t is large, so the plug-in df is too high there: with 3
+seeds and the seed variance dominating, the Satterthwaite t-test (lmerTest's) rejects a true
+null 7.8% of the time (reports/evidence/null_simulation.md). The test and the interval use
+``df_test = max(S - 1, v^2 / (w (c_seed MS_seed)^2 / (S - 1) + sum_other (c_k MS_k)^2 / df_k))``
+with ``w`` = this weight, never above Satterthwaite's df: the seeds' own S - 1 (containment)
+when the seed term dominates, Satterthwaite's df when it does not. The weight 3 is calibrated
+by simulation over 3-8 seeds, 10-40 cases and seed SDs 0-0.05 (largest rate 0.049 on Gaussian
+tables; 0.062 on Dice-like tables with zeros and a seed SD of 0.05, where REML often puts the
+seed variance at 0); it is an empirical correction, not a textbook method."""
 
 
 def tidy(frame: pd.DataFrame, metric: str = "dice") -> pd.DataFrame:
@@ -113,9 +130,11 @@ class CrossedFit:
     Attributes:
         mean: ``mu_hat``.
         se: its standard error.
-        df: Satterthwaite degrees of freedom of ``se**2``.
+        df: Satterthwaite degrees of freedom of ``se**2`` (lmerTest's).
         var_seed, var_case, var_res: the variance components (>= 0).
         n_seeds, n_cases: the table's shape.
+        df_test: the degrees of freedom of the test and the interval (:data:`SEED_DF_WEIGHT`;
+            at most ``df``); NaN means ``df``.
     """
 
     mean: float
@@ -126,6 +145,12 @@ class CrossedFit:
     var_res: float
     n_seeds: int
     n_cases: int
+    df_test: float = float("nan")
+
+    @property
+    def dft(self) -> float:
+        """The df the test and the interval use."""
+        return self.df if self.df_test != self.df_test else self.df_test
 
     def t_p(self) -> tuple[float, float]:
         """``(t, p)``: two-sided Student-t test of ``mu = 0``."""
@@ -134,13 +159,13 @@ class CrossedFit:
                 return (float("nan"), 1.0 if self.mean == 0 else float("nan"))
             return (float(np.sign(self.mean) * np.inf), 0.0)
         t = self.mean / self.se
-        return float(t), float(2 * sps.t.sf(abs(t), self.df))
+        return float(t), float(2 * sps.t.sf(abs(t), self.dft))
 
     def ci(self, confidence: float = 0.95) -> tuple[float, float]:
-        """``mu_hat +- t_(df, (1 + confidence) / 2) * se``."""
+        """``mu_hat +- t_(df_test, (1 + confidence) / 2) * se``."""
         if not self.se > 0:
             return (self.mean, self.mean)
-        h = float(sps.t.ppf(0.5 + confidence / 2, self.df)) * self.se
+        h = float(sps.t.ppf(0.5 + confidence / 2, self.dft)) * self.se
         return (self.mean - h, self.mean + h)
 
 
@@ -161,7 +186,8 @@ def crossed_reml(y: np.ndarray) -> dict[str, np.ndarray]:
     """Vectorised closed-form REML of the crossed model on ``[..., S, C]`` complete tables.
 
     Returns:
-        Arrays over the leading axes: ``mean, se, df, var_seed, var_case, var_res``.
+        Arrays over the leading axes: ``mean, se, df`` (Satterthwaite), ``df_test`` (the
+        test's, :data:`SEED_DF_WEIGHT`), ``var_seed, var_case, var_res``.
 
     Example:
         >>> fit = crossed_reml(np.array([[1.0, 2.0], [3.0, 6.0]]))
@@ -211,8 +237,13 @@ def crossed_reml(y: np.ndarray) -> dict[str, np.ndarray]:
     with np.errstate(divide="ignore", invalid="ignore"):
         denom = np.where(dfs > 0, (coef * ms_stack) ** 2 / np.maximum(dfs, 1), 0.0).sum(-1)
         df = np.where(denom > 0, v ** 2 / denom, np.inf)
+        weight = np.array([SEED_DF_WEIGHT, 1.0, 1.0]) if s > 1 and c > 1 else np.ones(3)
+        denom_t = np.where(dfs > 0, weight * (coef * ms_stack) ** 2 / np.maximum(dfs, 1), 0.0).sum(-1)
+        df_test = np.minimum(df, np.maximum(np.where(denom_t > 0, v ** 2 / denom_t, np.inf),
+                                            s - 1 if s > 1 and c > 1 else 0))
     var_res = lam[..., 2] if s > 1 and c > 1 else np.zeros(y.shape[:-2])
     return {"mean": y.mean(axis=(-2, -1)), "se": np.sqrt(np.maximum(v, 0.0) / (s * c)), "df": df,
+            "df_test": df_test,
             "var_seed": np.maximum(lam[..., 0] - var_res, 0.0) / c if s > 1 else np.zeros(y.shape[:-2]),
             "var_case": np.maximum(lam[..., 1] - var_res, 0.0) / s if c > 1 else np.zeros(y.shape[:-2]),
             "var_res": var_res}
@@ -251,7 +282,8 @@ def fit_crossed(table: np.ndarray | pd.DataFrame) -> CrossedFit:
         nan = float("nan")
         return CrossedFit(nan, nan, nan, nan, nan, nan, 0, 0)
     f = {k: float(v) for k, v in crossed_reml(y).items()}
-    return CrossedFit(f["mean"], f["se"], f["df"], f["var_seed"], f["var_case"], f["var_res"], *y.shape)
+    return CrossedFit(f["mean"], f["se"], f["df"], f["var_seed"], f["var_case"], f["var_res"], *y.shape,
+                      df_test=f["df_test"])
 
 
 def case_t_interval(d: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
@@ -397,7 +429,7 @@ def compare(frame: pd.DataFrame, variant: str, reference: str, *, test: str = "m
         low, high = fit.ci(confidence)
         total = fit.var_seed + fit.var_case + fit.var_res
         effect = fit.mean / np.sqrt(total) if total > 0 else (0.0 if fit.mean == 0 else float(np.sign(fit.mean) * np.inf))
-        return Comparison(variant, reference, int(dm.size), fit.mean, low, high, test, t, fit.df, p,
+        return Comparison(variant, reference, int(dm.size), fit.mean, low, high, test, t, fit.dft, p,
                           float(effect), "d", fit.var_seed, fit.var_case, fit.var_res, n_seeds)
     d = dm.mean(axis=0)  # one value per case, averaged over seeds
     mean = float(d.mean()) if d.size else nan
