@@ -25,8 +25,9 @@ from typing import Any
 
 import numpy as np
 
+from nasseg.data import load_dataset
 from nasseg.data.integrity import DuplicateReport, find_duplicates
-from nasseg.data.splits import case_keys
+from nasseg.data.splits import case_keys, describe_duplicates, split_dataset
 
 __all__ = ["check_dataset", "class_balance", "id_category", "id_group_key", "split_notes", "split_warnings"]
 
@@ -103,9 +104,6 @@ def split_warnings(case_ids: list[str], cfg: Any, report: DuplicateReport | None
 def split_notes(data: Any) -> list[str]:
     """What a run header says about the split of ``data`` (a ``DataConfig``): the
     near-duplicate families kept together and any :func:`split_warnings`."""
-    from nasseg.data import load_dataset
-    from nasseg.data.splits import describe_duplicates, split_dataset
-
     ds = load_dataset(data)
     split = split_dataset(ds, data.split)
     return [x for x in (describe_duplicates(split), *split_warnings(list(ds.case_ids), data.split,
