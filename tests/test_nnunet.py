@@ -332,3 +332,17 @@ def test_an_unknown_dataset_name_says_where_it_looked(tmp_path, monkeypatch, cap
     monkeypatch.setenv("nnUNet_raw", str(tmp_path))
     assert main(["train", "unet", "--data", "Dataset777_Nope", "--no-progress"]) == 2
     assert f"no folder Dataset777_Nope under $nnUNet_raw ({tmp_path})" in capsys.readouterr().err
+
+
+def test_export_a_study_trial_for_nnunet(tmp_path, capsys):
+    """``STUDY#N``: the trial's network as the study trained it, into nnU-Net's 2D plan."""
+    from test_search_helpers import arch_yaml, make_study
+
+    study = make_study(tmp_path, initial_archs=[arch_yaml(tmp_path, "small", 4)], budget={"trials": 1}, epochs=1)
+    assert main(["search", str(study), "--no-progress"]) == 0
+    assert main(["export", f"{study}#0", "--format", "nnunet", "-o", str(tmp_path / "nn"),
+                 "--plans", str(FIXTURE)]) == 0
+    assert "2d_nasseg" in capsys.readouterr().out
+    conf = json.loads((tmp_path / "nn" / "nnUNetPlans_nasseg.json").read_text())["configurations"]["2d_nasseg"]
+    stages = conf["architecture"]["arch_kwargs"]["arch"]["stages"]
+    assert [s["width"] for s in stages] == [4, 4, 4] and conf["patch_size"] == [32, 32]
