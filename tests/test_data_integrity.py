@@ -86,6 +86,27 @@ def test_hashes_are_cached_per_dataset_content(tmp_path, monkeypatch):
     assert json.loads(files[0].read_text())["hashes"][0] == image_hash(images[0][None])
 
 
+def test_preprocessed_volumes_are_keyed_by_their_cache_folder(tmp_path, monkeypatch):
+    """Volumes read from the preprocessing cache are not read again to find their hashes: the
+    cache folder's name (files' identity + plan) is the key."""
+    monkeypatch.setenv("NASSEG_CACHE_DIR", str(tmp_path))
+    rng = np.random.default_rng(3)
+    vols = [_scene(rng, (20, 20, 20)) for _ in range(6)]
+    vols.append(vols[2].copy())
+
+    def volumes(arrays):
+        return SegDataset("decathlon", 3, 1, 2, [f"v{i}" for i in range(7)],
+                          [torch.as_tensor(normalise(v[None])) for v in arrays],
+                          [torch.as_tensor((v > 128).astype(np.uint8)) for v in arrays],
+                          info={"cache": str(tmp_path / "preprocessed" / "hippo-0123-abcd")})
+
+    first = find_duplicates(volumes(vols))
+    assert _families(first) == [["v2", "v6"]] and first.exact_groups == [["v2", "v6"]]
+    other = find_duplicates(volumes([v[::-1] for v in vols[::-1]]))  # same folder name: the cache answers
+    assert other.content_hash == first.content_hash and _families(other) == _families(first)
+    assert _families(find_duplicates(volumes(vols[::-1]), use_cache=False)) == [["v0", "v4"]]
+
+
 def test_default_split_never_divides_a_family():
     rng = np.random.default_rng(2)
     images, ids = [], []

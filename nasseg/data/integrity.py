@@ -172,29 +172,42 @@ def _case_arrays(ds: Any):
 
 
 def _hashes(ds: Any, use_cache: bool) -> tuple[list[str], list[str], str]:
-    """Exact (SHA-256) and perceptual hash of every case, and the dataset's content hash."""
-    exact = []
-    total = hashlib.sha256(f"v{VERSION}|{ds.spatial_dims}".encode())
-    for a in _case_arrays(ds):
-        digest = hashlib.sha256(a.tobytes() + str(a.shape).encode()).hexdigest()[:20]
-        exact.append(digest)
-        total.update(digest.encode())
-    content = total.hexdigest()[:16]
+    """Exact (SHA-256) and perceptual hash of every case, and the dataset's content hash.
+
+    The content hash is the hash of every case's exact hash, or, for volumes read from the
+    preprocessing cache (``ds.info["cache"]``, a folder named by its files' identity and its
+    plan), that folder's name: then a cache hit reads no volume at all.
+    """
+    preprocessed = (ds.info or {}).get("cache") if use_cache else None
+    exact: list[str] = []
+    if preprocessed:
+        content = hashlib.sha256(f"v{VERSION}|{ds.spatial_dims}|{Path(preprocessed).name}".encode()).hexdigest()[:16]
+    else:
+        total = hashlib.sha256(f"v{VERSION}|{ds.spatial_dims}".encode())
+        for a in _case_arrays(ds):
+            exact.append(hashlib.sha256(a.tobytes() + str(a.shape).encode()).hexdigest()[:20])
+            total.update(exact[-1].encode())
+        content = total.hexdigest()[:16]
     path = _cache_dir() / f"{content}.json"
     if use_cache and path.is_file():
         try:
-            held = list(json.loads(path.read_text())["hashes"])
-            if len(held) == len(exact) and all(isinstance(h, str) for h in held):
-                return exact, held, content
+            held = json.loads(path.read_text())
+            hashes, known = list(held["hashes"]), exact or list(held["exact"])
+            if len(hashes) == len(known) == len(ds) and all(isinstance(h, str) for h in hashes + known):
+                return known, hashes, content
         except (OSError, ValueError, KeyError, TypeError):
             pass  # a broken cache file is recomputed and replaced
     fn = image_hash if ds.spatial_dims == 2 else volume_hash
-    perceptual = [fn(a) for a in _case_arrays(ds)]
+    perceptual = []
+    for a in _case_arrays(ds):
+        if preprocessed:  # not read above
+            exact.append(hashlib.sha256(a.tobytes() + str(a.shape).encode()).hexdigest()[:20])
+        perceptual.append(fn(a))
     if use_cache:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps({"hashes": perceptual}))
+            tmp.write_text(json.dumps({"hashes": perceptual, "exact": exact}))
             tmp.replace(path)
         except OSError:
             pass  # a read-only cache only costs the hashing next time
