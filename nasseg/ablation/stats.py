@@ -297,7 +297,7 @@ def case_t_interval(d: np.ndarray, confidence: float = 0.95) -> tuple[float, flo
     d = np.asarray(d, dtype=float)
     if d.size < 2:
         return (float("nan"), float("nan"))
-    half = float(sps.t.ppf(0.5 + confidence / 2, d.size - 1)) * float(d.std(ddof=1)) / np.sqrt(d.size)
+    half = float(sps.t.ppf(0.5 + confidence / 2, d.size - 1) * d.std(ddof=1) / np.sqrt(d.size))
     return (float(d.mean()) - half, float(d.mean()) + half)
 
 
