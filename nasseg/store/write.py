@@ -54,9 +54,13 @@ class TrialWriter:
         return field(self.trial, key)
 
     def constrain(self, values: dict[str, float]) -> None:
-        """Store constraint values (``value - limit`` per limit; feasible when all <= 0)."""
+        """Store constraint values (``value - limit`` per limit; feasible when all <= 0). A
+        value already stored is not set again (Optuna warns and ignores it: a Ray trial is
+        screened in the driver and again in its worker)."""
+        stored = self.trial.constraints
         for key, value in values.items():
-            self.trial.set_constraint(key, float(value))
+            if key not in stored:
+                self.trial.set_constraint(key, float(value))
 
 
 def _distribution(value: Any) -> Any:
