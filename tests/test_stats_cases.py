@@ -144,3 +144,37 @@ def test_a_run_that_never_predicted_foreground_is_degenerate():
     assert degenerate(res).startswith("degenerate: predicted no foreground on any validation case in 2 epochs")
     res.history[0]["n_empty_pred"] = 2  # one epoch found something
     assert degenerate(res) is None
+
+
+def test_an_ablation_counts_the_runs_it_leaves_out():
+    """A run that failed as degenerate, and an old COMPLETE run with Dice 0 on every case, are
+    left out of the ablation's table with their reasons; the means use the other seeds."""
+    import optuna
+
+    from nasseg.ablation.config import AblationConfig
+    from nasseg.ablation.results import analyze
+    from nasseg.ablation.tables import method_note
+    from nasseg.report.testing import add_trial, new_study
+
+    cfg = AblationConfig(name="t", base="cmunext_s", seeds=4, data={"kind": "synthetic"},
+                         factors={"skip": {"path": "stages.:-1.skip.type", "levels": ["skip_fusion", "irsc"]}})
+    study = new_study(None, "t", "ablation", [("dice", "maximize")], config=cfg.model_dump(mode="json"))
+    rng = np.random.default_rng(0)
+    for s in range(4):
+        for k, v in enumerate(["skip_fusion", "irsc"]):
+            common = dict(variant=v, factors={"skip": v}, is_baseline=k == 0, seed=s,
+                          split={"method": "random", "seed": 0, "hash": "h1"}, arch={"stages": []}, arch_id=f"v{k}")
+            if (v, s) == ("irsc", 3):
+                add_trial(study, None, state=optuna.trial.TrialState.FAIL,
+                          fail_reason="degenerate: predicted no foreground on any validation case in 2 epochs", **common)
+                continue
+            dice = np.zeros(6) if (v, s) == ("skip_fusion", 2) else np.clip(0.7 + rng.normal(0, 0.05, 6), 0, 1)
+            add_trial(study, [float(dice.mean())], per_case=[{"case_id": f"c{c}", "class": 1, "dice": float(d)}
+                                                            for c, d in enumerate(dice)], **common)
+    res = analyze(study, cfg)
+    note = method_note(res)
+    assert "Left out 2 failed runs (irsc seed 3: degenerate: predicted no foreground" in note
+    assert "skip_fusion seed 2: degenerate: Dice 0 on every case" in note
+    t = res.table.set_index("variant")
+    assert t.loc["skip_fusion", "n_seeds"] == 3 and t.loc["irsc", "n_seeds"] == 3
+    assert t.loc["skip_fusion", "dice_mean"] > 0.5
