@@ -15,7 +15,7 @@ Example:
     ...                       "case_id": ["x", "y", "x"], "dice": [0.5, 0.7, 0.6]})
     >>> kept, cs = complete_cases(frame, "dice")
     >>> cs.kept, cs.note()
-    (('x',), 'n = 1 of 2 cases (every run has it, with a finite value); dropped: 1 missing from some run (e.g. b seed 0 lacks 1)')
+    (('x',), 'n = 1 of 2 cases (every run has it, with a finite value); dropped: 1 missing from some run (e.g. b seed 0 lacks 1).')
 """
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ class CaseSet:
             cells = ", ".join(f"{n} {kind} value{'s' if n != 1 else ''}" for n, kind in
                               ((self.nan_cells, "NaN"), (self.inf_cells, "infinite")) if n)
             dropped.append(f"{self.nonfinite} non-finite in some run ({cells})")
-        return text + ("; dropped: " + ", ".join(dropped) if dropped else "")
+        return text + ("; dropped: " + ", ".join(dropped) if dropped else "") + "."
 
 
 def complete_cases(frame: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, CaseSet]:
