@@ -66,3 +66,22 @@ def deterministic_run(device_type: str) -> bool:
         (True, False)
     """
     return device_type == "cpu"
+
+
+def resolve_precision(device: Any, amp: str = "auto") -> str:
+    """The one precision rule: ``fp32`` on the CPU or with ``amp: off``; on CUDA ``fp16``
+    when asked for (or ``auto`` on a GPU without bf16), else ``bf16``. Training autocasts
+    to it; the cost profile times at it.
+
+    Example:
+        >>> resolve_precision("cpu", "auto"), resolve_precision("cpu", "bf16")
+        ('fp32', 'fp32')
+    """
+    import torch
+
+    dev = torch.device(device)
+    if dev.type != "cuda" or amp == "off":
+        return "fp32"
+    if amp == "fp16" or (amp == "auto" and not bf16_supported(dev)):
+        return "fp16"
+    return "bf16"

@@ -127,6 +127,8 @@ def train_and_record(writer: Any, arch: Any, data: Any, tcfg: Any, *, device: st
                trained=True)
     if getattr(res, "test_per_case", None):
         writer.set(test_per_case=res.test_per_case)
+    if (resolved := (getattr(res, "config", None) or {}).get("provenance", {}).get("resolved")) is not None:
+        writer.set(resolved=resolved)  # device, precision, threads, patch, batch, memory budget as trained
     if checkpoint is not None and checkpoint.exists():
         writer.set(checkpoint=str(checkpoint.resolve()))
     if not math.isfinite(dice):

@@ -99,6 +99,20 @@ def test_profile_counts_without_running_and_batch_scales(tmp_path) -> None:
     assert bf16 - weights == pytest.approx((fp32 - weights) / 2)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="a CUDA profile (peak memory) is measured on a GPU only")
+def test_a_cuda_profile_without_latency_is_not_read_back_by_a_latency_profile(tmp_path) -> None:
+    """Bug: the device entry's key did not say whether latency was measured, so a CUDA
+    profile without latency cached ``latency_ms: None`` that a latency search then read."""
+    from nasseg.cost.cache import CostCache
+
+    cache = CostCache(tmp_path / "costs.sqlite")
+    first = profile("cmunext_s", (1, 3, 64, 64), device="cuda", latency=False, cache=cache, repeats=2)
+    timed = profile("cmunext_s", (1, 3, 64, 64), device="cuda", latency=True, cache=cache, repeats=2)
+    assert first.latency_ms is None and timed.latency_ms is not None and timed.latency_ms > 0
+    assert profile("cmunext_s", (1, 3, 64, 64), device="cuda", latency=True, cache=cache,
+                   repeats=2).latency_ms == timed.latency_ms  # now cached with its latency
+
+
 def test_memory_estimate_is_feature_maps_plus_optimizer_state() -> None:
     """One conv stage by hand: every leaf output of a 2-stage U-Net at 8x8, batch 2."""
     cfg = load_arch({"spatial_dims": 2, "in_channels": 1, "out_channels": 1,

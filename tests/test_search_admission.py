@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from nasseg.search.admission import Admission, Ticket, is_oom, trial_memory_mb
+from nasseg.search.admission import Admission, Ticket, is_oom, trial_memory_mb, trial_run
 
 
 def test_admission_never_exceeds_the_budget_or_the_slots(tmp_path):
@@ -90,9 +90,29 @@ def test_a_trials_need_is_the_cost_estimate_at_the_training_batch_and_size():
     from nasseg.train import TrainConfig
 
     arch = load_arch("cmunext_s")
-    need = trial_memory_mb(arch, (1, 3, 256, 256), resolve_data("synthetic", size=64), TrainConfig(batch_size=4), "cpu")
-    assert need == estimate_train_memory_mb(arch, (4, 3, 64, 64))
-    assert need < estimate_train_memory_mb(arch, (4, 3, 256, 256))
+    run = trial_run(arch, resolve_data("synthetic", size=64), TrainConfig(batch_size=4), "cpu")
+    assert (run.batch_size, run.input_shape, run.precision) == (4, (1, 64, 64), "fp32")  # the data's channels
+    need = trial_memory_mb(arch, run)
+    gray = arch.model_copy(update={"in_channels": 1})
+    assert need == estimate_train_memory_mb(gray, (4, 1, 64, 64))
+    assert need < estimate_train_memory_mb(gray, (4, 1, 256, 256))
+
+
+def test_a_3d_trials_need_is_counted_at_the_planned_batch_and_patch(tmp_path):
+    """Admission counted cfg.batch_size (8) at the data's patch setting; training used the
+    plan's batch and patch. Now both come from the one resolved run."""
+    from nasseg.arch import load_arch
+    from nasseg.cost import estimate_train_memory_mb
+    from nasseg.data import resolve_data
+    from nasseg.train import TrainConfig
+    from tests.test_data_volumetric import write_decathlon
+    from tests.test_resolved_run import TINY3D
+
+    root = write_decathlon(tmp_path / "d", n=4, shape=(20, 22, 8))
+    arch = load_arch(TINY3D)
+    run = trial_run(arch, resolve_data(str(root)), TrainConfig(), "cpu")
+    assert run.plan is not None and run.batch_size == run.plan.batch_size != TrainConfig().batch_size
+    assert trial_memory_mb(arch, run) == estimate_train_memory_mb(arch, (run.batch_size, 2, *run.plan.patch_size))
 
 
 def test_is_oom():

@@ -124,7 +124,8 @@ def test_deep_supervision_multiclass_3d_volumes_with_patches():
 def test_network_and_data_must_agree():
     with pytest.raises(ConfigError, match=r"the network is 3D but the data \(synthetic\) is 2D"):
         train(tiny_arch(3), _data(), TrainConfig(epochs=1, **FAST), progress=False)
-    with pytest.raises(ConfigError, match=r"image size \(18, 18\) is not divisible by 4"):
+    with pytest.raises(ConfigError, match=r"image size \[18, 18\] is not divisible by 2\^\(stages-1\) = 4 \(3 stages\); "
+                                          r"choose a --size that is a multiple of 4"):
         train(tiny_arch(stages=3), _data(size=18), TrainConfig(epochs=1, **FAST), progress=False)
     with pytest.raises(ConfigError, match="train.device: 'cuda:7' asked for, but this machine has "):
         train(tiny_arch(), _data(), TrainConfig(epochs=1, device="cuda:7"), progress=False)

@@ -195,7 +195,8 @@ def register(sub) -> None:
     p.add_argument("--device", help="cpu, cuda or auto (default)")
     p.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"],
                    help=f"mixed precision on CUDA (default: {d['amp']})")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: auto, the cores other processes leave idle)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: auto, the cores the process may use, "
+                                               "at most 8, whatever the load: set 1 on a busy machine)")
     add_out(p, "the run folder (default: runs/train/<time>-<arch>-<data>); an earlier run there is refused")
     p.add_argument("--overwrite", action="store_true", help="replace the earlier run in -o/--out")
     p.add_argument("--resume", action="store_true",

@@ -184,7 +184,10 @@ def profile(config: ArchConfig | str | Path | dict, input_shape: tuple[int, ...]
                 memory_kind="estimate", versions=counter_versions(counter), cached=cached)
     if latency or device.startswith("cuda"):
         tag = _device_tag(device, threads, channels_last)
-        dev_key = f"device|{cost.arch_id}|{'x'.join(map(str, shape))}|torch={cost.versions['torch']}|{tag}|w{warmup}r{repeats}"
+        # whether latency was measured is part of the key: a CUDA profile without latency
+        # (memory only) must not be read back as "latency: None" by a later latency profile
+        dev_key = (f"device|{cost.arch_id}|{'x'.join(map(str, shape))}|torch={cost.versions['torch']}|{tag}|"
+                   f"w{warmup}r{repeats}|latency={int(bool(latency))}")
         measured = store.get(dev_key) if store is not None else None
         if measured is None:
             model = build_model(cfg)

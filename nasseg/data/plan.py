@@ -10,6 +10,10 @@ a memory budget, after nnU-Net's experiment planning (Isensee et al., Nature Met
   while a step at batch 2 exceeds the budget by nasseg's own estimate
   (:func:`step_memory_mb`), shrink the axis whose patch is largest relative to the
   median shape by one multiple.
+- **Budget**: a fixed number, recorded in the plan (:func:`memory_budget_mb`: 3 GiB on
+  the CPU, 80% of a GPU's total memory; ``data.plan.memory_mb`` sets another), never a
+  share of the memory free at planning time, so the same command plans the same patch
+  and batch on an idle and on a busy machine.
 - **Batch**: the largest that fits the budget, at most ``max_batch`` (2 on the CPU, where
   a step's time grows with the batch; 16 on a GPU) and at most 5% of the dataset's voxels
   per step (nnU-Net's cap), at least 2.
@@ -28,7 +32,6 @@ from __future__ import annotations
 import functools
 import json
 import math
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,8 +40,10 @@ import numpy as np
 
 from nasseg.errors import ConfigError
 
-CPU_BUDGET_CAP_MB = 3072.0
+CPU_BUDGET_MB = 3072.0
+"""The CPU step budget (MiB) of a plan unless ``data.plan.memory_mb`` sets one."""
 GPU_BUDGET_FRACTION = 0.8
+"""Share of a GPU's total memory (not of its free memory) a planned step may use."""
 START_VOXELS = 256 ** 3
 MIN_BATCH = 2
 
@@ -115,27 +120,21 @@ def plan_spacing(spacings: list[tuple[float, ...]]) -> tuple[float, ...]:
 def memory_budget_mb(device: str) -> tuple[float, str]:
     """The default budget for one training step on ``device`` and where it came from.
 
-    CPU: a quarter of the available RAM (``MemAvailable``), at most 3 GiB. CUDA: 80% of
-    the free GPU memory.
+    A property of the device, not of the moment: CPU :data:`CPU_BUDGET_MB`; CUDA
+    :data:`GPU_BUDGET_FRACTION` of the device's total memory. Other processes' use of
+    memory does not change it (a plan over what is free would change with the load).
+
+    Example:
+        >>> memory_budget_mb("cpu")
+        (3072.0, 'default CPU budget 3072 MB')
     """
     if device.startswith("cuda"):
         import torch
 
-        free, _ = torch.cuda.mem_get_info(torch.device(device))
-        return GPU_BUDGET_FRACTION * free / 2**20, f"{GPU_BUDGET_FRACTION:.0%} of free GPU memory"
-    avail = _available_ram_mb()
-    return min(avail / 4, CPU_BUDGET_CAP_MB), f"1/4 of {avail / 1024:.1f} GiB available RAM, capped at 3 GiB"
-
-
-def _available_ram_mb() -> float:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES") / 2**20
+        total = torch.cuda.get_device_properties(torch.device(device)).total_memory
+        return (round(GPU_BUDGET_FRACTION * total / 2**20, 1),
+                f"default: {GPU_BUDGET_FRACTION:.0%} of the GPU's {total / 2**30:.0f} GiB")
+    return CPU_BUDGET_MB, f"default CPU budget {CPU_BUDGET_MB:.0f} MB"
 
 
 def divisor(arch: Any) -> int:

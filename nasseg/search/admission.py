@@ -35,7 +35,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from nasseg.arch import ArchConfig
+from nasseg.cost import estimate_train_memory_mb
+from nasseg.data import load_dataset
 from nasseg.store.storage import alive, identity
+from nasseg.train.engine import train
+from nasseg.train.resolved import ResolvedRun, resolve_run
 
 OOM_MARKERS = ("out of memory", "outofmemoryerror")
 CAPACITY_FRACTION = 0.9
@@ -211,46 +218,48 @@ def admitted_trainer(base: Any, adm: Admission, setup: Any, device: str, trial: 
     :class:`Admission` gives it room on ``device`` (``key``: the device's name in the
     ledger, when it differs from ``device``).
 
-    The need is :func:`nasseg.cost.estimate_train_memory_mb` of the trial's network (from
-    shapes on the meta device, cached) at the training batch and the data's size, in
-    bf16 where training uses bf16 autocast, plus the CUDA overhead on a GPU.
+    The trial's run is resolved first (:func:`nasseg.train.resolved.resolve_run`: the
+    planned batch and patch, the precision training will use), its need is
+    :func:`trial_memory_mb` of that run, and the trainer is given the same resolved run
+    (``resolved=``), so what was admitted is what trains.
     """
     if base is None:
-        from nasseg.train import train as base
+        base = train
 
     def run(arch: Any, data: Any, cfg: Any, **kw: Any) -> Any:
         global _CURRENT
-        need = trial_memory_mb(arch, setup.input_shape, data, cfg, device)
+        resolved = trial_run(arch, data, cfg, device)
+        need = trial_memory_mb(arch, resolved)
         with adm.admitted(key or device, trial, need, alone) as ticket:
             _CURRENT = ticket
             try:
-                return base(arch, data, cfg, **kw)
+                return base(arch, data, cfg, resolved=resolved, **kw)
             finally:
                 _CURRENT = None
     return run
 
 
-def trial_memory_mb(arch: Any, input_shape: tuple[int, ...], data: Any, cfg: Any, device: str) -> float:
+def trial_run(arch: Any, data: Any, cfg: Any, device: str) -> ResolvedRun:
+    """The trial's resolved run on ``device`` (the dataset is loaded from its cache; the
+    network's channels set from the data, as training sets them)."""
+    ds = load_dataset(data)
+    if isinstance(arch, ArchConfig):
+        arch = arch.model_copy(update={"in_channels": ds.in_channels, "out_channels": ds.out_channels})
+    return resolve_run(arch, ds, data, cfg, device=device)
+
+
+def trial_memory_mb(arch: Any, run: ResolvedRun) -> float:
     """The memory a trial plans for: the cost package's training-step estimate at the
-    training batch and the data's patch or image size (``input_shape``'s when unset).
+    resolved run's batch, input shape and precision, plus the CUDA overhead on a GPU.
 
     Example:
-        >>> cfg = TrainConfig(batch_size=8)  # doctest: +SKIP
-        >>> trial_memory_mb(load_arch("cmunext_s"), (1, 3, 256, 256), resolve_data("synthetic"), cfg, "cpu")  # doctest: +SKIP
+        >>> run = trial_run(load_arch("cmunext_s"), resolve_data("synthetic"), TrainConfig(), "cpu")  # doctest: +SKIP
+        >>> trial_memory_mb(load_arch("cmunext_s"), run)  # doctest: +SKIP
     """
-    import torch
-
-    from nasseg.cost import estimate_train_memory_mb
-
-    dims = len(input_shape) - 2
-    size = data.patch_size or data.size
-    patch = tuple(input_shape[2:]) if size is None else (
-        tuple(size) if isinstance(size, (list, tuple)) else (size,) * dims)
-    cuda = device.startswith("cuda")
-    dtype = torch.bfloat16 if cuda and cfg.amp in ("auto", "bf16") else (
-        torch.float16 if cuda and cfg.amp == "fp16" else torch.float32)
-    mb = estimate_train_memory_mb(arch, (cfg.batch_size, input_shape[1], *patch), dtype=dtype)
-    return mb + (CUDA_OVERHEAD_MB if cuda else 0.0)
+    if isinstance(arch, ArchConfig):
+        arch = arch.model_copy(update={"in_channels": run.input_shape[0]})
+    mb = estimate_train_memory_mb(arch, run.batch_shape(), dtype=run.amp_dtype or torch.float32)
+    return mb + (CUDA_OVERHEAD_MB if run.device.startswith("cuda") else 0.0)
 
 
 def needs_alone_retry(outcome: Any, alone: bool) -> bool:

@@ -145,6 +145,7 @@ class TrialRecord(_Record):
     retry_of: int | None = None
     retry_reason: str | None = None
     run_alone: bool | None = None
+    resolved: dict[str, Any] | None = None  # the run as trained: nasseg.train.resolved.ResolvedRun.to_dict()
     requeued: bool | None = None  # format 1 only; format 2 derives it from retry_of
     history: list[dict[str, Any]] | None = None
     best: dict[str, Any] | None = None

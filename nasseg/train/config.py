@@ -8,6 +8,7 @@ from pydantic import Field
 
 from nasseg.configio import Strict, validate
 from nasseg.errors import ConfigError
+from nasseg.configio import read_yaml
 
 
 RUNTIME_FIELDS = frozenset({"device", "num_threads"})
@@ -50,9 +51,10 @@ class TrainConfig(Strict):
             fwd+bwd per step: 1.37x for cmunext_s at 8x3x96x96, 1.65x for the small 3D
             U-Net at 4x1x32x48x32).
         num_threads: torch CPU threads: a number, ``None`` (leave torch's setting) or
-            ``"auto"`` (default): all cores on an idle machine, fewer when other processes
-            already keep cores busy (see :func:`nasseg.train.setup.auto_threads`).
-        eval_batch_size: cases per validation forward pass (2D and fixed-size data).
+            ``"auto"`` (default): the cores the process may use, at most 8, whatever the
+            load (see :func:`nasseg.train.resolved.auto_threads`).
+        eval_batch_size: cases per evaluation forward pass (2D and fixed-size data; the
+            3D plan lowers it to fit the memory budget), for validation and test alike.
         sw_overlap: sliding-window overlap for volumes evaluated by patches.
         max_grad_norm: clip gradients to this norm (``None`` = no clipping).
         compile: train through :func:`torch.compile` (off by default: compiling takes
@@ -108,8 +110,6 @@ class TrainConfig(Strict):
         Raises:
             ConfigError: unreadable file or a bad field (named, with "did you mean").
         """
-        from nasseg.configio import read_yaml
-
         data = read_yaml(path) or {}
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: a training config must be a mapping of fields")

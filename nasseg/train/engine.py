@@ -1,4 +1,12 @@
-"""The training loop every trial, ablation and benchmark runs through."""
+"""The training loop every trial, ablation and benchmark runs through.
+
+:func:`train` resolves the run once (:func:`nasseg.train.resolved.resolve_run`), then an
+:class:`Engine` runs it in steps that a benchmark loop can call or observe through
+:class:`Hooks`: ``train_epoch`` (``on_epoch_start``, ``on_step``, ``on_epoch_end``),
+``validate`` (``on_eval``), ``score_test`` and ``finish``. Each epoch's state is written
+to ``checkpoint_latest.pt`` (atomically), from which ``train(..., resume=True)`` continues
+a killed run, as nnU-Net continues from its ``checkpoint_latest``.
+"""
 from __future__ import annotations
 
 import contextlib
@@ -6,7 +14,7 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,18 +23,16 @@ import torch
 from torch import nn
 
 from nasseg.data import BatchFeeder, DataConfig, SegDataset, load_dataset, split_dataset
-from nasseg.data.batches import default_patch
 from nasseg.data.labels import check_trainable
-from nasseg.data.plan import divisor as _divisor
-from nasseg.data.plan import make_plan
-from nasseg.errors import MEMORY_HINT, ConfigError, is_out_of_memory
+from nasseg.errors import MEMORY_HINT, is_out_of_memory
 from nasseg.train.config import TrainConfig
 from nasseg.train.contract import inference_contract
 from nasseg.train.divergence import DivergenceGuard
 from nasseg.train.evaluate import evaluate
 from nasseg.train.losses import SegLoss
 from nasseg.train.progress import Progress
-from nasseg.train.result import RunWriter, TrainingFailed, TrainResult
+from nasseg.train.resolved import ResolvedRun, resolve_run
+from nasseg.train.result import RunWriter, TrainingFailed, TrainResult, resumable
 from nasseg.train.setup import Runtime, prepare_model, resident_device
 from nasseg.versions import provenance, versions
 
@@ -34,10 +40,32 @@ Callback = Callable[[int, dict], "bool | None"]
 StepHook = Callable[[int, int, int], None]
 """``on_step(epoch, step, steps_per_epoch)`` after every training step (cheap: no I/O there)."""
 
+LATEST = "checkpoint_latest.pt"
+"""The per-epoch state of a running training (weights, optimiser, schedule, RNGs, history)."""
+
+
+@dataclass
+class Hooks:
+    """What the engine calls while it runs (every one optional).
+
+    Attributes:
+        on_epoch_start: ``(epoch)`` before the epoch's first step.
+        on_step: ``(epoch, step, steps_per_epoch)`` after every training step (cheap: no I/O).
+        on_epoch_end: ``(epoch, train_seconds, images)`` after the epoch's training pass.
+        on_eval: ``(epoch, metrics)`` after each validation (``metrics``: ``epoch, dice,
+            iou, hd95, train_loss, lr, seconds`` + per class); True stops training.
+    """
+
+    on_epoch_start: Callable[[int], None] | None = None
+    on_step: StepHook | None = None
+    on_epoch_end: Callable[[int, float, int], None] | None = None
+    on_eval: Callback | None = None
+
 
 def train(arch: Any, data: DataConfig, cfg: TrainConfig, *, run_dir: Path | None = None,
           callback: Callback | None = None, progress: bool = True,
-          on_step: StepHook | None = None) -> TrainResult:
+          on_step: StepHook | None = None, hooks: Hooks | None = None,
+          resolved: ResolvedRun | None = None, resume: bool = False) -> TrainResult:
     """Train a network on a dataset's training split, select on ``val``, score ``test`` once.
 
     The data is decoded once (and cached for later calls), moved to the training device
@@ -46,7 +74,7 @@ def train(arch: Any, data: DataConfig, cfg: TrainConfig, *, run_dir: Path | None
     the epoch with the best mean validation Dice is kept (a copy of the weights where they
     live, written once to ``run_dir/checkpoint.pt`` when training ends); early stopping also
     looks at ``val`` only. The test cases are then scored once with those weights
-    (``res.test``, ``res.test_per_case``).
+    (``res.test``, ``res.test_per_case``), at the evaluation batch validation uses.
 
     On CUDA a training step never waits for the GPU: batches are drawn and augmented on
     the device, mixed precision is bf16 (fp16 with a gradient scaler whose inf check
@@ -60,14 +88,19 @@ def train(arch: Any, data: DataConfig, cfg: TrainConfig, *, run_dir: Path | None
         data: the dataset and its split.
         cfg: optimiser, schedule, loss, stopping, device settings.
         run_dir: folder for ``config.json``, ``split.json``, ``history.csv``,
-            ``metrics.json``, ``per_case.csv`` (val), ``test_per_case.csv`` and
-            ``checkpoint.pt``; ``None`` writes nothing.
-        callback: ``callback(epoch, metrics)`` after each validation, ``metrics`` holding
-            ``epoch, dice, iou, hd95, train_loss, lr, seconds`` (+ per class); returning
-            True stops training (``stop_reason="callback"``).
+            ``metrics.json``, ``per_case.csv`` (val), ``test_per_case.csv``,
+            ``checkpoint.pt`` and, while training, ``checkpoint_latest.pt``; ``None``
+            writes nothing.
+        callback: ``callback(epoch, metrics)`` after each validation (as ``hooks.on_eval``);
+            returning True stops training (``stop_reason="callback"``).
         progress: show a rich progress bar.
         on_step: ``on_step(epoch, step, steps_per_epoch)`` after every training step
             (``nasseg search`` shows the position of running trials within long epochs).
+        hooks: the other hooks (:class:`Hooks`).
+        resolved: the run as decided before (a search's admission resolved it to know its
+            memory); ``None`` resolves it here.
+        resume: continue from ``run_dir/checkpoint_latest.pt`` (a killed run) with its
+            recorded resolved run, history and random states.
 
     Returns:
         A :class:`TrainResult`; ``res.model`` holds the best weights.
@@ -76,7 +109,8 @@ def train(arch: Any, data: DataConfig, cfg: TrainConfig, *, run_dir: Path | None
         TrainingFailed: non-finite, exploding or collapsed training (see
             :mod:`nasseg.train.divergence`) or out of memory (``reason`` says where and
             which setting to lower).
-        ConfigError: network and data disagree (dimensions, sizes the network cannot take).
+        ConfigError: network and data disagree (dimensions, sizes the network cannot take),
+            or ``resume`` without a killed run in ``run_dir`` (:func:`~nasseg.train.result.resumable`).
         DataError: the dataset files are broken, or every training mask is empty.
 
     Example:
@@ -85,9 +119,21 @@ def train(arch: Any, data: DataConfig, cfg: TrainConfig, *, run_dir: Path | None
         (['dice', 'hd95', 'iou'], 29)
     """
     t_start = time.perf_counter()
-    rt = Runtime.create(cfg)
+    hooks = replace(hooks or Hooks(), **{k: v for k, v in (("on_eval", callback), ("on_step", on_step)) if v})
+    latest = _latest(run_dir) if resume else None
+    if latest is not None:
+        resolved = ResolvedRun.from_dict(latest["resolved"])
+    _seed_everything(cfg.seed)
+    ds = load_dataset(data)
+    model, arch_json = prepare_model(arch, ds)
+    run = resolved or resolve_run(arch, ds, data, cfg)
+    if progress and run.plan is not None:
+        print(run.plan.describe(), flush=True)
+    rt = Runtime.create(cfg, run)
     try:
-        return _train(arch, data, cfg, rt, run_dir, callback, progress, t_start, on_step)
+        engine = Engine(run, rt, model, arch_json, ds, data, cfg, run_dir=run_dir, hooks=hooks)
+        start = engine.restore(latest) if latest is not None else 1
+        return engine.fit(start, progress, t_start)
     except TrainingFailed as err:
         RunWriter(run_dir).json("failed.json", {"reason": err.reason, "history": err.history})
         raise
@@ -95,144 +141,238 @@ def train(arch: Any, data: DataConfig, cfg: TrainConfig, *, run_dir: Path | None
         rt.close()
 
 
-def _train(arch: Any, data: DataConfig, cfg: TrainConfig, rt: Runtime, run_dir: Path | None,
-           callback: Callback | None, show: bool, t_start: float, on_step: StepHook | None) -> TrainResult:
-    _seed_everything(cfg.seed)
-    ds = load_dataset(data)
-    model, arch_json = prepare_model(arch, ds)
-    divisor = _divisor(arch)
-    plan = _plan(arch, ds, data, cfg, rt, show)
-    batch_size = plan.batch_size if plan is not None else cfg.batch_size
-    eval_batch = plan.eval_batch_size if plan is not None else cfg.eval_batch_size
-    patch = plan.patch_size if plan is not None else _patch_size(data, ds, divisor)
-    window = tuple(data.window_size) if data.window_size and patch else patch
-    if window and any(w % divisor for w in window):
-        raise ConfigError(f"data.window_size {window} is not divisible by {divisor}, which the network needs")
-    split = split_dataset(ds, data.split)
-    index = {c: i for i, c in enumerate(ds.case_ids)}
-    store = resident_device(ds, rt.device, data.resident)
-    train_ds = ds.subset([index[c] for c in split["train"]])
-    check_trainable(train_ds.labels if not train_ds.fixed_size else [train_ds.labels], split["train"],
-                    data.path or data.name)
-    train_ds = train_ds.to(store)
-    val_ds = ds.subset([index[c] for c in split["val"]]).to(store)
-    guard = DivergenceGuard()
-    guard.set_empty_dice(val_ds.labels, ds.num_classes)
-    test_ds = ds.subset([index[c] for c in split["test"]]) if split["test"] else None
-    model = model.to(rt.device, memory_format=rt.memory_format(ds.spatial_dims))
-    rt.fixed_shapes(ds.fixed_size or patch is not None)
-    step_model = torch.compile(model) if cfg.compile else model
-    num_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+def _latest(run_dir: Path | None) -> dict[str, Any]:
+    return torch.load(resumable(run_dir) / LATEST, weights_only=False, map_location="cpu")
 
-    if store.type == "cpu" and rt.device.type == "cuda" and isinstance(train_ds.images, (torch.Tensor, list)):
-        train_ds, val_ds = _pinned(train_ds), _pinned(val_ds)
-    feeder = BatchFeeder(train_ds, batch_size, data.augment, seed=cfg.seed, patch_size=patch,
-                         device=rt.device, fg_fraction=data.plan.fg_fraction,
-                         fg_classes=data.plan.fg_classes, steps_per_epoch=cfg.steps_per_epoch)
-    total_steps = len(feeder) * cfg.epochs
-    optimizer, scheduler = _optimizer(model, cfg, total_steps)
-    loss_fn = SegLoss(ds.out_channels, cfg.ce_weight, cfg.dice_weight, cfg.ds_weights)
-    scaler = torch.amp.GradScaler("cuda") if rt.amp_dtype == torch.float16 else None
-    writer = RunWriter(run_dir)
-    config = {"arch": arch_json, "data": data.model_dump(mode="json"), "train": cfg.model_dump(mode="json"),
-              "resolved": {"device": str(rt.device), "amp": str(rt.amp_dtype), "patch_size": patch,
-                           "batch_size": batch_size, "plan": plan.to_dict() if plan is not None else None,
-                           "window_size": window, "threads": torch.get_num_threads(),
-                           "compile": cfg.compile, "fused_optimizer": _fused(optimizer),
-                           "data_on": str(store), "in_channels": ds.in_channels,
-                           "out_channels": ds.out_channels, "num_params": num_params,
-                           "train_cases": len(train_ds), "val_cases": len(val_ds),
-                           "test_cases": len(split["test"]),
-                           "scored_at": _scored_at(ds),
-                           "distance_unit": "mm" if ds.spacing is not None else "voxels"},
-              "inference": inference_contract(ds, split, divisor=divisor, window=window,
-                                              size=data.size if ds.spatial_dims == 2 else None),
-              "versions": versions(),
-              "provenance": provenance(data=data, split=split, seeds=[cfg.seed], threads=torch.get_num_threads())}
-    writer.json("config.json", config)
-    writer.json("split.json", split)
-    if plan is not None:
-        plan.write(run_dir)
 
-    history: list[dict] = []
-    epoch_seconds: list[float] = []
-    epoch_images: list[int] = []
-    best: dict[str, Any] = {"dice": -math.inf}
-    stop_reason, epochs_run, bad_evals = None, 0, 0
-    mem_format = rt.memory_format(ds.spatial_dims)
-    with Progress(show, cfg.epochs, len(feeder), on_step) as bar:
-        for epoch in range(1, cfg.epochs + 1):
-            t0 = time.perf_counter()
-            lr = optimizer.param_groups[0]["lr"]  # the rate the epoch starts at (the schedule steps per batch)
-            try:
-                losses, n_images = _train_epoch(step_model, feeder, loss_fn, optimizer, scheduler, scaler,
-                                                cfg, rt, mem_format, epoch, history, bar, guard)
-            except (torch.OutOfMemoryError, RuntimeError, MemoryError) as err:
-                if not is_out_of_memory(err):
-                    raise
-                raise TrainingFailed(
-                    f"{rt.device.type.upper()} out of memory at epoch {epoch} (batch {batch_size}, "
-                    f"patch {patch or ds.shapes()[0]}, {num_params:,} parameters); {MEMORY_HINT}",
-                    history) from None
-            train_seconds = time.perf_counter() - t0
-            epochs_run = epoch
-            epoch_seconds.append(train_seconds)
-            epoch_images.append(n_images)
-            if epoch % cfg.eval_every and epoch != cfg.epochs:
-                continue
-            t1 = time.perf_counter()
-            try:
-                summary, rows = evaluate(model, val_ds, device=rt.device, patch=window, divisor=divisor,
-                                         batch_size=eval_batch, overlap=cfg.sw_overlap,
-                                         autocast=rt.autocast, memory_format=mem_format)
-            except (torch.OutOfMemoryError, RuntimeError, MemoryError) as err:
-                if not is_out_of_memory(err):
-                    raise
-                raise TrainingFailed(f"{rt.device.type.upper()} out of memory validating epoch {epoch}; lower "
-                                     f"train.eval_batch_size ({cfg.eval_batch_size})", history) from None
-            eval_seconds = time.perf_counter() - t1
-            record = {"epoch": epoch, "train_loss": float(torch.stack(losses).mean()), **summary,
-                      "lr": lr, "seconds": train_seconds + eval_seconds,
-                      "train_seconds": train_seconds, "eval_seconds": eval_seconds,
-                      "images_per_s": n_images / max(train_seconds, 1e-9)}
-            history.append(record)
-            writer.csv("history.csv", history)
-            guard.check_dice(history)
-            bar.epoch_done(epoch, record)
-            if summary["dice"] > best["dice"] + cfg.min_delta or not best.get("rows"):
-                best = {"dice": summary["dice"], "epoch": epoch, "summary": summary, "rows": rows,
-                        "state": _snapshot(model)}
-                bad_evals = 0
-            else:
-                bad_evals += 1
-            if callback is not None and callback(epoch, dict(record)):
-                stop_reason = "callback"
-            elif cfg.patience is not None and bad_evals >= cfg.patience:
-                stop_reason = "patience"
-            elif cfg.max_seconds is not None and sum(epoch_seconds) >= cfg.max_seconds:
-                stop_reason = "time"
-            if stop_reason:
-                break
+class Engine:
+    """One training run in steps (see the module docstring); :func:`train` drives it.
 
-    model.load_state_dict(best["state"])
-    model.eval()
-    writer.checkpoint({"model": best["state"], "epoch": best["epoch"], "metrics": best["summary"], **config})
-    test, test_rows = None, []
-    if test_ds is not None:  # scored once, with the weights chosen on val
-        test, test_rows = evaluate(model, test_ds.to(store), device=rt.device, patch=window,
-                                   divisor=divisor, batch_size=cfg.eval_batch_size,
-                                   overlap=cfg.sw_overlap, autocast=rt.autocast, memory_format=mem_format)
-    result = TrainResult(best_epoch=best["epoch"], best=best["summary"], history=history,
-                         per_case=best["rows"], test=test, test_per_case=test_rows,
-                         split=split, stopped_early=stop_reason is not None,
-                         stop_reason=stop_reason, seconds=time.perf_counter() - t_start,
-                         epochs_run=epochs_run, num_params=num_params, config=config,
-                         run_dir=str(run_dir) if run_dir is not None else None, model=model,
-                         epoch_seconds=epoch_seconds, epoch_images=epoch_images)
-    writer.csv("per_case.csv", result.per_case)
-    writer.csv("test_per_case.csv", result.test_per_case)
-    writer.json("metrics.json", {k: v for k, v in result.to_dict().items() if k not in ("config", "split")})
-    return result
+    Args:
+        run: the resolved run (device, precision, patch, batch, evaluation batch).
+        rt: the process's runtime for it (:class:`~nasseg.train.setup.Runtime`).
+        model, arch_json: from :func:`~nasseg.train.setup.prepare_model`.
+        ds, data, cfg: the loaded dataset, its config, the training config.
+        run_dir: the run folder (``None``: nothing written).
+        hooks: :class:`Hooks`.
+    """
+
+    def __init__(self, run: ResolvedRun, rt: Runtime, model: nn.Module, arch_json: dict[str, Any],
+                 ds: SegDataset, data: DataConfig, cfg: TrainConfig, *, run_dir: Path | None = None,
+                 hooks: Hooks | None = None) -> None:
+        self.run, self.rt, self.ds, self.data, self.cfg = run, rt, ds, data, cfg
+        self.hooks, self.run_dir = hooks or Hooks(), run_dir
+        self.split = split_dataset(ds, data.split)
+        index = {c: i for i, c in enumerate(ds.case_ids)}
+        self.store = resident_device(ds, rt.device, data.resident)
+        train_ds = ds.subset([index[c] for c in self.split["train"]])
+        check_trainable(train_ds.labels if not train_ds.fixed_size else [train_ds.labels], self.split["train"],
+                        data.path or data.name)
+        train_ds = train_ds.to(self.store)
+        val_ds = ds.subset([index[c] for c in self.split["val"]]).to(self.store)
+        self.guard = DivergenceGuard()
+        self.guard.set_empty_dice(val_ds.labels, ds.num_classes)
+        self.test_ds = ds.subset([index[c] for c in self.split["test"]]) if self.split["test"] else None
+        self.mem_format = rt.memory_format(ds.spatial_dims)
+        self.model = model.to(rt.device, memory_format=self.mem_format)
+        rt.fixed_shapes(ds.fixed_size or run.patch is not None)
+        self.step_model = torch.compile(self.model) if cfg.compile else self.model
+        self.num_params = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        if self.store.type == "cpu" and rt.device.type == "cuda" and isinstance(train_ds.images, (torch.Tensor, list)):
+            train_ds, val_ds = _pinned(train_ds), _pinned(val_ds)
+        self.train_ds, self.val_ds = train_ds, val_ds
+        self.feeder = BatchFeeder(train_ds, run.batch_size, data.augment, seed=cfg.seed, patch_size=run.patch,
+                                  device=rt.device, fg_fraction=data.plan.fg_fraction,
+                                  fg_classes=data.plan.fg_classes, steps_per_epoch=cfg.steps_per_epoch)
+        self.optimizer, self.scheduler = _optimizer(self.model, cfg, len(self.feeder) * cfg.epochs)
+        self.loss_fn = SegLoss(ds.out_channels, cfg.ce_weight, cfg.dice_weight, cfg.ds_weights)
+        self.scaler = torch.amp.GradScaler("cuda") if rt.amp_dtype == torch.float16 else None
+        self.writer = RunWriter(run_dir)
+        self.config = self._config(arch_json)
+        self.history: list[dict] = []
+        self.epoch_seconds: list[float] = []
+        self.epoch_images: list[int] = []
+        self.best: dict[str, Any] = {"dice": -math.inf}
+        self.stop_reason: str | None = None
+        self.epochs_run, self.bad_evals = 0, 0
+
+    def _config(self, arch_json: dict[str, Any]) -> dict[str, Any]:
+        run, ds, data, cfg, split = self.run, self.ds, self.data, self.cfg, self.split
+        return {"arch": arch_json, "data": data.model_dump(mode="json"), "train": cfg.model_dump(mode="json"),
+                "resolved": {**run.to_dict(), "amp": str(self.rt.amp_dtype), "patch_size": run.patch,
+                             "plan": run.plan.to_dict() if run.plan is not None else None,
+                             "window_size": run.window, "compile": cfg.compile,
+                             "fused_optimizer": _fused(self.optimizer),
+                             "data_on": str(self.store), "in_channels": ds.in_channels,
+                             "out_channels": ds.out_channels, "num_params": self.num_params,
+                             "train_cases": len(self.train_ds), "val_cases": len(self.val_ds),
+                             "test_cases": len(split["test"]), "scored_at": _scored_at(ds),
+                             "distance_unit": "mm" if ds.spacing is not None else "voxels"},
+                "inference": inference_contract(ds, split, divisor=run.size_multiple, window=run.window,
+                                                size=data.size if ds.spatial_dims == 2 else None),
+                "versions": versions(),
+                "provenance": {**provenance(data=data, split=split, seeds=[cfg.seed],
+                                            threads=torch.get_num_threads()), "resolved": run.to_dict()}}
+
+    def fit(self, start: int = 1, show: bool = False, t_start: float | None = None) -> TrainResult:
+        """Epochs ``start..cfg.epochs`` (until a stop), then the test scoring and the result files."""
+        t_start = time.perf_counter() if t_start is None else t_start
+        if start == 1:
+            self.writer.json("config.json", self.config)
+            self.writer.json("split.json", self.split)
+            if self.run.plan is not None:
+                self.run.plan.write(self.run_dir)
+        with Progress(show, self.cfg.epochs, len(self.feeder), self.hooks.on_step) as bar:
+            bar.n = (start - 1) * len(self.feeder)
+            for epoch in range(start, self.cfg.epochs + 1):
+                losses, n_images, seconds = self.train_epoch(epoch, bar)
+                if not (epoch % self.cfg.eval_every and epoch != self.cfg.epochs):
+                    self.validate(epoch, losses, n_images, seconds, bar)
+                self.save_latest(epoch)
+                if self.stop_reason:
+                    break
+        return self.finish(t_start)
+
+    def train_epoch(self, epoch: int, bar: Progress) -> tuple[list[torch.Tensor], int, float]:
+        """One pass over the training batches: ``(losses, images, seconds)``."""
+        if self.hooks.on_epoch_start is not None:
+            self.hooks.on_epoch_start(epoch)
+        self._epoch_lr = self.optimizer.param_groups[0]["lr"]  # the rate the epoch starts at (per-batch schedule)
+        t0 = time.perf_counter()
+        try:
+            losses, n_images = _train_epoch(self.step_model, self.feeder, self.loss_fn, self.optimizer,
+                                            self.scheduler, self.scaler, self.cfg, self.rt, self.mem_format,
+                                            epoch, self.history, bar, self.guard)
+        except (torch.OutOfMemoryError, RuntimeError, MemoryError) as err:
+            if not is_out_of_memory(err):
+                raise
+            raise TrainingFailed(
+                f"{self.rt.device.type.upper()} out of memory at epoch {epoch} (batch {self.run.batch_size}, "
+                f"patch {self.run.patch or self.ds.shapes()[0]}, {self.num_params:,} parameters); {MEMORY_HINT}",
+                self.history) from None
+        seconds = time.perf_counter() - t0
+        self.epochs_run = epoch
+        self.epoch_seconds.append(seconds)
+        self.epoch_images.append(n_images)
+        if self.hooks.on_epoch_end is not None:
+            self.hooks.on_epoch_end(epoch, seconds, n_images)
+        return losses, n_images, seconds
+
+    def evaluate(self, ds: SegDataset, what: str) -> tuple[dict[str, Any], list[dict]]:
+        """Score ``ds`` whole, at the resolved evaluation batch, inside the out-of-memory guard."""
+        try:
+            return evaluate(self.model, ds, device=self.rt.device, patch=self.run.window,
+                            divisor=self.run.size_multiple, batch_size=self.run.eval_batch_size,
+                            overlap=self.cfg.sw_overlap, autocast=self.rt.autocast, memory_format=self.mem_format)
+        except (torch.OutOfMemoryError, RuntimeError, MemoryError) as err:
+            if not is_out_of_memory(err):
+                raise
+            raise TrainingFailed(f"{self.rt.device.type.upper()} out of memory {what} at evaluation batch "
+                                 f"{self.run.eval_batch_size}; lower train.eval_batch_size", self.history) from None
+
+    def validate(self, epoch: int, losses: list[torch.Tensor], n_images: int, train_seconds: float,
+                 bar: Progress) -> dict[str, Any]:
+        """Score ``val``, record the epoch, keep the best weights, decide whether to stop."""
+        lr = self._epoch_lr
+        t1 = time.perf_counter()
+        summary, rows = self.evaluate(self.val_ds, f"validating epoch {epoch}")
+        eval_seconds = time.perf_counter() - t1
+        record = {"epoch": epoch, "train_loss": float(torch.stack(losses).mean()), **summary,
+                  "lr": lr, "seconds": train_seconds + eval_seconds,
+                  "train_seconds": train_seconds, "eval_seconds": eval_seconds,
+                  "images_per_s": n_images / max(train_seconds, 1e-9)}
+        self.history.append(record)
+        self.writer.csv("history.csv", self.history)
+        self.guard.check_dice(self.history)
+        bar.epoch_done(epoch, record)
+        if summary["dice"] > self.best["dice"] + self.cfg.min_delta or not self.best.get("rows"):
+            self.best = {"dice": summary["dice"], "epoch": epoch, "summary": summary, "rows": rows,
+                         "state": _snapshot(self.model)}
+            self.bad_evals = 0
+        else:
+            self.bad_evals += 1
+        if self.hooks.on_eval is not None and self.hooks.on_eval(epoch, dict(record)):
+            self.stop_reason = "callback"
+        elif self.cfg.patience is not None and self.bad_evals >= self.cfg.patience:
+            self.stop_reason = "patience"
+        elif self.cfg.max_seconds is not None and sum(self.epoch_seconds) >= self.cfg.max_seconds:
+            self.stop_reason = "time"
+        return record
+
+    def save_latest(self, epoch: int) -> None:
+        """Write the state after ``epoch`` to ``checkpoint_latest.pt`` (atomically)."""
+        if self.run_dir is None:
+            return
+        self.writer.save(LATEST, {
+            "epoch": epoch, "resolved": self.run.to_dict(), "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "history": self.history, "epoch_seconds": self.epoch_seconds, "epoch_images": self.epoch_images,
+            "best": self.best, "bad_evals": self.bad_evals, "stop_reason": self.stop_reason,
+            "guard": vars(self.guard), "rng": _rng_state(self.feeder)})
+
+    def restore(self, latest: dict[str, Any]) -> int:
+        """Load a ``checkpoint_latest.pt``'s state; returns the epoch to continue at."""
+        dev = self.rt.device
+        self.model.load_state_dict(latest["model"])
+        self.optimizer.load_state_dict(latest["optimizer"])
+        self.scheduler.load_state_dict(latest["scheduler"])
+        if self.scaler is not None and latest["scaler"] is not None:
+            self.scaler.load_state_dict(latest["scaler"])
+        self.history, self.bad_evals = latest["history"], latest["bad_evals"]
+        self.epoch_seconds, self.epoch_images = latest["epoch_seconds"], latest["epoch_images"]
+        best = latest["best"]
+        if "state" in best:
+            best["state"] = {k: v.to(dev) for k, v in best["state"].items()}
+        self.best, self.stop_reason = best, latest["stop_reason"]
+        vars(self.guard).update(latest["guard"])
+        self.epochs_run = latest["epoch"]
+        _set_rng_state(self.feeder, latest["rng"])
+        return latest["epoch"] + 1
+
+    def score_test(self) -> tuple[dict[str, Any] | None, list[dict]]:
+        """Score ``test`` once with the loaded (best) weights."""
+        if self.test_ds is None:
+            return None, []
+        return self.evaluate(self.test_ds.to(self.store), "scoring the test cases")
+
+    def finish(self, t_start: float) -> TrainResult:
+        """Load the best weights, write ``checkpoint.pt``, score ``test``, write the result files."""
+        best, model = self.best, self.model
+        model.load_state_dict(best["state"])
+        model.eval()
+        self.writer.checkpoint({"model": best["state"], "epoch": best["epoch"], "metrics": best["summary"],
+                                **self.config})
+        test, test_rows = self.score_test()
+        result = TrainResult(best_epoch=best["epoch"], best=best["summary"], history=self.history,
+                             per_case=best["rows"], test=test, test_per_case=test_rows,
+                             split=self.split, stopped_early=self.stop_reason is not None,
+                             stop_reason=self.stop_reason, seconds=time.perf_counter() - t_start,
+                             epochs_run=self.epochs_run, num_params=self.num_params, config=self.config,
+                             run_dir=str(self.run_dir) if self.run_dir is not None else None, model=model,
+                             epoch_seconds=self.epoch_seconds, epoch_images=self.epoch_images)
+        w = self.writer
+        w.csv("per_case.csv", result.per_case)
+        w.csv("test_per_case.csv", result.test_per_case)
+        w.json("metrics.json", {k: v for k, v in result.to_dict().items() if k not in ("config", "split")})
+        if self.run_dir is not None:
+            (Path(self.run_dir) / LATEST).unlink(missing_ok=True)  # finished: checkpoint.pt is the result
+        return result
+
+
+def _rng_state(feeder: BatchFeeder) -> dict[str, Any]:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "feeder_np": feeder.rng.bit_generator.state, "feeder_gen": feeder.gen.get_state(),
+            "feeder_order": feeder._order_gen.get_state()}
+
+
+def _set_rng_state(feeder: BatchFeeder, st: dict[str, Any]) -> None:
+    random.setstate(st["python"])
+    np.random.set_state(st["numpy"])
+    torch.set_rng_state(st["torch"])
+    feeder.rng.bit_generator.state = st["feeder_np"]
+    feeder.gen.set_state(st["feeder_gen"])
+    feeder._order_gen.set_state(st["feeder_order"])
 
 
 def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -242,6 +382,8 @@ def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def _fused(optimizer: torch.optim.Optimizer) -> bool:
     return bool(optimizer.defaults.get("fused"))
+
+
 def _scored_at(ds: SegDataset) -> str:
     """Where metrics are computed, in words: ``"native size 96x96"`` or ``"native size (varies)"``."""
     shapes = {tuple(t.shape) for t in ds.native_labels} if ds.native_labels is not None else set(ds.shapes())
@@ -259,51 +401,6 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def _plan(arch: Any, ds: SegDataset, data: DataConfig, cfg: TrainConfig, rt: Runtime, show: bool):
-    """The 3D plan (patch, batch) for volumes of varying shape; ``None`` for 2D, fixed-size
-    data or a ready module (whose memory cannot be estimated from a config)."""
-    if ds.spatial_dims != 3 or ds.fixed_size or isinstance(arch, nn.Module):
-        return None
-    if data.size is not None:
-        raise ConfigError(f"data.size {data.size} (--size) resizes 2D images and sets the synthetic size; "
-                          f"3D volumes are resampled to data.plan.target_spacing and trained on patches: "
-                          f"use --patch-size or data.plan.target_spacing instead")
-    d = _divisor(arch)
-    if data.patch_size is not None:
-        bad = [p for p in data.patch_size if p % d]
-        if bad:
-            raise ConfigError(f"data.patch_size {tuple(data.patch_size)} is not divisible by {d}, which the "
-                              f"network's {int(math.log2(d)) + 1} stages need; choose a --patch-size that is")
-    batch = cfg.batch_size if "batch_size" in cfg.model_fields_set else None
-    plan = make_plan(arch, ds, device=rt.device.type, data_cfg=data, batch_size=batch,
-                     eval_batch_size=cfg.eval_batch_size, dtype=rt.amp_dtype)
-    if show:
-        print(plan.describe(), flush=True)
-    return plan
-
-
-def _patch_size(data: DataConfig, ds: SegDataset, divisor: int) -> tuple[int, ...] | None:
-    """Training patch (None = whole cases); checks sizes against the network's divisor."""
-    if data.patch_size is not None:
-        patch = tuple(data.patch_size)
-        if len(patch) != ds.spatial_dims:
-            raise ConfigError(f"data.patch_size {patch} has {len(patch)} axes but the data is {ds.spatial_dims}D")
-    elif not ds.fixed_size:
-        patch = default_patch(ds.shapes(), divisor)
-    else:
-        patch = None
-    sizes = patch or ds.shapes()[0]
-    bad = [s for s in sizes if s % divisor]
-    if bad:
-        what = f"data.patch_size {patch}" if patch else f"image size {tuple(sizes)}"
-        option = "--patch-size" if patch else "--size"
-        raise ConfigError(
-            f"{what} is not divisible by {divisor}, which the network's "
-            f"{int(math.log2(divisor)) + 1} stages need; choose a {option} that is"
-        )
-    return patch
 
 
 def _optimizer(model: nn.Module, cfg: TrainConfig, total_steps: int):

@@ -81,7 +81,8 @@ class TrainResult:
 
 
 RUN_FILES = ("config.json", "split.json", "plan.json", "history.csv", "metrics.json", "per_case.csv",
-             "test_per_case.csv", "checkpoint.pt", "checkpoint.pt.tmp", "failed.json")
+             "test_per_case.csv", "checkpoint.pt", "checkpoint.pt.tmp", "checkpoint_latest.pt",
+             "checkpoint_latest.pt.tmp", "failed.json")
 """The files a run folder holds (:class:`RunWriter`, and the 3D ``plan.json``)."""
 
 
@@ -110,6 +111,23 @@ def claim_run_dir(run_dir: str | Path, *, overwrite: bool = False, remove: bool 
     return path
 
 
+def resumable(run_dir: str | Path | None, flag: str = "--resume") -> Path:
+    """``run_dir`` holds a killed training to continue: a ``checkpoint_latest.pt`` and no
+    ``metrics.json`` (a finished run is never continued or rewritten).
+
+    Raises:
+        ConfigError: no folder given, a finished run, or no ``checkpoint_latest.pt``.
+    """
+    if run_dir is None:
+        raise ConfigError(f"{flag} needs the run folder to continue (-o/--out)")
+    path = Path(run_dir)
+    if (path / "metrics.json").exists():
+        raise ConfigError(f"{flag} {path}: the run there finished (metrics.json); nothing to continue")
+    if not (path / "checkpoint_latest.pt").exists():
+        raise ConfigError(f"{flag} {path}: no checkpoint_latest.pt (no killed training to continue there)")
+    return path
+
+
 class RunWriter:
     """Writes a run folder: ``config.json``, ``split.json``, ``history.csv``,
     ``metrics.json``, ``per_case.csv``, ``test_per_case.csv``, ``checkpoint.pt`` (and
@@ -135,10 +153,15 @@ class RunWriter:
             w.writerows(rows)
 
     def checkpoint(self, payload: dict[str, Any]) -> None:
+        """``checkpoint.pt``: the chosen weights, written once when training ends."""
+        self.save("checkpoint.pt", payload)
+
+    def save(self, name: str, payload: dict[str, Any]) -> None:
+        """``torch.save`` to ``name`` atomically (a ``.tmp`` file, then renamed over it)."""
         if self.dir is not None:
-            tmp = self.dir / "checkpoint.pt.tmp"
+            tmp = self.dir / f"{name}.tmp"
             buffer = io.BytesIO()  # serialised in memory, written by Python: a full or read-only disk is
             torch.save(payload, buffer)  # an OSError naming the file, not torch's "enforce fail at inline_container.cc"
             with writing(tmp), open(tmp, "wb") as f:
                 f.write(buffer.getbuffer())
-            tmp.replace(self.dir / "checkpoint.pt")
+            tmp.replace(self.dir / name)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,9 +10,11 @@ import torch
 from torch import nn
 
 from nasseg.data.base import SegDataset
-from nasseg.device import bf16_supported, deterministic_run, resolve_device
+from nasseg.device import deterministic_run, resolve_device, resolve_precision
 from nasseg.errors import ConfigError
 from nasseg.train.config import TrainConfig
+from nasseg.train.resolved import DTYPES, ResolvedRun, auto_threads, resolve_threads  # noqa: F401 (auto_threads: bench)
+from nasseg.arch import arch_id, build_model
 
 log = logging.getLogger(__name__)
 
@@ -43,23 +44,25 @@ class Runtime:
     _deterministic_before: bool = False
 
     @classmethod
-    def create(cls, cfg: TrainConfig) -> Runtime:
-        """Resolve ``cfg.device``/``amp``/``channels_last``/``num_threads``.
+    def create(cls, cfg: TrainConfig, run: ResolvedRun | None = None) -> Runtime:
+        """Apply a run's device, precision and threads to the process for the run.
+
+        Args:
+            cfg: the training config (``channels_last``; without ``run`` also its
+                ``device``/``amp``/``num_threads``, resolved by the same rules).
+            run: the resolved run (:func:`nasseg.train.resolved.resolve_run`), which
+                decided them once.
 
         Raises:
-            ConfigError: CUDA requested but not available, or an unknown device.
+            ConfigError: CUDA requested but not available, an unknown device, threads < 1.
         """
-        device = resolve_device(cfg.device, "train.device")
-        amp = None
-        if device.type == "cuda" and cfg.amp != "off":
-            if cfg.amp == "fp16" or (cfg.amp == "auto" and not bf16_supported(device)):
-                amp = torch.float16
-            else:
-                amp = torch.bfloat16
+        if run is not None:
+            device, amp, threads = run.torch_device, run.amp_dtype, run.threads
+        else:
+            device = resolve_device(cfg.device, "train.device")
+            amp = DTYPES[resolve_precision(device, cfg.amp)]
+            threads = resolve_threads(cfg.num_threads)[0]
         before = torch.get_num_threads()
-        threads = auto_threads() if cfg.num_threads == "auto" else cfg.num_threads
-        if isinstance(threads, int) and threads < 1:
-            raise ConfigError(f"train.num_threads: must be at least 1, got {threads}")
         if threads:
             torch.set_num_threads(threads)
         deterministic = torch.are_deterministic_algorithms_enabled()
@@ -94,33 +97,6 @@ class Runtime:
         torch.backends.cudnn.benchmark = self._cudnn_benchmark_before
 
 
-_AUTO_THREADS: int | None = None
-
-
-def auto_threads() -> int:
-    """CPU threads for torch: the cores left idle by other processes (at least 1).
-
-    On a shared machine, OpenMP threads that outnumber the free cores wait for each
-    other at every parallel region: measured here with the 3D U-Net step on 2 cores
-    under a load average of ~3, 2 threads took 3.07 s per step and 1 thread 0.28 s.
-    The choice is made once per process from the 1-minute load average (so a search's
-    own earlier trials do not count as other load) and reused by later runs.
-
-    Example:
-        >>> 1 <= auto_threads() <= (os.cpu_count() or 1)
-        True
-    """
-    global _AUTO_THREADS
-    if _AUTO_THREADS is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        try:
-            busy = os.getloadavg()[0]
-        except OSError:
-            busy = 0.0
-        _AUTO_THREADS = max(1, min(cores, int(cores - busy + 0.5)))
-    return _AUTO_THREADS
-
-
 def prepare_model(arch: Any, ds: SegDataset) -> tuple[nn.Module, dict[str, Any]]:
     """Build the network for ``ds``: channels set from the data (printed when they change), dimensions checked.
 
@@ -143,7 +119,6 @@ def prepare_model(arch: Any, ds: SegDataset) -> tuple[nn.Module, dict[str, Any]]
                               f"({ds.kind}) has {ds.in_channels}; build it with in_channels={ds.in_channels}")
         return arch, {"module": type(arch).__name__,
                       "num_params": sum(p.numel() for p in arch.parameters())}
-    from nasseg.arch import arch_id, build_model
 
     if arch.spatial_dims != ds.spatial_dims:
         raise ConfigError(
