@@ -15,9 +15,11 @@ counted op is linear in the batch).
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 import warnings
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,8 +34,25 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def _ptflops() -> Any:
+    """ptflops, imported so that a torchvision which cannot load is treated as absent.
+
+    ptflops imports torchvision when it is installed; PyPI's torchvision (the CUDA build,
+    pulled in by nnunetv2 through timm) cannot load beside a CPU-only torch ("operator
+    torchvision::nms does not exist"), and that RuntimeError escaped ptflops' ImportError
+    guard. nasseg counts no torchvision layer, so it is hidden for the import."""
+    try:
+        import ptflops
+    except RuntimeError:
+        for name in [m for m in sys.modules if m.split(".")[0] in ("torchvision", "ptflops")]:
+            del sys.modules[name]
+        sys.modules["torchvision"] = None  # `import torchvision` now raises ImportError
+        import ptflops
+    return ptflops
+
+
 def count_macs(model: nn.Module, shape: tuple[int, ...]) -> int:
-    from ptflops import get_model_complexity_info
+    get_model_complexity_info = _ptflops().get_model_complexity_info
 
     model.eval()
     with warnings.catch_warnings():
