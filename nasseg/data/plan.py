@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from nasseg.arch.config import size_multiple
 from nasseg.errors import ConfigError
 
 CPU_BUDGET_MB = 3072.0
@@ -138,9 +139,10 @@ def memory_budget_mb(device: str) -> tuple[float, str]:
 
 
 def divisor(arch: Any) -> int:
-    """The size multiple a U-shaped network needs: ``2 ** (stages - 1)`` (1 for a module)."""
+    """The size multiple of a network, from its stage count alone
+    (:func:`~nasseg.arch.config.size_multiple`; 1 for a ready module, whose rule is unknown)."""
     stages = getattr(arch, "stages", None)
-    return 2 ** (len(stages) - 1) if stages else 1
+    return size_multiple(len(stages)) if stages else 1
 
 
 def step_memory_mb(arch: Any, in_channels: int, out_channels: int, patch: tuple[int, ...], batch: int,

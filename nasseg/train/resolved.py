@@ -23,10 +23,10 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from nasseg.arch.config import check_divisible, size_multiple
+from nasseg.arch.config import check_divisible
 from nasseg.data.base import SegDataset
 from nasseg.data.batches import default_patch
-from nasseg.data.plan import Plan, make_plan
+from nasseg.data.plan import Plan, divisor, make_plan
 from nasseg.device import resolve_device, resolve_precision
 from nasseg.errors import ConfigError
 
@@ -50,7 +50,7 @@ class ResolvedRun:
         threads: torch CPU threads (``None``: the process's setting is left alone).
         threads_source: where ``threads`` came from (``"set"`` or the ``auto`` rule).
         size_multiple: every spatial input size must be a multiple of it (from the
-            network's stage count only; 1 for a ready module).
+            network's stage count only, :func:`nasseg.data.plan.divisor`; 1 for a ready module).
         input_shape: ``(channels, *spatial)`` of one training sample (the patch or image).
         patch: the training patch (``None``: whole images).
         window: the sliding window of evaluation (``None``: whole images).
@@ -141,13 +141,6 @@ def resolve_threads(setting: int | str | None) -> tuple[int | None, str]:
     return int(setting), "set"
 
 
-def network_multiple(arch: Any) -> int:
-    """The size multiple from the network alone: :func:`~nasseg.arch.config.size_multiple`
-    of its stage count (1 for a ready ``nn.Module``, whose rule is unknown)."""
-    stages = getattr(arch, "stages", None)
-    return size_multiple(len(stages)) if stages else 1
-
-
 def resolve_run(arch: Any, ds: SegDataset, data: Any, cfg: Any, *, device: str | None = None) -> ResolvedRun:
     """Decide how ``arch`` trains on ``ds`` with ``data``/``cfg`` (see :class:`ResolvedRun`).
 
@@ -165,7 +158,7 @@ def resolve_run(arch: Any, ds: SegDataset, data: Any, cfg: Any, *, device: str |
     dev = resolve_device(device or cfg.device, "train.device")
     precision: Precision = resolve_precision(dev, cfg.amp)  # type: ignore[assignment]
     threads, threads_source = resolve_threads(cfg.num_threads)
-    m = network_multiple(arch)
+    m = divisor(arch)
     stages = len(arch.stages) if m > 1 else 0
     plan = None
     if ds.spatial_dims == 3 and not ds.fixed_size and not isinstance(arch, nn.Module):
