@@ -22,6 +22,9 @@ from nasseg.data.base import SegDataset, check_finite
 from nasseg.data.config import DataConfig
 from nasseg.data.labels import FIX
 from nasseg.errors import DataError
+from nasseg.data.plan import plan_spacing
+from nasseg.data.preprocess import load_preprocessed, modality_kind
+from nasseg.data.splits import stratified_order
 
 log = logging.getLogger(__name__)
 
@@ -50,15 +53,10 @@ def load_decathlon(cfg: DataConfig, *, ct_stats: dict[int, dict[str, float]] | N
         >>> ds.num_classes, ds.images[0].shape[0]
         (3, 1)
     """
-    from nasseg.data.plan import plan_spacing
-    from nasseg.data.preprocess import load_preprocessed, modality_kind
-
     root = Path(cfg.path or ".")
     meta_path = root / "dataset.json"
     entries, class_names = read_dataset_json(meta_path)
     if cfg.max_cases is not None:
-        from nasseg.data.splits import stratified_order  # a seeded sample, not the first N
-
         keep = sorted(stratified_order([""] * len(entries), cfg.split.seed + 7919)[: cfg.max_cases])
         entries = [entries[i] for i in keep]
     class_names = list(cfg.labels) if cfg.labels else class_names

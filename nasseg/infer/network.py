@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 from nasseg.arch.config import size_multiple
 from nasseg.errors import ConfigError
+from nasseg.arch import build_model, load_arch
 
 META_KEY = "nasseg"
 """ONNX metadata key / TorchScript extra-file stem holding the run's config JSON."""
@@ -224,8 +225,6 @@ def _trial_root(ref: str, study: Any) -> Path | None:
 
 
 def _from_checkpoint(path: Path, device: str | torch.device) -> Network:
-    from nasseg.arch import build_model, load_arch
-
     try:
         with torch.serialization.safe_globals([torch.torch_version.TorchVersion]):  # in "versions"
             payload = torch.load(path, map_location="cpu", weights_only=True)

@@ -41,11 +41,14 @@ from torch import Tensor
 
 from nasseg.data.base import check_finite, normalise
 from nasseg.data.batches import case_window, sliding_window
-from nasseg.data.folder import IMAGE_EXTS, read_image, to_channels
+from nasseg.data.folder import IMAGE_EXTS, _resize, read_image, to_channels
 from nasseg.errors import DataError
 from nasseg.infer.network import Network
 from nasseg.outputs import check_folder, check_targets
 from nasseg.train.metrics import predict_labels
+from nasseg.data.decathlon import channels_first, read_nifti_geometry
+from nasseg.data.geometry import to_original
+from nasseg.data.preprocess import preprocess_case
 
 NIFTI_EXTS = (".nii.gz", ".nii")
 LOSSY = (".jpg", ".jpeg")
@@ -171,8 +174,6 @@ def _chunks(files: list[Path], batch_size: int, net: Network) -> Iterator[list[t
 
 def _predict_images(net: Network, batch: list[tuple[Path, np.ndarray]], out: Path, tta: bool,
                     index_masks: bool) -> list[Written]:
-    from nasseg.data.folder import _resize
-
     size = net.size
     arrays = []
     for path, image in batch:
@@ -250,10 +251,6 @@ def _training_preprocessing(net: Network) -> dict:
 
 def _predict_volume(net: Network, path: Path, out: Path, batch_size: int, tta: bool) -> Written:
     import nibabel as nib
-
-    from nasseg.data.decathlon import channels_first, read_nifti_geometry
-    from nasseg.data.geometry import to_original
-    from nasseg.data.preprocess import preprocess_case
 
     img = nib.load(str(path))
     data, spacing, affine = read_nifti_geometry(path)

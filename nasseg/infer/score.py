@@ -30,6 +30,13 @@ from torch import Tensor, nn
 from nasseg.errors import DataError
 from nasseg.infer.network import Network
 from nasseg.outputs import check_folder, check_targets
+from nasseg.data import DataConfig, load_dataset, resolve_data
+from nasseg.data.base import normalise
+from nasseg.data.decathlon import load_decathlon
+from nasseg.data.folder import to_channels
+from nasseg.train.contract import file_hash
+from nasseg.train.evaluate import evaluate
+from nasseg.train.result import RunWriter
 
 
 class _Module(nn.Module):
@@ -47,8 +54,6 @@ def other_data(net: Network, spec: str | Path, max_cases: int | None = None):
     """The data config of ``spec`` (folder or data-config YAML), sized as the network was
     trained (2D), or resampled to the network's stored target spacing with its stored
     channel modalities (3D)."""
-    from nasseg.data import DataConfig, resolve_data
-
     text = str(spec)
     base: Any = DataConfig.from_yaml(text) if text.endswith((".yaml", ".yml")) else text
     size = None
@@ -64,9 +69,6 @@ def other_data(net: Network, spec: str | Path, max_cases: int | None = None):
 def other_dataset(net: Network, cfg: Any) -> Any:
     """Load ``cfg`` (:func:`other_data`) as the network's training data was fed: 3D CT
     channels normalised with the network's stored statistics, not this data's own."""
-    from nasseg.data import load_dataset
-    from nasseg.data.decathlon import load_decathlon
-
     stats = (net.preprocessing or {}).get("ct_stats")
     if cfg.kind == "decathlon" and stats:
         return load_decathlon(cfg, ct_stats={int(k): v for k, v in stats.items()})
@@ -105,8 +107,6 @@ def case_splits(net: Network, ds: Any) -> dict[str, str]:
     file content: ``train``, ``val``, ``test``, else ``external``; ``unknown`` when that
     cannot be told (the network stores no case hashes, e.g. trained on generated data or
     before nasseg stored them, or the case has no file)."""
-    from nasseg.train.contract import file_hash
-
     stored = net.contract.get("case_hashes") or {}
     where = {h: part for part in ("test", "val", "train") for h in stored.get(part) or []}
     sources = list(ds.sources or [""] * len(ds.case_ids))
@@ -151,8 +151,6 @@ def evaluate_network(net: Network, data: str | Path, *, out_dir: str | Path | No
             the network.
         ConfigError: ``out_dir`` would replace earlier results or the run's own files.
     """
-    from nasseg.train.evaluate import evaluate
-
     if out_dir is not None:  # before anything is computed
         out = check_folder(out_dir, "--out")
         check_targets([out / "per_case.csv", out / "summary.json"], inputs=_network_files(net), flag="--out",
@@ -195,9 +193,6 @@ def _with_channels(ds: Any, channels: int, where: str) -> Any:
     loader normalised the cases before, and colour to grey changes their statistics)."""
     from dataclasses import replace
 
-    from nasseg.data.base import normalise
-    from nasseg.data.folder import to_channels
-
     def adapt(x: Tensor) -> Tensor:
         out = to_channels(x.numpy(), channels, where, axis=-3)
         return torch.from_numpy(normalise(out) if out.ndim == 3 else np.stack([normalise(c) for c in out]))
@@ -208,8 +203,6 @@ def _with_channels(ds: Any, channels: int, where: str) -> Any:
 
 def write_scores(out: Path, summary: dict[str, float], rows: list[dict], net: Network, cfg: Any) -> None:
     """``per_case.csv`` (long format) and ``summary.json``."""
-    from nasseg.train.result import RunWriter
-
     writer = RunWriter(out)
     writer.csv("per_case.csv", rows)
     splits = {r["case_id"]: r["split"] for r in rows}

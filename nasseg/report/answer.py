@@ -23,6 +23,8 @@ import pandas as pd
 from nasseg.report.choose import ChoiceInfo
 from nasseg.report.data import Header
 from nasseg.report.page import esc
+from nasseg.ablation.tables import fmt_count
+from nasseg.report.choose_html import cost_text
 
 __all__ = ["Answer", "Pick", "ablation_answer", "answer_html", "search_answer"]
 
@@ -86,8 +88,6 @@ def _cases(h: Header, key: str) -> str:
 
 def search_answer(study: Any, h: Header, info: ChoiceInfo, confirmed: pd.DataFrame | None) -> Answer:
     """The answer of a search: its recommended networks, test values where confirmed."""
-    from nasseg.report.choose_html import cost_text
-
     space = f"the space {Path(str(h.config['space'])).name}" if h.config.get("space") else "architectures"
     objectives = ", ".join(f"{o.name} ({'max' if o.maximize else 'min'})" for o in h.objectives)
     trials = sum(h.states.values())
@@ -160,8 +160,6 @@ def ablation_answer(result: Any, h: Header, bars: Any, forest: pd.DataFrame) -> 
 
 
 def _ablation_costs(row: Any) -> str:
-    from nasseg.ablation.tables import fmt_count
-
     parts = []
     if row is not None and pd.notna(row.get("params")):
         parts.append(f"{fmt_count(float(row['params']))} params")

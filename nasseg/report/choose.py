@@ -37,7 +37,7 @@ from nasseg.ablation.cases import complete_cases
 from nasseg.ablation.stats import MIN_MODEL_SEEDS, case_t_interval, tidy
 from nasseg.ablation.stats import compare as compare_variants
 from nasseg.report.data import objectives_of, pareto_table_info
-from nasseg.store import study_record, trial_record
+from nasseg.store import arch_summary, study_record, trial_record
 from nasseg.store.objectives import OBJECTIVES, cost_values, get
 
 __all__ = ["ChoiceInfo", "Member", "Recommendation", "choice_info", "case_dice", "compare", "confirmed_frame",
@@ -206,8 +206,6 @@ def _member(t: optuna.trial.FrozenTrial, yaml_text: str, summary: str, values: d
 
 def _preset(study: optuna.Study, trials: dict[int, Any], names: set[str]) -> Member | None:
     import yaml
-
-    from nasseg.store import arch_summary
 
     for t in trials.values():
         a = trial_record(t)

@@ -29,6 +29,13 @@ from nasseg.report.page import table as _table
 from nasseg.store import study_record
 from nasseg.report.data import (Header, header_info, hypervolume_history_info, importance_info,
                                 learning_curves_info, parallel_info, pareto_info, pareto_table_info)
+from nasseg.ablation.results import analyze
+from nasseg.ablation.tables import display_table, fmt_count, method_note, write_tables
+from nasseg.report.ablation_data import bars_info, forest_info
+from nasseg.report.answer import ablation_answer, answer_html, search_answer
+from nasseg.report.choose import choice_info
+from nasseg.report.choose_html import choice_sections
+from nasseg.search.confirm import confirmed_table
 
 __all__ = ["Report", "build_report", "write_report"]
 
@@ -219,15 +226,11 @@ def _search_sections(study: optuna.Study, page: _Page, choice, confirmed_members
         rows.append(cells)
     page.raw(_table(cols, rows, left={0, 1, len(cols) - 1}))
     _confirm_section(study, page)
-    from nasseg.report.choose_html import choice_sections
-
     choice_sections(study, page, choice, confirmed_members)
 
 
 def _confirm_section(study: optuna.Study, page: _Page) -> None:
     """Validation Dice beside the confirmed test Dice of ``nasseg confirm`` (if it ran)."""
-    from nasseg.search.confirm import confirmed_table
-
     conf = confirmed_table(study)
     if conf is None:
         return
@@ -248,8 +251,6 @@ def _confirm_section(study: optuna.Study, page: _Page) -> None:
 
 
 def _count(n: object) -> str:
-    from nasseg.ablation.tables import fmt_count
-
     return fmt_count(float(n)) if n is not None else "–"
 
 
@@ -267,11 +268,6 @@ def _curves(study: optuna.Study, page: _Page, by_label: bool) -> None:
 
 def _ablation_sections(study: optuna.Study, page: _Page, header: Header):
     """The ablation's sections; returns its analysis and its answer."""
-    from nasseg.ablation.results import analyze
-    from nasseg.ablation.tables import display_table, method_note
-    from nasseg.report.ablation_data import bars_info, forest_info
-    from nasseg.report.answer import ablation_answer
-
     result = analyze(study)
     split = "validation" if getattr(result, "scored_split", "test") == "val" else "test"
     bars = bars_info(result)
@@ -297,10 +293,6 @@ def _ablation_sections(study: optuna.Study, page: _Page, header: Header):
 
 def build_report(study: optuna.Study) -> Report:
     """Render the report of a search or an ablation study (by its record's ``nasseg_kind``)."""
-    from nasseg.report.answer import answer_html, search_answer
-    from nasseg.report.choose import choice_info
-    from nasseg.search.confirm import confirmed_table
-
     header = header_info(study)
     page = _Page()
     ablation = None
@@ -337,7 +329,5 @@ def write_report(study: optuna.Study, out: str | Path) -> Path:
     report = build_report(study)
     path.write_text(report.html, encoding="utf-8")
     if report.ablation is not None:
-        from nasseg.ablation.tables import write_tables
-
         write_tables(report.ablation, path.parent)
     return path

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
+from nasseg.data import DataConfig, load_dataset
 
 __all__ = ["GREEN", "RED", "Panel", "overlay", "pick_cases", "strip_info"]
 
@@ -92,7 +93,6 @@ def strip_info(checkpoint: str, dice: dict[str, float]) -> list[Panel]:
     """
     import torch
 
-    from nasseg.data import DataConfig, load_dataset
     from nasseg.infer.network import load_network
     from nasseg.infer.predict import predict_case
     from nasseg.train.metrics import predict_labels

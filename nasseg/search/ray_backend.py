@@ -60,6 +60,9 @@ from nasseg.search.sources import FixedSource, TrialSource
 from nasseg.store import TrialWriter, open_existing, recover_stale
 from nasseg.store.records import json_safe
 from nasseg.store.storage import identity
+from nasseg.search.monitor import Monitor
+from nasseg.search.runner import announce_feasibility, announce_split, budget_left, requeue, summarise, tell
+from nasseg.store.claims import HEARTBEAT_GRACE_S
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -92,8 +95,6 @@ class NassegSearcher(Searcher):
                 self.prep.cfg.seed, 0, len(self.study.get_trials(deepcopy=False))))
 
     def suggest(self, trial_id: str) -> dict | str | None:
-        from nasseg.search.runner import budget_left, tell
-
         s = self.prep.setup
         while True:
             if budget_left(self.prep, self.study) == 0 or exhausted(self.study):
@@ -136,8 +137,6 @@ class NassegSearcher(Searcher):
             self.study.tell(writer.trial, list(result["nasseg_values"]))
             return
         if state == "fail" and not writer.get("run_alone") and is_oom(result.get("fail_reason")):
-            from nasseg.search.runner import requeue
-
             requeue(self.study, writer, f"{result['fail_reason']} beside other trials; retried alone", alone=True)
             return
         if state != "fail":
@@ -234,10 +233,6 @@ def run_search_ray(study_path: str | Path, *, workers: int | None = None, trials
                    trials_per_device: int | None = None, say: Any = None) -> dict[str, Any]:
     """Create or resume the study and run it under Ray Tune (see the module docstring);
     ``overrides`` as for :func:`nasseg.search.runner.run_search`."""
-    from nasseg.search.monitor import Monitor
-    from nasseg.search.runner import announce_feasibility, announce_split, budget_left, summarise
-    from nasseg.store.claims import HEARTBEAT_GRACE_S
-
     prep = prepare(study_path, workers=workers, trials=trials, command=command, overrides=overrides,
                    trials_per_device=trials_per_device)
     announce_feasibility(prep, say)

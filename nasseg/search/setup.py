@@ -28,6 +28,11 @@ from nasseg.search.study import BudgetConfig, StudyConfig, load_study_config, re
 from nasseg.store import OBJECTIVES, StudyRecord, create_or_open, open_existing, study_record
 from nasseg.store.storage import now_iso
 from nasseg.versions import provenance, versions
+from nasseg.configio import validate
+from nasseg.data import load_dataset
+from nasseg.data.config import data_section
+from nasseg.data.plan import study_patch
+from nasseg.search.samplers import make_sampler
 
 IDENTITY_KEYS = ("space", "objectives", "dataset", "train", "input_shape", "limits")
 """Stored attrs that must match when a study is resumed (a change means a new study)."""
@@ -60,8 +65,6 @@ def with_overrides(cfg: StudyConfig, overrides: dict[str, Any], where: str) -> S
         >>> with_overrides(load_study_config("studies/quickstart.yaml"), {"epochs": 2, "time_s": 60}, "q").epochs
         2
     """
-    from nasseg.configio import validate
-
     given = {k: v for k, v in overrides.items() if v is not None}
     if not given:
         return cfg
@@ -82,9 +85,6 @@ def prepare(path: str | Path, *, workers: int | None = None, trials: int | None 
     Raises:
         ConfigError: naming the file and the field at fault.
     """
-    from nasseg.data import load_dataset
-    from nasseg.data.config import data_section
-
     path = Path(path)
     cfg = with_overrides(load_study_config(path), {**(overrides or {}), "workers": workers, "trials": trials,
                                                    "trials_per_device": trials_per_device}, str(path))
@@ -105,8 +105,6 @@ def prepare(path: str | Path, *, workers: int | None = None, trials: int | None 
                           f"{ds.spatial_dims}D")
     train = cfg.train_config(src)  # no device: each worker passes its own at run time
     if ds.spatial_dims == 3 and not ds.fixed_size and data.patch_size is None:
-        from nasseg.data.plan import study_patch  # one planned patch for every trial (3D volumes)
-
         data = data.model_copy(update={"patch_size": study_patch(ds, size_multiple(space.max_stages))})
     if ds.spatial_dims == 3 and not ds.fixed_size:
         size = list(data.patch_size)  # costs at the patch the trials train on
@@ -177,8 +175,6 @@ def open_study(prep: Prepared, *, create: bool, sampler: optuna.samplers.BaseSam
         ConfigError: the stored study was made with a different space, data, objectives
             or training settings (resuming it would mix incomparable trials).
     """
-    from nasseg.search.samplers import make_sampler
-
     sampler = sampler or make_sampler(prep.cfg, prep.space)
     if create:
         enqueue = [(params, {"initial_arch": label}) for label, params in prep.initial_params]
