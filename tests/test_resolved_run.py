@@ -178,3 +178,29 @@ def test_a_trials_record_keeps_its_resolved_run():
     resolved = TrialRecord.model_validate({"resolved": writer.fields["resolved"]}).resolved
     assert ResolvedRun.from_dict(resolved) == ResolvedRun.from_dict(run.result.config["provenance"]["resolved"])
     assert resolved["threads"] == 1 and resolved["batch_size"] == 4 and tuple(resolved["input_shape"]) == (1, 16, 16)
+
+
+def test_resume_continues_an_interrupted_run_and_refuses_a_changed_command(tmp_path):
+    from nasseg.errors import ConfigError
+    from nasseg.train.engine import Hooks
+
+    class Interrupted(Exception):
+        pass
+
+    def stop_at_2(epoch: int) -> None:
+        if epoch == 2:
+            raise Interrupted
+
+    data = resolve_data("synthetic", n_cases=8, size=16)
+    cfg = TrainConfig(epochs=3, device="cpu", num_threads=1, batch_size=4, steps_per_epoch=2)
+    with pytest.raises(Interrupted):
+        train(load_arch(TINY2D), data, cfg, run_dir=tmp_path, progress=False, hooks=Hooks(on_epoch_start=stop_at_2))
+    assert torch.load(tmp_path / "checkpoint_latest.pt", weights_only=False)["epoch"] == 1
+    with pytest.raises(ConfigError, match=r"--resume .*: train\.epochs is 4 here but was 3 in the killed run"):
+        train(load_arch(TINY2D), data, cfg.model_copy(update={"epochs": 4}), run_dir=tmp_path, progress=False,
+              resume=True)
+    res = train(load_arch(TINY2D), data, cfg, run_dir=tmp_path, progress=False, resume=True)
+    assert [h["epoch"] for h in res.history] == [1, 2, 3] and res.epochs_run == 3
+    assert not (tmp_path / "checkpoint_latest.pt").exists()
+    with pytest.raises(ConfigError, match=r"the run there finished \(metrics\.json\)"):
+        train(load_arch(TINY2D), data, cfg, run_dir=tmp_path, progress=False, resume=True)

@@ -24,7 +24,7 @@ from torch import nn
 
 from nasseg.data import BatchFeeder, DataConfig, SegDataset, load_dataset, split_dataset
 from nasseg.data.labels import check_trainable
-from nasseg.errors import MEMORY_HINT, is_out_of_memory
+from nasseg.errors import MEMORY_HINT, ConfigError, is_out_of_memory
 from nasseg.train.config import TrainConfig
 from nasseg.train.contract import inference_contract
 from nasseg.train.divergence import DivergenceGuard
@@ -304,15 +304,29 @@ class Engine:
         if self.run_dir is None:
             return
         self.writer.save(LATEST, {
-            "epoch": epoch, "resolved": self.run.to_dict(), "model": self.model.state_dict(),
+            "epoch": epoch, "resolved": self.run.to_dict(), "settings": self._settings(),
+            "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "history": self.history, "epoch_seconds": self.epoch_seconds, "epoch_images": self.epoch_images,
             "best": self.best, "bad_evals": self.bad_evals, "stop_reason": self.stop_reason,
             "guard": vars(self.guard), "rng": _rng_state(self.feeder)})
 
+    def _settings(self) -> dict[str, Any]:
+        return {k: self.config[k] for k in ("arch", "data", "train")}
+
     def restore(self, latest: dict[str, Any]) -> int:
-        """Load a ``checkpoint_latest.pt``'s state; returns the epoch to continue at."""
+        """Load a ``checkpoint_latest.pt``'s state; returns the epoch to continue at.
+
+        Raises:
+            ConfigError: the command's network, data or training settings differ from the
+                killed run's (the first difference named).
+        """
+        changed = _first_difference(latest["settings"], self._settings())
+        if changed is not None:
+            where, before, now = changed
+            raise ConfigError(f"--resume {self.run_dir}: {where} is {now!r} here but was {before!r} in the killed "
+                              f"run; resume with the same command")
         dev = self.rt.device
         self.model.load_state_dict(latest["model"])
         self.optimizer.load_state_dict(latest["optimizer"])
@@ -358,6 +372,22 @@ class Engine:
         if self.run_dir is not None:
             (Path(self.run_dir) / LATEST).unlink(missing_ok=True)  # finished: checkpoint.pt is the result
         return result
+
+
+def _first_difference(a: Any, b: Any, where: str = "") -> tuple[str, Any, Any] | None:
+    """``(dotted key, a's value, b's value)`` of the first difference of two JSON-like values.
+
+    Example:
+        >>> _first_difference({"train": {"epochs": 3}}, {"train": {"epochs": 5}})
+        ('train.epochs', 3, 5)
+    """
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in list(dict.fromkeys([*a, *b])):
+            d = _first_difference(a.get(k), b.get(k), f"{where}.{k}" if where else str(k))
+            if d is not None:
+                return d
+        return None
+    return None if a == b else (where, a, b)
 
 
 def _rng_state(feeder: BatchFeeder) -> dict[str, Any]:
