@@ -164,3 +164,18 @@ def test_history_lr_is_the_rate_each_epoch_starts_at():
     res = train(tiny_arch(), _data(), TrainConfig(epochs=2, **FAST), progress=False)
     lrs = [h["lr"] for h in res.history]
     assert lrs[0] == FAST["lr"] and 0 < lrs[1] < FAST["lr"]
+
+
+def test_hooks_see_every_epoch_step_and_evaluation():
+    from nasseg.train.engine import Hooks
+
+    seen: list[tuple] = []
+    hooks = Hooks(on_epoch_start=lambda e: seen.append(("start", e)),
+                  on_step=lambda e, s, n: seen.append(("step", e, s, n)),
+                  on_epoch_end=lambda e, sec, n: seen.append(("end", e, n)),
+                  on_eval=lambda e, m: seen.append(("eval", e, round(m["dice"], 6))) and False)
+    res = train(tiny_arch(), _data(), TrainConfig(epochs=2, steps_per_epoch=2, eval_every=2, **FAST), progress=False,
+                hooks=hooks)
+    assert seen == [("start", 1), ("step", 1, 1, 2), ("step", 1, 2, 2), ("end", 1, 8),
+                    ("start", 2), ("step", 2, 1, 2), ("step", 2, 2, 2), ("end", 2, 8),
+                    ("eval", 2, round(res.history[0]["dice"], 6))]
