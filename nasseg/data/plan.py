@@ -254,7 +254,7 @@ def study_patch(ds: Any, d: int) -> tuple[int, ...]:
     trial's step is still checked against the budget when it trains).
 
     Example:
-        >>> study_patch(ds, 16)  # doctest: +SKIP  (msd_hippocampus, median 35x50x36)
+        >>> study_patch(ds, 16)  # msd_hippocampus, median 35x50x36  # doctest: +SKIP
         (48, 64, 48)
     """
     median = tuple(int(m) for m in np.median(np.array(ds.shapes()), axis=0))
