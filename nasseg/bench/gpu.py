@@ -53,16 +53,24 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import optuna
 import torch
+import yaml
 
 import nasseg
 from nasseg.arch import build_model, load_arch
+from nasseg.bench.disk_loop import DiskLoop
+from nasseg.bench.record import iter_archs
 from nasseg.configio import read_yaml
 from nasseg.cost import profile
 from nasseg.cost.counters import cuda_autocast, time_ms
 from nasseg.data import load_dataset, make_split, resolve_data
+from nasseg.data.folder import find_pairs
 from nasseg.device import resolve_device
 from nasseg.errors import ConfigError
+from nasseg.search.space_parse import load_space
+from nasseg.search.study import resolve_path
+from nasseg.store import locate
 from nasseg.train import TrainConfig, train
 from nasseg.versions import versions
 
@@ -226,9 +234,6 @@ def _rate(times: list[tuple[float, int]]) -> float:
 def train_throughput(folder: Path, size: int, dev: torch.device, epochs: int, batch_size: int,
                      workers: int) -> dict[str, Any]:
     """Part 1: nasseg vs the authors'-style loop on the same cases (the training split)."""
-    from nasseg.bench.disk_loop import DiskLoop
-    from nasseg.data.folder import find_pairs
-
     arch = load_arch("cmunext")
     data = resolve_data(str(folder), size=size)
     ds = load_dataset(data)
@@ -274,15 +279,6 @@ def trials_per_gpu(dev: torch.device, trials: int, per_gpu: tuple[int, ...], tmp
     to the last one's end. ``save`` gets the report after every setting (a time limit keeps
     the rows measured).
     """
-    import yaml
-
-    import optuna
-
-    from nasseg.bench.record import iter_archs
-    from nasseg.search.space_parse import load_space
-    from nasseg.search.study import resolve_path
-    from nasseg.store import locate
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     base = read_yaml(study_path)
     space_file = resolve_path(base["space"], study_path, "space")

@@ -80,7 +80,7 @@ def run_bench(*, data: str, space: str | Path, seeds: list[int] = (0, 1, 2),
               out: str | Path = "reports/bench/search/live", progress: bool = True,
               methods: list[str] = ("default", "random")) -> dict[str, Any]:
     """Run (or resume) every method x seed and write the results; returns ``results.json``'s dict."""
-    from nasseg.search.runner import run_search
+    from nasseg.search.runner import run_search  # torch (training) only when the benchmark runs
 
     out = Path(out)
     (out / "runs" / "studies").mkdir(parents=True, exist_ok=True)

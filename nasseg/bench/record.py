@@ -81,6 +81,7 @@ def iter_archs(space: Any, seed: int, in_channels: int, out_channels: int,
     :func:`nasseg.cost.counters.count_macs`, the counter of :func:`nasseg.cost.profile`).
     ``known`` (arch id -> costs) skips counting architectures already recorded.
     """
+    # torch (networks and their counts) only when sampling: the replay reads this module's table code
     from nasseg.arch import arch_id, build_model
     from nasseg.cost import counters
     from nasseg.search.sources import RandomSource
