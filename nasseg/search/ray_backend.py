@@ -43,7 +43,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from nasseg.errors import ConfigError
+from nasseg.errors import ConfigError, is_out_of_memory
 
 try:
     import ray
@@ -51,7 +51,7 @@ try:
     from ray.tune.search import Searcher
 except ImportError:  # pragma: no cover - ray is an optional dependency
     raise ConfigError("--backend ray needs Ray Tune: pip install 'nasseg[ray]'") from None
-from nasseg.search.admission import Admission, admitted_trainer, device_capacity_mb, is_oom
+from nasseg.search.admission import Admission, admitted_trainer, device_capacity_mb
 from nasseg.search.objective import Outcome, Trainer, run_objective, screen
 from nasseg.search.proposals import worker_seed
 from nasseg.search.samplers import exhausted, make_sampler
@@ -136,7 +136,7 @@ class NassegSearcher(Searcher):
         if state == "complete" and not error:
             self.study.tell(writer.trial, list(result["nasseg_values"]))
             return
-        if state == "fail" and not writer.get("run_alone") and is_oom(result.get("fail_reason")):
+        if state == "fail" and not writer.get("run_alone") and is_out_of_memory(result.get("fail_reason")):
             requeue(self.study, writer, f"{result['fail_reason']} beside other trials; retried alone", alone=True)
             return
         if state != "fail":
