@@ -8,8 +8,9 @@ The plan is served through Optuna's public sampler interface:
   has (Optuna's ``IntersectionSearchSpace``, as NSGA-II uses);
 - :meth:`PlannedSampler.sample_relative`: the plan's values for those;
 - :meth:`PlannedSampler.sample_independent`: the plan's value for any other parameter
-  (conditional ones, e.g. ``stages.block.segnetr.window_size``), or a random one where the
-  plan has none or its value is outside the distribution asked.
+  (conditional ones, e.g. ``stages.block.segnetr.window_size``); where the plan has none (a
+  conditional parameter a mutation switched on) or its value is outside the distribution
+  asked, a random value that keeps the trial's configuration unknown, if one is found.
 
 *Known* configurations are every earlier trial's parameters, whatever its state: trained,
 failed, running in another worker, or told infeasible (``Trial.set_constraint`` > 0,
@@ -37,7 +38,7 @@ from typing import Any
 import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
-from optuna.samplers import BaseSampler, RandomSampler
+from optuna.samplers import BaseSampler
 from optuna.search_space import IntersectionSearchSpace
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
@@ -242,7 +243,6 @@ class PlannedSampler(BaseSampler):
     def __init__(self, seed: int | None = None) -> None:
         self._seed = seed
         self._rng = np.random.RandomState(seed)
-        self._random = RandomSampler(seed=seed)
         self._space = IntersectionSearchSpace(include_pruned=True)
         self._plans: dict[tuple[str, int], tuple[dict[str, Any], History]] = {}
         self._seen: dict[str, Seen] = {}
@@ -283,7 +283,6 @@ class PlannedSampler(BaseSampler):
 
     def reseed_rng(self) -> None:
         self._rng.seed()
-        self._random.reseed_rng()
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
         return self._space.calculate(study)
