@@ -120,11 +120,13 @@ def load_curves(study: optuna.Study, setup: TrialSetup, before: int) -> list[Cur
 
 
 def find_duplicate(study: optuna.Study, aid: str, train_key: str, number: int,
-                   poll_s: float = 2.0) -> Any:
+                   poll_s: float = 2.0, wait: bool = True) -> Any:
     """The first COMPLETE, trained trial of the same architecture and training settings.
 
-    If an earlier trial of the same network is still training (another worker), wait for
-    it rather than train the network twice; stop waiting if it fails or its worker dies.
+    If an earlier trial of the same network is still training (another worker, or accepted
+    by the Ray driver and not yet started), wait for it rather than train the network
+    twice, and stop waiting if it fails or its worker dies; with ``wait=False`` return that
+    RUNNING trial instead.
     """
     while True:
         running = None
@@ -134,11 +136,12 @@ def find_duplicate(study: optuna.Study, aid: str, train_key: str, number: int,
                 continue
             if t.state == TrialState.COMPLETE and a.trained and a.reused_from is None:
                 return t
-            if (t.state == TrialState.RUNNING and t.number < number and a.heartbeat is not None
+            if (t.state == TrialState.RUNNING and t.number < number
+                    and (a.heartbeat is not None or a.outcome == "trained")
                     and stale_reason(t, grace_s=600.0) is None):
                 running = t
-        if running is None:
-            return None
+        if running is None or not wait:
+            return running
         time.sleep(poll_s)
 
 
@@ -172,18 +175,20 @@ def _values(setup: TrialSetup, costs: dict[str, float], dice: float) -> list[flo
 
 
 def screen(setup: TrialSetup, writer: Any, study: optuna.Study, make_arch: Callable[[], ArchConfig],
-           device: str) -> Outcome | tuple[ArchConfig, str, dict[str, float]]:
+           device: str, wait: bool = True) -> Outcome | tuple[ArchConfig, str, dict[str, float]]:
     """Check a proposal before it is trained: the :class:`Outcome` of a rejected one
     (``invalid``, ``infeasible`` or ``duplicate``: recorded, to be told as it says), or
-    ``(config, arch id, costs)`` of a network to train."""
+    ``(config, arch id, costs)`` of a network to train. ``wait=False`` (the Ray driver,
+    which must not block) rejects a network another trial is training instead of waiting
+    for its values."""
     t0 = time.perf_counter()
-    result = _screen(setup, writer, study, make_arch, device)
+    result = _screen(setup, writer, study, make_arch, device, wait)
     writer.set(screen_seconds=round(time.perf_counter() - t0, 4))
     return result
 
 
 def _screen(setup: TrialSetup, writer: Any, study: optuna.Study, make_arch: Callable[[], ArchConfig],
-            device: str) -> Outcome | tuple[ArchConfig, str, dict[str, float]]:
+            device: str, wait: bool) -> Outcome | tuple[ArchConfig, str, dict[str, float]]:
     from nasseg.cost import profile
 
     writer.set(seed=setup.seed, train_key=setup.train_key, stopped_early=False)
@@ -207,7 +212,10 @@ def _screen(setup: TrialSetup, writer: Any, study: optuna.Study, make_arch: Call
     if over:
         writer.set(constraint_violation="; ".join(over), trained=False, outcome="infeasible")
         return Outcome("complete", _values(setup, costs, 0.0))
-    dup = find_duplicate(study, aid, setup.train_key, writer.number)
+    dup = find_duplicate(study, aid, setup.train_key, writer.number, wait=wait)
+    if dup is not None and dup.state == TrialState.RUNNING:
+        writer.set(outcome="duplicate")
+        return _fail(writer, f"duplicate: the same network is training in trial {dup.number}")
     if dup is not None:
         copied = trial_record(dup).model_dump(include={
             "history", "stopped_early", "stop_reason", "split", "per_case", "best_epoch", "epochs_run",

@@ -111,8 +111,10 @@ class NassegSearcher(Searcher):
             # rejected proposals (invalid, over a limit, duplicate) are told here, in the
             # driver, and never become Tune trials (see nasseg.search.proposals)
             screened = screen(s, writer, self.study,
-                              lambda: self.prep.space.build(src, s.in_channels, s.out_channels), "cpu")
+                              lambda: self.prep.space.build(src, s.in_channels, s.out_channels), "cpu",
+                              wait=False)
             if not isinstance(screened, Outcome):
+                writer.set(outcome="trained")  # accepted: a later proposal of it is a duplicate
                 break
             tell(self.study, writer.number, screened)
         self.running[trial_id] = writer
