@@ -111,3 +111,27 @@ def test_voxel_counts_of_nasseg_evaluate_are_not_analysed_unless_named(tmp_path,
     assert sorted(p.name for p in (tmp_path / "out").glob("stats_*.csv")) == ["stats_dice.csv", "stats_hd95.csv"]
     assert main(["stats", str(path), "--baseline", "skip_fusion", "--metric", "inter", "-o", str(tmp_path / "o2")]) == 0
     assert (tmp_path / "o2" / "stats_inter.csv").is_file()
+
+
+def test_stats_never_calls_seen_cases_test_cases(tmp_path, capsys):
+    """Issue 20: evaluate's per_case.csv on data that overlaps training labels each row's
+    split; stats leaves out the train/val rows with a note instead of calling them test
+    cases, and refuses a file holding only seen cases."""
+    import numpy as np
+    import pandas as pd
+
+    from nasseg.cli import main
+
+    rng = np.random.default_rng(0)
+    rows = [{"variant": v, "seed": s, "case": f"c{c}", "split": "train" if c < 4 else "external",
+             "dice": float(np.clip(0.7 + 0.05 * (v == "b") + rng.normal(0, 0.05), 0, 1))}
+            for v in ("a", "b") for s in range(3) for c in range(12)]
+    path = tmp_path / "per_case.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    assert main(["stats", str(path), "--baseline", "a", "-o", str(tmp_path / "out")]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "Left out 24 rows of cases the networks were trained or validated on (24 train" in out
+    seen = pd.DataFrame(rows).assign(split="val")
+    seen.to_csv(path, index=False)
+    assert main(["stats", str(path), "--baseline", "a", "-o", str(tmp_path / "out2")]) == 2
+    assert "every row's split is train or val" in capsys.readouterr().err

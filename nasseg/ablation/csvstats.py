@@ -33,7 +33,10 @@ from nasseg.errors import DataError
 
 __all__ = ["CsvStats", "TableConfig", "csv_stats", "read_results"]
 
-ID_COLUMNS = ("variant", "seed", "case", "case_id", "class", "trial")
+ID_COLUMNS = ("variant", "seed", "case", "case_id", "class", "trial", "split")
+SEEN_SPLITS = ("train", "val")
+"""``split`` values (``nasseg evaluate``'s per_case.csv) of cases a network was trained or
+validated on: never analysed as held-out cases."""
 LOWER_IS_BETTER = ("hd95", "assd")
 COUNT_COLUMNS = ("inter", "pred_voxels", "label_voxels")
 """nasseg's per-case voxel counts (what the pooled Dice adds up): not metrics, analysed only when named."""
@@ -115,7 +118,9 @@ def csv_stats(path: str | Path, baseline: str, *, metrics: list[str] | None = No
         raise DataError(f"{path}: baseline '{baseline}' is not a variant (variants: {variants})")
     st = stats or StatsConfig()
     conf = st.bootstrap.confidence
+    frame, seen_note, scored = _held_out(path, frame)
     frame, notes = _usable_runs(path, frame, found, variants, baseline)
+    notes = [*seen_note, *notes]
     out = {}
     for m in metrics:
         data, cases = complete_cases(tidy(frame, m), m)
@@ -143,9 +148,31 @@ def csv_stats(path: str | Path, baseline: str, *, metrics: list[str] | None = No
         table, clipped = clip_intervals(pd.DataFrame(rows).reindex(columns=cols), m)
         table["params"] = table["macs"] = np.nan
         note = (f"Lower {m} is better." if m in LOWER_IS_BETTER else "")
-        out[m] = CsvStats(TableConfig(name or Path(path).stem, st), table, frame, convention=note,
-                          notes=[cases.note(), *notes, *clip_note(clipped, m)])
+        out[m] = CsvStats(TableConfig(name or Path(path).stem, st), table, frame, scored_split=scored,
+                          convention=note, notes=[cases.note(), *notes, *clip_note(clipped, m)])
     return out
+
+
+def _held_out(path: Path | str, frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str], str]:
+    """Leave out rows whose ``split`` says the network saw the case (train/val), with a note;
+    returns the rows, the note and what the remaining cases are (``test``, ``external``,
+    ``held-out``). A file without a ``split`` column is taken as test cases, as before."""
+    if "split" not in frame.columns:
+        return frame, [], "test"
+    split = frame["split"].astype(str)
+    seen = split.isin(SEEN_SPLITS)
+    if seen.all():
+        raise DataError(f"{path}: every row's split is train or val: these cases were used to train or "
+                        "select the networks, so they cannot show held-out performance")
+    note = []
+    if seen.any():
+        counts = split[seen].value_counts()
+        note = [f"Left out {int(seen.sum())} rows of cases the networks were trained or validated on ("
+                + ", ".join(f"{n} {k}" for k, n in counts.items()) + "; the split column of nasseg "
+                "evaluate's per_case.csv): only held-out cases are analysed."]
+    kept = set(split[~seen])
+    scored = kept.pop() if len(kept) == 1 else "held-out"
+    return frame[~seen], note, scored
 
 
 def _usable_runs(path: Path | str, frame: pd.DataFrame, found: list[str], variants: list[str],
