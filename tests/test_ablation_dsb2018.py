@@ -29,8 +29,8 @@ def ablation(tmp_path_factory):
     study = yaml.safe_load((REPO / "studies" / "cmunext_skip_ablation.yaml").read_text())
     study.update(name="dsb2018_skips", base="cmunext_s", seeds=3, out_dir=str(tmp / "run"),
                  description="CMUNeXt-S on dsb2018_96: Skip-Fusion vs concat vs IRSC (CPU smoke size).",
-                 data={"kind": "folder", "path": str(DSB), "size": 32, "max_cases": 40, "split": {"seed": 0}},
-                 train={"epochs": 3, "batch_size": 8, "lr": 0.01, "device": "cpu", "num_threads": 1},
+                 data={"kind": "folder", "path": str(DSB), "size": 64, "max_cases": 40, "split": {"seed": 0}},
+                 train={"epochs": 5, "batch_size": 8, "lr": 0.01, "device": "cpu", "num_threads": 1},
                  stats={"test": "mixed"})
     study.pop("profiles")
     path = tmp / "dsb2018_skips.yaml"
@@ -103,8 +103,8 @@ def test_ablation_report_renders_in_chromium(ablation):
     print(f"screenshot: {check.screenshot}")
     assert check.problems() == []
     assert [f.title for f in check.figures] == [
-        "Mean Dice per variant (95% CI, mixed model; grey = baseline)",
-        "Paired difference in Dice (variant − reference, 95% CI)",
-        "Dice against cost (marker area ~ params)", "Learning curves (validation Dice)"]
+        "Mean test Dice per variant (95% CI, mixed model; grey = baseline)",
+        "Paired difference in test Dice (variant − reference, 95% CI)",
+        "Test Dice against cost (marker area ~ params)", "Learning curves (validation Dice)"]
     assert check.figures[0].points == [3, 9]  # 3 bars, 9 seed means
     assert check.requests == [(report / "report.html").resolve().as_uri()]
