@@ -52,10 +52,16 @@ def test_two_ablate_processes_finish_one_study_together(tmp_path):
     assert first.returncode == 0, out1
     assert second.returncode == 0, out2
     trials = optuna.load_study(study_name="pair", storage=url).get_trials(deepcopy=False)
+    # a 3-epoch toy network may never predict foreground: that run ends FAIL as degenerate (and
+    # a failed run is open to the other process, as to a rerun); what matters here is that no
+    # run completed twice and none was lost
+    done = Counter((t.user_attrs["variant"], t.user_attrs["seed"]) for t in trials
+                   if t.state == TrialState.COMPLETE)
     pairs = Counter((t.user_attrs["variant"], t.user_attrs["seed"]) for t in trials)
-    assert [t.state for t in trials] == [TrialState.COMPLETE] * 6, [(t.number, t.state) for t in trials]
+    assert all(t.state == TrialState.COMPLETE or t.user_attrs["fail_reason"].startswith("degenerate")
+               for t in trials), [(t.number, t.state) for t in trials]
     assert sorted(pairs) == [(v, s) for v in ("concat", "irsc") for s in (0, 1, 2)]
-    assert set(pairs.values()) == {1}  # each run trained once, by one of the two
+    assert set(done.values()) <= {1}  # no run completed twice
     owners = Counter(t.user_attrs["owner"]["pid"] for t in trials)
     assert set(owners) <= {first.pid, second.pid}, owners
     print("runs per process:", dict(owners))
