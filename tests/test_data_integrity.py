@@ -306,3 +306,74 @@ def test_a_search_created_before_grouping_resumes_on_its_split(tmp_path, monkeyp
     splits = [json.loads(p.read_text()) for p in sorted((tmp_path / "out" / "trials").glob("*/split.json"))]
     assert len(splits) == 4 and len({json.dumps(s["test"]) for s in splits}) == 1
     assert [s["method"] for s in splits] == ["random", "random", "file", "file"]
+
+
+def test_duplicates_ignore_turns_grouping_off_from_yaml_and_the_command_line(tmp_path, capsys):
+    """``split.duplicates: ignore`` (``--duplicates ignore``) gives the ungrouped split, says so
+    in split.json and in the run header; the default groups; a bad value names the field."""
+    import yaml
+
+    from nasseg.data import DataConfig
+    from nasseg.data.check import split_notes
+    from nasseg.errors import ConfigError
+
+    data = _twins_folder(tmp_path / "data")
+    ds = load_dataset(resolve_data(str(data)))
+    seed = next(s for s in range(20) if split_dataset(ds, SplitConfig(seed=s), duplicates=False)
+                ["duplicates"]["straddling"] > 0)
+    (tmp_path / "data.yaml").write_text(yaml.safe_dump(
+        {"kind": "folder", "path": str(data), "split": {"seed": seed, "duplicates": "ignore"}}))
+    cfg = DataConfig.from_yaml(tmp_path / "data.yaml")
+    assert cfg.split.duplicates == "ignore" and SplitConfig().duplicates == "group"
+    off, on = split_dataset(ds, cfg.split), split_dataset(ds, SplitConfig(seed=seed))
+    assert off["hash"] == split_dataset(ds, SplitConfig(seed=seed), duplicates=False)["hash"] != on["hash"]
+    assert off["duplicates"]["split"] == "ignore" and not off["duplicates"]["grouped"]
+    assert off["duplicates"]["straddling"] > 0 and "not grouped (split.duplicates: ignore)" in off["rule"]
+    assert on["duplicates"]["split"] == "group" and on["duplicates"]["straddling"] == 0
+    assert split_notes(cfg)[0] == (f"near-duplicates: 15 families (30 cases, phash64 <= 10 bits) not grouped "
+                                   f"(split.duplicates: ignore); {off['duplicates']['straddling']} families "
+                                   "cross train/val/test")
+    with pytest.raises(ConfigError, match="duplicates"):
+        resolve_data(str(data), duplicates="off")
+    arch = tmp_path / "tiny.yaml"
+    arch.write_text(yaml.safe_dump({"name": "tiny", "spatial_dims": 2, "in_channels": 1, "out_channels": 1,
+                                    "stages": [{"width": 4, "block": {"type": "conv"}},
+                                               {"width": 8, "block": {"type": "conv"}}]}))
+    run = tmp_path / "run"
+    assert main(["train", str(arch), "--data", str(data), "--duplicates", "ignore", "--split-seed", str(seed),
+                 "--epochs", "1", "--threads", "1", "--device", "cpu", "--run-dir", str(run), "--no-progress"]) == 0
+    assert "not grouped (split.duplicates: ignore)" in capsys.readouterr().out
+    written = json.loads((run / "split.json").read_text())
+    assert written["hash"] == off["hash"] and written["duplicates"]["split"] == "ignore"
+    assert json.loads((run / "config.json").read_text())["data"]["split"]["duplicates"] == "ignore"
+
+
+def test_bench_record_draws_families_whole_and_keeps_old_tables_on_their_split(tmp_path):
+    from nasseg.bench.record import RecordConfig, _recorded_split, record, three_way_split
+    from nasseg.errors import ConfigError
+
+    data = _twins_folder(tmp_path / "data")
+    ds = load_dataset(resolve_data(str(data)))
+    twins = [(f"s{i:02d}", f"s{i:02d}_twin") for i in range(0, 30, 2)]
+    crossed = 0
+    for seed in range(5):
+        cfg = RecordConfig(data=str(data), n_train=20, n_val=10, n_test=10, split_seed=seed)
+        s = _recorded_split(ds, cfg)
+        part = {c: p for p in PARTS for c in s[p]}
+        assert [len(s[p]) for p in PARTS] == [20, 10, 10] and s["duplicates"]["straddling"] == 0
+        assert all(part.get(a) == part.get(b) for a, b in twins)
+        old = _recorded_split(ds, RecordConfig(data=str(data), n_train=20, n_val=10, n_test=10, split_seed=seed,
+                                               duplicates="ignore"))
+        assert old == {**three_way_split(list(ds.case_ids), 20, 10, 10, seed),
+                       "duplicates": {**s["duplicates"], "split": "ignore", "grouped": False,
+                                      "straddling": old["duplicates"]["straddling"]}}
+        crossed += old["duplicates"]["straddling"]
+    assert crossed > 0
+    # a table recorded before the setting existed continues only with its own split
+    out = tmp_path / "table"
+    out.mkdir()
+    before = RecordConfig(data=str(data), space="space.yaml", out=str(out))
+    identity = {k: v for k, v in before.identity().items() if k != "duplicates"}
+    (out / f"{before.name}.json").write_text(json.dumps({"config": {"identity": identity}}))
+    with pytest.raises(ConfigError, match="recorded with duplicates: ignore; continue it with --duplicates ignore"):
+        record(before)

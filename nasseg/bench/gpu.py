@@ -64,7 +64,7 @@ from nasseg.bench.record import iter_archs
 from nasseg.configio import read_yaml
 from nasseg.cost import profile
 from nasseg.cost.counters import cuda_autocast, time_ms
-from nasseg.data import load_dataset, make_split, resolve_data
+from nasseg.data import load_dataset, resolve_data, split_dataset
 from nasseg.data.folder import find_pairs
 from nasseg.device import resolve_device
 from nasseg.errors import ConfigError
@@ -237,7 +237,7 @@ def train_throughput(folder: Path, size: int, dev: torch.device, epochs: int, ba
     arch = load_arch("cmunext")
     data = resolve_data(str(folder), size=size)
     ds = load_dataset(data)
-    split = make_split(ds.case_ids, data.split)
+    split = split_dataset(ds, data.split)  # the training cases train() fits (near-duplicates grouped as there)
     cfg = TrainConfig.cmunext(epochs=epochs, eval_every=epochs, batch_size=batch_size, device=str(dev),
                               num_threads=None if dev.type == "cuda" else 1)
     res = train(arch, data, cfg, progress=False)

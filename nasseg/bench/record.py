@@ -10,7 +10,10 @@ the exact costs (parameters, MACs at the space's ``constraints.input_size``).
 
 The split is three-way, fixed and seeded: ``n_train``/``n_val``/``n_test`` cases drawn
 from one permutation of the sorted case ids (``split_seed``); validation drives model
-selection and search, test Dice is only reported. The split is written to the sidecar.
+selection and search, test Dice is only reported. Near-duplicate families
+(:mod:`nasseg.data.integrity`) are drawn whole, so none crosses the parts (``duplicates:
+ignore`` draws cases one by one, as tables recorded before families were grouped did). The
+split and its family counts are written to the sidecar.
 
 Output (``out``, default ``reports/bench/table``):
 
@@ -39,6 +42,8 @@ import numpy as np
 import pandas as pd
 
 from nasseg.data import load_dataset, resolve_data
+from nasseg.data.integrity import family_groups, find_duplicates
+from nasseg.data.splits import describe_duplicates
 from nasseg.errors import ConfigError
 from nasseg.store.objectives import OBJECTIVES
 from nasseg.versions import versions
@@ -66,6 +71,7 @@ class RecordConfig:
     split_seed: int = 0
     arch_seed: int = 0
     out: str = "reports/bench/table"
+    duplicates: str = "group"  # or "ignore": cases drawn one by one (tables recorded before families were grouped)
 
     def identity(self) -> dict[str, Any]:
         """The fields a resumed recording must share (everything but ``n_archs``/``seeds``/``out``)."""
@@ -114,15 +120,53 @@ def iter_archs(space: Any, seed: int, in_channels: int, out_channels: int,
         yield {"arch_id": aid, "arch": cfg, "space_params": src.params, "params": int(params), "gmacs": gmacs}
 
 
-def three_way_split(case_ids: list[str], n_train: int, n_val: int, n_test: int, seed: int) -> dict[str, Any]:
-    """Disjoint train/val/test ids from one seeded permutation of the sorted ids."""
+def three_way_split(case_ids: list[str], n_train: int, n_val: int, n_test: int, seed: int,
+                    groups: dict[str, str] | None = None) -> dict[str, Any]:
+    """Disjoint train/val/test ids from one seeded permutation of the sorted ids.
+
+    With ``groups`` (case id -> group label, e.g. near-duplicate families; a case it does
+    not name is its own group), the permutation is of groups, in the order of their first
+    sorted id; each group goes whole into the first part (train, val, test) with room for
+    all of it, or into none. Without groups every case is its own group: the split of
+    tables recorded before families were grouped.
+
+    Example:
+        >>> s = three_way_split(list("abcdef"), 2, 1, 1, 0, {"a": "x", "b": "x"})
+        >>> [p for p in ("train", "val", "test") if len({"a", "b"} & set(s[p])) == 1]  # together or absent
+        []
+    """
     ids = sorted(case_ids)
-    if n_train + n_val + n_test > len(ids):
+    sizes = {"train": n_train, "val": n_val, "test": n_test}
+    if sum(sizes.values()) > len(ids):
         raise ConfigError(f"split: {n_train}+{n_val}+{n_test} cases asked, the dataset has {len(ids)}")
-    perm = [ids[i] for i in np.random.default_rng(seed).permutation(len(ids))]
-    return {"method": "three_way", "seed": seed, "train": sorted(perm[:n_train]),
-            "val": sorted(perm[n_train:n_train + n_val]),
-            "test": sorted(perm[n_train + n_val:n_train + n_val + n_test])}
+    units: dict[str, list[str]] = {}
+    for c in ids:
+        units.setdefault((groups or {}).get(c, c), []).append(c)
+    members = list(units.values())
+    parts: dict[str, list[str]] = {p: [] for p in sizes}
+    for u in np.random.default_rng(seed).permutation(len(members)):
+        part = next((p for p in sizes if len(parts[p]) + len(members[u]) <= sizes[p]), None)
+        if part is not None:
+            parts[part] += members[u]
+    short = {p: sizes[p] - len(v) for p, v in parts.items() if len(v) < sizes[p]}
+    if short:
+        raise ConfigError(f"split: the near-duplicate families cannot fill {n_train}/{n_val}/{n_test} cases "
+                          f"(short by {short}); ask for fewer cases or pass --duplicates ignore")
+    return {"method": "three_way", "seed": seed, **{p: sorted(v) for p, v in parts.items()}}
+
+
+def _recorded_split(ds: Any, cfg: RecordConfig) -> dict[str, Any]:
+    """The table's three-way split, with its near-duplicate record (as ``split.json`` has it)."""
+    if cfg.duplicates not in ("group", "ignore"):
+        raise ConfigError(f"bench record: duplicates must be 'group' or 'ignore', got '{cfg.duplicates}'")
+    report = find_duplicates(ds)
+    grouped = cfg.duplicates == "group"
+    families = dict(zip(report.case_ids, family_groups(report), strict=True)) if grouped else None
+    split = three_way_split(list(ds.case_ids), cfg.n_train, cfg.n_val, cfg.n_test, cfg.split_seed, families)
+    part = {c: p for p in ("train", "val", "test") for c in split[p]}
+    straddling = sum(len({part[c] for c in f.cases if c in part}) > 1 for f in report.families)
+    split["duplicates"] = {"split": cfg.duplicates, "grouped": grouped, **report.summary(), "straddling": straddling}
+    return split
 
 
 def done_runs(table: Path) -> tuple[set[tuple[str, int]], dict[str, dict[str, Any]]]:
@@ -158,15 +202,20 @@ def record(cfg: RecordConfig, log: Any = print) -> Path:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     table, sidecar = out / f"{cfg.name}.csv.gz", out / f"{cfg.name}.json"
-    data = resolve_data(cfg.data, size=cfg.size)
-    ds = load_dataset(data)
-    split = three_way_split(list(ds.case_ids), cfg.n_train, cfg.n_val, cfg.n_test, cfg.split_seed)
-    split_file = out / f"{cfg.name}.split.json"
     if sidecar.exists():
         old = json.loads(sidecar.read_text())
-        if old["config"]["identity"] != cfg.identity():
+        recorded = {"duplicates": "ignore", **old["config"]["identity"]}  # tables from before families were grouped
+        if recorded != cfg.identity():
+            if {**recorded, "duplicates": cfg.duplicates} == cfg.identity():
+                raise ConfigError(f"{sidecar}: recorded with duplicates: {recorded['duplicates']}; continue it with "
+                                  f"--duplicates {recorded['duplicates']} (or record a new --table)")
             raise ConfigError(f"{sidecar}: recorded with other settings {old['config']['identity']}; "
                               "use another --name or --out")
+    data = resolve_data(cfg.data, size=cfg.size)
+    ds = load_dataset(data)
+    split = _recorded_split(ds, cfg)
+    log(describe_duplicates(split))
+    split_file = out / f"{cfg.name}.split.json"
     split_file.write_text(json.dumps({"train": split["train"], "val": split["val"]}) + "\n")
     data = resolve_data(cfg.data, size=cfg.size, file=str(split_file))
     space = load_space(cfg.space)

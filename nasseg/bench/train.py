@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from nasseg.data import DataConfig, load_dataset, make_split
+from nasseg.data import DataConfig, load_dataset, split_dataset
 from nasseg.errors import ConfigError
 from nasseg.train.config import TrainConfig
 from nasseg.train.engine import train
@@ -139,7 +139,7 @@ def bench_train(arch: Any, data: DataConfig, *, epochs: int = 3, batch_size: int
     if not ds.fixed_size or data.patch_size is not None:
         raise ConfigError("bench train needs cases of one size (2D folders or synthetic data), "
                           "not patches of volumes")
-    split = make_split(ds.case_ids, data.split)
+    split = split_dataset(ds, data.split)  # the cases train() below fits, near-duplicates grouped as it does
     index = {c: i for i, c in enumerate(ds.case_ids)}
     train_ds = ds.subset([index[c] for c in split["train"]])
     val_ds = ds.subset([index[c] for c in split["val"]])

@@ -159,6 +159,9 @@ def _add_record(bench: Any) -> None:
     p.add_argument("--split", type=int, nargs=3, default=[d.n_train, d.n_val, d.n_test],
                    metavar=("TRAIN", "VAL", "TEST"), help="cases in the three-way split")
     p.add_argument("--split-seed", type=int, default=d.split_seed, help="seed of the three-way split")
+    p.add_argument("--duplicates", choices=("group", "ignore"), default=d.duplicates,
+                   help="near-duplicate families: 'group' draws each whole into one part (default), 'ignore' "
+                        "draws cases one by one (tables recorded before families were grouped)")
     p.add_argument("--arch-seed", type=int, default=d.arch_seed, help="seed of the architecture sample")
     add_out(p, "output folder", default=d.out)
     p.add_argument("--log", default=None, help="also append progress lines to this file (default: none)")
@@ -171,7 +174,8 @@ def _record(args: argparse.Namespace) -> int:
     cfg = RecordConfig(name=args.name, data=args.data, size=args.size, space=args.space, n_archs=args.archs,
                        seeds=args.seeds, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                        n_train=args.split[0], n_val=args.split[1], n_test=args.split[2],
-                       split_seed=args.split_seed, arch_seed=args.arch_seed, out=args.out)
+                       split_seed=args.split_seed, arch_seed=args.arch_seed, out=args.out,
+                       duplicates=args.duplicates)
 
     def log(line: str) -> None:
         print(line, flush=True)

@@ -52,6 +52,9 @@ def data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--group", help="keep groups together: a --split-table column or 'regex:PATTERN' on case ids "
                                    "(default: no groups)")
     p.add_argument("--split-table", help="CSV with a case_id column and group/stratum columns (default: none)")
+    p.add_argument("--duplicates", choices=("group", "ignore"),
+                   help="near-duplicate families (nasseg check DATA): 'group' keeps each on one side of the "
+                        "split (default), 'ignore' splits as if there were none")
     p.add_argument("--spacing", type=float, nargs=2, metavar=("ROW_MM", "COL_MM"),
                    help="2D pixel spacing in mm, so that HD95/ASSD/NSD are in mm (default: none, distances in pixels)")
     p.add_argument("--kfold", type=int, metavar="K",
@@ -76,7 +79,7 @@ def resolve_data_args(args: argparse.Namespace):
             else list(_ints_or_zero(args.flip))
     cfg = resolve_data(spec, size=size, patch_size=args.patch_size, window_size=args.window_size, max_cases=args.max_cases,
                        val_fraction=args.val_fraction, test_fraction=args.test_fraction,
-                       stratify=args.stratify, group=args.group, table=args.split_table,
+                       stratify=args.stratify, group=args.group, table=args.split_table, duplicates=args.duplicates,
                        spacing=tuple(args.spacing) if args.spacing else None, k=args.kfold, fold=args.fold,
                        file=args.split_file, method=method, flip=flip)
     if args.split_seed is not None:

@@ -52,6 +52,10 @@ class SplitConfig(Strict):
         stratify: ``presence`` (the set of classes present in the label, default),
             ``none``, a column of ``table``, or ``regex:PATTERN`` on the case id
             (e.g. ``regex:^(benign|malignant)``).
+        duplicates: ``group`` (default) keeps every near-duplicate family (``nasseg check
+            DATA`` lists them) on one side of the split, joined with any declared ``group``;
+            ``ignore`` splits as if there were none (``split.json`` and the run header then
+            count the families the split divides). A ``file`` split is used as given.
     """
 
     method: Literal["random", "kfold", "file"] = "random"
@@ -65,6 +69,7 @@ class SplitConfig(Strict):
     id_column: str = "case_id"
     group: str | None = None
     stratify: str = "presence"
+    duplicates: Literal["group", "ignore"] = "group"
 
 
 MAX_SYNTHETIC_CASES = 100_000

@@ -16,7 +16,8 @@ when there are no groups.
 
 Near-duplicates: :func:`split_dataset` joins every near-duplicate family
 (:mod:`nasseg.data.integrity`) into one group by default, so a case and its twin are never
-on both sides; ``split.json`` records it under ``duplicates``.
+on both sides (``split.duplicates: ignore`` turns this off); ``split.json`` records it
+under ``duplicates``.
 
 Example:
     >>> s = make_split([f"c{i}" for i in range(10)], SplitConfig(seed=1))
@@ -266,25 +267,27 @@ def case_keys(ds: Any, cfg: SplitConfig) -> tuple[list[str] | None, list[str] | 
     return strata, groups
 
 
-def split_dataset(ds: Any, cfg: SplitConfig, *, duplicates: bool = True) -> dict[str, Any]:
+def split_dataset(ds: Any, cfg: SplitConfig, *, duplicates: bool | None = None) -> dict[str, Any]:
     """:func:`make_split` of a loaded dataset, with its strata and groups from ``cfg``.
 
     Near-duplicate families (:func:`nasseg.data.integrity.find_duplicates`) are kept on one
-    side of the split: each family joins the declared group (``cfg.group``) of any of its
-    cases, so neither is divided. The record gains ``duplicates``: whether families were
-    grouped, how many (and how many cases they hold), the hash and threshold, and how many
-    families the split still divides (``straddling``; 0 when grouped; a ``file`` split is
-    used as given and only counted).
+    side of the split unless ``cfg.duplicates`` is ``ignore``: each family joins the
+    declared group (``cfg.group``) of any of its cases, so neither is divided. The record
+    gains ``duplicates``: the setting (``split``: ``group``/``ignore``), whether families
+    were grouped, how many (and how many cases they hold), the hash and threshold, and how
+    many families the split still divides (``straddling``; 0 when grouped; a ``file`` split
+    is used as given and only counted).
 
     Args:
         ds: the loaded dataset.
         cfg: the split settings.
-        duplicates: group near-duplicate families (the default; ``False`` gives the split
-            nasseg made before families were grouped, for studies created then).
+        duplicates: ``None`` (default) = ``cfg.duplicates``; ``False`` gives the split
+            nasseg made before families were grouped (:func:`resume_split`).
     """
     strata, groups = case_keys(ds, cfg)
     report = find_duplicates(ds)
-    grouped = duplicates and cfg.method != "file"
+    setting = cfg.duplicates if duplicates is None else ("group" if duplicates else "ignore")
+    grouped = setting == "group" and cfg.method != "file"
     if grouped:
         groups = family_groups(report, groups)
     try:
@@ -296,10 +299,12 @@ def split_dataset(ds: Any, cfg: SplitConfig, *, duplicates: bool = True) -> dict
                         f"{len(report.families)} groups (list them with: nasseg check DATA)") from None
     part = {c: p for p in PARTS for c in out[p]}
     straddling = sum(len({part.get(c) for c in fam.cases}) > 1 for fam in report.families)
-    out["duplicates"] = {"grouped": grouped, **report.summary(), "straddling": straddling}
+    out["duplicates"] = {"split": setting, "grouped": grouped, **report.summary(), "straddling": straddling}
     if grouped and report.families:
         out["rule"] += (f", {len(report.families)} near-duplicate families "
                         f"({report.n_cases_in_families} cases) kept together")
+    elif cfg.method != "file" and setting == "ignore":
+        out["rule"] += ", near-duplicates not grouped (split.duplicates: ignore)"
     return out
 
 
@@ -356,7 +361,8 @@ def describe_duplicates(split: dict[str, Any]) -> str:
     what = f"{d['families']} families ({d['cases']} cases, {d['method']} <= {d['threshold_bits']} bits)"
     if d["grouped"]:
         return f"near-duplicates: {what} kept on one side of the split"
-    return f"near-duplicates: {what} not grouped; {d['straddling']} families cross train/val/test"
+    why = " (split.duplicates: ignore)" if d.get("split") == "ignore" else ""
+    return f"near-duplicates: {what} not grouped{why}; {d['straddling']} families cross train/val/test"
 
 
 def sample_cases(ds: Any, n: int, cfg: SplitConfig) -> list[int]:

@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 common=(--table busi_64 --data ../shared/data/busi_256 --space search_spaces/lightweight_2d.yaml --size 64 --epochs 5 --split 160 96 96
-        --batch-size 8 --lr 0.003 --out reports/bench/table --log reports/bench/table/busi_64.record.log)
+        --batch-size 8 --lr 0.003 --out reports/bench/table --log reports/bench/table/busi_64.record.log
+        --duplicates ignore)  # recorded before near-duplicate families were grouped: keep its split
 nasseg bench record "${common[@]}" --archs 200 --seeds 0 1
 nasseg bench record "${common[@]}" --archs 1000 --seeds 0
