@@ -46,6 +46,18 @@ def test_one_out_of_memory_check_for_errors_and_stored_reasons(failure, oom):
     assert is_out_of_memory(failure) is oom
 
 
+
+def test_the_out_of_memory_markers_are_written_once():
+    """No module but nasseg/errors.py keeps its own list of out-of-memory words (search
+    admission had one, narrower: it missed the CPU allocator's "can't allocate memory")."""
+    from nasseg.errors import OOM_MARKERS
+
+    package = Path(__file__).resolve().parents[1] / "nasseg"
+    found = [f"{p.relative_to(package.parent)}:{line}: {text!r}" for p in sorted(package.rglob("*.py"))
+             if p.name != "errors.py" or p.parent != package
+             for line, text in _code_strings(p) if text.lower() in OOM_MARKERS]
+    assert not found, "out-of-memory checks outside nasseg.errors.is_out_of_memory:\n" + "\n".join(found)
+
 UNIT_WORDS = re.compile(r"GMACs|GFLOPs|\((?:ms|MB|M)\)|\bM params\b")
 """How an objective's unit is written (the registry's unit, column and suffix texts)."""
 

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from nasseg.search.admission import Admission, Ticket, is_oom, trial_memory_mb, trial_run
+from nasseg.search.admission import Admission, Ticket, needs_alone_retry, trial_memory_mb, trial_run
+from nasseg.search.objective import Outcome
 
 
 def test_admission_never_exceeds_the_budget_or_the_slots(tmp_path):
@@ -115,6 +116,15 @@ def test_a_3d_trials_need_is_counted_at_the_planned_batch_and_patch(tmp_path):
     assert trial_memory_mb(arch, run) == estimate_train_memory_mb(arch, (run.batch_size, 2, *run.plan.patch_size))
 
 
-def test_is_oom():
-    assert is_oom("CUDA out of memory at epoch 1 (batch 8, patch (64, 64), 1,000 parameters)")
-    assert is_oom("OutOfMemoryError: simulated") and not is_oom("non-finite loss at epoch 3") and not is_oom(None)
+@pytest.mark.parametrize(("reason", "retry"), [
+    ("CUDA out of memory at epoch 1 (batch 8, patch (64, 64), 1,000 parameters)", True),
+    ("OutOfMemoryError: simulated", True),
+    # the CPU allocator's words: admission's own marker list missed them (one check now)
+    ("RuntimeError: DefaultCPUAllocator: can't allocate memory: you tried to allocate 8 GB", True),
+    ("non-finite loss at epoch 3", False), (None, False),
+])
+def test_a_trial_that_ran_out_of_memory_is_retried_alone_once(reason, retry):
+    """The retry reads the stored reason with nasseg.errors.is_out_of_memory, the one OOM check."""
+    assert needs_alone_retry(Outcome("fail", reason=reason), alone=False) is retry
+    assert not needs_alone_retry(Outcome("fail", reason=reason), alone=True)
+    assert not needs_alone_retry(Outcome("complete", [0.5], reason=reason), alone=False)

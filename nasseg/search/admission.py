@@ -40,11 +40,11 @@ import torch
 from nasseg.arch import ArchConfig
 from nasseg.cost import estimate_train_memory_mb
 from nasseg.data import load_dataset
+from nasseg.errors import is_out_of_memory
 from nasseg.store.storage import alive, identity
 from nasseg.train.engine import train
 from nasseg.train.resolved import ResolvedRun, resolve_run
 
-OOM_MARKERS = ("out of memory", "outofmemoryerror")
 CAPACITY_FRACTION = 0.9
 """Share of a CUDA device's total memory that admitted trials may plan to use."""
 CUDA_OVERHEAD_MB = 600.0
@@ -184,11 +184,6 @@ def device_capacity_mb(device: str, simulated_mb: float | None = None) -> float 
     return None
 
 
-def is_oom(reason: str | None) -> bool:
-    """Whether a failure reason is an out-of-memory error."""
-    return bool(reason) and any(m in reason.lower() for m in OOM_MARKERS)
-
-
 # -- wiring into a study's workers ------------------------------------------------------------
 _CURRENT: Ticket | None = None
 
@@ -263,6 +258,7 @@ def trial_memory_mb(arch: Any, run: ResolvedRun) -> float:
 
 
 def needs_alone_retry(outcome: Any, alone: bool) -> bool:
-    """A trial that failed out of memory beside other trials is retried alone (once)."""
-    return outcome.state == "fail" and not alone and is_oom(outcome.reason)
+    """A trial that failed out of memory beside other trials is retried alone (once); its
+    stored reason is read by :func:`nasseg.errors.is_out_of_memory`, the one check."""
+    return outcome.state == "fail" and not alone and is_out_of_memory(outcome.reason)
 
