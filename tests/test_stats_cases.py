@@ -178,3 +178,21 @@ def test_an_ablation_counts_the_runs_it_leaves_out():
     t = res.table.set_index("variant")
     assert t.loc["skip_fusion", "n_seeds"] == 3 and t.loc["irsc", "n_seeds"] == 3
     assert t.loc["skip_fusion", "dice_mean"] > 0.5
+
+
+def test_busi_evidence_readme_numbers_come_from_its_per_case_table(capsys):
+    """The seed-level interval and the HD95 breakdown that the corrected evidence README
+    (reports/evidence/busi_skip_fusion_vs_concat/) states, recomputed by its command."""
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("recheck", root / "benchmarks" / "recheck_busi_ablation.py")
+    recheck = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recheck)
+    assert recheck.main([str(root / "reports" / "evidence" / "busi_skip_fusion_vs_concat" / "per_case.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "0: -0.0079, 1: -0.0129, 2: +0.0155, 3: +0.0007, 4: +0.0112" in out
+    assert "mean +0.0013, 95% t interval over 5 seeds (df 4): [-0.0137, +0.0163] (half-width 0.0150)" in out
+    assert "| concat | 645 | 42.09 | 24.60 | 2 | 0.027 | 40 | 0.192 | 0.349 |" in out
+    assert "| skip_fusion | 645 | 41.57 | 24.76 | 0 | 0.000 | 31 | 0.129 | 0.341 |" in out
