@@ -85,3 +85,18 @@ def resolve_precision(device: Any, amp: str = "auto") -> str:
     if amp == "fp16" or (amp == "auto" and not bf16_supported(dev)):
         return "fp16"
     return "bf16"
+
+
+def autocast_dtype(precision: str) -> Any:
+    """The autocast dtype of a resolved precision (``None`` for ``fp32``: no autocast).
+
+    Example:
+        >>> autocast_dtype("bf16"), autocast_dtype("fp32")
+        (torch.bfloat16, None)
+    """
+    import torch  # lazy: torch; nasseg.versions and the read-only commands import this module without it
+
+    dtypes = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+    if precision not in dtypes:
+        raise ValueError(f"precision must be one of {', '.join(dtypes)}, got {precision!r}")
+    return dtypes[precision]

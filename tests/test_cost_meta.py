@@ -113,6 +113,65 @@ def test_a_cuda_profile_without_latency_is_not_read_back_by_a_latency_profile(tm
                    repeats=2).latency_ms == timed.latency_ms  # now cached with its latency
 
 
+
+@pytest.fixture
+def stand_in_gpu(monkeypatch):
+    """A CUDA device on the CPU: its name, the latency timer and the allocator peak are
+    stood in for (each call recorded); the cache, its keys and profile's logic are real."""
+    import nasseg.cost as cost
+
+    calls: list[tuple] = []
+
+    def latency(model, shape, device, warmup, repeats, *, threads, channels_last, precision):
+        calls.append(("latency", device, precision))
+        return {"fp32": 9.0, "bf16": 4.0, "fp16": 3.0}[precision]
+
+    def peak(model, shape, device):
+        calls.append(("memory", device))
+        return 123.0
+
+    monkeypatch.setattr(cost.torch.cuda, "get_device_name", lambda device=None: "Stand-in GPU")
+    monkeypatch.setattr(cost.counters, "measure_latency_ms", latency)
+    monkeypatch.setattr(cost.counters, "cuda_peak_memory_mb", peak)
+    return calls
+
+
+def test_a_device_profile_without_latency_is_not_served_to_a_latency_request(tmp_path, stand_in_gpu) -> None:
+    """The CPU twin of the CUDA test above: the device entry of a memory-only profile
+    (``latency_ms: None``) is keyed apart from a latency profile's (fails without
+    ``latency=`` in the key: the second call read ``None``)."""
+    from nasseg.cost.cache import CostCache
+
+    cache = CostCache(tmp_path / "costs.sqlite")
+    kw = {"device": "cuda", "precision": "bf16", "cache": cache}
+    first = profile("cmunext_s", (1, 3, 64, 64), latency=False, **kw)
+    assert first.latency_ms is None and (first.memory_mb, first.memory_kind) == (123.0, "cuda_peak")
+    timed = profile("cmunext_s", (1, 3, 64, 64), latency=True, **kw)
+    assert timed.latency_ms == 4.0 and not timed.cached
+    again = profile("cmunext_s", (1, 3, 64, 64), latency=True, **kw)
+    assert again.latency_ms == 4.0 and again.cached and again.memory_mb == 123.0
+    assert stand_in_gpu == [("memory", "cuda"), ("latency", "cuda", "bf16"), ("memory", "cuda")]
+
+
+def test_profile_measures_at_the_callers_resolved_device_and_precision(tmp_path, stand_in_gpu) -> None:
+    """profile takes the device and precision a resolved run decided (issue 25: it resolved
+    the device again, and timed CUDA under bf16 whenever the GPU had it, ``amp: off`` or
+    not): it times at the precision given, keys the entry by it, and refuses what is not
+    resolved."""
+    from nasseg.cost.cache import CostCache
+    from nasseg.errors import ConfigError
+
+    cache = CostCache(tmp_path / "costs.sqlite")
+    fp16 = profile("cmunext_s", (1, 3, 64, 64), device="cuda:0", precision="fp16", cache=cache)
+    fp32 = profile("cmunext_s", (1, 3, 64, 64), device="cuda:0", precision="fp32", cache=cache)
+    assert (fp16.latency_ms, fp32.latency_ms, fp16.device) == (3.0, 9.0, "cuda:0") and not fp32.cached
+    assert [c for c in stand_in_gpu if c[0] == "latency"] == [("latency", "cuda:0", "fp16"),
+                                                               ("latency", "cuda:0", "fp32")]
+    with pytest.raises(ConfigError, match=r"device 'auto' is not a resolved device"):
+        profile("cmunext_s", (1, 3, 64, 64), device="auto", cache=False)
+    with pytest.raises(ConfigError, match=r"a resolved CPU run is fp32"):
+        profile("cmunext_s", (1, 3, 64, 64), device="cpu", precision="bf16", cache=False)
+
 def test_memory_estimate_is_feature_maps_plus_optimizer_state() -> None:
     """One conv stage by hand: every leaf output of a 2-stage U-Net at 8x8, batch 2."""
     cfg = load_arch({"spatial_dims": 2, "in_channels": 1, "out_channels": 1,

@@ -101,6 +101,30 @@ def test_an_invalid_proposal_is_recorded_as_invalid_and_uses_no_budget(tmp_path:
     assert budget_used([t]) == (0, 1)
 
 
+@pytest.mark.parametrize(("amp", "precision"), [("off", "fp32"), ("fp16", "fp16"), ("auto", "fp32")])
+def test_screening_profiles_at_the_workers_device_and_the_runs_precision(tmp_path: Path, monkeypatch,
+                                                                         amp: str, precision: str) -> None:
+    """The cost profile is told the worker's resolved device and the precision the trial's
+    run trains at (``train.amp`` through resolve_run's rule); it decides neither itself
+    (it timed CUDA under bf16 whenever the GPU had it, ``amp: off`` or not)."""
+    from nasseg.search import objective
+    from nasseg.search.setup import open_study, prepare
+    from nasseg.store import TrialWriter
+
+    device = "cpu" if amp == "auto" else "cuda:0"  # fp32 and fp16 on CUDA are decided without a GPU
+    prep = prepare(make_study(tmp_path, train={"batch_size": 4, "num_threads": 1, "amp": amp}))
+    study = open_study(prep, create=True)
+    seen = []
+
+    def profile(cfg, shape, **kw):
+        seen.append(kw)
+        raise ValueError("stop after the profile call")
+
+    monkeypatch.setattr(objective, "profile", profile)
+    arch = load_arch(arch_yaml(tmp_path, "a", 4))
+    result = objective.screen(prep.setup, TrialWriter(study.ask()), study, lambda: arch, device)
+    assert result.state == "fail" and [(kw["device"], kw["precision"]) for kw in seen] == [(device, precision)]
+
 def test_real_nan_loss_fails_the_trial_with_its_reason(tmp_path: Path) -> None:
     study_yaml = make_study(tmp_path, budget={"trials": 1},
                             initial_archs=[arch_yaml(tmp_path, "small", 4)],

@@ -7,6 +7,7 @@ import json
 from rich.table import Table
 
 from nasseg.cli.console import make_console
+from nasseg.device import resolve_device, resolve_precision
 from nasseg.errors import ConfigError
 from nasseg.store.objectives import OBJECTIVES
 
@@ -28,8 +29,8 @@ def _default_shape(cfg) -> tuple[int, ...]:
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
-    from nasseg.arch import arch_id, load_arch, preset_names
-    from nasseg.cost import profile
+    from nasseg.arch import arch_id, load_arch, preset_names  # lazy: torch; `nasseg --help` starts without it
+    from nasseg.cost import profile  # lazy: torch; `nasseg --help` starts without it
 
     unknown = [n for n in args.names if n not in preset_names()]
     if unknown:
@@ -57,16 +58,16 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    from nasseg.arch import load_arch
-    from nasseg.cost import profile
-
-    from nasseg.device import resolve_device
+    from nasseg.arch import load_arch  # lazy: torch; `nasseg --help` starts without it
+    from nasseg.cost import profile  # lazy: torch; `nasseg --help` starts without it
 
     cfg = load_arch(args.arch)
     shape = parse_shape(args.input) if args.input else _default_shape(cfg)
-    cost = profile(cfg, shape, device=str(resolve_device(args.device, "--device")), latency=args.latency and not args.no_latency,
-                   cache=not args.no_cache, warmup=args.warmup, repeats=args.repeats,
-                   threads=args.threads or None, channels_last=not args.contiguous, counter=args.counter)
+    device = resolve_device(args.device, "--device")  # decided here once; profile measures where it is told
+    cost = profile(cfg, shape, device=str(device), precision=resolve_precision(device),
+                   latency=args.latency and not args.no_latency, cache=not args.no_cache, warmup=args.warmup,
+                   repeats=args.repeats, threads=args.threads or None, channels_last=not args.contiguous,
+                   counter=args.counter)
     d = cost.to_dict() | {"name": cfg.name or str(args.arch), "cached": cost.cached}
     if args.json:
         print(json.dumps(d, indent=2))

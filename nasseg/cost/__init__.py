@@ -30,7 +30,8 @@ import torch
 from nasseg.arch import ArchConfig, arch_id, build_model, check_input_shape, load_arch
 from nasseg.cost import counters, meta
 from nasseg.cost.cache import CostCache
-from nasseg.device import bf16_supported, resolve_device
+from nasseg.device import autocast_dtype
+from nasseg.errors import ConfigError
 
 Counter = Literal["meta", "reference"]
 
@@ -74,13 +75,27 @@ class Cost:
         return d
 
 
-def _device_tag(device: str, threads: int | None, channels_last: bool) -> str:
+def _device_tag(device: str, threads: int | None, channels_last: bool, precision: str) -> str:
     layout = "channels_last" if channels_last else "contiguous"
     if device.startswith("cuda"):
-        dev = torch.device(device)
-        precision = "bf16" if bf16_supported(dev) else "fp32"  # counters.cuda_autocast
-        return f"cuda:{torch.cuda.get_device_name(dev)}:{layout}:{precision}"
+        return f"cuda:{torch.cuda.get_device_name(torch.device(device))}:{layout}:{precision}"
     return f"cpu:{platform.processor() or platform.machine()}:threads={threads or torch.get_num_threads()}:{layout}"
+
+
+def _checked(device: str, precision: str) -> tuple[str, str]:
+    """``(device, precision)`` as a resolved run holds them, refused when they are not:
+    :func:`profile` measures where it is told and decides neither."""
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        kind = None
+    if kind not in ("cpu", "cuda"):
+        raise ConfigError(f"profile: device {device!r} is not a resolved device (cpu, cuda, cuda:N): pass the "
+                          f"resolved run's device (nasseg.device.resolve_device turns 'auto' into one)")
+    autocast_dtype(precision)  # fp32, bf16 or fp16
+    if kind == "cpu" and precision != "fp32":
+        raise ConfigError(f"profile: precision {precision!r} on the CPU: a resolved CPU run is fp32")
+    return str(torch.device(device)), precision
 
 
 def _store(cache: CostCache | bool | None) -> CostCache | None:
@@ -151,7 +166,8 @@ def estimate_train_memory_mb(config: ArchConfig | str | Path | dict, input_shape
 
 
 def profile(config: ArchConfig | str | Path | dict, input_shape: tuple[int, ...] | list[int], *,
-            device: str = "cpu", latency: bool = True, cache: CostCache | bool | None = True,
+            device: str = "cpu", precision: str = "fp32", latency: bool = True,
+            cache: CostCache | bool | None = True,
             warmup: int = 3, repeats: int = 10, threads: int | None = 1, channels_last: bool = True,
             counter: Counter = "meta") -> Cost:
     """Count (or fetch from the cache) the cost of ``config`` at ``input_shape``.
@@ -159,7 +175,12 @@ def profile(config: ArchConfig | str | Path | dict, input_shape: tuple[int, ...]
     Args:
         config: an ArchConfig, preset name, YAML path or mapping.
         input_shape: ``(B, C, *spatial)``; validated against the config.
-        device: where latency (and, on CUDA, peak memory) are measured.
+        device: where latency (and, on CUDA, peak memory) are measured: the device the
+            caller's resolved run decided (:attr:`nasseg.train.resolved.ResolvedRun.device`,
+            ``cpu``, ``cuda`` or ``cuda:N``); taken as given, never resolved again here
+            (``auto`` is refused).
+        precision: the run's precision (:attr:`~nasseg.train.resolved.ResolvedRun.precision`):
+            CUDA latency is timed under its autocast, as the run trains; ``fp32`` on the CPU.
         latency: measure latency; False leaves ``latency_ms`` None and runs no network.
         cache: a CostCache, True for the default file, False/None for no cache.
         warmup, repeats: untimed and timed forward passes (the median is reported).
@@ -169,12 +190,12 @@ def profile(config: ArchConfig | str | Path | dict, input_shape: tuple[int, ...]
         counter: ``"meta"`` (default, no network run) or ``"reference"`` (ptflops + fvcore on CPU).
 
     Raises:
-        ConfigError: the config or the input shape is invalid.
+        ConfigError: the config or the input shape is invalid, or the device or precision
+            is not a resolved one.
     """
     cfg = load_arch(config)
     shape = check_input_shape(cfg, input_shape)
-    if latency or device != "cpu":
-        device = str(resolve_device(device, "profile: device"))
+    device, precision = _checked(device, precision)
     store = _store(cache)
     counts, cached = _count(cfg, shape, counter, store)
     batch = shape[0]
@@ -183,7 +204,7 @@ def profile(config: ArchConfig | str | Path | dict, input_shape: tuple[int, ...]
                 memory_mb=_memory_mb(counts["activations"] * batch, counts["params"], torch.float32),
                 memory_kind="estimate", versions=counter_versions(counter), cached=cached)
     if latency or device.startswith("cuda"):
-        tag = _device_tag(device, threads, channels_last)
+        tag = _device_tag(device, threads, channels_last, precision)
         # whether latency was measured is part of the key: a CUDA profile without latency
         # (memory only) must not be read back as "latency: None" by a later latency profile
         dev_key = (f"device|{cost.arch_id}|{'x'.join(map(str, shape))}|torch={cost.versions['torch']}|{tag}|"
@@ -192,7 +213,8 @@ def profile(config: ArchConfig | str | Path | dict, input_shape: tuple[int, ...]
         if measured is None:
             model = build_model(cfg)
             measured = {"latency_ms": counters.measure_latency_ms(model, shape, device, warmup, repeats,
-                                                                  threads=threads, channels_last=channels_last)
+                                                                  threads=threads, channels_last=channels_last,
+                                                                  precision=precision)
                         if latency else None}
             if device.startswith("cuda"):
                 measured["memory_mb"] = counters.cuda_peak_memory_mb(model, shape, device)

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from nasseg.device import bf16_supported
+from nasseg.device import autocast_dtype, resolve_precision
 
 PTFLOPS_BACKEND = "pytorch"
 
@@ -94,10 +94,13 @@ def cuda_peak_memory_mb(model: nn.Module, shape: tuple[int, ...], device: str = 
     return peak / 2**20 + count_params(model) * 4 * 4 / 2**20
 
 
-def cuda_autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast on a CUDA device that has bf16 (what training uses there), else nothing."""
-    if device.type == "cuda" and bf16_supported(device):
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+def cuda_autocast(device: torch.device, precision: str | None = None) -> contextlib.AbstractContextManager:
+    """Autocast at ``precision`` (a resolved run's ``fp32``, ``bf16`` or ``fp16``) on a CUDA
+    device, as training runs there; nothing on the CPU or at ``fp32``. ``None``: what a run
+    with ``amp: auto`` resolves to on ``device`` (:func:`nasseg.device.resolve_precision`)."""
+    dtype = autocast_dtype(resolve_precision(device) if precision is None else precision)
+    if device.type == "cuda" and dtype is not None:
+        return torch.autocast("cuda", dtype=dtype)
     return contextlib.nullcontext()
 
 
@@ -139,12 +142,13 @@ def time_ms(step: Callable[[], object], device: torch.device, warmup: int = 3,
 
 def measure_latency_ms(model: nn.Module, shape: tuple[int, ...], device: str = "cpu",
                        warmup: int = 3, repeats: int = 10, *, threads: int | None = 1,
-                       channels_last: bool = True) -> float:
+                       channels_last: bool = True, precision: str = "fp32") -> float:
     """Median forward time in milliseconds after ``warmup`` untimed passes (:func:`time_ms`).
 
     ``threads``: CPU threads while timing (restored afterwards; None keeps the current
     setting). ``channels_last``: the model and input in ``channels_last(_3d)``, as training.
-    On CUDA the pass runs under :func:`cuda_autocast`, as training does.
+    On CUDA the pass runs under :func:`cuda_autocast` at ``precision`` (the resolved
+    run's), as training does.
     """
     dev = torch.device(device)
     fmt = (torch.channels_last if len(shape) == 4 else torch.channels_last_3d) if channels_last \
@@ -153,7 +157,7 @@ def measure_latency_ms(model: nn.Module, shape: tuple[int, ...], device: str = "
     x = torch.randn(shape, device=dev).contiguous(memory_format=fmt)
 
     def forward() -> None:
-        with torch.no_grad(), cuda_autocast(dev):
+        with torch.no_grad(), cuda_autocast(dev, precision):
             model(x)
 
     before = torch.get_num_threads()

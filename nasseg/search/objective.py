@@ -38,7 +38,9 @@ import optuna
 from optuna.trial import TrialState
 
 from nasseg.arch import ArchConfig, arch_id
+from nasseg.cost import profile
 from nasseg.data import DataConfig
+from nasseg.device import resolve_precision
 from nasseg.errors import ConfigError, NassegError
 from nasseg.runs import Trainer, train_and_record
 from nasseg.search.mofidelity import make_stopper
@@ -189,8 +191,6 @@ def screen(setup: TrialSetup, writer: Any, study: optuna.Study, make_arch: Calla
 
 def _screen(setup: TrialSetup, writer: Any, study: optuna.Study, make_arch: Callable[[], ArchConfig],
             device: str, wait: bool) -> Outcome | tuple[ArchConfig, str, dict[str, float]]:
-    from nasseg.cost import profile
-
     writer.set(seed=setup.seed, train_key=setup.train_key, stopped_early=False)
     try:
         cfg = make_arch()
@@ -200,7 +200,10 @@ def _screen(setup: TrialSetup, writer: Any, study: optuna.Study, make_arch: Call
     aid = arch_id(cfg)
     writer.set(arch=cfg.canonical(), arch_id=aid)
     try:
-        cost = profile(cfg, setup.input_shape, device=device, latency=setup.needs_latency)
+        # measured on the worker's resolved device at the precision its trial's resolved run
+        # trains with (resolve_run's rule: nasseg.device.resolve_precision of train.amp)
+        cost = profile(cfg, setup.input_shape, device=device, precision=resolve_precision(device, setup.train.amp),
+                       latency=setup.needs_latency)
     except (NassegError, RuntimeError, ValueError) as err:
         writer.set(outcome="invalid")
         return _fail(writer, f"invalid network: cost counting failed: {type(err).__name__}: {err}")
