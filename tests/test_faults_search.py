@@ -36,6 +36,25 @@ def test_a_space_with_no_feasible_network_is_refused_before_the_search(tmp_path,
     assert not (tmp_path / "run" / "study.db").exists() or not locate(study).get_trials()
 
 
+def test_a_space_with_a_small_feasible_fraction_says_so_and_trains_its_budget(tmp_path, capsys):
+    """Issue 22: 5 of 100 widths are within max_params (5%; 20 feasible networks with the
+    depth and kernel choices). The estimate is stated before any training, with its draws
+    and the limit that rejected the others; the search still ends with its budget of trained
+    networks, the rejected proposals not counted and not ending it early."""
+    space = _space(width={"choice": [4, 6, 8, 10, 12, *range(64, 444, 4)]}, depth={"choice": [1, 2]},
+                   block={"type": "conv", "kernel_size": {"choice": [3, 5]}})
+    study = make_study(tmp_path, space_dict=space, budget={"trials": 3}, epochs=1)
+    assert main(["search", str(study), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("feasible: about"))
+    assert "of tiny (" in line and "random networks valid and within the limits" in line
+    assert "params" in line and "most proposals will be rejected before training" in line
+    pct = int(line.split("about ")[1].split("%")[0])
+    assert 0 < pct < 10
+    counts = distinct_counts(locate(study).get_trials(deepcopy=False))
+    assert counts["trained"] == 3
+
+
 def test_an_infeasible_initial_network_is_recorded_and_exports_with_a_warning(tmp_path, capsys, caplog):
     study = make_study(tmp_path, initial_archs=[arch_yaml(tmp_path, "big", 48)], budget={"trials": 1})
     assert main(["search", str(study), "--no-progress"]) == 0

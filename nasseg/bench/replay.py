@@ -47,15 +47,15 @@ from nasseg.search.mofidelity import make_stopper
 from nasseg.store.pareto import normalised_hypervolume, pareto_indices
 from nasseg.search.stopping import Curve
 from nasseg.search.strategies import LocalSearchSampler, MOREASampler, PredictorSampler
-from nasseg.search.study import EarlyStoppingConfig
+from nasseg.search.study import EarlyStoppingConfig, SamplerConfig
 
 SAMPLERS = ("random", "rsnap", "nsga2", "nsga2p20", "tpe", "gp", "local", "morea", "predictor")
 STOPPING = ("pareto", "moasha")
-DEFAULT_CURRENT = "random+moasha"
-"""nasseg's default search (:class:`nasseg.search.study.StudyConfig` without ``sampler`` and
-``early_stopping.rule``): random sampling with MO-ASHA's rung rule. Until this table was
-complete the default was ``nsga2p20+pareto`` (NSGA-II, population 20 by the study's rule
-``max(4, min(50, trials // 3))``, with Pareto-aware stopping), still replayable by name."""
+DEFAULT_CURRENT = f"{SamplerConfig().name}+{EarlyStoppingConfig().rule}"
+"""nasseg's default search, read from the study defaults (:class:`nasseg.search.study.StudyConfig`
+without ``sampler`` and ``early_stopping.rule``). Earlier defaults, still replayable by name:
+``random+moasha`` (until issue 22's NAS-Bench-201 evidence) and ``nsga2p20+pareto`` (NSGA-II,
+population 20 by the study's rule ``max(4, min(50, trials // 3))``, Pareto-aware stopping)."""
 OBJECTIVES = ["dice", "macs", "params"]
 DIRECTIONS = ["maximize", "minimize", "minimize"]
 
