@@ -218,11 +218,12 @@ def test_busi_default_split_keeps_every_family_on_one_side(shared_data):
     ds = load_dataset(resolve_data(str(shared_data / "busi_256")))
     rep = find_duplicates(ds)
     assert len(rep.families) >= 100 and rep.exact_groups == [["benign_433", "malignant_145"]]
-    for seed in range(3):
-        s = split_dataset(ds, SplitConfig(seed=seed, stratify="regex:^([A-Za-z]+)"))
-        part = {c: p for p in PARTS for c in s[p]}
-        assert all(len({part[c] for c in f.cases}) == 1 for f in rep.families)
-        assert s["duplicates"]["straddling"] == 0
+    for seed in range(3):  # the default split (stratified by presence) and the diagnosis-stratified one
+        for cfg in (SplitConfig(seed=seed), SplitConfig(seed=seed, stratify="regex:^([A-Za-z]+)")):
+            s = split_dataset(ds, cfg)
+            part = {c: p for p in PARTS for c in s[p]}
+            assert all(len({part[c] for c in f.cases}) == 1 for f in rep.families)
+            assert s["duplicates"]["straddling"] == 0 and s["duplicates"]["split"] == "group"
 
 
 def test_resume_split_pins_the_split_a_study_recorded_before_grouping(tmp_path):

@@ -32,7 +32,7 @@ def register(sub: Any) -> None:
 
 
 def run_confirm(args: argparse.Namespace) -> int:
-    from nasseg.search.confirm import confirm_search
+    from nasseg.search.confirm import confirm_search, interval_note
 
     quiet_libraries(args)
     res = confirm_search(args.study, seeds=args.seeds, top=args.top, epochs=args.epochs,
@@ -43,6 +43,7 @@ def run_confirm(args: argparse.Namespace) -> int:
         print(f"{int(r['trial']):>5}  {r['val_dice']:8.4f}  {r['test_dice']:.4f} [{r['test_ci_low']:.4f}, "
               f"{r['test_ci_high']:.4f}]  {int(r['n_seeds']):>5}  "
               f"{'yes' if r['on_val_front'] else 'no'} -> {'yes' if r['stays_on_front'] else 'no'}")
+    print(f"test Dice: {interval_note(t)}")
     print(f"normalised hypervolume of these members: val {res.hv_val:.4f}, confirmed test {res.hv_test:.4f}")
     print(f"per-case test results: {res.out_dir / 'per_case.csv'} (nasseg stats input); "
           f"summary: {res.out_dir / 'confirm.csv'}")

@@ -127,7 +127,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def _print_front(target: str, name: str | None, console: Console, every: bool = False,
                  csv: str | None = None) -> None:
-    from nasseg.search.confirm import confirm_columns
+    from nasseg.search.confirm import confirm_columns, confirmed_table, interval_note
     from nasseg.search.results import front_table, trial_table
     from nasseg.store import hypervolume, locate, objectives_of, study_record
 
@@ -155,7 +155,8 @@ def _print_front(target: str, name: str | None, console: Console, every: bool = 
     if confirmed is not None:
         info = study_record(study).confirm
         console.print(f"dice = validation (selection); test = confirmed by `nasseg confirm` "
-                      f"({info['seeds']} seeds x {info['epochs']} epochs, mixed-model 95% CI); normalised HV of "
+                      f"({info['seeds']} seeds x {info['epochs']} epochs; {interval_note(confirmed_table(study))}); "
+                      "normalised HV of "
                       f"the confirmed members: val {info['hv_val']:.4f}, test {info['hv_test']:.4f}")
         members = {int(m["trial"]) for m in info["members"]}
         if not every and info.get("selection") == "pareto" and members != set(int(n) for n in table["trial"]):

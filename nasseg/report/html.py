@@ -35,7 +35,7 @@ from nasseg.report.ablation_data import bars_info, forest_info
 from nasseg.report.answer import ablation_answer, answer_html, search_answer
 from nasseg.report.choose import choice_info
 from nasseg.report.choose_html import choice_sections
-from nasseg.search.confirm import confirmed_table
+from nasseg.search.confirm import confirmed_table, interval_note
 
 __all__ = ["Report", "build_report", "write_report"]
 
@@ -238,8 +238,8 @@ def _confirm_section(study: optuna.Study, page: _Page) -> None:
     page.heading(f"Confirmed on the test split ({len(conf)} networks x {info['seeds']} seeds)", "confirmed")
     page.note("Validation Dice chose the Pareto set (and each trial's best epoch); the test cases were "
               f"never seen by the search. Each member was re-trained with {info['seeds']} seeds "
-              f"({info['epochs']} epochs) and scored once on the test split; 95% CI from a mixed model "
-              "with crossed random seed and case effects. 'Stays' = still on the Pareto front with the "
+              f"({info['epochs']} epochs) and scored once on the test split; {interval_note(conf)}. "
+              "'Stays' = still on the Pareto front with the "
               f"confirmed Dice. Normalised hypervolume of these members: validation {info['hv_val']:.4f}, "
               f"confirmed test {info['hv_test']:.4f}.")
     cols = ["trial", "arch id", "val Dice", "test Dice [95% CI]", "SD (seeds)", "seeds", "stays on front"]

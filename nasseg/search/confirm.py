@@ -28,6 +28,7 @@ from typing import Any
 
 import pandas as pd
 
+from nasseg.ablation.stats import MIN_MODEL_SEEDS, summarize_variant, tidy
 from nasseg.errors import ConfigError
 from nasseg.store import front, locate, objectives_of, study_record, trial_record, unique_feasible, update_record
 from nasseg.store.claims import job_lock, run_lock
@@ -67,8 +68,7 @@ def confirm_search(path: str | Path, *, seeds: int = 3, top: int | None = None, 
         ConfigError: the study has no test split (``test_fraction: 0``), no completed trials,
             or no Dice objective.
     """
-    # training and its statistics (torch, scipy): only when confirming; the report reads confirmed_table
-    from nasseg.ablation.stats import summarize_variant, tidy
+    # training (torch): only when confirming; the report reads confirmed_table
     from nasseg.arch import load_arch
     from nasseg.runs import study_data
     from nasseg.search.setup import prepare
@@ -182,6 +182,26 @@ def confirmed_table(study: Any) -> pd.DataFrame | None:
     if not info:
         return None
     return pd.DataFrame(info["members"])
+
+
+def interval_note(conf: pd.DataFrame) -> str:
+    """What the confirmed test intervals are, in words (for ``confirm``, ``pareto`` and the report).
+
+    With at least :data:`~nasseg.ablation.stats.MIN_MODEL_SEEDS` seeds per member they are the
+    mixed model's; with fewer they are conditional on the trained networks (a t interval over
+    the test cases of the seed-averaged values), as :func:`~nasseg.ablation.stats.summarize_variant`
+    makes them, and too narrow for a claim about the architectures.
+
+    Example:
+        >>> interval_note(pd.DataFrame({"n_seeds": [1, 1]}))[:60]
+        '95% CI conditional on the trained networks (1 seed, fewer th'
+    """
+    n = int(conf["n_seeds"].min())
+    if n >= MIN_MODEL_SEEDS:
+        return "95% CI from a mixed model with crossed random seed and case effects"
+    return (f"95% CI conditional on the trained networks ({n} seed{'s' if n != 1 else ''}, fewer than "
+            f"{MIN_MODEL_SEEDS}: a t interval over the test cases, no p-value); it leaves training randomness "
+            "out, so it is too narrow for a claim about the architectures")
 
 
 def confirm_columns(study: Any, table: pd.DataFrame) -> pd.DataFrame | None:
