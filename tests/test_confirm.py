@@ -51,7 +51,7 @@ def test_confirm_retrains_the_front_on_the_test_split(tmp_path: Path, capsys) ->
 
     html = build_report(study).html
     assert "Confirmed on the test split" in html and "val Dice" in html
-    assert "95% CI conditional on the trained networks (2 seeds" in html and "from a mixed model" not in html
+    assert "95% CI conditional on the trained networks (2 seeds" in html and "mixed model" not in html
     assert f"confirmed on test: {info['hv_test']:.4f}" in html  # the dashed line of the HV history
 
     # resuming re-trains nothing

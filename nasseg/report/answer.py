@@ -25,6 +25,7 @@ from nasseg.report.data import Header
 from nasseg.report.page import esc
 from nasseg.ablation.tables import fmt_count
 from nasseg.report.choose_html import cost_text
+from nasseg.search.confirm import interval_note
 
 __all__ = ["Answer", "Pick", "ablation_answer", "answer_html", "search_answer"]
 
@@ -120,7 +121,8 @@ def search_answer(study: Any, h: Header, info: ChoiceInfo, confirmed: pd.DataFra
         links.append(("confirmed on the test split", "confirmed"))
     links += [("choosing a network", "choosing"), ("learning curves", "learning-curves"),
               ("study details", "details")]
-    note = ("test = confirmed by nasseg confirm (mean over seeds, 95% CI from the mixed model); "
+    how = f"; {interval_note(confirmed)}" if conf is not None else ""
+    note = (f"test = confirmed by nasseg confirm (mean over seeds{how}); "
             "validation = the cases that chose the network (optimistic: run nasseg confirm for test values).")
     if not picks:
         note = info.note or "no feasible trained network yet"
