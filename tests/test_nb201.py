@@ -61,6 +61,9 @@ def test_tiny_bench_writes_the_summary(tmp_path):
     assert "evaluations to random's HV@8 [95% bootstrap]" in summary and "## Verdict" in summary
     s = res["summary"]
     assert set(s) == {"random", "local", "morea"} and "p_holm" in s["local"]["hv"]["0.5"]
+    # one Holm family, at the primary endpoint only; 25% and 100% are secondary, unadjusted (issue 21)
+    assert all("p_holm" not in s[k]["hv"][f] and "p" in s[k]["hv"][f] for k in ("local", "morea") for f in ("0.25", "1.0"))
+    assert "| p @8 (secondary, unadjusted) |" in summary and "Holm p @8" not in summary
     assert 0 < s["random"]["hv"]["1.0"]["mean"] <= res["settings"]["hv_star"] <= 1
     for f in ("results.json", "hv_curve.csv", "hv_vs_evaluations.html"):
         assert (tmp_path / f).stat().st_size > 0
