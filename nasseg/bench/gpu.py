@@ -56,6 +56,7 @@ import numpy as np
 import optuna
 import torch
 import yaml
+from PIL import Image
 
 import nasseg
 from nasseg.arch import build_model, load_arch
@@ -196,8 +197,6 @@ def _device_name(dev: torch.device) -> str:
 
 def _tiny_cases(tmp: Path) -> Path:
     """``--tiny``'s part 1 data: 16 synthetic 32x32 cases written as PNG files under ``tmp``."""
-    from PIL import Image
-
     ds = load_dataset(resolve_data("synthetic", n_cases=16, size=32))
     folder = tmp / "tiny_cases"
     (folder / "images").mkdir(parents=True)

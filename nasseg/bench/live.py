@@ -40,6 +40,7 @@ import pandas as pd
 import yaml
 
 from nasseg.search.results import hv_curve, hypervolume, open_result
+from nasseg.search.runner import run_search
 from nasseg.store import OBJECTIVES, trial_record
 
 METHODS = {
@@ -80,8 +81,6 @@ def run_bench(*, data: str, space: str | Path, seeds: list[int] = (0, 1, 2),
               out: str | Path = "reports/bench/search/live", progress: bool = True,
               methods: list[str] = ("default", "random")) -> dict[str, Any]:
     """Run (or resume) every method x seed and write the results; returns ``results.json``'s dict."""
-    from nasseg.search.runner import run_search  # torch (training) only when the benchmark runs
-
     out = Path(out)
     (out / "runs" / "studies").mkdir(parents=True, exist_ok=True)
     runs, curves = [], []

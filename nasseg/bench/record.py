@@ -39,13 +39,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from nasseg.data import load_dataset, resolve_data
 from nasseg.data.integrity import family_groups, find_duplicates
 from nasseg.data.splits import describe_duplicates
 from nasseg.errors import ConfigError
+from nasseg.search.sources import RandomSource
 from nasseg.store.objectives import OBJECTIVES
+from nasseg.train import TrainConfig
 from nasseg.versions import versions
 
 COLUMNS = ["arch_id", "seed", "epoch", "val_dice", "test_dice", "train_loss", "seconds", "params",
@@ -87,10 +88,8 @@ def iter_archs(space: Any, seed: int, in_channels: int, out_channels: int,
     :func:`nasseg.cost.counters.count_macs`, the counter of :func:`nasseg.cost.profile`).
     ``known`` (arch id -> costs) skips counting architectures already recorded.
     """
-    # torch (networks and their counts) only when sampling: the replay reads this module's table code
-    from nasseg.arch import arch_id, build_model
-    from nasseg.cost import counters
-    from nasseg.search.sources import RandomSource
+    from nasseg.arch import arch_id, build_model  # lazy: CLI startup (torch; `nasseg --help` reads RecordConfig)
+    from nasseg.cost import counters  # lazy: CLI startup (torch; `nasseg --help` reads RecordConfig)
 
     rng = np.random.default_rng(seed)
     shape = (1, in_channels, *(space.constraints.input_size or [256, 256]))
@@ -171,6 +170,8 @@ def _recorded_split(ds: Any, cfg: RecordConfig) -> dict[str, Any]:
 
 def done_runs(table: Path) -> tuple[set[tuple[str, int]], dict[str, dict[str, Any]]]:
     """(arch_id, seed) pairs already in the table, and the costs of its architectures."""
+    import pandas as pd  # lazy: CLI startup (pandas; `nasseg --help` reads RecordConfig)
+
     if not table.exists():
         return set(), {}
     df = pd.read_csv(table, usecols=["arch_id", "seed", "params", "gmacs"])
@@ -181,6 +182,8 @@ def done_runs(table: Path) -> tuple[set[tuple[str, int]], dict[str, dict[str, An
 
 def append_rows(table: Path, rows: list[dict[str, Any]]) -> None:
     """Append rows as one gzip member (a header only when the file is new)."""
+    import pandas as pd  # lazy: CLI startup (pandas; `nasseg --help` reads RecordConfig)
+
     buf = io.StringIO()
     pd.DataFrame(rows, columns=COLUMNS).to_csv(buf, index=False, header=not table.exists())
     with gzip.open(table, "at") as fh:
@@ -189,12 +192,12 @@ def append_rows(table: Path, rows: list[dict[str, Any]]) -> None:
 
 def record(cfg: RecordConfig, log: Any = print) -> Path:
     """Record (or resume) the table; returns its path."""
-    import torch  # torch and training: only when recording (the replay reads the table without them)
+    import torch  # lazy: CLI startup (torch; `nasseg --help` reads RecordConfig)
 
-    from nasseg.arch import build_model
-    from nasseg.search.space_parse import load_space
-    from nasseg.train import TrainConfig, train
-    from nasseg.train.evaluate import evaluate
+    from nasseg.arch import build_model  # lazy: CLI startup (torch; `nasseg --help` reads RecordConfig)
+    from nasseg.search.space_parse import load_space  # lazy: CLI startup (torch; `nasseg --help` reads RecordConfig)
+    from nasseg.train import train  # lazy: CLI startup (torch; `nasseg --help` reads RecordConfig)
+    from nasseg.train.evaluate import evaluate  # lazy: CLI startup (torch; `nasseg --help` reads RecordConfig)
 
     for flag, value in (("--data", cfg.data), ("--space", cfg.space)):
         if not value:

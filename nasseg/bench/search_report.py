@@ -39,12 +39,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from nasseg.bench.replay import DEFAULT_CURRENT, Trial, front_test_hv, replay
 from nasseg.bench.table import Table
 from nasseg.errors import ConfigError
+from nasseg.search.space_parse import load_space
 from nasseg.store.objectives import OBJECTIVES
 
 STRATEGIES = ["random", "rsnap", "nsga2", "tpe", "nsga2p20+pareto", "default", "random+moasha", "random+pareto",
@@ -99,8 +101,6 @@ def run_replay_bench(table_path: str | Path, *, strategies: list[str] | None = N
                      budget: int | None = None, out: str | Path = "reports/bench/search",
                      log: Any = print) -> dict[str, Any]:
     """Replay every strategy x seed, compare with random search, write the report."""
-    from nasseg.search.space_parse import load_space
-
     table_path = Path(table_path)
     table = Table.load(table_path)
     sidecar = table_path.with_name(table_path.name.removesuffix(".csv.gz") + ".json")
@@ -223,7 +223,6 @@ def write(out: Path, result: dict[str, Any], curves: dict[str, np.ndarray]) -> N
     df = pd.DataFrame(rows)
     df.to_csv(out / "hv_curve.csv", index=False)
     (out / "summary.md").write_text(markdown(result))
-    import plotly.graph_objects as go
 
     fig = go.Figure()
     for s in curves:

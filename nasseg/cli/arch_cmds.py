@@ -29,8 +29,8 @@ def _default_shape(cfg) -> tuple[int, ...]:
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
-    from nasseg.arch import arch_id, load_arch, preset_names  # lazy: torch; `nasseg --help` starts without it
-    from nasseg.cost import profile  # lazy: torch; `nasseg --help` starts without it
+    from nasseg.arch import arch_id, load_arch, preset_names  # lazy: CLI startup (torch)
+    from nasseg.cost import profile  # lazy: CLI startup (torch)
 
     unknown = [n for n in args.names if n not in preset_names()]
     if unknown:
@@ -58,8 +58,8 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    from nasseg.arch import load_arch  # lazy: torch; `nasseg --help` starts without it
-    from nasseg.cost import profile  # lazy: torch; `nasseg --help` starts without it
+    from nasseg.arch import load_arch  # lazy: CLI startup (torch)
+    from nasseg.cost import profile  # lazy: CLI startup (torch)
 
     cfg = load_arch(args.arch)
     shape = parse_shape(args.input) if args.input else _default_shape(cfg)

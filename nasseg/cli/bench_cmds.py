@@ -25,7 +25,9 @@ from typing import Any
 
 from rich.table import Table
 
+from nasseg.bench.record import RecordConfig, record
 from nasseg.cli.console import make_console
+from nasseg.cli.train_cmds import data_args, resolve_data_args
 from nasseg.cli.vocabulary import add_no_progress, add_out
 from nasseg.errors import ConfigError
 
@@ -43,8 +45,6 @@ def register(sub: Any) -> None:
 
 
 def _add_train(bench: Any) -> None:
-    from nasseg.cli.train_cmds import data_args
-
     b = bench.add_parser("train", help="nasseg's training loop vs a plain PyTorch loop (images/s and ratio)")
     b.add_argument("arch", metavar="PRESET_OR_YAML", nargs="?", default="cmunext_s",
                    help="a preset name or an architecture YAML (default: cmunext_s)")
@@ -62,9 +62,8 @@ def _add_train(bench: Any) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from nasseg.arch import load_arch
-    from nasseg.bench.train import bench_train
-    from nasseg.cli.train_cmds import resolve_data_args
+    from nasseg.arch import load_arch  # lazy: CLI startup (torch)
+    from nasseg.bench.train import bench_train  # lazy: CLI startup (torch, scipy)
 
     arch = load_arch(args.arch)
     data = resolve_data_args(args)
@@ -117,7 +116,7 @@ def _add_gpu(bench: Any) -> None:
 
 
 def _gpu(args: argparse.Namespace) -> int:
-    from nasseg.bench.gpu import PARTS, bench_gpu, failed, summary_markdown
+    from nasseg.bench.gpu import PARTS, bench_gpu, failed, summary_markdown  # lazy: CLI startup (torch, pandas, scipy)
 
     try:
         per_gpu = tuple(int(x) for x in args.per_gpu.split(",")) if args.per_gpu else None
@@ -138,8 +137,6 @@ def _gpu(args: argparse.Namespace) -> int:
 
 
 def _add_record(bench: Any) -> None:
-    from nasseg.bench.record import RecordConfig
-
     d = RecordConfig()
     p = bench.add_parser("record", help="train a seeded sample of a space's networks and store their curves",
                          description="Train a seeded sample of feasible architectures of a search space, "
@@ -169,8 +166,6 @@ def _add_record(bench: Any) -> None:
 
 
 def _record(args: argparse.Namespace) -> int:
-    from nasseg.bench.record import RecordConfig, record
-
     cfg = RecordConfig(name=args.name, data=args.data, size=args.size, space=args.space, n_archs=args.archs,
                        seeds=args.seeds, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                        n_train=args.split[0], n_val=args.split[1], n_test=args.split[2],
@@ -234,7 +229,7 @@ def _add_search(bench: Any) -> None:
 
 def _search(args: argparse.Namespace) -> int:
     if args.nb201:
-        from nasseg.bench.nb201_report import markdown, run_nb201_bench
+        from nasseg.bench.nb201_report import markdown, run_nb201_bench  # lazy: CLI startup (torch, pandas, scipy)
 
         out = args.out or f"reports/bench/search/nb201/{args.nb201}_{args.objectives}obj"
         print(f"nasseg bench search --nb201 {args.nb201}: {args.replay_seeds} seeds per strategy")
@@ -246,7 +241,7 @@ def _search(args: argparse.Namespace) -> int:
         print(f"wrote {out}/summary.md, results.json, hv_curve.csv, hv_vs_evaluations.html")
         return 0
     if args.replay:
-        from nasseg.bench.search_report import markdown, run_replay_bench
+        from nasseg.bench.search_report import markdown, run_replay_bench  # lazy: CLI startup (pandas, scipy)
 
         args.out = args.out or "reports/bench/search"
         print(f"nasseg bench search --replay {args.replay}: {args.replay_seeds} seeds per strategy")
@@ -256,7 +251,7 @@ def _search(args: argparse.Namespace) -> int:
         print(markdown(res))
         print(f"wrote {args.out}/summary.md, results.json, hv_curve.csv, hv_vs_budget.html")
         return 0
-    from nasseg.bench.live import run_bench
+    from nasseg.bench.live import run_bench  # lazy: CLI startup (pandas)
 
     for flag, value in (("--data", args.data), ("--space", args.space)):
         if not value:

@@ -16,6 +16,9 @@ import argparse
 import json
 from typing import Any
 
+from nasseg.data import DataConfig, load_dataset, resolve_data
+from nasseg.data.check import check_dataset
+
 
 def register(sub: Any) -> None:
     """Add ``check`` to the ``nasseg`` command line."""
@@ -35,9 +38,6 @@ def register(sub: Any) -> None:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from nasseg.data import DataConfig, load_dataset, resolve_data
-    from nasseg.data.check import check_dataset
-
     spec: Any = DataConfig.from_yaml(args.data) if str(args.data).endswith((".yaml", ".yml")) else args.data
     cfg = resolve_data(spec, size=args.size, stratify=args.stratify, group=args.group, table=args.split_table)
     found = check_dataset(load_dataset(cfg), cfg.split, threshold=args.threshold)

@@ -32,7 +32,7 @@ def register(sub: Any) -> None:
 
 
 def run_confirm(args: argparse.Namespace) -> int:
-    from nasseg.search.confirm import confirm_search, interval_note
+    from nasseg.search.confirm import confirm_search, interval_note  # lazy: CLI startup (pandas)
 
     quiet_libraries(args)
     res = confirm_search(args.study, seeds=args.seeds, top=args.top, epochs=args.epochs,

@@ -10,6 +10,7 @@ import logging
 import os
 from typing import Any
 
+import optuna
 from rich.console import Console
 
 PIPE_WIDTH = 200
@@ -33,11 +34,9 @@ def quiet_libraries(args: Any) -> None:
     """Third-party banners and INFO lines off unless ``--verbose``: Optuna's "A new study
     created in RDB", Ray's token warning and INFO lines, Ray Tune's configuration table and
     TensorBoard hint. Environment variables the user set are left alone. Called by the
-    commands that open a study (it imports Optuna)."""
+    commands that open a study."""
     if getattr(args, "verbose", False):
         return
-    import optuna
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     for key, value in RAY_QUIET_ENV.items():
         os.environ.setdefault(key, value)

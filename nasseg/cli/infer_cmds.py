@@ -19,7 +19,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from nasseg.cli.console import make_console
+from nasseg.cli.nnunet_cmds import export_nnunet
 from nasseg.cli.vocabulary import add_no_progress, add_out
+from nasseg.device import resolve_device
+from nasseg.errors import ConfigError
 
 RUN_OR_TRIAL = "run folder, study trial (STUDY.yaml#N) or exported .onnx / TorchScript file"
 
@@ -70,13 +73,11 @@ def add_export_args(p: argparse.ArgumentParser) -> None:
 
 
 def _device(name: str) -> str:
-    from nasseg.device import resolve_device
-
     return str(resolve_device(name, "--device"))
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from nasseg.infer import load_network, predict_path
+    from nasseg.infer import load_network, predict_path  # lazy: CLI startup (torch)
 
     net = load_network(args.network, _device(args.device))
     written = predict_path(net, args.input, args.out, batch_size=args.batch_size, tta=args.tta,
@@ -88,8 +89,8 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from nasseg.infer import evaluate_network, load_network
-    from nasseg.infer.score import overlap_warning
+    from nasseg.infer import evaluate_network, load_network  # lazy: CLI startup (torch)
+    from nasseg.infer.score import overlap_warning  # lazy: CLI startup (torch)
 
     net = load_network(args.network, _device(args.device))
     summary, rows = evaluate_network(net, args.data, out_dir=args.out, batch_size=args.batch_size,
@@ -112,13 +113,10 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def export_model(args: argparse.Namespace) -> int:
     """``nasseg export RUN_OR_TRIAL --format onnx|torchscript -o FILE``."""
-    from nasseg.errors import ConfigError
-    from nasseg.infer import export_network, load_network
+    from nasseg.infer import export_network, load_network  # lazy: CLI startup (torch)
 
     target = args.study if getattr(args, "trial", None) is None else f"{args.study}#{args.trial}"
     if args.format == "nnunet":
-        from nasseg.cli.nnunet_cmds import export_nnunet
-
         return export_nnunet(args, target)
     size = None
     if args.size:

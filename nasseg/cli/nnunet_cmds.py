@@ -17,7 +17,7 @@ from nasseg.cli.console import make_console
 
 def export_nnunet(args: argparse.Namespace, target: str) -> int:
     """Write the plans fragment (and a complete plans file with ``--plans``), print how to train."""
-    from nasseg.nnunet.export import export_nnunet as write, train_commands
+    from nasseg.nnunet.export import export_nnunet as write, train_commands  # lazy: CLI startup (torch)
 
     out = args.output or f"{Path(str(target).replace('#', '_trial')).stem}_nnunet"
     res = write(target, out, plans=args.plans, overwrite=bool(getattr(args, "overwrite", False)))

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import argparse
 import shlex
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from optuna.trial import TrialState
+
 from nasseg.cli.console import quiet_libraries
 from nasseg.cli.vocabulary import add_no_progress, add_out, add_study
-from nasseg.errors import NassegError, mask_url
+from nasseg.errors import NassegError, NothingFound, mask_url
+from nasseg.store import trial_record
 
 _FLAGS = ("profile", "study_name", "seeds", "epochs", "max_cases", "storage", "out_dir", "max_runs")
 _SPELLING = {"study_name": "--study", "out_dir": "--runs"}
@@ -88,14 +92,14 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _ablate(args: argparse.Namespace) -> int:
-    from nasseg.ablation.config import load_ablation
-    from nasseg.ablation.runner import describe_plan, plan, run_ablation
+    from nasseg.ablation.config import load_ablation  # lazy: CLI startup (pandas, scipy)
+    from nasseg.ablation.runner import describe_plan, plan, run_ablation  # lazy: CLI startup (pandas, scipy)
 
     quiet_libraries(args)
 
     cfg = load_ablation(args.study, profile=args.profile, overrides=_overrides(args))
     if args.dry_run:
-        from nasseg.ablation.tables import fmt_count
+        from nasseg.ablation.tables import fmt_count  # lazy: CLI startup (pandas, scipy)
 
         p = plan(cfg, args.study)
         print(f"study '{cfg.name}' ({cfg.design}): {len(p.variants)} variants x {len(cfg.seed_list())} seeds; "
@@ -113,12 +117,12 @@ def _ablate(args: argparse.Namespace) -> int:
     _refuse_without_results(study, args.study)
     if args.no_report:
         return 0
-    from nasseg.ablation.tables import to_markdown
-    from nasseg.report.html import write_report
+    from nasseg.ablation.tables import to_markdown  # lazy: CLI startup (pandas, scipy)
+    from nasseg.report.html import write_report  # lazy: CLI startup (pandas, plotly, scipy)
 
     out = Path(args.output) if args.output else Path("reports") / cfg.name
     path = write_report(study, out)
-    from nasseg.ablation.results import analyze
+    from nasseg.ablation.results import analyze  # lazy: CLI startup (pandas, scipy)
 
     print(to_markdown(analyze(study)))
     print(f"tables: {path.parent / 'stats.csv'} (.md, .tex)")
@@ -128,13 +132,6 @@ def _ablate(args: argparse.Namespace) -> int:
 
 def _refuse_without_results(study, where: str) -> None:
     """No COMPLETE run: exit 3 with the runs' reasons, not a report of empty cells."""
-    from collections import Counter
-
-    from optuna.trial import TrialState
-
-    from nasseg.errors import NothingFound
-    from nasseg.store import trial_record
-
     trials = study.get_trials(deepcopy=False)
     if any(t.state == TrialState.COMPLETE for t in trials):
         return
@@ -147,8 +144,8 @@ def _refuse_without_results(study, where: str) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from nasseg.report.source import open_study
-    from nasseg.report.html import write_report
+    from nasseg.report.source import open_study  # lazy: CLI startup (pandas, plotly, scipy)
+    from nasseg.report.html import write_report  # lazy: CLI startup (pandas, plotly, scipy)
 
     quiet_libraries(args)
     study = open_study(args.study, study_name=args.study_name, profile=args.profile)
@@ -157,7 +154,7 @@ def _report(args: argparse.Namespace) -> int:
     path = write_report(study, out)
     print(f"report: {path}  (open it in a browser; it works offline)")
     if args.check:
-        from nasseg.report.browser import check_report
+        from nasseg.report.browser import check_report  # lazy: CLI startup (pandas, plotly, scipy)
 
         shot = path.parent / "artifacts" / f"{path.stem}.png"
         check = check_report(path, screenshot=shot)

@@ -20,8 +20,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from nasseg.cli.console import make_console, quiet_libraries
+from nasseg.cli.infer_cmds import add_export_args, export_model
 from nasseg.cli.vocabulary import add_no_progress, add_out, add_study
-from nasseg.errors import NothingFound, mask_url
+from nasseg.errors import ConfigError, NothingFound, mask_url
+from nasseg.outputs import check_file
+from nasseg.search.study import load_study_config
+from nasseg.search.verdict import search_verdict
+from nasseg.store import hypervolume, locate, objectives_of, study_record
 
 
 def register(sub: Any) -> None:
@@ -63,7 +68,6 @@ def register(sub: Any) -> None:
     p.add_argument("--trial", type=int, help="trial number (see `nasseg pareto`), or write STUDY#N (default: none)")
     add_out(p, "the file to write (default: none for yaml; NAME.onnx / NAME.pt for onnx / torchscript)",
             dest="output")
-    from nasseg.cli.infer_cmds import add_export_args
 
     add_export_args(p)
     p.set_defaults(func=_export)
@@ -78,13 +82,13 @@ def _search(args: argparse.Namespace) -> int:
     command = "nasseg " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     quiet_libraries(args)
     if args.backend == "ray":
-        from nasseg.search.ray_backend import run_search_ray
+        from nasseg.search.ray_backend import run_search_ray  # lazy: ray is optional (extra "ray")
 
         summary = run_search_ray(args.study, workers=args.workers, trials=args.trials, address=args.address,
                                  progress=not args.no_progress, command=command, overrides=_overrides(args),
                                  trials_per_device=args.trials_per_gpu, say=make_console().print)
     else:
-        from nasseg.search.runner import run_search
+        from nasseg.search.runner import run_search  # lazy: CLI startup (torch)
 
         summary = run_search(args.study, workers=args.workers, trials=args.trials,
                              progress=not args.no_progress, command=command, overrides=_overrides(args),
@@ -114,8 +118,6 @@ def _search(args: argparse.Namespace) -> int:
 def _budget_reached(args: argparse.Namespace, trained: int) -> bool:
     """Whether the trial budget (``--trials`` or the study's ``budget.trials``, which counts
     trained networks) is spent, so that running the study again trains nothing."""
-    from nasseg.search.study import load_study_config
-
     limit = args.trials if args.trials is not None else load_study_config(args.study).budget.trials
     return limit is not None and trained >= limit
 
@@ -127,9 +129,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def _print_front(target: str, name: str | None, console: Console, every: bool = False,
                  csv: str | None = None) -> None:
-    from nasseg.search.confirm import confirm_columns, confirmed_table, interval_note
-    from nasseg.search.results import front_table, trial_table
-    from nasseg.store import hypervolume, locate, objectives_of, study_record
+    from nasseg.search.confirm import confirm_columns, confirmed_table, interval_note  # lazy: CLI startup (pandas)
+    from nasseg.search.results import front_table, trial_table  # lazy: CLI startup (pandas)
 
     study = locate(target, name)
     if not study.get_trials(deepcopy=False):
@@ -163,8 +164,6 @@ def _print_front(target: str, name: str | None, console: Console, every: bool = 
             console.print("[yellow]the Pareto set has changed since `nasseg confirm` ran "
                           f"(it confirmed trials {', '.join(map(str, sorted(members)))}); run it again[/]")
     if table.empty and not every:
-        from nasseg.search.verdict import search_verdict
-
         console.print(f"no Pareto set: {escape(search_verdict(study) or 'no feasible trial')}")
 
 
@@ -183,14 +182,9 @@ def _pareto(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from nasseg.errors import ConfigError
-    from nasseg.outputs import check_file
-    from nasseg.search.results import export_trial
-    from nasseg.store import locate
+    from nasseg.search.results import export_trial  # lazy: CLI startup (pandas)
 
     if args.format != "yaml":
-        from nasseg.cli.infer_cmds import export_model
-
         return export_model(args)
     if "#" in args.study and args.trial is None:
         args.study, number = args.study.rsplit("#", 1)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from nasseg.cli.vocabulary import add_out
+from nasseg.configio import validate
 
 
 def register(sub: Any) -> None:
@@ -38,10 +39,9 @@ def register(sub: Any) -> None:
 
 
 def run_stats(args: argparse.Namespace) -> int:
-    from nasseg.ablation.config import BootstrapConfig, StatsConfig
-    from nasseg.ablation.csvstats import csv_stats
-    from nasseg.ablation.tables import to_markdown, write_tables
-    from nasseg.configio import validate
+    from nasseg.ablation.config import BootstrapConfig, StatsConfig  # lazy: CLI startup (pandas, scipy)
+    from nasseg.ablation.csvstats import csv_stats  # lazy: CLI startup (pandas, scipy)
+    from nasseg.ablation.tables import to_markdown, write_tables  # lazy: CLI startup (pandas, scipy)
 
     st = validate(StatsConfig, {"test": args.test, "alpha": args.alpha,
                                 "bootstrap": BootstrapConfig(confidence=args.confidence).model_dump()}, "nasseg stats")

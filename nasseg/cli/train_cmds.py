@@ -17,7 +17,10 @@ from rich.table import Table
 
 from nasseg.cli.console import make_console
 from nasseg.cli.vocabulary import add_no_progress, add_out
+from nasseg.data import DataConfig, resolve_data
+from nasseg.data.check import split_notes
 from nasseg.errors import ConfigError
+from nasseg.train import TrainConfig
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -66,8 +69,6 @@ def data_args(p: argparse.ArgumentParser) -> None:
 
 
 def resolve_data_args(args: argparse.Namespace):
-    from nasseg.data import DataConfig, resolve_data
-
     size = args.size[0] if args.size and len(args.size) == 1 else args.size
     spec: Any = args.data
     if str(spec).endswith((".yaml", ".yml")):
@@ -88,8 +89,6 @@ def resolve_data_args(args: argparse.Namespace):
 
 
 def _train_config(args: argparse.Namespace):
-    from nasseg.train import TrainConfig
-
     base: dict[str, Any] = {}
     if args.train_config:
         base = TrainConfig.from_yaml(args.train_config).model_dump(exclude_unset=True)
@@ -105,10 +104,9 @@ def _train_config(args: argparse.Namespace):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from nasseg.arch import load_arch
-    from nasseg.data.check import split_notes
-    from nasseg.train import train
-    from nasseg.train.result import claim_run_dir, resumable
+    from nasseg.arch import load_arch  # lazy: CLI startup (torch)
+    from nasseg.train import train  # lazy: CLI startup (torch)
+    from nasseg.train.result import claim_run_dir, resumable  # lazy: CLI startup (torch)
 
     if args.resume:
         resumable(args.out)
@@ -131,7 +129,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     res = train(arch, data, cfg, run_dir=run_dir, progress=not args.no_progress, resume=args.resume)
     plan = res.config["resolved"].get("plan")
     if plan is not None and args.no_progress:  # with progress on, train() printed it before training
-        from nasseg.data.plan import Plan
+        from nasseg.data.plan import Plan  # lazy: CLI startup (torch)
 
         console.print(Plan(**plan).describe(), markup=False)
     console.print(metrics_table(res))
@@ -165,8 +163,6 @@ def metrics_table(res) -> Table:
 
 def _train_defaults() -> dict[str, Any]:
     """TrainConfig's defaults, which the help texts show (the flags default to ``None``: not set)."""
-    from nasseg.train.config import TrainConfig
-
     return {k: f.default for k, f in TrainConfig.model_fields.items()}
 
 
