@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from fvcore.nn import FlopCountAnalysis
 from torch import nn
 
 from nasseg.device import autocast_dtype, resolve_precision
@@ -42,12 +43,12 @@ def _ptflops() -> Any:
     torchvision::nms does not exist"), and that RuntimeError escaped ptflops' ImportError
     guard. nasseg counts no torchvision layer, so it is hidden for the import."""
     try:
-        import ptflops
+        import ptflops  # lazy: ptflops imports torchvision, which may not load (see above)
     except RuntimeError:
         for name in [m for m in sys.modules if m.split(".")[0] in ("torchvision", "ptflops")]:
             del sys.modules[name]
         sys.modules["torchvision"] = None  # `import torchvision` now raises ImportError
-        import ptflops
+        import ptflops  # lazy: ptflops imports torchvision, which may not load (see above)
     return ptflops
 
 
@@ -67,8 +68,6 @@ def count_macs(model: nn.Module, shape: tuple[int, ...]) -> int:
 
 
 def count_flops(model: nn.Module, shape: tuple[int, ...]) -> int:
-    from fvcore.nn import FlopCountAnalysis
-
     model.eval()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")

@@ -92,13 +92,13 @@ def load_dataset(cfg: DataConfig, *, cache: bool = True) -> SegDataset:
         _CACHE.move_to_end(key)
         return _CACHE[key]
     if cfg.kind == "synthetic":
-        from nasseg.data.synthetic import make_synthetic as load
+        from nasseg.data.synthetic import make_synthetic as load  # lazy: torch; data configs load and validate without it
     elif cfg.kind == "folder":
-        from nasseg.data.folder import load_folder as load
+        from nasseg.data.folder import load_folder as load  # lazy: torch; data configs load and validate without it
     elif cfg.kind == "nnunet":
-        from nasseg.data.nnunet_raw import load_nnunet_raw as load
+        from nasseg.data.nnunet_raw import load_nnunet_raw as load  # lazy: torch; data configs load and validate without it
     else:
-        from nasseg.data.decathlon import load_decathlon as load
+        from nasseg.data.decathlon import load_decathlon as load  # lazy: torch; data configs load and validate without it
     ds = load(cfg)
     if cache:
         _CACHE[key] = ds

@@ -201,7 +201,7 @@ def sliding_window(predict: Callable[[Tensor], Tensor], image: Tensor, patch: tu
         >>> sliding_window(lambda x: x * 2, torch.ones(1, 5, 6, 7), (4, 4, 4)).shape
         torch.Size([1, 5, 6, 7])
     """
-    from monai.inferers import sliding_window_inference
+    from monai.inferers import sliding_window_inference  # lazy: monai takes seconds to import; only sliding-window evaluation needs it
 
     out = sliding_window_inference(image[None], tuple(patch), batch_size, predict, overlap=overlap,
                                    mode="gaussian", sigma_scale=0.125, padding_mode="constant", cval=0.0)

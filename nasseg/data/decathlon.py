@@ -16,6 +16,7 @@ import logging
 import zlib
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 
 from nasseg.data.base import SegDataset, check_finite
@@ -158,8 +159,6 @@ def read_modalities(path: Path, channels: int) -> list[str]:
 
 def read_header(path: Path) -> tuple[tuple[int, ...], tuple[float, ...], int]:
     """``(spatial shape, voxel size, channels)`` from a NIfTI header, without decoding voxels."""
-    import nibabel as nib
-
     try:
         img = nib.load(str(path))
     except (OSError, EOFError, ValueError, zlib.error, gzip.BadGzipFile,
@@ -233,8 +232,6 @@ def read_nifti_geometry(path: Path) -> tuple[np.ndarray, tuple[float, ...], np.n
     Raises:
         DataError: the file is unreadable or truncated.
     """
-    import nibabel as nib
-
     try:
         img = nib.load(str(path))
         zooms = tuple(float(z) for z in img.header.get_zooms()[:3])

@@ -150,7 +150,7 @@ def nonzero_box(image: np.ndarray) -> list[tuple[int, int]]:
         >>> nonzero_box(im)
         [(1, 3), (2, 3)]
     """
-    from monai.transforms.utils import generate_spatial_bounding_box
+    from monai.transforms.utils import generate_spatial_bounding_box  # lazy: monai takes seconds to import; only foreground cropping needs it
 
     lo, hi = generate_spatial_bounding_box(image, select_fn=lambda v: v != 0)
     if all(a == b == 0 for a, b in zip(lo, hi)):

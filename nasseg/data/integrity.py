@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 __all__ = ["Family", "DuplicateReport", "NEAR_BITS", "family_groups", "find_duplicates", "image_hash",
            "volume_hash"]
@@ -122,8 +123,7 @@ def image_hash(image: np.ndarray) -> str:
         >>> image_hash(x) == image_hash(3 * x + 1)  # invariant to contrast and offset
         True
     """
-    import imagehash
-    from PIL import Image
+    import imagehash  # lazy: imagehash imports scipy and PyWavelets; data configs load without them
 
     grey = np.asarray(image, dtype=np.float64).mean(axis=0)
     lo, hi = float(grey.min()), float(grey.max())
@@ -144,8 +144,8 @@ def volume_hash(volume: np.ndarray, grid: int = 16, keep: int = 6) -> str:
         >>> volume_hash(v) == volume_hash(2 * v - 5)
         True
     """
-    import scipy.fft
-    import torch
+    import scipy.fft  # lazy: scipy; data configs load without it
+    import torch  # lazy: torch; data configs load and validate without it
 
     v = torch.as_tensor(np.asarray(volume, dtype=np.float32)).mean(0)[None, None]
     small = torch.nn.functional.adaptive_avg_pool3d(v, grid)[0, 0].double().numpy()
@@ -161,7 +161,7 @@ def _pack(bits: np.ndarray) -> str:
 
 def _cache_dir() -> Path:
     """``$NASSEG_CACHE_DIR/duplicates``, beside the preprocessing cache (which owns the root)."""
-    from nasseg.data.preprocess import cache_root
+    from nasseg.data.preprocess import cache_root  # lazy: torch; data configs load and validate without it
 
     return cache_root().parent / "duplicates"
 

@@ -45,6 +45,7 @@ from nasseg.data.identity import files_identity
 from nasseg.data.labels import count_values, declare_labels, map_unknown
 from nasseg.data.plan import plan_spacing
 from nasseg.data.preprocess import load_preprocessed, modality_kind
+from nasseg.data.splits import stratified_order
 from nasseg.errors import DataError
 
 NIFTI_ENDINGS = (".nii.gz", ".nii")
@@ -192,9 +193,7 @@ def load_nnunet_raw(cfg: DataConfig) -> SegDataset:
     """
     raw = read_raw(Path(cfg.path or "."))
     cases = raw.cases
-    if cfg.max_cases is not None:
-        from nasseg.data.splits import stratified_order  # a seeded sample, not the first N
-
+    if cfg.max_cases is not None:  # a seeded sample, not the first N
         keep = sorted(stratified_order([""] * len(cases), cfg.split.seed + 7919)[: cfg.max_cases])
         cases = [cases[i] for i in keep]
     names = list(cfg.labels) if cfg.labels else raw.class_names

@@ -150,7 +150,7 @@ def _max_diff(module: torch.nn.Module, path: Path, inputs: list[Tensor]) -> floa
 
 
 def _write_onnx(module: torch.nn.Module, x: Tensor, out: Path, meta: str, dynamic: bool) -> None:
-    import onnx
+    import onnx  # lazy: onnx is optional (extra "export")
 
     dims = None
     if dynamic:
@@ -175,7 +175,7 @@ def _drop_external_data(out: Path) -> None:
     """The exporter may leave ``<file>.data`` for large weights; re-save them inline."""
     data = out.with_name(out.name + ".data")
     if data.exists():
-        import onnx
+        import onnx  # lazy: onnx is optional (extra "export")
 
         onnx.save(onnx.load(str(out)), str(out), save_as_external_data=False)
         data.unlink()

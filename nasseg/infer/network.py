@@ -33,6 +33,8 @@ from torch import Tensor, nn
 from nasseg.arch.config import size_multiple
 from nasseg.errors import ConfigError
 from nasseg.arch import build_model, load_arch
+from nasseg.search.study import load_study_config
+from nasseg.store import feasible, locate, trial_record
 
 META_KEY = "nasseg"
 """ONNX metadata key / TorchScript extra-file stem holding the run's config JSON."""
@@ -187,8 +189,6 @@ def trial_checkpoint(study_ref: str, number: int) -> tuple[Path, dict[str, Any]]
     checkpoint. Raises ``ConfigError`` when the trial is unknown, failed, infeasible or
     has no checkpoint on disk.
     """
-    from nasseg.store import feasible, locate, trial_record
-
     study = locate(study_ref)
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     if number not in trials:
@@ -214,8 +214,6 @@ def trial_checkpoint(study_ref: str, number: int) -> tuple[Path, dict[str, Any]]
 def _trial_root(ref: str, study: Any) -> Path | None:
     path = Path(ref)
     if path.suffix in (".yaml", ".yml"):
-        from nasseg.search.study import load_study_config
-
         return load_study_config(path).out_dir() / "trials"
     if path.is_dir():
         return path / "trials"
@@ -253,8 +251,8 @@ def _from_checkpoint(path: Path, device: str | torch.device) -> Network:
 
 
 def _from_onnx(path: Path) -> Network:
-    import onnx
-    import onnxruntime as ort
+    import onnx  # lazy: onnx is optional (extra "export")
+    import onnxruntime as ort  # lazy: onnxruntime is optional (extra "export")
 
     props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
     if META_KEY not in props:

@@ -34,9 +34,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import Tensor
 
 from nasseg.data.base import check_finite, normalise
@@ -195,7 +198,6 @@ def _predict_images(net: Network, batch: list[tuple[Path, np.ndarray]], out: Pat
         label = predict_labels(lg[None])[0].numpy().astype(np.uint8)
         saved = label * 255 if net.num_classes == 2 and not index_masks else label
         target = mask_path(out, path)
-        from PIL import Image
 
         out.mkdir(parents=True, exist_ok=True)  # with the first mask: a refused input leaves no folder
         Image.fromarray(saved).save(target)
@@ -250,8 +252,6 @@ def _training_preprocessing(net: Network) -> dict:
 
 
 def _predict_volume(net: Network, path: Path, out: Path, batch_size: int, tta: bool) -> Written:
-    import nibabel as nib
-
     img = nib.load(str(path))
     data, spacing, affine = read_nifti_geometry(path)
     data = channels_first(data, path)
@@ -285,7 +285,6 @@ class _bar:
     def __enter__(self):
         if not self.show:
             return lambda n: None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.progress = Progress(TextColumn("[bold]predict[/] {task.description}"), BarColumn(),
                                  MofNCompleteColumn(), TimeElapsedColumn())

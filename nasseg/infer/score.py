@@ -20,6 +20,7 @@ Example:
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -191,8 +192,6 @@ def _with_channels(ds: Any, channels: int, where: str) -> Any:
     """A 2D dataset's images with ``channels`` channels, as ``nasseg predict`` adapts them
     (:func:`nasseg.data.folder.to_channels`, then the per-case z-score again: the folder
     loader normalised the cases before, and colour to grey changes their statistics)."""
-    from dataclasses import replace
-
     def adapt(x: Tensor) -> Tensor:
         out = to_channels(x.numpy(), channels, where, axis=-3)
         return torch.from_numpy(normalise(out) if out.ndim == 3 else np.stack([normalise(c) for c in out]))

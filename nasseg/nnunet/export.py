@@ -131,7 +131,7 @@ def base_patch(plans: dict[str, Any], configuration: str) -> list[int]:
         ConfigError: nnunetv2 is not installed.
     """
     try:
-        from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+        from nnunetv2.utilities.plans_handling.plans_handler import PlansManager  # lazy: nnunetv2 is optional (extra "nnunet")
     except ImportError:
         raise ConfigError("--plans needs nnU-Net v2: pip install 'nasseg[nnunet]'") from None
     return [int(p) for p in PlansManager(plans).get_configuration(configuration).patch_size]

@@ -23,6 +23,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from nasseg.arch import load_arch
+from nasseg.data import load_dataset, resolve_data
+from nasseg.data.decathlon import read_dataset_json, read_header
+from nasseg.data.plan import make_plan
 from nasseg.errors import DataError
 
 GPU_LIKE_MB = 0.8 * 8192
@@ -36,8 +42,6 @@ def decathlon_to_raw(src: Path, raw_base: Path, dataset_id: int, name: str) -> P
     Raises:
         DataError: 4D (multi-channel) images: use nnU-Net's ``nnUNetv2_convert_MSD_dataset``.
     """
-    from nasseg.data.decathlon import read_dataset_json, read_header
-
     meta = json.loads((src / "dataset.json").read_text())
     pairs, classes = read_dataset_json(src / "dataset.json")
     root = raw_base / f"Dataset{dataset_id:03d}_{name}"
@@ -59,7 +63,7 @@ def decathlon_to_raw(src: Path, raw_base: Path, dataset_id: int, name: str) -> P
 def nnunet_plan(raw_root: Path, work: Path, num_processes: int = 1) -> dict[str, Any]:
     """nnU-Net's fingerprint and ``ExperimentPlanner`` plan of ``raw_root``, 3d_fullres, in the
     files' axis order."""
-    from nnunetv2.experiment_planning.plan_and_preprocess_api import (
+    from nnunetv2.experiment_planning.plan_and_preprocess_api import (  # lazy: nnunetv2 is optional (extra "nnunet")
         extract_fingerprint_dataset,
         plan_experiment_dataset,
     )
@@ -91,10 +95,6 @@ def nasseg_plan(raw_root: Path, arch_path: str, *, memory_mb: float | None = Non
     """nasseg's plan of the same raw dataset (read as data kind ``nnunet``) for ``arch``:
     the CPU default budget, or ``memory_mb``/``max_batch`` as given; ``dtype`` of the
     activations (CUDA training plans with its autocast dtype, bfloat16)."""
-    from nasseg.arch import load_arch
-    from nasseg.data import load_dataset, resolve_data
-    from nasseg.data.plan import make_plan
-
     cfg = resolve_data(str(raw_root), memory_mb=memory_mb, max_batch=max_batch)
     ds = load_dataset(cfg)
     arch = load_arch(arch_path).model_copy(update={"in_channels": ds.in_channels, "out_channels": ds.out_channels})
@@ -130,7 +130,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-o", "--out", required=True, help="the Markdown file to write")
     ap.add_argument("--processes", type=int, default=1, help="nnU-Net's fingerprint workers")
     args = ap.parse_args(argv)
-    import torch
 
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory(prefix="nasseg-planners-") as tmp:
