@@ -28,7 +28,7 @@ def resolve_device(name: str, option: str) -> Any:
         ConfigError: an unknown device, CUDA asked for on a machine without it, or a CUDA
             index this machine does not have.
     """
-    import torch
+    import torch  # lazy: CLI startup (torch)
 
     text = str(name).strip()
     if text == "auto":
@@ -50,7 +50,7 @@ def resolve_device(name: str, option: str) -> Any:
 
 def bf16_supported(device: Any) -> bool:
     """Whether the CUDA ``device`` itself (not the process's current device) has bf16."""
-    import torch
+    import torch  # lazy: CLI startup (torch)
 
     with torch.cuda.device(device):
         return torch.cuda.is_bf16_supported()
@@ -77,7 +77,7 @@ def resolve_precision(device: Any, amp: str = "auto") -> str:
         >>> resolve_precision("cpu", "auto"), resolve_precision("cpu", "bf16")
         ('fp32', 'fp32')
     """
-    import torch
+    import torch  # lazy: CLI startup (torch)
 
     dev = torch.device(device)
     if dev.type != "cuda" or amp == "off":
@@ -94,7 +94,7 @@ def autocast_dtype(precision: str) -> Any:
         >>> autocast_dtype("bf16"), autocast_dtype("fp32")
         (torch.bfloat16, None)
     """
-    import torch  # lazy: torch; nasseg.versions and the read-only commands import this module without it
+    import torch  # lazy: CLI startup (torch)
 
     dtypes = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
     if precision not in dtypes:

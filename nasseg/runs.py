@@ -81,10 +81,10 @@ def train_and_record(writer: Any, arch: Any, data: Any, tcfg: Any, *, device: st
         A :class:`Run`; failures (non-finite loss, out of memory, network and data that do
         not fit) are recorded and returned, never raised.
     """
-    from nasseg.train import TrainingFailed
+    from nasseg.train import TrainingFailed  # lazy: torch; nasseg.ablation, which imports this module, is read without it
 
     if trainer is None:
-        from nasseg.train import train as trainer
+        from nasseg.train import train as trainer  # lazy: torch; nasseg.ablation, which imports this module, is read without it
     if getattr(tcfg, "num_threads", None) == "auto":
         # studies compare runs: a thread count picked from the machine's load would change
         # results from run to run, so studies use a fixed one unless they set their own

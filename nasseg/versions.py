@@ -36,7 +36,7 @@ def versions() -> dict[str, str]:
         >>> versions()["torch"]
         '2.13.0+cpu'
     """
-    import torch
+    import torch  # lazy: CLI startup (torch)
 
     out = {"nasseg": nasseg.__version__, "python": platform.python_version(),
            "platform": platform.platform(), "torch": torch.__version__}
@@ -97,7 +97,7 @@ def deterministic_flags(device: str | None = None) -> dict[str, Any]:
         >>> deterministic_flags("cpu")["deterministic_algorithms"]
         True
     """
-    import torch
+    import torch  # lazy: CLI startup (torch)
 
     flags: dict[str, Any] = {"deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
                              "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
@@ -130,7 +130,7 @@ def provenance(*, data: Any = None, split: dict[str, Any] | None = None, seeds: 
         exact command line), ``data_hash``, ``split_hash``, ``seeds``, ``threads``,
         ``deterministic`` (:func:`deterministic_flags`).
     """
-    import torch
+    import torch  # lazy: CLI startup (torch)
 
     return {"versions": versions(), "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
             "data_hash": data_hash(data) if data is not None else None,

@@ -13,6 +13,8 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
 from nasseg.ablation.config import AblationConfig
 from nasseg.ablation.factors import set_path
 from nasseg.errors import ConfigError, NassegError
@@ -104,7 +106,7 @@ def plan_contrasts(cfg: AblationConfig, variants: list[Variant]) -> list[Contras
 
 
 def _load_base(spec: str) -> Any:
-    from nasseg.arch import load_arch
+    from nasseg.arch import load_arch  # lazy: torch; nasseg.ablation is read without it
 
     try:
         return load_arch(spec)
@@ -123,9 +125,7 @@ def build_archs(cfg: AblationConfig, variants: list[Variant], where: str = "stud
     Returns:
         variant name -> ``ArchConfig``.
     """
-    from pydantic import ValidationError
-
-    from nasseg.arch import ArchConfig
+    from nasseg.arch import ArchConfig  # lazy: torch; nasseg.ablation is read without it
 
     out: dict[str, Any] = {}
     for v in variants:

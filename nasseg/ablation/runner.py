@@ -89,7 +89,7 @@ def _input_shape(cfg: AblationConfig, arch: Any, data: Any, ds: Any, where: str)
 
 def _fit_to_data(archs: dict[str, Any], ds: Any, where: str) -> dict[str, Any]:
     """Set every network's in/out channels from the data, as training will."""
-    from nasseg.arch import ArchConfig
+    from nasseg.arch import ArchConfig  # lazy: torch; nasseg.ablation is read without it
 
     out = {}
     for name, arch in archs.items():
@@ -200,8 +200,8 @@ def run_ablation(cfg: AblationConfig, *, where: str = "study", command: str = ""
     Returns:
         The Optuna study.
     """
-    from nasseg.arch import arch_id
-    from nasseg.cost import profile
+    from nasseg.arch import arch_id  # lazy: torch; nasseg.ablation is read without it
+    from nasseg.cost import profile  # lazy: torch; nasseg.ablation is read without it
 
     p = plan(cfg, where)
     study = open_study(p, command)
@@ -282,8 +282,8 @@ def _pairs(study: optuna.Study, *, complete: bool = False, live: bool = False,
 
 def describe_plan(p: AblationPlan) -> list[dict[str, Any]]:
     """One row per variant for ``nasseg ablate --dry-run``: name, levels, arch id, params, MACs."""
-    from nasseg.arch import arch_id
-    from nasseg.cost import profile
+    from nasseg.arch import arch_id  # lazy: torch; nasseg.ablation is read without it
+    from nasseg.cost import profile  # lazy: torch; nasseg.ablation is read without it
 
     rows = []
     for v in p.variants:

@@ -162,7 +162,7 @@ def method_note(result) -> str:
         text += " " + " ".join(notes)
     convention = getattr(result, "convention", None)
     if convention is None and m in LABELS:
-        from nasseg.train.metrics import convention_note
+        from nasseg.train.metrics import convention_note  # lazy: torch; nasseg.ablation is read without it
 
         convention = convention_note()
     if convention:

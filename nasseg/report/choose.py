@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import optuna
 import pandas as pd
+import yaml
 
 from nasseg.ablation.cases import complete_cases
 from nasseg.ablation.stats import MIN_MODEL_SEEDS, case_t_interval, tidy
@@ -205,8 +206,6 @@ def _member(t: optuna.trial.FrozenTrial, yaml_text: str, summary: str, values: d
 
 
 def _preset(study: optuna.Study, trials: dict[int, Any], names: set[str]) -> Member | None:
-    import yaml
-
     for t in trials.values():
         a = trial_record(t)
         if a.initial_arch and a.trained and a.per_case and t.values:

@@ -91,11 +91,11 @@ def strip_info(checkpoint: str, dice: dict[str, float]) -> list[Panel]:
     Raises:
         NassegError: the checkpoint or its dataset cannot be loaded.
     """
-    import torch
+    import torch  # lazy: torch; nasseg report writes a study's pages without it (predictions only when asked)
 
-    from nasseg.infer.network import load_network
-    from nasseg.infer.predict import predict_case
-    from nasseg.train.metrics import predict_labels
+    from nasseg.infer.network import load_network  # lazy: torch; nasseg report writes a study's pages without it (predictions only when asked)
+    from nasseg.infer.predict import predict_case  # lazy: torch; nasseg report writes a study's pages without it (predictions only when asked)
+    from nasseg.train.metrics import predict_labels  # lazy: torch; nasseg report writes a study's pages without it (predictions only when asked)
 
     net = load_network(checkpoint)
     ds = load_dataset(DataConfig.model_validate(net.meta["data"]))

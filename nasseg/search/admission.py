@@ -177,8 +177,6 @@ def device_capacity_mb(device: str, simulated_mb: float | None = None) -> float 
     if simulated_mb is not None:
         return float(simulated_mb)
     if device.startswith("cuda"):
-        import torch
-
         total = torch.cuda.get_device_properties(torch.device(device)).total_memory
         return CAPACITY_FRACTION * total / 2**20
     return None

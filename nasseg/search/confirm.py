@@ -21,6 +21,7 @@ Example:
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ import pandas as pd
 
 from nasseg.ablation.stats import MIN_MODEL_SEEDS, summarize_variant, tidy
 from nasseg.errors import ConfigError
+from nasseg.runs import study_data
 from nasseg.store import front, locate, objectives_of, study_record, trial_record, unique_feasible, update_record
 from nasseg.store.claims import job_lock, run_lock
 from nasseg.store.pareto import normalised_hypervolume, pareto_indices
@@ -68,11 +70,9 @@ def confirm_search(path: str | Path, *, seeds: int = 3, top: int | None = None, 
         ConfigError: the study has no test split (``test_fraction: 0``), no completed trials,
             or no Dice objective.
     """
-    # training (torch): only when confirming; the report reads confirmed_table
-    from nasseg.arch import load_arch
-    from nasseg.runs import study_data
-    from nasseg.search.setup import prepare
-    from nasseg.train import train
+    from nasseg.arch import load_arch  # lazy: torch; nasseg pareto and report read confirmed_table without it
+    from nasseg.search.setup import prepare  # lazy: torch; nasseg pareto and report read confirmed_table without it
+    from nasseg.train import train  # lazy: torch; nasseg pareto and report read confirmed_table without it
 
     if seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {seeds}")
@@ -162,8 +162,6 @@ def _done(csv: Path) -> set[tuple[str, int]]:
 
 def _plain(x: Any) -> Any:
     """JSON-safe copies of numpy scalars (Optuna stores user attrs as JSON)."""
-    import math
-
     if isinstance(x, dict):
         return {k: _plain(v) for k, v in x.items()}
     if isinstance(x, list):

@@ -24,7 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from nasseg.cost import profile
 from nasseg.errors import ConfigError, NassegError
+from nasseg.search.sources import RandomSource
 from nasseg.store import OBJECTIVES
 from nasseg.store.objectives import cost_values
 
@@ -62,9 +64,6 @@ class Estimate:
 def estimate(space: Any, setup: Any, seed: int = 0, draws: int = DRAWS, enough: int = ENOUGH) -> Estimate:
     """Draw up to ``draws`` networks of ``space`` and check them as a trial of ``setup``
     (a :class:`~nasseg.search.objective.TrialSetup`) would, without training."""
-    from nasseg.cost import profile
-    from nasseg.search.sources import RandomSource
-
     rng = np.random.default_rng(seed)
     limits = {k: v for k, v in setup.limits.items() if OBJECTIVES[k].device != "target"}
     est = Estimate(space.name)

@@ -121,7 +121,7 @@ def export_trial(study: optuna.Study, number: int, out: str | Path) -> Any:
     warning = None if feasible(t) else (
         f"trial {number} is infeasible ({r.constraint_violation or 'over a constraint'}); written anyway, "
         "marked in the file's header")
-    from nasseg.arch import load_arch
+    from nasseg.arch import load_arch  # lazy: torch; nasseg pareto reads a study without it
 
     cfg = load_arch({**arch, "name": f"{study.study_name}_trial{number}"})
     objs = objectives_of(study)

@@ -26,15 +26,18 @@ import multiprocessing as mp
 import os
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import optuna
+import torch
 from optuna.trial import TrialState
 
 from nasseg.data.check import split_notes
 from nasseg.search import feasibility
 from nasseg.search.admission import admitted_trainer, needs_alone_retry, study_admission
+from nasseg.search.monitor import Monitor
 from nasseg.search.objective import Outcome, Trainer, run_objective
 from nasseg.lifeline import die_with_parent
 from nasseg.search.proposals import budget_used, distinct_counts, used_up, worker_seed
@@ -119,8 +122,6 @@ def worker_loop(prep: Prepared, worker: int = 0, device: str = "cpu", trainer: T
                 deadline: float | None = None, num_threads: int | None = None) -> int:
     """Run trials until the budget or the deadline is reached; returns how many it ran."""
     if num_threads:
-        import torch
-
         torch.set_num_threads(num_threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = open_study(prep, create=False)
@@ -160,8 +161,6 @@ def worker_loop(prep: Prepared, worker: int = 0, device: str = "cpu", trainer: T
 
 
 def _replace(setup: Any, **kw: Any) -> Any:
-    from dataclasses import replace
-
     return replace(setup, **kw)
 
 
@@ -195,8 +194,6 @@ def run_search(study_path: str | Path, *, workers: int | None = None, trials: in
     Returns:
         A summary: counts by state, the storage URL, the Pareto set's trial numbers.
     """
-    from nasseg.search.monitor import Monitor
-
     prep = prepare(study_path, workers=workers, trials=trials, command=command, overrides=overrides,
                    trials_per_device=trials_per_device)
     announce_feasibility(prep, say)
