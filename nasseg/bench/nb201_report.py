@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
 from statsmodels.stats.multitest import multipletests
 
 from nasseg.bench.nb201 import NB201, OBJECTIVE_SETS, replay
@@ -196,8 +197,6 @@ def meets(v: dict[str, Any], budget: int) -> bool:
 
 def write(out: Path, result: dict[str, Any], curves: dict[str, np.ndarray]) -> None:
     """``results.json``, ``hv_curve.csv``, ``summary.md`` and ``hv_vs_evaluations.html`` under ``out``."""
-    import plotly.graph_objects as go
-
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(result, indent=1) + "\n")
     hv_star = result["settings"]["hv_star"]
