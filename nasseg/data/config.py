@@ -134,6 +134,12 @@ class PlanConfig(Strict):
             80% of the GPU's total memory; fixed, never a share of the memory free now).
         max_batch: largest planned batch (default 2 on the CPU, where a step's time
             grows with the batch; 16 on a GPU).
+        step_seconds: CPU only: time budget of one training step in seconds at the run's
+            thread count; the plan shrinks the patch (and limits the batch) until its
+            estimate fits (default :data:`nasseg.data.plan.CPU_STEP_SECONDS`). Ignored on a GPU.
+        cpu_gmacs: CPU only: training throughput of one thread in GMAC/s that the step
+            time estimate assumes (default :data:`nasseg.data.plan.CPU_GMACS`, measured by
+            ``benchmarks/cpu_plan.py``); set it for a much faster or slower CPU.
         modalities: normalisation name per channel (``CT`` clips to foreground
             percentiles; anything else is z-scored per volume), replacing dataset.json's
             ``modality`` map.
@@ -145,6 +151,8 @@ class PlanConfig(Strict):
     target_spacing: tuple[float, float, float] | None = None
     memory_mb: float | None = Field(None, gt=0)
     max_batch: int | None = Field(None, ge=1)
+    step_seconds: float | None = Field(None, gt=0)
+    cpu_gmacs: float | None = Field(None, gt=0)
     modalities: list[str] | None = None
     fg_fraction: float = Field(0.33, ge=0, le=1)
     fg_classes: list[float] | None = None

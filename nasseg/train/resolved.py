@@ -57,7 +57,9 @@ class ResolvedRun:
         batch_size: samples per training step.
         eval_batch_size: cases (2D) or sliding windows (3D) per evaluation forward pass,
             used for validation and test alike.
-        memory_budget_mb: the budget the 3D plan fit a step into (``None`` without a plan).
+        memory_budget_mb: the budget the 3D plan fit a step into (``None`` without a plan);
+            on the CPU the plan also fit the step into a time budget at :attr:`threads`
+            (``plan.time_budget_s``, ``plan.step_seconds``).
         budget_source: where the budget came from.
         plan: the 3D plan (``None`` for 2D or fixed-size data).
     """
@@ -100,8 +102,9 @@ class ResolvedRun:
             kw[k] = tuple(kw[k]) if kw[k] is not None else None
         if kw["plan"] is not None:
             plan = dict(kw["plan"])
-            for k in ("target_spacing", "median_shape", "patch_size"):
-                plan[k] = tuple(plan[k])
+            for k in ("target_spacing", "median_shape", "patch_size", "trimmed_from"):
+                if plan.get(k) is not None:
+                    plan[k] = tuple(plan[k])
             kw["plan"] = Plan(**plan)
         return cls(**kw)
 
@@ -170,7 +173,8 @@ def resolve_run(arch: Any, ds: SegDataset, data: Any, cfg: Any, *, device: str |
             check_divisible(data.patch_size, stages, "data.patch_size", how="choose a --patch-size that is")
         batch = cfg.batch_size if "batch_size" in cfg.model_fields_set else None
         plan = make_plan(arch, ds, device=dev.type, data_cfg=data, batch_size=batch,
-                         eval_batch_size=cfg.eval_batch_size, dtype=DTYPES[precision])
+                         eval_batch_size=cfg.eval_batch_size, dtype=DTYPES[precision], threads=threads,
+                         threads_source=threads_source, overlap=cfg.sw_overlap)
         patch, batch, eval_batch = plan.patch_size, plan.batch_size, plan.eval_batch_size
     else:
         patch = _patch(data, ds, m, stages)
