@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from nasseg.configio import Strict
+from nasseg.configio import Strict, read_yaml, validate
 from nasseg.errors import ConfigError, DataError, did_you_mean
 
 log = logging.getLogger(__name__)
@@ -258,7 +258,6 @@ class DataConfig(Strict):
         Raises:
             ConfigError: unreadable file, unknown or bad field (named).
         """
-        from nasseg.configio import read_yaml
 
         data = read_yaml(path)
         if not isinstance(data, dict):
@@ -287,7 +286,6 @@ def parse_config(model: type[BaseModel], data: dict[str, Any], where: str) -> An
         >>> parse_config(SplitConfig, {"method": "kfold", "k": 3}, "split").k
         3
     """
-    from nasseg.configio import validate
 
     return validate(model, data, where)
 
@@ -430,7 +428,6 @@ def canonical_section(value: str | dict[str, Any] | None, where: str, here: str 
 
 def _spelling(section: dict[str, Any]) -> str:
     """The data section in the current spelling, for the deprecation line."""
-    import json
 
     return "data: " + json.dumps(section, separators=(", ", ": ")).replace('"', "")
 
