@@ -159,7 +159,7 @@ def test_plan_json_and_the_plan_line_carry_the_time_budget(arch, la, tmp_path):
                 "threads_source", "limited_by", "eval_case_seconds", "step_gmacs"):
         assert stored[key] == getattr(plan, key)
     line = plan.describe()
-    assert "limited by time" in line and f"~{plan.step_seconds:.1f} s per step at 1 thread of a 3 s step budget " \
+    assert "limited by time" in line and f"~{plan.step_seconds:.1f} s per step at 1 thread within the 3 s step budget " \
                                          "(data.plan.step_seconds)" in line and "MB per step" in line
     assert ResolvedRun.from_dict(json.loads(json.dumps(run.to_dict()))) == run
     old = {k: v for k, v in plan.to_dict().items() if k not in ("step_seconds", "time_budget_s", "limited_by")}

@@ -67,9 +67,14 @@ GPU_BUDGET_FRACTION = 0.8
 """Share of a GPU's total memory (not of its free memory) a planned step may use."""
 START_VOXELS = 256 ** 3
 MIN_BATCH = 2
-CPU_STEP_SECONDS = 4.0
+CPU_STEP_SECONDS = 8.0
 """The default time budget (seconds) of one CPU training step at the run's thread count,
-unless ``data.plan.step_seconds`` sets one."""
+unless ``data.plan.step_seconds`` sets one. Chosen with ``benchmarks/cpu_plan.py``
+(``reports/bench/volumetric/cpu_plan.md``): a CPU epoch of a whole-volume set is mostly
+sliding-window validation, so up to about this budget a bigger patch costs an epoch little
+more (left-atrium-sized volumes at 1 thread: ~213 s of estimated epoch for 128x96x64 and
+~215 s for 96x72x48, against ~543 s for the memory plan's 184x136x80), and a patch that sees
+more of the case learned faster per epoch there."""
 CPU_GMACS = 22.0
 """Training throughput of one CPU thread the time estimate assumes, in GMAC/s (MACs as
 nasseg counts them, :mod:`nasseg.cost.meta`, times :data:`TRAIN_MACS_FACTOR`), unless
@@ -159,11 +164,12 @@ class Plan:
     def describe(self) -> str:
         """One line for the console.
 
-        Example (CPU):
-            plan: spacing (0.625, 0.625, 1.25), median shape (190, 142, 88), patch (96, 72, 48)
-            limited by time, batch 2, 16 windows per validation pass: ~3.9 s per step at 1 thread
-            of a 4 s step budget (default CPU step budget), ~14 s to validate a median case;
-            ~540 MB per step of a 3072 MB budget (default CPU budget 3072 MB)
+        Example (CPU, a left-atrium-sized set, 1 thread):
+            plan: spacing (0.625, 0.625, 1.25), median shape (191, 143, 88), patch (128, 96, 64)
+            limited by time (trimmed from (144, 112, 64): as many validation windows, smaller),
+            batch 2, 5 windows per validation pass: ~5.9 s per step at 1 thread within the 8 s
+            step budget (default CPU step budget), ~12 s to validate a median case; ~1218 MB per
+            step of a 3072 MB budget (default CPU budget 3072 MB)
         """
         src = lambda k: "" if self.sources.get(k) == "planned" else " (set)"  # noqa: E731
         why = f" limited by {self.limited_by}" if self.sources.get("patch_size") == "planned" else ""
@@ -175,7 +181,7 @@ class Plan:
                 f"pass: ")
         if self.step_seconds is not None:
             threads = f"{self.threads} thread{'' if self.threads == 1 else 's'}"
-            line += (f"~{self.step_seconds:.1f} s per step at {threads} of a {self.time_budget_s:g} s step "
+            line += (f"~{self.step_seconds:.1f} s per step at {threads} within the {self.time_budget_s:g} s step "
                      f"budget ({self.time_source}), ~{self.eval_case_seconds:.2g} s to validate a median case; ")
         return line + (f"~{self.memory_mb:.0f} MB per step of a {self.budget_mb:.0f} MB budget "
                        f"({self.budget_source})")
@@ -362,8 +368,8 @@ def make_plan(arch: Any, ds: Any, *, device: str, data_cfg: Any = None, batch_si
 
     Example:
         >>> p = make_plan(load_arch("studies/arch/unet3d_small.yaml"), la_like, device="cpu", threads=1)  # doctest: +SKIP
-        >>> p.patch_size, p.limited_by, p.step_seconds <= p.time_budget_s  # doctest: +SKIP
-        ((96, 72, 48), 'time', True)
+        >>> p.patch_size, p.trimmed_from, p.limited_by, p.step_seconds <= p.time_budget_s  # doctest: +SKIP
+        ((128, 96, 64), (144, 112, 64), 'time', True)
     """
     pc = data_cfg.plan if data_cfg is not None else None
     patch_size = patch_size or (tuple(data_cfg.patch_size) if data_cfg is not None and data_cfg.patch_size else None)
