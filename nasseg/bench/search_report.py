@@ -312,7 +312,7 @@ def markdown(result: dict[str, Any]) -> str:
               "(GPSampler; constraints = the space's limits) suggest the space's parameters, snapped to the "
               "nearest untried recorded architecture (`rsnap` against `random` shows what snapping alone "
               "does: networks with many unrecorded neighbours are drawn more often); "
-              f"`default` is nasseg's default search when this ran, `{st['strategies'].get('default', DEFAULT_CURRENT)}` "
+              f"`default` is nasseg's default search when this ran, `{st.get('strategies', {}).get('default', DEFAULT_CURRENT)}` "
               "(the study defaults; earlier defaults: `random+moasha` until the NAS-Bench-201 replay, "
               "`nsga2p20+pareto`, NSGA-II with population 20 and Pareto-aware stopping, before this table); "
               "`+moasha` adds the MO-ASHA rung rule (eta 2, "
