@@ -51,6 +51,8 @@ from typing import Any
 
 import numpy as np
 
+CHECKPOINTS = (1 / 3, 2 / 3, 1.0)
+"""Fractions of an arm's CPU budget at which the report compares the best val Dice so far."""
 LA_SHAPE = (190, 142, 88)
 LA_SPACING = (0.625, 0.625, 1.25)
 
@@ -317,6 +319,18 @@ def report(arms: dict[str, dict], calib: dict | None, runs: list[dict], out: Pat
                      f"{'x'.join(map(str, p['patch_size']))} ({why}) | {p['batch_size']} | {est} | {a['epochs']} | "
                      f"{a['cpu_s_training']:.0f} ({a['cpu_budget_s']:.0f}) | {a['best_epoch']} | "
                      f"{a['val_dice']:.4f} | {a['test_dice']:.4f} |")
+    lines += ["", "Best val Dice among the epochs that ended within T CPU seconds (- = none yet), and the "
+              "share of the arm's wall time spent validating:", "",
+              "| arm | " + " | ".join(f"T = {t:.0%} of the budget" for t in CHECKPOINTS) + " | validation share |",
+              "|---|" + "---:|" * (len(CHECKPOINTS) + 1)]
+    for name, a in arms.items():
+        scale = a["cpu_budget_s"] / CHECKPOINTS[-1]
+        best = [max((h["val_dice"] for h in a["history"] if h["cpu_s"] <= t * scale), default=None)
+                for t in CHECKPOINTS]
+        wall = sum(h["train_wall_s"] + h["eval_wall_s"] for h in a["history"])
+        share = sum(h["eval_wall_s"] for h in a["history"]) / wall if wall else 0.0
+        lines.append(f"| {name} | " + " | ".join("-" if b is None else f"{b:.3f}" for b in best)
+                     + f" | {share:.0%} |")
     lines += ["", "Per epoch (CPU seconds at the epoch's end: val Dice):", ""]
     for name, a in arms.items():
         lines.append(f"- {name}: " + ", ".join(f"{h['cpu_s']:.0f} s: {h['val_dice']:.3f}" for h in a["history"]))
@@ -328,9 +342,17 @@ def report(arms: dict[str, dict], calib: dict | None, runs: list[dict], out: Pat
         for r in calib["rows"]:
             lines.append(f"| {'x'.join(map(str, r['patch']))} | {r['forward_gmacs']} | {r['train_step_cpu_s']} | "
                          f"{r['train_gmacs_per_s']} | {r['eval_forward_cpu_s']} | {r['eval_gmacs_per_s']} |")
-        lines += ["", f"Median training throughput {calib['train_gmacs_per_s_median']} GMAC/s, evaluation "
-                      f"{calib['eval_gmacs_per_s_median']} GMAC/s."]
+        lines += ["", f"Median training throughput {calib['train_gmacs_per_s_median']:.1f} GMAC/s, evaluation "
+                      f"{calib['eval_gmacs_per_s_median']:.1f} GMAC/s."]
     (out / "cpu_plan.md").write_text("\n".join(lines) + "\n")
+
+
+def write_report(work: Path, out: Path) -> None:
+    """:func:`report` of every arm JSON in ``work`` with its ``calibration.json`` and ``runs.json``."""
+    arms = {a.stem: json.loads(a.read_text()) for a in sorted(work.glob("*.json"))
+            if a.stem not in ("calibration", "runs")}
+    read = lambda name: json.loads((work / name).read_text()) if (work / name).is_file() else None  # noqa: E731
+    report(arms, read("calibration.json"), read("runs.json") or [], out)
 
 
 def _patch(s: str) -> tuple[int, ...]:
@@ -358,6 +380,9 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--step-seconds", type=float)
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--json", required=True)
+    w = sub.add_parser("report", help="write the report from a work folder's arms, calibration and runs")
+    w.add_argument("--work", required=True)
+    w.add_argument("--out", required=True)
     r = sub.add_parser("all", help="generate, calibrate, run every arm, write the report")
     r.add_argument("--la-root", required=True, help="folder for the generated set (kept and reused)")
     r.add_argument("--la-cases", type=int, default=50)
@@ -384,6 +409,8 @@ def main(argv: list[str] | None = None) -> int:
         generate(Path(args.root), args.cases, args.variant)
     elif args.cmd == "calibrate":
         Path(args.json).write_text(json.dumps(calibrate(args.arch, args.out_channels, args.patches), indent=1))
+    elif args.cmd == "report":
+        write_report(Path(args.work), Path(args.out))
     elif args.cmd == "arm":
         run_arm(args.arch, args.data, args.cpu_budget, Path(args.json), patch=args.patch,
                 step_seconds=args.step_seconds, seed=args.seed)
@@ -405,9 +432,7 @@ def main(argv: list[str] | None = None) -> int:
         runs = json.loads(runs_path.read_text()) if runs_path.is_file() else []
         runs.append({"command": command, "arms": [s[0] for s in specs], **meta})
         runs_path.write_text(json.dumps(runs, indent=1))
-        everything = {**{a.stem: json.loads(a.read_text()) for a in sorted(Path(args.work).glob("*.json"))
-                         if a.stem not in ("calibration", "runs")}}
-        report(everything, calib, runs, Path(args.out))
+        write_report(Path(args.work), Path(args.out))
         print((Path(args.out) / "cpu_plan.md").read_text())
     return 0
 

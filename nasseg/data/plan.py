@@ -340,6 +340,14 @@ class _TimeRule:
     def seconds(self, gmacs: float) -> float:
         return step_seconds(gmacs, self.threads, self.gmacs)
 
+    def record(self, step_gmacs: float, eval_gmacs: float) -> dict[str, Any]:
+        """The plan's time fields for a step of ``step_gmacs`` and a median case's
+        validation of ``eval_gmacs`` forward GMACs."""
+        return {"step_seconds": round(self.seconds(step_gmacs), 2), "time_budget_s": self.budget_s,
+                "time_source": self.source, "cpu_gmacs": self.gmacs, "gmacs_source": self.gmacs_source,
+                "threads": self.threads, "threads_source": self.threads_source,
+                "eval_case_seconds": round(eval_gmacs * EVAL_MACS_FACTOR / (self.gmacs * self.threads), 1)}
+
 
 def make_plan(arch: Any, ds: Any, *, device: str, data_cfg: Any = None, batch_size: int | None = None,
               patch_size: tuple[int, ...] | None = None, eval_batch_size: int = 16, dtype: Any = None,
@@ -393,20 +401,19 @@ def make_plan(arch: Any, ds: Any, *, device: str, data_cfg: Any = None, batch_si
         patch, limited_by = _fit_patch(median, spacing, d, lambda p: mem(p, MIN_BATCH) <= budget,
                                        None if timed is None else lambda p: timed.seconds(gmacs(p, MIN_BATCH))
                                        <= timed.budget_s)
-        if patch is not None and timed is not None and not (data_cfg is not None and data_cfg.window_size):
-            trimmed = _trim_to_windows(patch, median, d, overlap)
-            patch, trimmed_from = trimmed, (patch if trimmed != patch else None)
         if patch is None:
             smallest = tuple([d] * len(median))
             raise ConfigError(
                 f"the network does not fit a {budget:.0f} MB step budget ({source}) even at patch "
                 f"{smallest} and batch {MIN_BATCH} (~{mem(smallest, MIN_BATCH):.0f} MB): raise "
                 f"data.plan.memory_mb or use a smaller network")
+        if timed is not None and not (data_cfg is not None and data_cfg.window_size):
+            trimmed = _trim_to_windows(patch, median, d, overlap)
+            patch, trimmed_from = trimmed, (patch if trimmed != patch else None)
     else:
         patch = tuple(int(p) for p in patch_size)
     if batch_size is None:
-        data_voxels = float(shapes.prod(axis=1).sum())
-        limit = max(MIN_BATCH, int(0.05 * data_voxels / math.prod(patch)))
+        limit = max(MIN_BATCH, int(0.05 * float(shapes.prod(axis=1).sum()) / math.prod(patch)))
         batch = MIN_BATCH
         while (batch < min(cap, limit) and mem(patch, batch + 1) <= budget
                and (timed is None or timed.seconds(gmacs(patch, batch + 1)) <= timed.budget_s)):
@@ -423,14 +430,9 @@ def make_plan(arch: Any, ds: Any, *, device: str, data_cfg: Any = None, batch_si
     eval_batch = 1
     while eval_batch < eval_batch_size and mem(window, eval_batch + 1) <= budget:
         eval_batch += 1
-    timing: dict[str, Any] = {}
-    if timed is not None:
-        case_window = tuple(min(w, -(-m // d) * d) for w, m in zip(window, median))
-        eval_gmacs = sliding_windows(median, case_window, overlap) * gmacs(case_window)
-        timing = {"step_seconds": round(timed.seconds(gmacs(patch, batch)), 2), "time_budget_s": timed.budget_s,
-                  "time_source": timed.source, "cpu_gmacs": timed.gmacs, "gmacs_source": timed.gmacs_source,
-                  "threads": timed.threads, "threads_source": timed.threads_source,
-                  "eval_case_seconds": round(eval_gmacs * EVAL_MACS_FACTOR / (timed.gmacs * timed.threads), 1)}
+    timing = {} if timed is None else timed.record(
+        gmacs(patch, batch), sliding_windows(median, _up_to_case(window, median, d), overlap)
+        * gmacs(_up_to_case(window, median, d)))
     return Plan(target_spacing=spacing, median_shape=median, patch_size=patch, batch_size=batch,
                 eval_batch_size=eval_batch,
                 memory_mb=round(need, 1), budget_mb=round(budget, 1), budget_source=source, divisor=d,
@@ -490,6 +492,11 @@ def _trim_to_windows(patch: tuple[int, ...], median: tuple[int, ...], d: int, ov
             q -= d
         out.append(q)
     return tuple(out)
+
+
+def _up_to_case(window: tuple[int, ...], median: tuple[int, ...], d: int) -> tuple[int, ...]:
+    """The window evaluation uses on a median case (shrunk where the case, rounded up, is smaller)."""
+    return tuple(min(w, _up(m, d)) for w, m in zip(window, median))
 
 
 def _up(n: float, d: int) -> int:
