@@ -19,8 +19,10 @@ shows what that buys at equal CPU time (issue 25), in three parts:
    GMAC/s that ``nasseg.data.plan.CPU_GMACS`` states comes from here.
 3. ``arms``: trains the network on each dataset with the default CPU plan and with other
    patches (a hand-picked smaller patch; other step budgets; the memory-only plan), each
-   arm in its own process at 1 thread, for the same CPU time: an arm stops at the end of
-   an epoch when the next epoch (judged by the last one's CPU seconds) would end past its
+   arm in its own process at 1 thread, for the same CPU time, validating at the run's
+   cadence (``resolved.eval_every``: planned so that validation stays within a quarter of
+   the CPU time): an arm stops at the end of an epoch, which is then validated, when one
+   more epoch and a validation (judged by the last ones' CPU seconds) would end past its
    budget, so no arm spends more than its budget on epochs it is scored on. CPU seconds
    are the process's (``time.process_time``) from the start of the first epoch (data
    loading and planning excluded; validation included: it is part of a CPU epoch). The
@@ -216,29 +218,38 @@ def run_arm(arch_path: str, data_path: str, cpu_budget: float, out: Path, *, pat
 
     data = resolve_data(data_path, patch_size=patch, step_seconds=step_seconds, flip=False)
     cfg = TrainConfig(device="cpu", num_threads=1, epochs=10_000, schedule="constant", seed=seed)
-    clock: dict[str, Any] = {"start": None, "epochs": []}
+    clock: dict[str, Any] = {"start": None, "epoch": 0.0, "train": 0.0, "val": 0.0, "epochs": []}
 
     def on_epoch_start(epoch: int) -> None:
+        clock["epoch"] = time.process_time()
         if clock["start"] is None:
-            clock["start"] = time.process_time()
+            clock["start"] = clock["epoch"]
 
-    def on_eval(epoch: int, metrics: dict) -> bool:
+    def on_epoch_end(epoch: int, seconds: float, images: int) -> bool:
+        # Stop here (this epoch is validated) when one more epoch and a validation would end past the budget.
+        clock["train"] = time.process_time() - clock["epoch"]
         used = time.process_time() - clock["start"]
-        last = used - (clock["epochs"][-1]["cpu_s"] if clock["epochs"] else 0.0)
+        return used + clock["train"] + clock["val"] > cpu_budget
+
+    def on_eval(epoch: int, metrics: dict) -> None:
+        used = time.process_time() - clock["start"]
+        clock["val"] = time.process_time() - clock["epoch"] - clock["train"]
         clock["epochs"].append({"epoch": epoch, "cpu_s": round(used, 1), "val_dice": round(metrics["dice"], 4),
+                                "val_cpu_s": round(clock["val"], 1),
                                 "train_wall_s": round(metrics["train_seconds"], 1),
                                 "eval_wall_s": round(metrics["eval_seconds"], 1)})
         print(f"  epoch {epoch}: cpu {used:.0f} s, val dice {metrics['dice']:.4f}", flush=True)
-        return used + last > cpu_budget
 
     t0 = time.process_time()
-    res = train(load_arch(arch_path), data, cfg, progress=False, hooks=Hooks(on_epoch_start=on_epoch_start,
-                                                                          on_eval=on_eval))
+    res = train(load_arch(arch_path), data, cfg, progress=False,
+                hooks=Hooks(on_epoch_start=on_epoch_start, on_epoch_end=on_epoch_end, on_eval=on_eval))
     plan = res.config["resolved"]["plan"]
     plan_obj = ResolvedRun.from_dict(res.config["resolved"]).plan
     arm = {"data": data_path, "patch_set": patch, "step_seconds_set": step_seconds, "seed": seed,
            "cpu_budget_s": cpu_budget, "threads": res.config["resolved"]["threads"],
            "plan": plan, "plan_line": plan_obj.describe(),
+           "eval_every": res.config["resolved"]["eval_every"],
+           "eval_every_source": res.config["resolved"]["eval_every_source"],
            "epochs": res.epochs_run, "cpu_s_training": clock["epochs"][-1]["cpu_s"],
            "cpu_s_process": round(time.process_time() - t0, 1), "best_epoch": res.best_epoch,
            "val_dice": round(res.best["dice"], 4), "test_dice": round(res.test["dice"], 4) if res.test else None,

@@ -21,10 +21,11 @@ from nasseg.arch import load_arch
 from nasseg.cost import profile
 from nasseg.data.base import SegDataset
 from nasseg.data.config import DataConfig
-from nasseg.data.plan import (CPU_BUDGET_MB, CPU_GMACS, CPU_STEP_SECONDS, TIME_FLOOR_MULTIPLES, TRAIN_MACS_FACTOR, Plan,
+from nasseg.data.plan import (CPU_BUDGET_MB, CPU_GMACS, CPU_STEP_SECONDS, TIME_FLOOR_MULTIPLES, TRAIN_MACS_FACTOR, VAL_SHARE,
+                              Plan,
                               forward_gmacs, make_plan, sliding_windows, step_seconds)
 from nasseg.train import TrainConfig
-from nasseg.train.resolved import ResolvedRun, resolve_run
+from nasseg.train.resolved import ResolvedRun, resolve_run, with_eval_every
 
 UNET = Path(__file__).resolve().parents[1] / "studies" / "arch" / "unet3d_small.yaml"
 LA_SPACING = (0.625, 0.625, 1.25)
@@ -164,6 +165,32 @@ def test_plan_json_and_the_plan_line_carry_the_time_budget(arch, la, tmp_path):
     assert ResolvedRun.from_dict(json.loads(json.dumps(run.to_dict()))) == run
     old = {k: v for k, v in plan.to_dict().items() if k not in ("step_seconds", "time_budget_s", "limited_by")}
     assert Plan(**old).step_seconds is None  # a plan.json written before the time rule still reads
+
+
+@pytest.mark.parametrize("train_steps, val_cases", [(15, 10), (35, 20), (78, 52), (200, 3), (1, 40)])
+def test_the_cpu_plan_validates_as_often_as_keeps_validation_within_its_share(arch, la, tmp_path, train_steps,
+                                                                                val_cases):
+    """Sliding-window validation over whole volumes is most of a CPU epoch at every-epoch
+    validation: the plan picks the fewest epochs between validations that keep it within
+    VAL_SHARE of the estimated CPU time; a set eval_every wins; a GPU plan validates every epoch."""
+    run = resolve_run(arch, la, _data(tmp_path), TrainConfig(device="cpu", num_threads=1))
+    assert (run.eval_every, run.eval_every_source) == (1, "default")
+    planned = with_eval_every(run, train_steps, val_cases)
+    n, p = planned.eval_every, run.plan
+    val_s, train_s = val_cases * p.eval_case_seconds, train_steps * p.step_seconds
+    share = lambda k: val_s / (k * train_s + val_s)  # noqa: E731
+    assert share(n) <= VAL_SHARE + 1e-9 and (n == 1 or share(n - 1) > VAL_SHARE)
+    assert planned.eval_every_source.startswith("planned") and planned.plan == run.plan
+    assert ResolvedRun.from_dict(json.loads(json.dumps(planned.to_dict()))) == planned
+    set_run = resolve_run(arch, la, _data(tmp_path), TrainConfig(device="cpu", num_threads=1, eval_every=1))
+    assert with_eval_every(set_run, train_steps, val_cases) == set_run and set_run.eval_every_source == "set"
+    assert _memory_rule(arch, la, tmp_path).eval_every(train_steps, val_cases) == 1
+
+
+def test_a_resolved_run_stored_before_the_validation_cadence_still_reads(arch, la, tmp_path):
+    run = resolve_run(arch, la, _data(tmp_path), TrainConfig(device="cpu", num_threads=1))
+    old = {k: v for k, v in json.loads(json.dumps(run.to_dict())).items() if not k.startswith("eval_every")}
+    assert ResolvedRun.from_dict(old) == run
 
 
 def test_estimate_scales_the_counted_macs(arch):

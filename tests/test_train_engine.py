@@ -74,6 +74,22 @@ def test_callback_stops_and_patience_stops():
     assert res.stop_reason == "time" and res.epochs_run == 1
 
 
+@pytest.mark.parametrize("how", ["hook", "max_seconds"])
+def test_an_end_between_validations_validates_the_epoch_it_ends_at(how):
+    """With validation every 3 epochs, a stop after epoch 2 (a hook's True, or max_seconds
+    passed) still validates epoch 2 and selects among the validated epochs."""
+    from nasseg.train.engine import Hooks
+
+    ends = {"hook": ({}, Hooks(on_epoch_end=lambda e, sec, n: e == 2)),
+            "max_seconds": ({"max_seconds": 1e-9}, None)}
+    extra, hooks = ends[how]
+    start = 2 if how == "hook" else 1
+    res = train(tiny_arch(), _data(), TrainConfig(epochs=9, eval_every=3, **extra, **FAST), progress=False, hooks=hooks)
+    assert res.epochs_run == start and [h["epoch"] for h in res.history] == [start]
+    assert res.stop_reason == ("callback" if how == "hook" else "time") and res.best_epoch == start
+    assert res.config["resolved"]["eval_every"] == 3 and res.config["resolved"]["eval_every_source"] == "set"
+
+
 def test_threads_set_for_the_run_and_restored():
     before = torch.get_num_threads()
     res = train(tiny_arch(), _data(n_cases=6), TrainConfig(epochs=1, **FAST), progress=False)

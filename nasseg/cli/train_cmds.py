@@ -189,7 +189,7 @@ def register(sub) -> None:
                    help="cmunext = SGD 0.01, momentum 0.9, wd 1e-4, poly 0.9, batch 8, 0.5*BCE + Dice (default: default)")
     p.add_argument("--train-config", help="YAML of TrainConfig fields (flags override it; default: none)")
     p.add_argument("--patience", type=int, help="stop after N evaluations without a better Dice (default: never)")
-    p.add_argument("--eval-every", type=int, help=f"validate every N epochs, and after the last (default: {d['eval_every']})")
+    p.add_argument("--eval-every", type=int, help=f"validate every N epochs, and after the last (default: {d['eval_every']}; unset, a CPU 3D plan chooses it)")
     p.add_argument("--seed", type=int, help=f"seeds weights, batch order and augmentations (default: {d['seed']})")
     p.add_argument("--device", help="cpu, cuda or auto (default)")
     p.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"],

@@ -34,6 +34,11 @@ a memory budget, after nnU-Net's experiment planning (Isensee et al., Nature Met
   context per patch. The plan records the estimate, the budgets, the throughput, the
   thread count and where each came from, the patch before the trim, and an estimate of
   the CPU time of validating a median case. On a GPU memory stays the only rule.
+- **Validation cadence (CPU only)**: once the split is known, :meth:`Plan.eval_every`
+  validates every N epochs, the fewest that keep the estimated validation (val cases x
+  the median case's seconds) within :data:`VAL_SHARE` of the CPU time (nnU-Net likewise
+  keeps full sliding-window validation out of its epochs). The run records N
+  (``resolved.eval_every``); ``train.eval_every`` set by the user wins.
 
 A setting that cannot fit (a given patch or batch over the budget, or a network that
 does not fit at its smallest patch) is refused before training with a
@@ -91,6 +96,13 @@ EVAL_MACS_FACTOR = 1.6
 """An evaluation forward's work per MAC, in the units of :data:`CPU_GMACS`: a forward pass
 at batch 1 in eval mode runs at fewer MACs per second than a training step's share (the
 calibration behind :data:`CPU_GMACS`: median 13.9 GMAC/s forward against 22.0)."""
+VAL_SHARE = 0.25
+"""CPU only: the largest share of the estimated CPU time that validation may take when the
+plan chooses the validation cadence (:meth:`Plan.eval_every`). Measured with
+``benchmarks/cpu_plan.py`` (wall time, 1 thread, validating every epoch): left-atrium-sized
+volumes spent 32-39% of an arm's time validating 10 cases at the memory plan's patch, 52-53%
+at the 8 s plan's, 64-66% at 96 x 96 x 64 and 83% at 96 x 72 x 48; hippocampus 24% at
+the whole-case patch and 55% at 32^3 (52 cases)."""
 TIME_FLOOR_MULTIPLES = 4
 """The time rule never shrinks an axis below this many size multiples (4 voxels per axis
 at the deepest stage, nnU-Net's smallest feature map: ``min_feature_map_size=4`` in
@@ -160,6 +172,22 @@ class Plan:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def eval_every(self, train_steps: int, val_cases: int) -> int:
+        """CPU: validate every N epochs, the fewest that keep the estimated validation
+        (``val_cases`` x :attr:`eval_case_seconds`) within :data:`VAL_SHARE` of the CPU time
+        of N epochs of ``train_steps`` steps and one validation; 1 on a GPU.
+
+        Example (the left-atrium-sized set at 1 thread: 15 steps of ~4.4 s, 10 val cases of ~14 s):
+            >>> p = Plan((1.0,) * 3, (8,) * 3, (8,) * 3, 2, 1.0, 1.0, "x", 8, "cpu", 0.33,
+            ...          step_seconds=4.4, eval_case_seconds=14.0)
+            >>> p.eval_every(15, 10), p.eval_every(15, 0)
+            (7, 1)
+        """
+        if not self.step_seconds or self.eval_case_seconds is None or train_steps < 1:
+            return 1
+        val_s, train_s = val_cases * self.eval_case_seconds, train_steps * self.step_seconds
+        return max(1, math.ceil(val_s * (1 - VAL_SHARE) / (VAL_SHARE * train_s) - 1e-9))
 
     def describe(self) -> str:
         """One line for the console.

@@ -39,9 +39,13 @@ class TrainConfig(Strict):
         patience: stop after this many evaluations without a better validation Dice
             (``None`` = never).
         min_delta: smallest Dice gain that counts as better.
-        max_seconds: stop after the first validation past this much training time
-            (seconds spent in training steps, validation excluded; ``None`` = no limit).
-        eval_every: validate every N epochs (and always after the last).
+        max_seconds: stop at the first epoch end past this much training time, after
+            validating that epoch (seconds spent in training steps, validation excluded;
+            ``None`` = no limit).
+        eval_every: validate every N epochs (and always after the last, and at a stop for
+            ``max_seconds``). Unset on a CPU 3D plan, the plan chooses N so that sliding-window
+            validation stays within a quarter of the CPU time
+            (:meth:`nasseg.data.plan.Plan.eval_every`); otherwise 1.
         seed: seeds Python, NumPy, torch, the batch order and augmentations.
         device: ``cpu``, ``cuda`` (or ``cuda:N``) or ``auto`` (CUDA when available).
         amp: mixed precision on CUDA: ``bf16``, ``fp16`` (with gradient scaling),

@@ -31,7 +31,7 @@ from nasseg.train.divergence import DivergenceGuard
 from nasseg.train.evaluate import evaluate
 from nasseg.train.losses import SegLoss
 from nasseg.train.progress import Progress
-from nasseg.train.resolved import ResolvedRun, resolve_run
+from nasseg.train.resolved import ResolvedRun, resolve_run, with_eval_every
 from nasseg.train.result import RunWriter, TrainingFailed, TrainResult, resumable
 from nasseg.train.setup import Runtime, prepare_model, resident_device
 from nasseg.versions import provenance, versions
@@ -51,14 +51,15 @@ class Hooks:
     Attributes:
         on_epoch_start: ``(epoch)`` before the epoch's first step.
         on_step: ``(epoch, step, steps_per_epoch)`` after every training step (cheap: no I/O).
-        on_epoch_end: ``(epoch, train_seconds, images)`` after the epoch's training pass.
+        on_epoch_end: ``(epoch, train_seconds, images)`` after the epoch's training pass;
+            True ends training after this epoch, which is validated first.
         on_eval: ``(epoch, metrics)`` after each validation (``metrics``: ``epoch, dice,
             iou, hd95, train_loss, lr, seconds`` + per class); True stops training.
     """
 
     on_epoch_start: Callable[[int], None] | None = None
     on_step: StepHook | None = None
-    on_epoch_end: Callable[[int, float, int], None] | None = None
+    on_epoch_end: Callable[[int, float, int], bool | None] | None = None
     on_eval: Callback | None = None
 
 
@@ -70,7 +71,8 @@ def train(arch: Any, data: DataConfig, cfg: TrainConfig, *, run_dir: Path | None
 
     The data is decoded once (and cached for later calls), moved to the training device
     when it fits, and batches are drawn and augmented there. After every ``eval_every``
-    epochs (and the last) the held-out cases are predicted whole and scored per case;
+    epochs (the resolved run's: set, or planned on a CPU, :func:`with_eval_every`; and the
+    last) the held-out cases are predicted whole and scored per case;
     the epoch with the best mean validation Dice is kept (a copy of the weights where they
     live, written once to ``run_dir/checkpoint.pt`` when training ends); early stopping also
     looks at ``val`` only. The test cases are then scored once with those weights
@@ -127,11 +129,12 @@ def train(arch: Any, data: DataConfig, cfg: TrainConfig, *, run_dir: Path | None
     ds = load_dataset(data)
     model, arch_json = prepare_model(arch, ds)
     run = resolved or resolve_run(arch, ds, data, cfg)
-    if progress and run.plan is not None:
-        print(run.plan.describe(), flush=True)
     rt = Runtime.create(cfg, run)
     try:
         engine = Engine(run, rt, model, arch_json, ds, data, cfg, run_dir=run_dir, hooks=hooks)
+        if progress and run.plan is not None:
+            print(f"{run.plan.describe()}; validation every {engine.run.eval_every} epoch(s) "
+                  f"({engine.run.eval_every_source})", flush=True)
         start = engine.restore(latest) if latest is not None else 1
         return engine.fit(start, progress, t_start)
     except TrainingFailed as err:
@@ -184,6 +187,7 @@ class Engine:
         self.feeder = BatchFeeder(train_ds, run.batch_size, data.augment, seed=cfg.seed, patch_size=run.patch,
                                   device=rt.device, fg_fraction=data.plan.fg_fraction,
                                   fg_classes=data.plan.fg_classes, steps_per_epoch=cfg.steps_per_epoch)
+        self.run = run = with_eval_every(run, len(self.feeder), len(val_ds))
         self.optimizer, self.scheduler = _optimizer(self.model, cfg, len(self.feeder) * cfg.epochs)
         self.loss_fn = SegLoss(ds.out_channels, cfg.ce_weight, cfg.dice_weight, cfg.ds_weights)
         self.scaler = torch.amp.GradScaler("cuda") if rt.amp_dtype == torch.float16 else None
@@ -195,6 +199,7 @@ class Engine:
         self.best: dict[str, Any] = {"dice": -math.inf}
         self.stop_reason: str | None = None
         self.epochs_run, self.bad_evals = 0, 0
+        self._end_requested = False
 
     def _config(self, arch_json: dict[str, Any]) -> dict[str, Any]:
         run, ds, data, cfg, split = self.run, self.ds, self.data, self.cfg, self.split
@@ -226,8 +231,10 @@ class Engine:
             bar.n = (start - 1) * len(self.feeder)
             for epoch in range(start, self.cfg.epochs + 1):
                 losses, n_images, seconds = self.train_epoch(epoch, bar)
-                if not (epoch % self.cfg.eval_every and epoch != self.cfg.epochs):
+                ending = self._ending_reason() is not None or epoch == self.cfg.epochs
+                if ending or epoch % self.run.eval_every == 0:
                     self.validate(epoch, losses, n_images, seconds, bar)
+                    self.stop_reason = self.stop_reason or self._ending_reason()
                 self.save_latest(epoch)
                 if self.stop_reason:
                     break
@@ -254,9 +261,18 @@ class Engine:
         self.epochs_run = epoch
         self.epoch_seconds.append(seconds)
         self.epoch_images.append(n_images)
-        if self.hooks.on_epoch_end is not None:
-            self.hooks.on_epoch_end(epoch, seconds, n_images)
+        if self.hooks.on_epoch_end is not None and self.hooks.on_epoch_end(epoch, seconds, n_images):
+            self._end_requested = True
         return losses, n_images, seconds
+
+    def _ending_reason(self) -> str | None:
+        """Why training ends after this epoch (validated first), or ``None``: a hook asked
+        (``on_epoch_end`` returned True) or ``max_seconds`` of training have passed."""
+        if self._end_requested:
+            return "callback"
+        if self.cfg.max_seconds is not None and sum(self.epoch_seconds) >= self.cfg.max_seconds:
+            return "time"
+        return None
 
     def evaluate(self, ds: SegDataset, what: str) -> tuple[dict[str, Any], list[dict]]:
         """Score ``ds`` whole, at the resolved evaluation batch, inside the out-of-memory guard."""
@@ -295,8 +311,6 @@ class Engine:
             self.stop_reason = "callback"
         elif self.cfg.patience is not None and self.bad_evals >= self.cfg.patience:
             self.stop_reason = "patience"
-        elif self.cfg.max_seconds is not None and sum(self.epoch_seconds) >= self.cfg.max_seconds:
-            self.stop_reason = "time"
         return record
 
     def save_latest(self, epoch: int) -> None:

@@ -17,7 +17,7 @@ Example:
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
 import torch
@@ -26,7 +26,7 @@ from torch import nn
 from nasseg.arch.config import check_divisible
 from nasseg.data.base import SegDataset
 from nasseg.data.batches import default_patch
-from nasseg.data.plan import Plan, divisor, make_plan
+from nasseg.data.plan import VAL_SHARE, Plan, divisor, make_plan
 from nasseg.device import resolve_device, resolve_precision
 from nasseg.errors import ConfigError
 
@@ -62,6 +62,10 @@ class ResolvedRun:
             (``plan.time_budget_s``, ``plan.step_seconds``).
         budget_source: where the budget came from.
         plan: the 3D plan (``None`` for 2D or fixed-size data).
+        eval_every: validate every N epochs (and after the last); ``eval_every_source``
+            says whether it was set (``train.eval_every``) or planned
+            (:meth:`~nasseg.data.plan.Plan.eval_every`, CPU 3D plans, once the split is
+            known: :func:`with_eval_every`).
     """
 
     device: str
@@ -77,6 +81,8 @@ class ResolvedRun:
     memory_budget_mb: float | None = None
     budget_source: str | None = None
     plan: Plan | None = None
+    eval_every: int = 1
+    eval_every_source: str = "default"
 
     @property
     def amp_dtype(self) -> torch.dtype | None:
@@ -97,10 +103,10 @@ class ResolvedRun:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ResolvedRun:
         """The inverse of :meth:`to_dict` (lists back to tuples, the plan back to a :class:`Plan`)."""
-        kw = {f.name: d.get(f.name) for f in fields(cls)}
+        kw = {f.name: d[f.name] for f in fields(cls) if f.name in d}
         for k in ("input_shape", "patch", "window"):
-            kw[k] = tuple(kw[k]) if kw[k] is not None else None
-        if kw["plan"] is not None:
+            kw[k] = tuple(kw[k]) if kw.get(k) is not None else None
+        if kw.get("plan") is not None:
             plan = dict(kw["plan"])
             for k in ("target_spacing", "median_shape", "patch_size", "trimmed_from"):
                 if plan.get(k) is not None:
@@ -180,13 +186,32 @@ def resolve_run(arch: Any, ds: SegDataset, data: Any, cfg: Any, *, device: str |
         patch = _patch(data, ds, m, stages)
         batch, eval_batch = cfg.batch_size, cfg.eval_batch_size
     window = tuple(data.window_size) if data.window_size and patch else patch
+    set_every = "eval_every" in getattr(cfg, "model_fields_set", ())
     if window and stages:
         check_divisible(window, stages, "data.window_size", how="choose a --window-size that is")
     return ResolvedRun(device=str(dev), precision=precision, threads=threads, threads_source=threads_source,
                        size_multiple=m, input_shape=(ds.in_channels, *(patch or ds.shapes()[0])),
                        patch=patch, window=window, batch_size=batch, eval_batch_size=eval_batch,
                        memory_budget_mb=plan.budget_mb if plan else None,
-                       budget_source=plan.budget_source if plan else None, plan=plan)
+                       budget_source=plan.budget_source if plan else None, plan=plan,
+                       eval_every=getattr(cfg, "eval_every", 1), eval_every_source="set" if set_every else "default")
+
+
+def with_eval_every(run: ResolvedRun, train_steps: int, val_cases: int) -> ResolvedRun:
+    """``run`` with its validation cadence decided, once the split is known: the setting when
+    ``train.eval_every`` was set, else the CPU plan's (:meth:`~nasseg.data.plan.Plan.eval_every`),
+    else every epoch.
+
+    Example:
+        >>> run = with_eval_every(run, train_steps=15, val_cases=10)  # doctest: +SKIP
+        >>> run.eval_every, run.eval_every_source  # doctest: +SKIP
+        (7, 'planned: validation within 25% of the estimated CPU time')
+    """
+    if run.eval_every_source == "set" or run.plan is None or not run.plan.step_seconds:
+        return run
+    every = run.plan.eval_every(train_steps, val_cases)
+    return replace(run, eval_every=every,
+                   eval_every_source=f"planned: validation within {VAL_SHARE:.0%} of the estimated CPU time")
 
 
 def _patch(data: Any, ds: SegDataset, m: int, stages: int) -> tuple[int, ...] | None:
