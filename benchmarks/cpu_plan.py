@@ -240,6 +240,7 @@ def run_arm(arch_path: str, data_path: str, cpu_budget: float, out: Path, *, pat
                                 "eval_wall_s": round(metrics["eval_seconds"], 1)})
         print(f"  epoch {epoch}: cpu {used:.0f} s, val dice {metrics['dice']:.4f}", flush=True)
 
+    machine = {**_machine(), "command": " ".join(["python", *sys.argv])}
     t0 = time.process_time()
     res = train(load_arch(arch_path), data, cfg, progress=False,
                 hooks=Hooks(on_epoch_start=on_epoch_start, on_epoch_end=on_epoch_end, on_eval=on_eval))
@@ -255,7 +256,7 @@ def run_arm(arch_path: str, data_path: str, cpu_budget: float, out: Path, *, pat
            "val_dice": round(res.best["dice"], 4), "test_dice": round(res.test["dice"], 4) if res.test else None,
            "val_cases": len(res.split["val"]), "test_cases": len(res.split["test"]),
            "train_cases": len(res.split["train"]), "split_hash": res.split.get("hash"),
-           "history": clock["epochs"]}
+           "history": clock["epochs"], "machine": {**machine, "uptime_end": _machine()["uptime"]}}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(arm, indent=1))
     return arm
@@ -319,17 +320,20 @@ def report(arms: dict[str, dict], calib: dict | None, runs: list[dict], out: Pat
         lines += [f"- `{r['command']}` (arms {', '.join(r['arms'])}; commit {r['commit']}; {r['cpu']}, "
                   f"{r['cores']} cores, torch {r['torch']})", f"  - `uptime` at the start: `{r['uptime_start']}`",
                   f"  - `uptime` at the end: `{r['uptime_end']}`"]
-    lines += ["", "| arm | data | patch | batch | plan's estimate: step, validation per case | epochs | "
-              "CPU s (budget) | best epoch | val Dice | test Dice |", "|---|---|---|---|---|---:|---:|---:|---:|---:|"]
+    lines += ["", "| arm | data | patch | batch | plan's estimate: step, validation per case | validated every | "
+              "epochs | CPU s (budget) | best epoch | val Dice | test Dice |",
+              "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for name, a in arms.items():
         p = a["plan"]
         est = (f"{p['step_seconds']} s of {p['time_budget_s']:g} s, {p['eval_case_seconds']} s"
                if p.get("step_seconds") is not None else "-")
         why = "set" if a["patch_set"] else p.get("limited_by", "")
         lines.append(f"| {name} | {Path(a['data']).name} ({a['train_cases']}/{a['val_cases']}/{a['test_cases']}) | "
-                     f"{'x'.join(map(str, p['patch_size']))} ({why}) | {p['batch_size']} | {est} | {a['epochs']} | "
+                     f"{'x'.join(map(str, p['patch_size']))} ({why}) | {p['batch_size']} | {est} | "
+                     f"{a.get('eval_every', 1)} | {a['epochs']} | "
                      f"{a['cpu_s_training']:.0f} ({a['cpu_budget_s']:.0f}) | {a['best_epoch']} | "
                      f"{a['val_dice']:.4f} | {a['test_dice']:.4f} |")
+    lines += paired(arms)
     lines += ["", "Best val Dice among the epochs that ended within T CPU seconds (- = none yet), and the "
               "share of the arm's wall time spent validating:", "",
               "| arm | " + " | ".join(f"T = {t:.0%} of the budget" for t in CHECKPOINTS) + " | validation share |",
@@ -358,12 +362,42 @@ def report(arms: dict[str, dict], calib: dict | None, runs: list[dict], out: Pat
     (out / "cpu_plan.md").write_text("\n".join(lines) + "\n")
 
 
-def write_report(work: Path, out: Path) -> None:
-    """:func:`report` of every arm JSON in ``work`` with its ``calibration.json`` and ``runs.json``."""
-    arms = {a.stem: json.loads(a.read_text()) for a in sorted(work.glob("*.json"))
-            if a.stem not in ("calibration", "runs")}
-    read = lambda name: json.loads((work / name).read_text()) if (work / name).is_file() else None  # noqa: E731
-    report(arms, read("calibration.json"), read("runs.json") or [], out)
+def paired(arms: dict[str, dict]) -> list[str]:
+    """Markdown lines: the default arm against the hand-picked one of each work folder (a
+    data set at one seed), their differences, and the mean difference per data set."""
+    rows, by_data = [], {}
+    for name, d in arms.items():
+        if not name.endswith("_default") or name[: -len("default")] + "hand" not in arms:
+            continue
+        h = arms[name[: -len("default")] + "hand"]
+        dv, dt = d["val_dice"] - h["val_dice"], d["test_dice"] - h["test_dice"]
+        by_data.setdefault(Path(d["data"]).name, []).append(dt)
+        rows.append(f"| {Path(d['data']).name} | {d['seed']} | {'x'.join(map(str, d['plan']['patch_size']))} | "
+                    f"{d['val_dice']:.4f} / {d['test_dice']:.4f} | {'x'.join(map(str, h['plan']['patch_size']))} | "
+                    f"{h['val_dice']:.4f} / {h['test_dice']:.4f} | {dv:+.4f} / {dt:+.4f} |")
+    if not rows:
+        return []
+    out = ["", "Default plan against the hand-picked patch, same data, seed and CPU budget:", "",
+           "| data | seed | default patch | default val / test Dice | hand patch | hand val / test Dice | "
+           "default - hand (val / test) |", "|---|---:|---|---:|---|---:|---:|", *rows, ""]
+    for data, ds in by_data.items():
+        out.append(f"- {data}: mean test difference {statistics.mean(ds):+.4f} over {len(ds)} seed(s)"
+                   + (f" (SD {statistics.stdev(ds):.4f})" if len(ds) > 1 else ""))
+    return out
+
+
+def write_report(works: list[Path], out: Path) -> None:
+    """:func:`report` of every arm JSON in ``works`` (named ``folder/arm`` when there are
+    several) with the first folder's ``calibration.json`` and every ``runs.json``."""
+    arms, runs = {}, []
+    for work in works:
+        for a in sorted(work.glob("*.json")):
+            if a.stem not in ("calibration", "runs"):
+                arms[f"{work.name}/{a.stem}" if len(works) > 1 else a.stem] = json.loads(a.read_text())
+        if (work / "runs.json").is_file():
+            runs += json.loads((work / "runs.json").read_text())
+    calib = works[0] / "calibration.json"
+    report(arms, json.loads(calib.read_text()) if calib.is_file() else None, runs, out)
 
 
 def _patch(s: str) -> tuple[int, ...]:
@@ -392,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--json", required=True)
     w = sub.add_parser("report", help="write the report from a work folder's arms, calibration and runs")
-    w.add_argument("--work", required=True)
+    w.add_argument("--work", required=True, nargs="+", help="work folder(s) of arms")
     w.add_argument("--out", required=True)
     r = sub.add_parser("all", help="generate, calibrate, run every arm, write the report")
     r.add_argument("--la-root", required=True, help="folder for the generated set (kept and reused)")
@@ -421,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.cmd == "calibrate":
         Path(args.json).write_text(json.dumps(calibrate(args.arch, args.out_channels, args.patches), indent=1))
     elif args.cmd == "report":
-        write_report(Path(args.work), Path(args.out))
+        write_report([Path(w) for w in args.work], Path(args.out))
     elif args.cmd == "arm":
         run_arm(args.arch, args.data, args.cpu_budget, Path(args.json), patch=args.patch,
                 step_seconds=args.step_seconds, seed=args.seed)
@@ -443,7 +477,7 @@ def main(argv: list[str] | None = None) -> int:
         runs = json.loads(runs_path.read_text()) if runs_path.is_file() else []
         runs.append({"command": command, "arms": [s[0] for s in specs], **meta})
         runs_path.write_text(json.dumps(runs, indent=1))
-        write_report(Path(args.work), Path(args.out))
+        write_report([Path(args.work)], Path(args.out))
         print((Path(args.out) / "cpu_plan.md").read_text())
     return 0
 

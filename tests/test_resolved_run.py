@@ -204,3 +204,45 @@ def test_resume_continues_an_interrupted_run_and_refuses_a_changed_command(tmp_p
     assert not (tmp_path / "checkpoint_latest.pt").exists()
     with pytest.raises(ConfigError, match=r"the run there finished \(metrics\.json\)"):
         train(load_arch(TINY2D), data, cfg, run_dir=tmp_path, progress=False, resume=True)
+
+
+@pytest.mark.parametrize("same_settings", [True, False])
+def test_a_study_run_continues_its_killed_training(tmp_path, same_settings):
+    """A study's run folder holding a killed training of the same settings (an ablation's
+    variant and seed after a crash) is continued from its last epoch, not trained from epoch
+    1; a killed run of other settings is trained anew and the trial records why."""
+    from nasseg.runs import train_and_record
+    from nasseg.train.engine import Hooks
+
+    class Killed(Exception):
+        pass
+
+    def kill_at_3(epoch: int) -> None:
+        if epoch == 3:
+            raise Killed
+
+    class Fields:
+        def __init__(self) -> None:
+            self.fields: dict = {}
+
+        def set(self, **kw) -> None:
+            self.fields.update(kw)
+
+    data = resolve_data("synthetic", n_cases=8, size=16)
+    cfg = TrainConfig(epochs=3, device="cpu", num_threads=1, batch_size=4, steps_per_epoch=2)
+    with pytest.raises(Killed):
+        train(load_arch(TINY2D), data, cfg, run_dir=tmp_path, progress=False, hooks=Hooks(on_epoch_start=kill_at_3))
+    started: list[int] = []
+
+    def trainer(*a, **kw):
+        return train(*a, **kw, hooks=Hooks(on_epoch_start=started.append))
+
+    writer = Fields()
+    again = cfg if same_settings else cfg.model_copy(update={"lr": 0.01})
+    run = train_and_record(writer, load_arch(TINY2D), data, again, run_dir=tmp_path, trainer=trainer)
+    assert run.ok and [h["epoch"] for h in run.result.history] == [1, 2, 3]
+    if same_settings:
+        assert started == [3] and writer.fields["resumed"] is True and "resume_refused" not in writer.fields
+    else:
+        assert started == [1, 2, 3] and "train.lr is 0.01 here but was" in writer.fields["resume_refused"]
+    assert not (tmp_path / "checkpoint_latest.pt").exists() and (tmp_path / "metrics.json").exists()

@@ -121,7 +121,9 @@ class TrialRecord(_Record):
     them), ``best_epoch``, ``epochs_run``, ``stopped_early``, ``stop_reason``, ``split``
     (see :func:`nasseg.store.read.split_summary`), ``per_case`` (validation cases),
     ``test_per_case`` (test cases, scored once with the best-by-val weights), ``train_seconds``,
-    ``checkpoint`` (path of the best weights). Failed: ``fail_reason``. ``outcome``: what
+    ``checkpoint`` (path of the best weights), ``resumed`` (continued from a killed run's
+    ``checkpoint_latest.pt``) or ``resume_refused`` (why a killed run was trained anew).
+    Failed: ``fail_reason``. ``outcome``: what
     became of a search proposal: ``trained``, or rejected before training as ``infeasible``
     (over a limit), ``invalid`` (not a valid network) or ``duplicate`` (answered from the
     record of the same network trained earlier); only trained networks use up the budget.
@@ -160,6 +162,8 @@ class TrialRecord(_Record):
     test_per_case: list[dict[str, Any]] | None = None
     train_seconds: float | None = None
     checkpoint: str | None = None
+    resumed: bool | None = None
+    resume_refused: str | None = None
     fail_reason: str | None = None
     outcome: Literal["trained", "infeasible", "invalid", "duplicate"] | None = None
     """What became of a search proposal (see :func:`nasseg.store.read.outcome`)."""

@@ -111,6 +111,14 @@ def claim_run_dir(run_dir: str | Path, *, overwrite: bool = False, remove: bool 
     return path
 
 
+def can_resume(run_dir: str | Path) -> bool:
+    """Whether ``run_dir`` holds a killed training :func:`resumable` accepts, and no failed one
+    (a run that failed, e.g. diverged, is trained anew, not continued into the same failure)."""
+    path = Path(run_dir)
+    return ((path / "checkpoint_latest.pt").exists() and not (path / "metrics.json").exists()
+            and not (path / "failed.json").exists())
+
+
 def resumable(run_dir: str | Path | None, flag: str = "--resume") -> Path:
     """``run_dir`` holds a killed training to continue: a ``checkpoint_latest.pt`` and no
     ``metrics.json`` (a finished run is never continued or rewritten).
