@@ -5,10 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-from test_search_helpers import arch_yaml, make_study
+import pytest
+from test_search_helpers import TINY_SPACE, arch_yaml, make_study
 
+from nasseg.ablation.stats import compare, tidy
 from nasseg.cli import main
+from nasseg.errors import ConfigError
+from nasseg.search.confirm import confirm_search
 from nasseg.search.results import open_result
+from nasseg.store import feasible, front, trial_record
 
 
 def test_confirm_retrains_the_front_on_the_test_split(tmp_path: Path, capsys) -> None:
@@ -101,3 +106,80 @@ def test_two_confirms_at_once_write_each_pair_once(tmp_path: Path) -> None:
     assert len(counts) == 3 and set(counts) == {2}  # 3 seeds x 2 test cases, no pair twice
     trained = [line for out in outs for line in out.splitlines() if " seed " in line and "val Dice" in line]
     assert len(trained) == 3  # each pair trained by one of the two processes
+
+
+def _seeded_study(tmp_path: Path, widths: dict[str, int], trials: int = 0):
+    """A study whose trials are ``widths``' networks (the initial_archs, trained in order),
+    with MACs and params as cost objectives; returns the study file and the arch files."""
+    space = {**TINY_SPACE, "stages": {**TINY_SPACE["stages"], "width": {"choice": sorted(set(widths.values()))}}}
+    archs = {name: arch_yaml(tmp_path, name, w) for name, w in widths.items()}
+    study_yaml = make_study(tmp_path, space, initial_archs=list(archs.values()), objectives=["dice", "macs", "params"],
+                            reference_point={"macs": 1.0}, budget={"trials": trials or len(widths)},
+                            data={"source": "synthetic", "n_cases": 12, "size": 32})
+    assert main(["search", str(study_yaml), "--no-progress"]) == 0
+    return study_yaml, archs
+
+
+def test_confirm_against_a_network_that_is_not_a_trial_is_refused(tmp_path: Path, capsys) -> None:
+    """Issue 23: --against names a network the study trained; a preset it never tried is a
+    ConfigError naming the study file and the preset (the CLI: one line, exit 2), before any training."""
+    study_yaml, _ = _seeded_study(tmp_path, {"small": 4})
+    with pytest.raises(ConfigError, match=r"study\.yaml: --against cmunext_s: no completed feasible trial of "
+                                          r"study 'tiny' is that network .*add cmunext_s to initial_archs"):
+        confirm_search(study_yaml, seeds=1, against="cmunext_s")
+    capsys.readouterr()
+    assert main(["confirm", str(study_yaml), "--seeds", "1", "--against", "cmunext_s"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("nasseg: error: ") and "cmunext_s" in err
+    assert not (tmp_path / "run" / "confirm" / "per_case.csv").exists()
+
+
+def test_confirm_against_the_seed_preset_compares_only_cheaper_members(tmp_path: Path, capsys) -> None:
+    """Issue 23: a search seeded with the reference (width 8) beside a cheaper (4) and a costlier
+    (16) network. With --against, the costlier one is left out, the reference is its own arm,
+    each member gets a paired difference to it, and the verdict is stored; resuming trains nothing."""
+    study_yaml, archs = _seeded_study(tmp_path, {"ref": 8, "small": 4, "big": 16})
+    study = open_result(study_yaml)
+    by_label = {trial_record(t).initial_arch: t for t in study.get_trials()}
+    ref, small, big = (by_label[archs[k]] for k in ("ref", "small", "big"))
+    assert feasible(big) and all(b > r for b, r in zip(big.values[1:], ref.values[1:]))  # in the pool, costlier
+
+    # the cheapest network as reference: no member costs no more, nothing is trained
+    res = confirm_search(study_yaml, seeds=3, top=3, against=archs["small"], echo=lambda s: None)
+    assert res.table.empty and res.verdict.startswith(f"not found: no front member costs no more than {archs['small']}")
+    assert not (tmp_path / "run" / "confirm" / "per_case.csv").exists()
+
+    capsys.readouterr()
+    assert main(["confirm", str(study_yaml), "--seeds", "3", "--epochs", "1", "--top", "3",
+                 "--against", archs["ref"]]) == 0
+    out = capsys.readouterr().out
+    table = pd.read_csv(tmp_path / "run" / "confirm" / "confirm.csv")
+    assert set(table["trial"]) == {ref.number, small.number}  # big costs more than the reference: excluded
+    assert table.set_index("trial")["is_reference"].to_dict() == {ref.number: True, small.number: False}
+    row = table.set_index("trial").loc[small.number]
+    assert row["diff_ci_low"] <= row["diff_vs_ref"] <= row["diff_ci_high"] and 0 <= row["p_holm"] <= 1
+    frame = tidy(pd.read_csv(tmp_path / "run" / "confirm" / "per_case.csv").rename(columns={"case": "case_id"}))
+    c = compare(frame, f"trial_{small.number}", f"trial_{ref.number}", test="mixed")
+    assert c.test == "mixed" and abs(row["diff_vs_ref"] - c.mean_diff) < 1e-12
+    assert abs(row["p_holm"] - c.p_value) < 1e-12  # one member: Holm changes nothing
+    assert f"reference ({archs['ref']})" in out and f"reference: trial {ref.number} is {archs['ref']}" in out
+
+    info = open_result(study_yaml).user_attrs["confirm"]
+    verdict = info["against"]["verdict"]
+    found = row["diff_ci_low"] > 0 and row["p_holm"] < 0.05
+    assert verdict.startswith("found: " if found else "not found: ") and f"trial_{small.number}" in verdict
+    assert verdict in out and info["against"]["reference_trial"] == ref.number
+    assert [m["trial"] for m in info["against"]["comparisons"]] == [small.number]
+    assert {m["trial"] for m in info["members"]} == {ref.number, small.number}
+
+    # resuming trains nothing; without --top the Pareto members at the reference's cost are the arms
+    calls = []
+    again = confirm_search(study_yaml, seeds=3, epochs=1, top=3, against=archs["ref"], echo=calls.append)
+    assert again.verdict == verdict and not [s for s in calls if " seed " in s]
+    on_front = {t.number for t in front(study)} - {ref.number, big.number}
+    res = confirm_search(study_yaml, seeds=3, epochs=1, against=archs["ref"], echo=calls.append)
+    if on_front:
+        assert set(res.table["trial"]) == on_front | {ref.number}
+    else:
+        assert res.table.empty and res.verdict.startswith("not found: no front member")
+    assert not [s for s in calls if " seed " in s]

@@ -10,14 +10,30 @@ the validation Dice beside the confirmed test Dice with its 95% interval (the mi
 Pareto front when Dice is replaced by the confirmed value (costs do not change), and the
 hypervolume of the confirmed values beside that of the validation values.
 
+Against a reference (``against=NAME``, ``nasseg confirm STUDY --against NAME``): NAME is a
+preset or architecture YAML that the study trained as one of its trials (it is in
+``initial_archs``; matched by architecture id, with the channels the data has). Only the
+members whose every cost objective (each objective but Dice) is no worse than the reference
+trial's are confirmed, and the reference is trained as one more arm with the same seeds.
+Each member's test Dice minus the reference's comes from
+:func:`nasseg.ablation.stats.compare` (the mixed model; with fewer than
+:data:`~nasseg.ablation.stats.MIN_MODEL_SEEDS` seeds a comparison conditional on the
+trained networks, without p), p-values Holm-adjusted over the members. The verdict is
+``found`` when some member's difference has a 95% interval above 0 (and a Holm p below
+0.05 where there is one), naming the one with the largest lower bound; else ``not found``
+with the best member's difference. With no member at the reference's cost nothing is trained.
+
 Results go to the study's storage (``user_attrs["confirm"]``, read by ``nasseg pareto`` and
-the report) and to ``<out>/confirm/`` (``per_case.csv``, the input of ``nasseg stats``;
-``confirm.csv``; one run folder per member and seed). A killed confirmation resumes: pairs
-already in ``per_case.csv`` are not re-trained.
+the report; ``against`` holds the reference, the comparisons and the verdict) and to
+``<out>/confirm/`` (``per_case.csv``, the input of ``nasseg stats``; ``confirm.csv``; one run
+folder per member and seed). A killed confirmation resumes: pairs already in
+``per_case.csv`` are not re-trained.
 
 Example:
     >>> res = confirm_search("studies/quickstart.yaml", seeds=3)   # doctest: +SKIP
     >>> res.table[["trial", "val_dice", "test_dice", "test_ci_low", "stays_on_front"]]  # doctest: +SKIP
+    >>> confirm_search("studies/busi_cmunext.yaml", seeds=5, against="cmunext_s").verdict  # doctest: +SKIP
+    'found: trial_14 costs no more than cmunext_s (trial 0) and its test Dice is higher by +0.0121 ...'
 """
 from __future__ import annotations
 
@@ -29,7 +45,7 @@ from typing import Any
 
 import pandas as pd
 
-from nasseg.ablation.stats import MIN_MODEL_SEEDS, summarize_variant, tidy
+from nasseg.ablation.stats import MIN_MODEL_SEEDS, compare, holm, summarize_variant, tidy
 from nasseg.errors import ConfigError
 from nasseg.runs import study_data
 from nasseg.store import front, locate, objectives_of, study_record, trial_record, unique_feasible, update_record
@@ -39,18 +55,27 @@ from nasseg.versions import provenance
 
 __all__ = ["ConfirmResult", "confirm_columns", "confirm_search", "confirmed_table"]
 
+ALPHA = 0.05
+"""The Holm-adjusted p below which a member's gain over the reference counts (with a p)."""
+
 
 @dataclass
 class ConfirmResult:
     """Per member: ``trial, arch_id, val_dice, test_dice, test_ci_low, test_ci_high,
     test_sd_seeds, n_seeds, n_cases``, the cost objectives, ``on_val_front`` and
     ``stays_on_front``; ``hv_val``/``hv_test``: normalised hypervolume of the members with
-    validation / confirmed Dice."""
+    validation / confirmed Dice. With ``against``: the table also has ``is_reference``,
+    ``diff_vs_ref``, ``diff_ci_low``, ``diff_ci_high``, ``p_holm`` (NaN on the reference row
+    and where there is no p); ``verdict`` (``found: ...`` / ``not found: ...``) and
+    ``reference`` (its trial number) are set, and the table is empty when no member costs no
+    more than the reference (nothing trained)."""
 
     table: pd.DataFrame
     hv_val: float
     hv_test: float
     out_dir: Path
+    verdict: str | None = None
+    reference: int | None = None
 
 
 def _members(study: Any, top: int | None) -> list[Any]:
@@ -61,14 +86,52 @@ def _members(study: Any, top: int | None) -> list[Any]:
     return sorted(pool, key=lambda t: -t.values[names.index("dice")])[:top]
 
 
+def _reference(study: Any, prep: Any, path: str | Path, name: str) -> Any:
+    """The completed feasible trial that trained ``name`` (a preset or architecture YAML),
+    matched by :func:`~nasseg.arch.arch_id` with the data's channels, as the search records it.
+
+    Raises:
+        ConfigError: ``name`` does not load, or no completed feasible trial is that network.
+    """
+    from nasseg.arch import arch_id, load_arch  # lazy: torch; nasseg pareto and report read confirmed_table without it
+
+    try:
+        arch = load_arch(name)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: --against {name}: {err}") from None
+    s = prep.setup  # channels converted to the data's, as the search enqueued its initial_archs
+    aid = arch_id(arch.model_copy(update={"in_channels": s.in_channels, "out_channels": s.out_channels}))
+    trials = study.get_trials(deepcopy=False)
+    for t in unique_feasible(trials):
+        if trial_record(t).arch_id == aid:
+            return t
+    same = [f"trial {t.number} ({t.state.name.lower()}, not feasible)" for t in trials
+            if trial_record(t).arch_id == aid]
+    raise ConfigError(f"{path}: --against {name}: no completed feasible trial of study '{study.study_name}' "
+                      f"is that network (arch_id {aid}{'; ' + ', '.join(same) if same else ''}); compare against "
+                      f"one of its trials: add {name} to initial_archs and run `nasseg search` again, or name one "
+                      f"of initial_archs {prep.cfg.initial_archs}")
+
+
+def _no_costlier(t: Any, ref: Any, objs: list[Any]) -> bool:
+    """``t`` is no worse than ``ref`` on every cost objective (each objective but Dice)."""
+    return all((v >= r) if o.maximize else (v <= r)
+               for o, v, r in zip(objs, t.values, ref.values) if o.name != "dice")
+
+
 def confirm_search(path: str | Path, *, seeds: int = 3, top: int | None = None, epochs: int | None = None,
-                   progress: bool = False, echo: Callable[[str], None] = print) -> ConfirmResult:
+                   against: str | None = None, progress: bool = False,
+                   echo: Callable[[str], None] = print) -> ConfirmResult:
     """Re-train the Pareto members (or the ``top`` K by validation Dice) of the search study
     ``path`` with ``seeds`` seeds and score them on its test split.
 
+    ``against``: a preset or architecture YAML that is one of the study's trials; only the
+    members that cost no more than it are confirmed, it is trained as the reference arm, and
+    each member's test Dice is compared with it (see the module docstring).
+
     Raises:
         ConfigError: the study has no test split (``test_fraction: 0``), no completed trials,
-            or no Dice objective.
+            or no Dice objective; ``against`` is not one of its completed feasible trials.
     """
     from nasseg.arch import load_arch  # lazy: torch; nasseg pareto and report read confirmed_table without it
     from nasseg.search.setup import prepare  # lazy: torch; nasseg pareto and report read confirmed_table without it
@@ -90,14 +153,24 @@ def confirm_search(path: str | Path, *, seeds: int = 3, top: int | None = None, 
     if not members:
         raise ConfigError(f"{path}: no completed feasible trials to confirm")
     out = prep.output_dir / "confirm"
+    ref = None
+    if against is not None:
+        ref = _reference(study, prep, path, against)
+        members = [t for t in members if t.number != ref.number and _no_costlier(t, ref, objs)]
+        if not members:
+            verdict = f"not found: no front member costs no more than {against} (trial {ref.number})"
+            echo(verdict + "; nothing trained")
+            return ConfirmResult(pd.DataFrame(), math.nan, math.nan, out, verdict, ref.number)
+        members = [ref, *members]
     out.mkdir(parents=True, exist_ok=True)
     csv = out / "per_case.csv"
     tcfg = prep.setup.train
     if epochs is not None:
         tcfg = tcfg.model_copy(update={"epochs": epochs})
     split_hashes = set()
-    echo(f"confirming {len(members)} members x {seeds} seeds of '{study.study_name}' on the test split "
-         f"({tcfg.epochs} epochs each)")
+    arms = (f"{len(members) - 1} members + the reference trial_{ref.number} ({against})" if ref
+            else f"{len(members)} members")
+    echo(f"confirming {arms} x {seeds} seeds of '{study.study_name}' on the test split ({tcfg.epochs} epochs each)")
     archs = {f"trial_{t.number}": load_arch({**trial_record(t).arch, "name": f"{study.study_name}_trial_{t.number}"})
              for t in members}
 
@@ -135,21 +208,68 @@ def confirm_search(path: str | Path, *, seeds: int = 3, top: int | None = None, 
         rows.append(row)
     table = pd.DataFrame(rows)
     record = study_record(study)
-    ref = record.reference_point
+    ref_point = record.reference_point
     ideal = {o.name: o.ideal for o in objs} | (record.ideal_point or {})
     val_pts = [[r["val_dice"] if n == "dice" else r[n] for n in names] for r in rows]
     test_pts = [[r["test_dice"] if n == "dice" else r[n] for n in names] for r in rows]
     table["on_val_front"] = [i in set(pareto_indices(val_pts, dirs)) for i in range(len(rows))]
     table["stays_on_front"] = [i in set(pareto_indices(test_pts, dirs)) for i in range(len(rows))]
-    hv_val = normalised_hypervolume(val_pts, names, dirs, ref, ideal)
-    hv_test = normalised_hypervolume(test_pts, names, dirs, ref, ideal)
+    hv_val = normalised_hypervolume(val_pts, names, dirs, ref_point, ideal)
+    hv_test = normalised_hypervolume(test_pts, names, dirs, ref_point, ideal)
+    selection = "pareto" if top is None else f"top {top}"
+    against_info, verdict = None, None
+    if ref is not None:
+        table, verdict = _against(table, frame, ref.number, against)
+        selection += f", costing no more than {against}"
+        diffs = table.loc[~table["is_reference"], ["trial", "diff_vs_ref", "diff_ci_low", "diff_ci_high", "p_holm"]]
+        against_info = {"name": against, "reference_trial": ref.number, "verdict": verdict, "alpha": ALPHA,
+                        "costs": {n: v for n, v in zip(names, ref.values) if n != "dice"},
+                        "comparisons": _plain(diffs.to_dict(orient="records"))}
     table.to_csv(out / "confirm.csv", index=False)
     update_record(study, confirm={
-        "seeds": seeds, "epochs": tcfg.epochs, "selection": "pareto" if top is None else f"top {top}",
+        "seeds": seeds, "epochs": tcfg.epochs, "selection": selection,
         "hv_val": hv_val, "hv_test": hv_test, "per_case_csv": str(csv), "split_hashes": sorted(split_hashes),
-        "members": _plain(table.to_dict(orient="records")),
+        "members": _plain(table.to_dict(orient="records")), "against": against_info,
         "provenance": _plain(provenance(data=prep.setup.data, seeds=list(range(seeds)), device=tcfg.device))})
-    return ConfirmResult(table, hv_val, hv_test, out)
+    return ConfirmResult(table, hv_val, hv_test, out, verdict, ref.number if ref else None)
+
+
+def _against(table: pd.DataFrame, frame: pd.DataFrame, ref: int, name: str) -> tuple[pd.DataFrame, str]:
+    """``table`` with each member's test Dice compared with the reference trial's (paired on
+    seeds and test cases, Holm over the members), and the verdict.
+
+    Example:
+        >>> import numpy as np
+        >>> rows = [{"variant": v, "seed": s, "case_id": str(c), "dice": 0.5 + 0.1 * (v == "trial_1") + 0.01 * c}
+        ...         for v in ("trial_0", "trial_1") for s in range(3) for c in range(4)]
+        >>> t, verdict = _against(pd.DataFrame({"trial": [0, 1]}), tidy(pd.DataFrame(rows)), 0, "cmunext_s")
+        >>> verdict[:60]
+        'found: trial_1 costs no more than cmunext_s (trial 0) and it'
+    """
+    nan = math.nan
+    is_ref = table["trial"] == ref
+    comps = {int(n): compare(frame, f"trial_{n}", f"trial_{ref}", test="mixed") for n in table["trial"][~is_ref]}
+    p_holm = dict(zip(comps, holm([c.p_value for c in comps.values()])))
+    table = table.assign(
+        is_reference=is_ref,
+        diff_vs_ref=[comps[n].mean_diff if n in comps else nan for n in table["trial"]],
+        diff_ci_low=[comps[n].diff_ci_low if n in comps else nan for n in table["trial"]],
+        diff_ci_high=[comps[n].diff_ci_high if n in comps else nan for n in table["trial"]],
+        p_holm=[p_holm.get(n, nan) for n in table["trial"]])
+    gains = {n: c for n, c in comps.items()
+             if c.diff_ci_low > 0 and (math.isnan(p_holm[n]) or p_holm[n] < ALPHA)}
+    pool = gains or comps
+    best = max(pool, key=lambda n: -math.inf if math.isnan(pool[n].diff_ci_low) else pool[n].diff_ci_low)
+    c, p = pool[best], p_holm[best]
+    how = (f"Holm-adjusted p {p:.3g}" if not math.isnan(p) else
+           f"conditional on the trained networks ({c.n_seeds} seed{'s' if c.n_seeds != 1 else ''}, fewer than "
+           f"{MIN_MODEL_SEEDS}: no p)" if c.test == "conditional" else "no p")
+    diff = f"{c.mean_diff:+.4f} [95% CI {c.diff_ci_low:+.4f}, {c.diff_ci_high:+.4f}], {how}"
+    if gains:
+        return table, (f"found: trial_{best} costs no more than {name} (trial {ref}) and its test Dice is "
+                       f"higher by {diff}")
+    return table, (f"not found: no member costing no more than {name} (trial {ref}) has a test Dice higher by a "
+                   f"95% CI that excludes 0 (best: trial_{best} {diff})")
 
 
 def _done(csv: Path) -> set[tuple[str, int]]:
