@@ -25,15 +25,15 @@ CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "reports" / "browser" / "artifacts"
 
 
-def confirm_members(study, test_dice: dict[int, float]) -> None:
+def confirm_members(study, test_dice: dict[int, float], against: dict | None = None) -> None:
     """Store a confirmation record with the given test Dice per trial (what `nasseg confirm`
-    stores; the values are the test's, nothing is computed)."""
+    stores; the values are the test's, nothing is computed); ``against``: its --against part."""
     values = {t.number: t.values for t in study.get_trials() if t.values}
     members = [{"trial": n, "arch_id": f"a{n:02d}", "val_dice": values[n][0], "test_dice": d,
                 "test_ci_low": d - 0.02, "test_ci_high": d + 0.02, "test_sd_seeds": 0.01, "n_seeds": 3,
                 "n_cases": 20, "on_val_front": True, "stays_on_front": True} for n, d in test_dice.items()]
     update_record(study, confirm={"seeds": 3, "epochs": 5, "selection": "pareto", "hv_val": 0.5, "hv_test": 0.45,
-                                  "members": members})
+                                  "members": members, "against": against})
 
 
 def answer_of(html: str) -> str:
@@ -71,6 +71,19 @@ def test_confirmed_members_show_their_test_dice_labelled_test(tmp_path):
         assert f"<strong>{0.5 + 0.01 * i:.4f}</strong>" in answer
         card = html.split(f'id="member-{n}"', 1)[1].split("</section>", 1)[0]
         assert "validation Dice" in card and f"test Dice <strong>{0.5 + 0.01 * i:.4f}</strong>" in card
+    assert "Against " not in answer
+
+
+def test_the_verdict_against_a_preset_opens_the_search_report(tmp_path):
+    """`nasseg confirm --against` stores a verdict; the report's first screen states it."""
+    study = make_search_study(f"sqlite:///{tmp_path / 's.db'}")
+    picked = sorted({r.trial for r in choice_info(study).recommendations})
+    verdict = "not found: the best member, trial_3, differs by -0.0100 [-0.0300, +0.0100] (Holm p 0.41)"
+    confirm_members(study, {n: 0.5 for n in picked}, against={"name": "cmunext_s", "reference_trial": picked[0],
+                                                             "verdict": verdict, "comparisons": []})
+    answer = answer_of(build_report(study).html)
+    assert f"Against cmunext_s (trial {picked[0]}, re-trained with the same seeds), at no higher cost: " in answer
+    assert verdict in answer
 
 
 def test_the_ablation_report_opens_with_its_comparisons(tmp_path):

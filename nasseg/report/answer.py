@@ -26,6 +26,7 @@ from nasseg.report.page import esc
 from nasseg.ablation.tables import fmt_count
 from nasseg.report.choose_html import cost_text
 from nasseg.search.confirm import interval_note
+from nasseg.store import StudyRecord, study_record
 
 __all__ = ["Answer", "Pick", "ablation_answer", "answer_html", "search_answer"]
 
@@ -100,6 +101,10 @@ def search_answer(study: Any, h: Header, info: ChoiceInfo, confirmed: pd.DataFra
         seeds = int(conf["n_seeds"].max())
         what += (f" nasseg confirm re-trained {len(conf)} of them with {seeds} seeds and scored them once "
                  f"on the {_cases(h, 'n_test')}test cases, which the search never saw.")
+        against = ((study_record(study) or StudyRecord()).confirm or {}).get("against")
+        if against:
+            what += (f" Against {against['name']} (trial {against['reference_trial']}, re-trained with the same "
+                     f"seeds), at no higher cost: {against['verdict']}.")
     by_trial = {m.trial: m for m in info.members}
     labels: dict[int, list[str]] = {}  # one row per network, with every reason it is recommended
     for r in info.recommendations:
