@@ -47,6 +47,7 @@ import pandas as pd
 
 from nasseg.ablation.stats import MIN_MODEL_SEEDS, compare, holm, summarize_variant, tidy
 from nasseg.errors import ConfigError
+from nasseg.jsonsafe import json_safe
 from nasseg.runs import study_data
 from nasseg.store import front, locate, objectives_of, study_record, trial_record, unique_feasible, update_record
 from nasseg.store.claims import job_lock, run_lock
@@ -224,13 +225,13 @@ def confirm_search(path: str | Path, *, seeds: int = 3, top: int | None = None, 
         diffs = table.loc[~table["is_reference"], ["trial", "diff_vs_ref", "diff_ci_low", "diff_ci_high", "p_holm"]]
         against_info = {"name": against, "reference_trial": ref.number, "verdict": verdict, "alpha": ALPHA,
                         "costs": {n: v for n, v in zip(names, ref.values) if n != "dice"},
-                        "comparisons": _plain(diffs.to_dict(orient="records"))}
+                        "comparisons": json_safe(diffs.to_dict(orient="records"))}
     table.to_csv(out / "confirm.csv", index=False)
     update_record(study, confirm={
         "seeds": seeds, "epochs": tcfg.epochs, "selection": selection,
         "hv_val": hv_val, "hv_test": hv_test, "per_case_csv": str(csv), "split_hashes": sorted(split_hashes),
-        "members": _plain(table.to_dict(orient="records")), "against": against_info,
-        "provenance": _plain(provenance(data=prep.setup.data, seeds=list(range(seeds)), device=tcfg.device))})
+        "members": json_safe(table.to_dict(orient="records")), "against": against_info,
+        "provenance": json_safe(provenance(data=prep.setup.data, seeds=list(range(seeds)), device=tcfg.device))})
     return ConfirmResult(table, hv_val, hv_test, out, verdict, ref.number if ref else None)
 
 
@@ -278,19 +279,6 @@ def _done(csv: Path) -> set[tuple[str, int]]:
         return set()
     done = pd.read_csv(csv, usecols=["variant", "seed"])
     return set(zip(done["variant"].astype(str), done["seed"].astype(int)))
-
-
-def _plain(x: Any) -> Any:
-    """JSON-safe copies of numpy scalars (Optuna stores user attrs as JSON)."""
-    if isinstance(x, dict):
-        return {k: _plain(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_plain(v) for v in x]
-    if hasattr(x, "item"):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
 
 
 def confirmed_table(study: Any) -> pd.DataFrame | None:
