@@ -181,6 +181,8 @@ def test_the_cpu_plan_validates_as_often_as_keeps_validation_within_its_share(ar
     share = lambda k: val_s / (k * train_s + val_s)  # noqa: E731
     assert share(n) <= VAL_SHARE + 1e-9 and (n == 1 or share(n - 1) > VAL_SHARE)
     assert planned.eval_every_source.startswith("planned") and planned.plan == run.plan
+    assert planned.describe() == (f"{p.describe()}; validation every {n} epoch{'' if n == 1 else 's'} "
+                                  f"(planned: validation within 25% of the estimated CPU time)")
     assert ResolvedRun.from_dict(json.loads(json.dumps(planned.to_dict()))) == planned
     set_run = resolve_run(arch, la, _data(tmp_path), TrainConfig(device="cpu", num_threads=1, eval_every=1))
     assert with_eval_every(set_run, train_steps, val_cases) == set_run and set_run.eval_every_source == "set"

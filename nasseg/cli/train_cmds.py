@@ -106,6 +106,7 @@ def _train_config(args: argparse.Namespace):
 def cmd_train(args: argparse.Namespace) -> int:
     from nasseg.arch import load_arch  # lazy: CLI startup (torch)
     from nasseg.train import train  # lazy: CLI startup (torch)
+    from nasseg.train.resolved import ResolvedRun  # lazy: CLI startup (torch)
     from nasseg.train.result import claim_run_dir, resumable  # lazy: CLI startup (torch)
 
     if args.resume:
@@ -127,11 +128,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not args.resume:
         claim_run_dir(run_dir, overwrite=args.overwrite)  # --overwrite: the earlier run's files go now
     res = train(arch, data, cfg, run_dir=run_dir, progress=not args.no_progress, resume=args.resume)
-    plan = res.config["resolved"].get("plan")
-    if plan is not None and args.no_progress:  # with progress on, train() printed it before training
-        from nasseg.data.plan import Plan  # lazy: CLI startup (torch)
-
-        console.print(Plan(**plan).describe(), markup=False)
+    line = ResolvedRun.from_dict(res.config["resolved"]).describe()
+    if line is not None and args.no_progress:  # with progress on, train() printed it before training
+        console.print(line, markup=False)
     console.print(metrics_table(res))
     stop = f", stopped early ({res.stop_reason})" if res.stopped_early else ""
     console.print(f"best epoch {res.best_epoch} (chosen on val): mean per-case Dice {res.best['dice']:.4f} over "

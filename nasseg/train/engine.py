@@ -133,8 +133,7 @@ def train(arch: Any, data: DataConfig, cfg: TrainConfig, *, run_dir: Path | None
     try:
         engine = Engine(run, rt, model, arch_json, ds, data, cfg, run_dir=run_dir, hooks=hooks)
         if progress and run.plan is not None:
-            print(f"{run.plan.describe()}; validation every {engine.run.eval_every} epoch(s) "
-                  f"({engine.run.eval_every_source})", flush=True)
+            print(engine.run.describe(), flush=True)
         start = engine.restore(latest) if latest is not None else 1
         return engine.fit(start, progress, t_start)
     except TrainingFailed as err:

@@ -100,6 +100,14 @@ class ResolvedRun:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def describe(self) -> str | None:
+        """The 3D plan's line (:meth:`~nasseg.data.plan.Plan.describe`) with the validation
+        cadence; ``None`` without a plan."""
+        if self.plan is None:
+            return None
+        return (f"{self.plan.describe()}; validation every {self.eval_every} epoch"
+                f"{'' if self.eval_every == 1 else 's'} ({self.eval_every_source})")
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ResolvedRun:
         """The inverse of :meth:`to_dict` (lists back to tuples, the plan back to a :class:`Plan`)."""
