@@ -3,7 +3,8 @@
 Three things its evidence README states, measured from the files alone:
 
 1. **Near-duplicates across its split.** The split is remade from the study's split settings
-   as nasseg made it before families were grouped (``split_dataset(..., duplicates=False)``),
+   as nasseg made it before families were grouped (``split_dataset(..., duplicates=False)``;
+   ``--duplicates group``: as it makes it now, families kept on one side),
    checked against the split hash the README records and against the test cases of
    ``per_case.csv``, then the near-duplicate families of ``nasseg check`` are counted:
    test images with a family member in training (and in training or validation).
@@ -19,6 +20,9 @@ Usage::
     python benchmarks/recheck_busi_ablation.py reports/evidence/busi_skip_fusion_vs_concat/per_case.csv \\
         --data ../shared/data/busi_256 --data-size 128 --stratify 'regex:^(benign|malignant)' \
         --split-hash ba41fe3a62a2
+    python benchmarks/recheck_busi_ablation.py reports/evidence/busi_skip_fusion_vs_concat_grouped/per_case.csv \
+        --data ../shared/data/busi_256 --data-size 128 --stratify 'regex:^(benign|malignant)' \
+        --duplicates group --split-hash 9de1da1be4c8
 
 Prints Markdown.
 """
@@ -37,10 +41,11 @@ from nasseg.data.integrity import find_duplicates
 PARTS = ("train", "val", "test")
 
 
-def leaks(per_case: pd.DataFrame, data: str, size: int | None, cfg: SplitConfig, split_hash: str | None) -> list[str]:
+def leaks(per_case: pd.DataFrame, data: str, size: int | None, cfg: SplitConfig, split_hash: str | None,
+          grouped: bool = False) -> list[str]:
     """Test images of the run whose near-duplicate family reaches training (or validation)."""
     ds = load_dataset(resolve_data(data, size=size))
-    split = split_dataset(ds, cfg, duplicates=False)
+    split = split_dataset(ds, cfg, duplicates=grouped)
     if split_hash and split["hash"] != split_hash:
         sys.exit(f"the remade split has hash {split['hash']}, the run recorded {split_hash}: not the run's split")
     if set(split["test"]) != set(per_case["case"]):
@@ -101,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--split-seed", type=int, default=0, help="the study's split seed (default 0)")
     ap.add_argument("--stratify", default="presence", help="the study's split.stratify (default presence)")
     ap.add_argument("--split-hash", default=None, help="the split hash the run recorded (default: not checked)")
+    ap.add_argument("--duplicates", choices=("ignore", "group"), default="ignore",
+                    help="the run's split.duplicates: ignore (default: runs made before families were grouped) "
+                         "or group")
     ap.add_argument("--size", type=int, default=256, help="side of the scored images, for the HD95 penalty (default 256)")
     args = ap.parse_args(argv)
     per_case = pd.read_csv(args.per_case)
@@ -111,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.data:
         cfg = SplitConfig(seed=args.split_seed, stratify=args.stratify)
         lines += ["", "## Near-duplicates across the run's split", *leaks(per_case, args.data, args.data_size, cfg,
-                                                                                 args.split_hash)]
+                                                                                 args.split_hash,
+                                                                                 args.duplicates == "group")]
     print("\n".join(lines))
     return 0
 
