@@ -339,15 +339,19 @@ def report(arms: dict[str, dict], calib: dict | None, runs: list[dict], out: Pat
                       "and validation); compare such an arm by the in-budget table below."]
     lines += paired(arms)
     lines += ["", "Best val Dice among the epochs that ended within T CPU seconds (- = none yet), and the "
-              "share of the arm's wall time spent validating:", "",
+              "share of the arm's CPU time spent validating (wall time for arms that recorded no validation "
+              "CPU):", "",
               "| arm | " + " | ".join(f"T = {t:.0%} of the budget" for t in CHECKPOINTS) + " | validation share |",
               "|---|" + "---:|" * (len(CHECKPOINTS) + 1)]
     for name, a in arms.items():
         scale = a["cpu_budget_s"] / CHECKPOINTS[-1]
         best = [max((h["val_dice"] for h in a["history"] if h["cpu_s"] <= t * scale), default=None)
                 for t in CHECKPOINTS]
-        wall = sum(h["train_wall_s"] + h["eval_wall_s"] for h in a["history"])
-        share = sum(h["eval_wall_s"] for h in a["history"]) / wall if wall else 0.0
+        if all("val_cpu_s" in h for h in a["history"]):  # CPU of every epoch, validated or not
+            share = sum(h["val_cpu_s"] for h in a["history"]) / a["history"][-1]["cpu_s"]
+        else:  # arms that validated every epoch recorded wall time only
+            wall = sum(h["train_wall_s"] + h["eval_wall_s"] for h in a["history"])
+            share = sum(h["eval_wall_s"] for h in a["history"]) / wall if wall else 0.0
         lines.append(f"| {name} | " + " | ".join("-" if b is None else f"{b:.3f}" for b in best)
                      + f" | {share:.0%} |")
     lines += ["", "Per epoch (CPU seconds at the epoch's end: val Dice):", ""]

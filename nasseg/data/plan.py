@@ -74,12 +74,13 @@ START_VOXELS = 256 ** 3
 MIN_BATCH = 2
 CPU_STEP_SECONDS = 8.0
 """The default time budget (seconds) of one CPU training step at the run's thread count,
-unless ``data.plan.step_seconds`` sets one. Chosen with ``benchmarks/cpu_plan.py``
-(``reports/bench/volumetric/cpu_plan.md``): a CPU epoch of a whole-volume set is mostly
-sliding-window validation, so up to about this budget a bigger patch costs an epoch little
-more (left-atrium-sized volumes at 1 thread: ~213 s of estimated epoch for 128x96x64 and
-~215 s for 96x72x48, against ~543 s for the memory plan's 184x136x80), and a patch that sees
-more of the case learned faster per epoch there."""
+unless ``data.plan.step_seconds`` sets one. Measured with ``benchmarks/cpu_plan.py``
+(``reports/bench/volumetric/cpu_plan.md``; 1 thread, 1,200 CPU-s an arm, validation at the
+planned cadence): on left-atrium-sized volumes it plans 128x96x64 (trimmed from 152x104x64),
+which reached val / test Dice 0.863 / 0.884 and 0.869 / 0.875 on the two generated sets
+against 0.851 / 0.817 and 0.838 / 0.867 for a hand-picked 96x96x64 (one seed each). It does
+not bind on hippocampus (the whole median case takes ~0.7 s a step), where a hand-picked
+32^3 patch learned faster in 300 CPU-s (the report's table)."""
 CPU_GMACS = 22.0
 """Training throughput of one CPU thread the time estimate assumes, in GMAC/s (MACs as
 nasseg counts them, :mod:`nasseg.cost.meta`, times :data:`TRAIN_MACS_FACTOR`), unless
