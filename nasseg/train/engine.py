@@ -230,10 +230,10 @@ class Engine:
             bar.n = (start - 1) * len(self.feeder)
             for epoch in range(start, self.cfg.epochs + 1):
                 losses, n_images, seconds = self.train_epoch(epoch, bar)
-                ending = self._ending_reason() is not None or epoch == self.cfg.epochs
-                if ending or epoch % self.run.eval_every == 0:
+                ending = self._ending_reason()
+                if ending or epoch == self.cfg.epochs or epoch % self.run.eval_every == 0:
                     self.validate(epoch, losses, n_images, seconds, bar)
-                    self.stop_reason = self.stop_reason or self._ending_reason()
+                    self.stop_reason = self.stop_reason or ending
                 self.save_latest(epoch)
                 if self.stop_reason:
                     break
