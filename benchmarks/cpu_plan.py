@@ -471,6 +471,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.cmd == "report":
         write_report([Path(w) for w in args.work], Path(args.out))
     elif args.cmd == "arm":
+        if Path(args.json).exists():  # an earlier arm's result is never overwritten
+            print(f"{args.json}: exists (an earlier arm's result); choose another --json", file=sys.stderr)
+            return 2
         run_arm(args.arch, args.data, args.cpu_budget, Path(args.json), patch=args.patch,
                 step_seconds=args.step_seconds, seed=args.seed)
     else:
