@@ -224,25 +224,17 @@ def _hippocampus_like() -> SegDataset:
     return _shapes_only([(35 + a, 49 + b, 35 + c) for a, b, c in zip(*offsets)], (1.0, 1.0, 1.0))
 
 
-def test_small_cases_train_at_the_nearest_multiple_and_validate_whole_on_a_cpu(arch, tmp_path):
+def test_small_cases_train_at_the_nearest_multiple_on_a_cpu(arch, tmp_path):
     """nnU-Net rounds a small median case up (40 x 56 x 40 for 35 x 49 x 35: a third of each
-    patch is padding); on a CPU the plan trains at the nearest multiple (32 x 48 x 32) and
-    validates with the rounded-up case as its window; on a GPU it keeps nnU-Net's patch."""
+    patch is padding); on a CPU the plan trains and validates at the nearest multiple
+    (32 x 48 x 32); on a GPU, or with a patch the user sets, nnU-Net's patch stays."""
     ds = _hippocampus_like()
     assert tuple(int(m) for m in np.median(np.array(ds.shapes()), axis=0)) == (35, 49, 35)
     run = resolve_run(arch, ds, _data(tmp_path), TrainConfig(device="cpu", num_threads=1))
     plan = run.plan
     assert plan.limited_by == "median shape" and plan.step_seconds <= plan.time_budget_s
-    assert (plan.patch_size, plan.window_size) == ((32, 48, 32), (40, 56, 40))
-    assert (run.patch, run.window, run.input_shape) == ((32, 48, 32), (40, 56, 40), (1, 32, 48, 32))
-    assert "validation window (40, 56, 40)" in plan.describe()
-    assert plan.eval_case_seconds == pytest.approx(
-        round(forward_gmacs(arch, 1, 2, (40, 56, 40)) * 1.6 / CPU_GMACS, 1))  # one window covers the case
-    assert ResolvedRun.from_dict(json.loads(json.dumps(run.to_dict()))) == run
+    assert plan.patch_size == run.patch == run.window == (32, 48, 32) and run.input_shape == (1, 32, 48, 32)
     gpu = make_plan(arch, ds, device="cuda", data_cfg=_data(tmp_path, memory_mb=CPU_BUDGET_MB))
-    assert (gpu.patch_size, gpu.window_size) == ((40, 56, 40), None)
-    windowed = DataConfig(kind="decathlon", path=str(tmp_path), window_size=(48, 64, 48))
-    assert resolve_run(arch, ds, windowed, TrainConfig(device="cpu", num_threads=1)).window == (48, 64, 48)
+    assert gpu.patch_size == (40, 56, 40)
     set_patch = DataConfig(kind="decathlon", path=str(tmp_path), patch_size=(40, 56, 40))
-    kept = resolve_run(arch, ds, set_patch, TrainConfig(device="cpu", num_threads=1))
-    assert kept.patch == kept.window == (40, 56, 40) and kept.plan.window_size is None
+    assert resolve_run(arch, ds, set_patch, TrainConfig(device="cpu", num_threads=1)).patch == (40, 56, 40)

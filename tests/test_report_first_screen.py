@@ -25,13 +25,16 @@ CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "reports" / "browser" / "artifacts"
 
 
-def confirm_members(study, test_dice: dict[int, float], against: dict | None = None) -> None:
+def confirm_members(study, test_dice: dict[int, float], against: dict | None = None,
+                    extra: dict[int, dict] | None = None) -> None:
     """Store a confirmation record with the given test Dice per trial (what `nasseg confirm`
-    stores; the values are the test's, nothing is computed); ``against``: its --against part."""
+    stores; the values are the test's, nothing is computed); ``against``: its --against part,
+    ``extra``: per trial, the columns --against adds to a member."""
     values = {t.number: t.values for t in study.get_trials() if t.values}
     members = [{"trial": n, "arch_id": f"a{n:02d}", "val_dice": values[n][0], "test_dice": d,
                 "test_ci_low": d - 0.02, "test_ci_high": d + 0.02, "test_sd_seeds": 0.01, "n_seeds": 3,
-                "n_cases": 20, "on_val_front": True, "stays_on_front": True} for n, d in test_dice.items()]
+                "n_cases": 20, "on_val_front": True, "stays_on_front": True, **(extra or {}).get(n, {})}
+               for n, d in test_dice.items()]
     update_record(study, confirm={"seeds": 3, "epochs": 5, "selection": "pareto", "hv_val": 0.5, "hv_test": 0.45,
                                   "members": members, "against": against})
 
@@ -81,9 +84,28 @@ def test_the_verdict_against_a_preset_opens_the_search_report(tmp_path):
     verdict = "not found: the best member, trial_3, differs by -0.0100 [-0.0300, +0.0100] (Holm p 0.41)"
     confirm_members(study, {n: 0.5 for n in picked}, against={"name": "cmunext_s", "reference_trial": picked[0],
                                                              "verdict": verdict, "comparisons": []})
-    answer = answer_of(build_report(study).html)
+    html = build_report(study).html
+    answer = answer_of(html)
     assert f"Against cmunext_s (trial {picked[0]}, re-trained with the same seeds), at no higher cost: " in answer
     assert verdict in answer
+    confirmed = html.split('id="confirmed"', 1)[1].split("</table>", 1)[0]
+    assert "test Dice − cmunext_s [95% CI]" not in confirmed  # a record without the comparison columns
+
+
+def test_the_confirmed_table_shows_each_member_against_the_preset(tmp_path):
+    study = make_search_study(f"sqlite:///{tmp_path / 's.db'}")
+    ref, member = sorted({r.trial for r in choice_info(study).recommendations})[:2]
+    verdict = f"not found: no member costing no more than cmunext_s (trial {ref}) has a higher test Dice"
+    nan = float("nan")
+    confirm_members(study, {ref: 0.5, member: 0.51}, against={"name": "cmunext_s", "reference_trial": ref,
+                                                              "verdict": verdict},
+                    extra={ref: {"is_reference": True, "diff_vs_ref": nan, "diff_ci_low": nan, "diff_ci_high": nan,
+                                 "p_holm": nan},
+                           member: {"is_reference": False, "diff_vs_ref": 0.0123, "diff_ci_low": -0.0045,
+                                    "diff_ci_high": 0.0291, "p_holm": 0.187}})
+    confirmed = build_report(study).html.split('id="confirmed"', 1)[1].split("</table>", 1)[0]
+    assert "test Dice − cmunext_s [95% CI]" in confirmed and "Holm p" in confirmed and verdict in confirmed
+    assert ">reference<" in confirmed and "+0.0123 [-0.0045, +0.0291]" in confirmed and ">0.187<" in confirmed
 
 
 def test_the_ablation_report_opens_with_its_comparisons(tmp_path):

@@ -168,8 +168,10 @@ class DataConfig(Strict):
         path: dataset folder for ``folder`` and ``decathlon``.
         size: 2D: resize every image to this size (int = square); synthetic:
             the generated size. ``None`` keeps the native size (must be uniform).
-        patch_size: 3D training patch; ``None`` = the median volume shape rounded
-            up to what the network needs.
+        patch_size: 3D training patch; ``None`` = planned (:mod:`nasseg.data.plan`: the
+            median volume shape rounded up to what the network needs, shrunk to fit memory
+            and, on a CPU, a step time budget; on a CPU a small median case is rounded to
+            the nearest size multiple instead).
         window_size: sliding-window size for evaluating whole volumes (``None`` = the
             training patch). Along an axis where a volume (rounded up to what the
             network needs) is smaller, the window shrinks to it: small volumes are

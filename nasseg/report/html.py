@@ -247,6 +247,17 @@ def _confirm_section(study: optuna.Study, page: _Page) -> None:
              esc(f"{r['test_dice']:.4f} [{r['test_ci_low']:.4f}, {r['test_ci_high']:.4f}]"),
              esc(f"{r['test_sd_seeds']:.4f}" if pd.notna(r["test_sd_seeds"]) else "–"),
              esc(int(r["n_seeds"])), esc("yes" if r["stays_on_front"] else "no")] for _, r in conf.iterrows()]
+    against = info.get("against")
+    if against and "is_reference" in conf:
+        page.note(f"Against {against['name']} (trial {against['reference_trial']}, re-trained with the same seeds): "
+                  "only members costing no more than it were confirmed; each test Dice difference is paired on "
+                  f"seeds and test cases, Holm over the members. Verdict: {against['verdict']}.")
+        cols += [f"test Dice − {against['name']} [95% CI]", "Holm p"]
+        for row, (_, r) in zip(rows, conf.iterrows()):
+            ref = bool(r["is_reference"])
+            row += [esc("reference" if ref else f"{r['diff_vs_ref']:+.4f} [{r['diff_ci_low']:+.4f}, "
+                                                f"{r['diff_ci_high']:+.4f}]"),
+                    esc("–" if ref or pd.isna(r["p_holm"]) else f"{r['p_holm']:.3g}")]
     page.raw(_table(cols, rows, left={0, 1}))
 
 

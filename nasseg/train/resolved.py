@@ -116,7 +116,7 @@ class ResolvedRun:
             kw[k] = tuple(kw[k]) if kw.get(k) is not None else None
         if kw.get("plan") is not None:
             plan = dict(kw["plan"])
-            for k in ("target_spacing", "median_shape", "patch_size", "trimmed_from", "window_size"):
+            for k in ("target_spacing", "median_shape", "patch_size", "trimmed_from"):
                 if plan.get(k) is not None:
                     plan[k] = tuple(plan[k])
             kw["plan"] = Plan(**plan)
@@ -193,7 +193,7 @@ def resolve_run(arch: Any, ds: SegDataset, data: Any, cfg: Any, *, device: str |
     else:
         patch = _patch(data, ds, m, stages)
         batch, eval_batch = cfg.batch_size, cfg.eval_batch_size
-    window = tuple(data.window_size) if data.window_size and patch else ((plan and plan.window_size) or patch)
+    window = tuple(data.window_size) if data.window_size and patch else patch
     set_every = "eval_every" in getattr(cfg, "model_fields_set", ())
     if window and stages:
         check_divisible(window, stages, "data.window_size", how="choose a --window-size that is")
