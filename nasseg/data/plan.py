@@ -90,8 +90,9 @@ unless ``data.plan.step_seconds`` sets one. Measured with ``benchmarks/cpu_plan.
 planned cadence): on left-atrium-sized volumes it plans 128x96x64 (trimmed from 152x104x64),
 which reached val / test Dice 0.863 / 0.884 and 0.869 / 0.875 on the two generated sets
 against 0.851 / 0.817 and 0.838 / 0.867 for a hand-picked 96x96x64 (one seed each). It does
-not bind on hippocampus (the whole median case takes ~0.7 s a step), where a hand-picked
-32^3 patch learned faster in 300 CPU-s (the report's table)."""
+not bind on hippocampus (300 CPU-s an arm, 3 seeds), where the median case at the nearest
+multiple (32x48x32, see :func:`_fit_case`) reached test Dice 0.875 / 0.870 / 0.876 against
+0.865 / 0.878 / 0.876 for a hand-picked 32^3."""
 CPU_GMACS = 22.0
 """Training throughput of one CPU thread the time estimate assumes, in GMAC/s (MACs as
 nasseg counts them, :mod:`nasseg.cost.meta`, times :data:`TRAIN_MACS_FACTOR`), unless
