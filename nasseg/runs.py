@@ -58,13 +58,13 @@ class Run:
     result: Any = None
 
 
-def _train_or_continue(trainer: Trainer, writer: Any, arch: Any, data: Any, tcfg: Any, *, run_dir: Path | None,
-                       **kw: Any) -> Any:
+def train_or_continue(trainer: Trainer, note: Callable[..., Any], arch: Any, data: Any, tcfg: Any, *,
+                      run_dir: Path | None, **kw: Any) -> Any:
     """``trainer(...)``, continuing a killed run of the same settings from ``run_dir``'s
-    ``checkpoint_latest.pt`` (a study's run folder is its variant and seed, or its trial) at
-    the epoch after its last, as ``nasseg train --resume`` does; the trial records
-    ``resumed: True``. A killed run of other settings is trained anew, and the trial records
-    why (``resume_refused``)."""
+    ``checkpoint_latest.pt`` (a study's run folder is its variant and seed, its trial, or a
+    confirmation's member and seed) at the epoch after its last, as ``nasseg train --resume``
+    does, and calling ``note(resumed=True)``. A killed run of other settings is trained anew,
+    with ``note(resume_refused=why)`` (a trial's writer records either)."""
     from nasseg.train.result import can_resume  # lazy: torch; nasseg.ablation, which imports this module, is read without it
 
     if run_dir is None or not can_resume(run_dir):
@@ -74,9 +74,9 @@ def _train_or_continue(trainer: Trainer, writer: Any, arch: Any, data: Any, tcfg
     except ConfigError as err:
         if not str(err).startswith("--resume"):
             raise
-        writer.set(resume_refused=str(err))
+        note(resume_refused=str(err))
         return trainer(arch, data, tcfg, run_dir=run_dir, **kw)
-    writer.set(resumed=True)
+    note(resumed=True)
     return res
 
 
@@ -128,7 +128,7 @@ def train_and_record(writer: Any, arch: Any, data: Any, tcfg: Any, *, device: st
     t0 = time.perf_counter()
     with _Heartbeat(writer, min(heartbeat_s, PROGRESS_S), position):
         try:
-            res = _train_or_continue(trainer, writer, arch, data, tcfg, run_dir=run_dir, callback=on_epoch,
+            res = train_or_continue(trainer, writer.set, arch, data, tcfg, run_dir=run_dir, callback=on_epoch,
                                      progress=progress, on_step=on_step)
         except TrainingFailed as err:
             writer.set(train_seconds=time.perf_counter() - t0)

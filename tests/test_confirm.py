@@ -108,6 +108,37 @@ def test_two_confirms_at_once_write_each_pair_once(tmp_path: Path) -> None:
     assert len(trained) == 3  # each pair trained by one of the two processes
 
 
+def test_a_killed_confirmation_continues_its_pair_from_the_last_epoch(tmp_path: Path, monkeypatch) -> None:
+    """A pair killed while training (its run folder holds checkpoint_latest.pt) is continued
+    from its last epoch when `nasseg confirm` runs again, not trained from epoch 1."""
+    import nasseg.train as nt
+    from nasseg.train.engine import Hooks
+
+    class Killed(Exception):
+        pass
+
+    def kill_at_2(epoch: int) -> None:
+        if epoch == 2:
+            raise Killed
+
+    study_yaml = make_study(tmp_path, initial_archs=[arch_yaml(tmp_path, "small", 4)], budget={"trials": 1},
+                            data={"source": "synthetic", "n_cases": 12, "size": 32})
+    assert main(["search", str(study_yaml), "--no-progress"]) == 0
+    real = nt.train
+    monkeypatch.setattr(nt, "train", lambda *a, **kw: real(*a, **kw, hooks=Hooks(on_epoch_start=kill_at_2)))
+    with pytest.raises(Killed):
+        confirm_search(study_yaml, seeds=1, epochs=3, echo=lambda s: None)
+    run = next((tmp_path / "run" / "confirm").glob("trial_*-seed0"))
+    assert (run / "checkpoint_latest.pt").exists() and not (run / "metrics.json").exists()
+    started: list[int] = []
+    monkeypatch.setattr(nt, "train", lambda *a, **kw: real(*a, **kw, hooks=Hooks(on_epoch_start=started.append)))
+    said: list[str] = []
+    confirm_search(study_yaml, seeds=1, epochs=3, echo=said.append)
+    assert started == [2, 3] and f"{run.name.split('-')[0]} seed 0: continued from its last epoch" in said
+    assert list(pd.read_csv(run / "history.csv")["epoch"]) == [1, 2, 3]
+    assert len(pd.read_csv(tmp_path / "run" / "confirm" / "per_case.csv")) == 2  # 2 test cases, once
+
+
 def _seeded_study(tmp_path: Path, widths: dict[str, int], trials: int = 0):
     """A study whose trials are ``widths``' networks (the initial_archs, trained in order),
     with MACs and params as cost objectives; returns the study file and the arch files."""

@@ -27,7 +27,8 @@ Results go to the study's storage (``user_attrs["confirm"]``, read by ``nasseg p
 the report; ``against`` holds the reference, the comparisons and the verdict) and to
 ``<out>/confirm/`` (``per_case.csv``, the input of ``nasseg stats``; ``confirm.csv``; one run
 folder per member and seed). A killed confirmation resumes: pairs already in
-``per_case.csv`` are not re-trained.
+``per_case.csv`` are not re-trained, and a pair killed while training continues from its
+last epoch (``checkpoint_latest.pt``, :func:`nasseg.runs.train_or_continue`).
 
 Example:
     >>> res = confirm_search("studies/quickstart.yaml", seeds=3)   # doctest: +SKIP
@@ -48,7 +49,7 @@ import pandas as pd
 from nasseg.ablation.stats import MIN_MODEL_SEEDS, compare, holm, summarize_variant, tidy
 from nasseg.errors import ConfigError
 from nasseg.jsonsafe import json_safe
-from nasseg.runs import study_data
+from nasseg.runs import study_data, train_or_continue
 from nasseg.store import front, locate, objectives_of, study_record, trial_record, unique_feasible, update_record
 from nasseg.store.claims import job_lock, run_lock
 from nasseg.store.pareto import normalised_hypervolume, pareto_indices
@@ -176,8 +177,12 @@ def confirm_search(path: str | Path, *, seeds: int = 3, top: int | None = None, 
              for t in members}
 
     def run(name: str, seed: int) -> None:
-        res = train(archs[name], prep.setup.data, tcfg.model_copy(update={"seed": seed}),
-                    run_dir=out / f"{name}-seed{seed}", progress=progress)
+        def note(**what: Any) -> None:
+            echo(f"{name} seed {seed}: " + ("continued from its last epoch" if what.get("resumed")
+                                            else f"trained anew ({what.get('resume_refused')})"))
+
+        res = train_or_continue(train, note, archs[name], prep.setup.data, tcfg.model_copy(update={"seed": seed}),
+                                run_dir=out / f"{name}-seed{seed}", progress=progress)
         split_hashes.add(res.split["hash"])
         rows = pd.DataFrame([{"variant": name, "seed": seed, "case": r["case_id"], "class": r["class"],
                               **{m: r.get(m) for m in ("dice", "iou", "hd95", "assd", "nsd")}}
