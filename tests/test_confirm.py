@@ -59,9 +59,10 @@ def test_confirm_retrains_the_front_on_the_test_split(tmp_path: Path, capsys) ->
     assert "95% CI conditional on the trained networks (2 seeds" in html and "mixed model" not in html
     assert f"confirmed on test: {info['hv_test']:.4f}" in html  # the dashed line of the HV history
 
-    # resuming re-trains nothing
+    # resuming re-trains nothing, and still records the split the pairs were trained on
     assert main(["confirm", str(study_yaml), "--seeds", "2"]) == 0
     assert " seed " not in capsys.readouterr().out.split("confirming")[1].split("trial  ")[0]
+    assert open_result(study_yaml).user_attrs["confirm"]["split_hashes"] == info["split_hashes"]
 
 
 def test_pareto_says_when_the_front_changed_after_confirm(tmp_path: Path, capsys) -> None:

@@ -38,6 +38,7 @@ Example:
 """
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -169,7 +170,6 @@ def confirm_search(path: str | Path, *, seeds: int = 3, top: int | None = None, 
     tcfg = prep.setup.train
     if epochs is not None:
         tcfg = tcfg.model_copy(update={"epochs": epochs})
-    split_hashes = set()
     arms = (f"{len(members) - 1} members + the reference trial_{ref.number} ({against})" if ref
             else f"{len(members)} members")
     echo(f"confirming {arms} x {seeds} seeds of '{study.study_name}' on the test split ({tcfg.epochs} epochs each)")
@@ -183,7 +183,6 @@ def confirm_search(path: str | Path, *, seeds: int = 3, top: int | None = None, 
 
         res = train_or_continue(train, note, archs[name], prep.setup.data, tcfg.model_copy(update={"seed": seed}),
                                 run_dir=out / f"{name}-seed{seed}", progress=progress)
-        split_hashes.add(res.split["hash"])
         rows = pd.DataFrame([{"variant": name, "seed": seed, "case": r["case_id"], "class": r["class"],
                               **{m: r.get(m) for m in ("dice", "iou", "hd95", "assd", "nsd")}}
                              for r in res.test_per_case])
@@ -202,6 +201,8 @@ def confirm_search(path: str | Path, *, seeds: int = 3, top: int | None = None, 
                     if held and (name, seed) not in _done(csv):
                         run(name, seed)
     frame = tidy(pd.read_csv(csv).rename(columns={"case": "case_id"}).astype({"variant": str}))
+    split_hashes = {json.loads(f.read_text())["hash"] for name in archs for seed in range(seeds)
+                    if (f := out / f"{name}-seed{seed}" / "split.json").is_file()}  # this call's pairs and earlier ones
     rows = []
     for t in members:
         name = f"trial_{t.number}"
