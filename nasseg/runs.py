@@ -129,7 +129,7 @@ def train_and_record(writer: Any, arch: Any, data: Any, tcfg: Any, *, device: st
     with _Heartbeat(writer, min(heartbeat_s, PROGRESS_S), position):
         try:
             res = train_or_continue(trainer, writer.set, arch, data, tcfg, run_dir=run_dir, callback=on_epoch,
-                                     progress=progress, on_step=on_step)
+                                    progress=progress, on_step=on_step)
         except TrainingFailed as err:
             writer.set(train_seconds=time.perf_counter() - t0)
             return _fail(writer, err.reason, len(err.history) or len(history))
