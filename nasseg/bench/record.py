@@ -21,7 +21,9 @@ Output (``out``, default ``reports/bench/table``):
   test_dice, train_loss, seconds, params, gmacs, order`` plus, on every row, the
   architecture (``arch``, canonical JSON) and the space parameters that build it
   (``space_params``, JSON). Rows are appended (a gzip member) after each finished run,
-  so a killed recorder resumes at the next unfinished (arch, seed).
+  so a killed recorder resumes at the next unfinished (arch, seed). Recorders started side
+  by side with the same settings share the work: each (arch, seed) is trained by whichever
+  holds its lock file (``.<name>.locks/``, released by the kernel when a recorder dies).
 - ``<name>.json``: settings, split, versions and the planned architecture order.
 
 Example:
@@ -192,12 +194,8 @@ def append_rows(table: Path, rows: list[dict[str, Any]]) -> None:
 
 def record(cfg: RecordConfig, log: Any = print) -> Path:
     """Record (or resume) the table; returns its path."""
-    import torch  # lazy: CLI startup (torch; `nasseg --help` reads RecordConfig)
-
-    from nasseg.arch import build_model  # lazy: CLI startup (torch; `nasseg --help` reads RecordConfig)
     from nasseg.search.space_parse import load_space  # lazy: CLI startup (torch; `nasseg --help` reads RecordConfig)
-    from nasseg.train import train  # lazy: CLI startup (torch; `nasseg --help` reads RecordConfig)
-    from nasseg.train.evaluate import evaluate  # lazy: CLI startup (torch; `nasseg --help` reads RecordConfig)
+    from nasseg.store.claims import job_lock  # lazy: CLI startup (optuna; `nasseg --help` reads RecordConfig)
 
     for flag, value in (("--data", cfg.data), ("--space", cfg.space)):
         if not value:
@@ -234,34 +232,51 @@ def record(cfg: RecordConfig, log: Any = print) -> Path:
     archs = iter_archs(space, cfg.arch_seed, ds.in_channels, ds.out_channels, known)
     todo = ((k, a, s) for k, a in zip(range(cfg.n_archs), archs) for s in cfg.seeds
             if (a["arch_id"], s) not in done)
+    locks = out / f".{cfg.name}.locks"  # recorders started side by side share the work, as `nasseg confirm` does
     t_all, n_runs = time.perf_counter(), 0
     for k, a, seed in todo:
-        tcfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=seed,
-                           device="cpu", num_threads=1)
-        torch.manual_seed(seed)
-        model = build_model(a["arch"])
-        rows: list[dict[str, Any]] = []
-
-        def on_epoch(epoch: int, m: dict, model=model, rows=rows, a=a, k=k, seed=seed) -> bool:
-            summary, _ = evaluate(model, test_ds, device=torch.device("cpu"), hausdorff=False,
-                                  memory_format=torch.channels_last)
-            rows.append({"arch_id": a["arch_id"], "seed": seed, "epoch": epoch, "val_dice": m["dice"],
-                         "test_dice": summary["dice"], "train_loss": m["train_loss"],
-                         "seconds": m["seconds"], "params": a["params"], "gmacs": a["gmacs"], "order": k,
-                         "arch": json.dumps(a["arch"].canonical(), sort_keys=True),
-                         "space_params": json.dumps(a["space_params"], sort_keys=True)})
-            return False
-
-        t0 = time.perf_counter()
-        try:
-            train(model, data, tcfg, callback=on_epoch, progress=False)
-        except Exception as err:  # noqa: BLE001 - a failed run is logged and recorded as missing
-            log(f"run {a['arch_id']} seed {seed} failed: {type(err).__name__}: {err}")
-            continue
-        append_rows(table, rows)
+        with job_lock(locks / f"{a['arch_id']}-s{seed}.lock", wait=False) as mine:
+            if not mine or (a["arch_id"], seed) in done_runs(table)[0]:  # another recorder has it, or just finished it
+                continue
+            t0 = time.perf_counter()
+            try:
+                rows = _train_run(cfg, data, test_ds, k, a, seed)
+            except Exception as err:  # noqa: BLE001 - a failed run is logged and recorded as missing
+                log(f"run {a['arch_id']} seed {seed} failed: {type(err).__name__}: {err}")
+                continue
+            with job_lock(locks / "table.lock", wait=True):
+                append_rows(table, rows)
         n_runs += 1
         log(f"{time.strftime('%H:%M:%S')} arch {k} {a['arch_id']} seed {seed}: val {rows[-1]['val_dice']:.3f} "
             f"test {rows[-1]['test_dice']:.3f} {OBJECTIVES['params'].describe(a['params'])}, "
             f"{OBJECTIVES['macs'].describe(a['gmacs'])}, "
             f"{time.perf_counter() - t0:.1f} s (run {n_runs} here, {time.perf_counter() - t_all:.0f} s)")
     return table
+
+
+def _train_run(cfg: RecordConfig, data: Any, test_ds: Any, k: int, a: dict[str, Any], seed: int) -> list[dict[str, Any]]:
+    """Train one (architecture, seed) of the table; its rows, one per epoch."""
+    import torch  # lazy: CLI startup (torch; `nasseg --help` reads RecordConfig)
+
+    from nasseg.arch import build_model  # lazy: CLI startup (torch; `nasseg --help` reads RecordConfig)
+    from nasseg.train import train  # lazy: CLI startup (torch; `nasseg --help` reads RecordConfig)
+    from nasseg.train.evaluate import evaluate  # lazy: CLI startup (torch; `nasseg --help` reads RecordConfig)
+
+    tcfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=seed,
+                       device="cpu", num_threads=1)
+    torch.manual_seed(seed)
+    model = build_model(a["arch"])
+    rows: list[dict[str, Any]] = []
+
+    def on_epoch(epoch: int, m: dict) -> bool:
+        summary, _ = evaluate(model, test_ds, device=torch.device("cpu"), hausdorff=False,
+                              memory_format=torch.channels_last)
+        rows.append({"arch_id": a["arch_id"], "seed": seed, "epoch": epoch, "val_dice": m["dice"],
+                     "test_dice": summary["dice"], "train_loss": m["train_loss"],
+                     "seconds": m["seconds"], "params": a["params"], "gmacs": a["gmacs"], "order": k,
+                     "arch": json.dumps(a["arch"].canonical(), sort_keys=True),
+                     "space_params": json.dumps(a["space_params"], sort_keys=True)})
+        return False
+
+    train(model, data, tcfg, callback=on_epoch, progress=False)
+    return rows
