@@ -3,6 +3,8 @@
 - ``train``: nasseg's training loop against a plain PyTorch loop (:mod:`nasseg.bench.train`);
 - ``gpu``: the one-command device benchmark (:mod:`nasseg.bench.gpu`);
 - ``record``: the table of learning curves (:mod:`nasseg.bench.record`);
+- ``noise``: how well two training seeds of the table agree on the architectures' ranks
+  (:meth:`nasseg.bench.table.Table.seed_agreement`);
 - ``search``: search strategies replayed on that table (``--replay``, :mod:`nasseg.bench.replay`)
   or the default search against random search, live (:mod:`nasseg.bench.live`).
 
@@ -13,6 +15,7 @@ Examples::
     nasseg bench gpu --tiny --study studies/quickstart.yaml --out /tmp/b   # the same code on the CPU in seconds
     nasseg bench record --data ../shared/data/dsb2018_96 --space search_spaces/lightweight_2d.yaml \
         --archs 150 --seeds 0 1 --epochs 4 --log reports/bench/table/record.log
+    nasseg bench noise reports/bench/table/busi_64.csv.gz   # seed-to-seed Spearman per epoch
     nasseg bench search --replay           # every strategy on the recorded table, 100 seeds
 
 Every input is an argument; outputs go to ``--out`` or under the working directory.
@@ -35,12 +38,13 @@ DEFAULT_TABLE = "reports/bench/table/dsb2018_64.csv.gz"
 
 
 def register(sub: Any) -> None:
-    """Add ``nasseg bench`` and its four benchmarks to the command line."""
+    """Add ``nasseg bench`` and its benchmarks to the command line."""
     parser = sub.add_parser("bench", help="benchmarks that print numbers and save them under reports/bench/")
     bench = parser.add_subparsers(dest="bench", required=True, metavar="WHAT")
     _add_train(bench)
     _add_gpu(bench)
     _add_record(bench)
+    _add_noise(bench)
     _add_search(bench)
 
 
@@ -180,6 +184,28 @@ def _record(args: argparse.Namespace) -> int:
 
     path = record(cfg, log=log)
     log(f"table: {path}")
+    return 0
+
+
+def _add_noise(bench: Any) -> None:
+    p = bench.add_parser("noise", help="how well two training seeds of a recorded table rank its networks alike",
+                         description="Per epoch of a recorded table: Spearman's rho of validation Dice between "
+                                     "its first two training seeds over the architectures, with a bootstrap 95% "
+                                     "interval, and the share of runs that never predicted foreground.")
+    p.add_argument("table", nargs="?", default=DEFAULT_TABLE, help="a recorded .csv.gz table")
+    p.add_argument("--boot", type=int, default=2000, help="bootstrap resamples of the architectures")
+    p.set_defaults(func=_noise)
+
+
+def _noise(args: argparse.Namespace) -> int:
+    from nasseg.bench.table import Table  # lazy: CLI startup (pandas)
+
+    table = Table.load(args.table)
+    print(f"{args.table}: {len(table)} architectures with seeds {table.seeds[:2]}, {table.epochs} epochs\n")
+    print("| epoch | seed-to-seed Spearman rho (val Dice) | 95% bootstrap CI | runs without foreground |")
+    print("|---:|---:|---|---:|")
+    for r in table.seed_agreement(n_boot=args.boot):
+        print(f"| {r['epoch']} | {r['rho']:.2f} | [{r['lo']:.2f}, {r['hi']:.2f}] | {r['no_foreground']:.0%} |")
     return 0
 
 
