@@ -31,6 +31,7 @@ def test_confirm_retrains_the_front_on_the_test_split(tmp_path: Path, capsys) ->
     study = open_result(study_yaml)
     info = study.user_attrs["confirm"]
     assert info["seeds"] == 2 and 0 <= info["hv_test"] <= 1 and len(info["split_hashes"]) == 1
+    assert info["provenance"]["split_hash"] == info["split_hashes"][0]  # the one split every pair used
     per_case = pd.read_csv(tmp_path / "run" / "confirm" / "per_case.csv")
     members = {f"trial_{m['trial']}" for m in info["members"]}
     assert set(per_case["variant"]) == members and set(per_case["seed"]) == {0, 1}

@@ -233,11 +233,13 @@ def confirm_search(path: str | Path, *, seeds: int = 3, top: int | None = None, 
                         "costs": {n: v for n, v in zip(names, ref.values) if n != "dice"},
                         "comparisons": json_safe(diffs.to_dict(orient="records"))}
     table.to_csv(out / "confirm.csv", index=False)
+    prov = provenance(data=prep.setup.data, seeds=list(range(seeds)), device=tcfg.device)
+    prov["split_hash"] = next(iter(split_hashes)) if len(split_hashes) == 1 else None  # None: the pairs' splits differ
     update_record(study, confirm={
         "seeds": seeds, "epochs": tcfg.epochs, "selection": selection,
         "hv_val": hv_val, "hv_test": hv_test, "per_case_csv": str(csv), "split_hashes": sorted(split_hashes),
         "members": json_safe(table.to_dict(orient="records")), "against": against_info,
-        "provenance": json_safe(provenance(data=prep.setup.data, seeds=list(range(seeds)), device=tcfg.device))})
+        "provenance": json_safe(prov)})
     return ConfirmResult(table, hv_val, hv_test, out, verdict, ref.number if ref else None)
 
 
