@@ -86,7 +86,9 @@ def test_the_verdict_against_a_preset_opens_the_search_report(tmp_path):
                                                              "verdict": verdict, "comparisons": []})
     html = build_report(study).html
     answer = answer_of(html)
-    assert f"Against cmunext_s (trial {picked[0]}, re-trained with the same seeds), at no higher cost: " in answer
+    assert (f"nasseg confirm re-trained {len(picked) - 1} of them and cmunext_s with 3 seeds" in answer
+            and f"Against cmunext_s (trial {picked[0]}, re-trained with the same seeds: test Dice 0.5000 [95% CI "
+            in answer and "]), at no higher cost: " in answer)
     assert verdict in answer
     confirmed = html.split('id="confirmed"', 1)[1].split("</table>", 1)[0]
     assert "test Dice − cmunext_s [95% CI]" not in confirmed  # a record without the comparison columns

@@ -99,12 +99,19 @@ def search_answer(study: Any, h: Header, info: ChoiceInfo, confirmed: pd.DataFra
     conf = confirmed.set_index("trial") if confirmed is not None and not confirmed.empty else None
     if conf is not None:
         seeds = int(conf["n_seeds"].max())
-        what += (f" nasseg confirm re-trained {len(conf)} of them with {seeds} seeds and scored them once "
-                 f"on the {_cases(h, 'n_test')}test cases, which the search never saw.")
-        against = ((study_record(study) or StudyRecord()).confirm or {}).get("against")
+        against = ((study_record(study) or StudyRecord()).confirm or {}).get("against") or {}
+        ref = against.get("reference_trial")
+        has_ref = ref in conf.index  # the reference arm is re-trained beside the members, not one of them
+        what += (f" nasseg confirm re-trained {len(conf) - has_ref} of them"
+                 + (f" and {against['name']}" if has_ref else "")
+                 + f" with {seeds} seeds and scored them once on the {_cases(h, 'n_test')}test cases, "
+                 "which the search never saw.")
         if against:
-            what += (f" Against {against['name']} (trial {against['reference_trial']}, re-trained with the same "
-                     f"seeds), at no higher cost: {against['verdict']}.")
+            r = conf.loc[ref] if has_ref else None
+            score = (f": test Dice {r['test_dice']:.4f} [95% CI {r['test_ci_low']:.4f}, {r['test_ci_high']:.4f}]"
+                     if r is not None else "")
+            what += (f" Against {against['name']} (trial {ref}, re-trained with the same seeds{score}), "
+                     f"at no higher cost: {against['verdict']}.")
     by_trial = {m.trial: m for m in info.members}
     labels: dict[int, list[str]] = {}  # one row per network, with every reason it is recommended
     for r in info.recommendations:
