@@ -44,9 +44,13 @@ def test_dice_collapse_to_the_empty_prediction_value_fails():
     assert guard.empty_dice == 0.5
     guard.check_dice([{"epoch": 1, "dice": 0.5}, {"epoch": 2, "dice": 0.5}])  # never learned: not a collapse
     guard.check_dice([{"epoch": 1, "dice": 0.8}, {"epoch": 2, "dice": 0.6}])  # worse, not collapsed
-    with pytest.raises(TrainingFailed, match=r"collapsed at epoch 3 to 0\.500, the score of predicting "
-                                             r"nothing, after 0\.800 at epoch 1"):
-        guard.check_dice([{"epoch": 1, "dice": 0.8}, {"epoch": 2, "dice": 0.6}, {"epoch": 3, "dice": 0.5}])
+    # a transient collapse early in training is not a divergence (busi_256 at 96 px: 0.095, then nothing)
+    for n in (1, 2):
+        guard.check_dice([{"epoch": 1, "dice": 0.595}] + [{"epoch": 2 + i, "dice": 0.5} for i in range(n)])
+    guard.check_dice([{"epoch": e, "dice": d} for e, d in enumerate([0.595, 0.5, 0.5, 0.7, 0.5, 0.5], 1)])
+    with pytest.raises(TrainingFailed, match=r"collapsed to 0\.500, the score of predicting nothing, at epochs "
+                                             r"3-5, after 0\.800 at epoch 1"):
+        guard.check_dice([{"epoch": e, "dice": d} for e, d in enumerate([0.8, 0.6, 0.5, 0.5, 0.5], 1)])
 
 
 def test_lr_1e6_on_the_command_line_is_one_line_exit_2(tmp_path, capsys):
