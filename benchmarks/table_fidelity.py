@@ -25,18 +25,8 @@ import argparse
 
 import numpy as np
 import pandas as pd
-from scipy.stats import spearmanr
 
-from nasseg.bench.table import Table
-
-
-def boot_rho(x: np.ndarray, y: np.ndarray, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
-    """Spearman rho of ``x`` and ``y`` and its percentile-bootstrap 95% interval."""
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(x), size=(n_boot, len(x)))
-    boots = [spearmanr(x[i], y[i])[0] for i in idx]
-    lo, hi = np.nanpercentile(boots, [2.5, 97.5])
-    return float(spearmanr(x, y)[0]), float(lo), float(hi)
+from nasseg.bench.table import Table, spearman_ci
 
 
 def main() -> None:
@@ -54,9 +44,9 @@ def main() -> None:
           f"{a.seeds[:2]} and {b.seeds[:2]})\n")
     print("| | rho | 95% bootstrap CI |\n|---|---:|---|")
     for name, v in ((args.cheap, va), (args.dearer, vb)):
-        r, lo, hi = boot_rho(v[:, 0], v[:, 1])
+        r, lo, hi = spearman_ci(v[:, 0], v[:, 1])
         print(f"| seed 0 vs seed 1, {name} | {r:.2f} | [{lo:.2f}, {hi:.2f}] |")
-    r, lo, hi = boot_rho(va.mean(1), vb.mean(1))
+    r, lo, hi = spearman_ci(va.mean(1), vb.mean(1))
     print(f"| cheap vs dearer (2-seed means) | {r:.2f} | [{lo:.2f}, {hi:.2f}] |\n")
     print("| table | architectures' 2-seed means: min-max (SD) | seed SD of one run | training s per run: median, mean, max |")
     print("|---|---|---:|---|")

@@ -130,23 +130,32 @@ class Table:
             >>> round(t.seed_agreement(200)[0]["rho"], 2) > 0.9
             True
         """
-        from scipy.stats import rankdata  # lazy: only this summary needs scipy
-
         if len(self.seeds) < 2:
             raise ConfigError(f"{self.source}: one training seed recorded; seed agreement needs two")
-        rng = np.random.default_rng(rng_seed)
-        boot = rng.integers(0, len(self), size=(n_boot, len(self)))
-
-        def rho(a: np.ndarray, b: np.ndarray) -> np.ndarray:  # Spearman along the last axis
-            ra, rb = rankdata(a, axis=-1), rankdata(b, axis=-1)
-            ra, rb = ra - ra.mean(-1, keepdims=True), rb - rb.mean(-1, keepdims=True)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                return (ra * rb).sum(-1) / np.sqrt((ra ** 2).sum(-1) * (rb ** 2).sum(-1))
-
         out = []
         for e in range(self.epochs):
-            a, b = self.val[:, 0, e], self.val[:, 1, e]
-            lo, hi = np.nanpercentile(rho(a[boot], b[boot]), [2.5, 97.5])
-            out.append({"epoch": e + 1, "archs": len(self), "rho": float(rho(a, b)), "lo": float(lo), "hi": float(hi),
+            rho, lo, hi = spearman_ci(self.val[:, 0, e], self.val[:, 1, e], n_boot, rng_seed)
+            out.append({"epoch": e + 1, "archs": len(self), "rho": rho, "lo": lo, "hi": hi,
                         "no_foreground": float((self.val[:, :2, e] < 0.01).mean())})
         return out
+
+
+def spearman_ci(x: np.ndarray, y: np.ndarray, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """Spearman's rho of paired scores and its percentile-bootstrap 95% interval (pairs
+    resampled with replacement ``n_boot`` times; ties ranked by their average).
+
+    Example:
+        >>> spearman_ci(np.arange(10.0), np.arange(10.0)[::-1], 100)
+        (-1.0, -1.0, -1.0)
+    """
+    from scipy.stats import rankdata  # lazy: only this summary needs scipy
+
+    def rho(a: np.ndarray, b: np.ndarray) -> np.ndarray:  # Spearman along the last axis
+        ra, rb = rankdata(a, axis=-1), rankdata(b, axis=-1)
+        ra, rb = ra - ra.mean(-1, keepdims=True), rb - rb.mean(-1, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (ra * rb).sum(-1) / np.sqrt((ra ** 2).sum(-1) * (rb ** 2).sum(-1))
+
+    boot = np.random.default_rng(seed).integers(0, len(x), size=(n_boot, len(x)))
+    lo, hi = np.nanpercentile(rho(x[boot], y[boot]), [2.5, 97.5])
+    return float(rho(x, y)), float(lo), float(hi)
